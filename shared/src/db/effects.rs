@@ -1,0 +1,325 @@
+//! Queries on the `effects` table: planning, the dispatcher's claims, the handlers' state
+//! transitions, the recovery sweep, and the operator's list/retry/cancel.
+//!
+//! Every transition is a conditional `update … where state = …`, so two replicas (or a
+//! job that runs twice) can never both move a row.
+
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+use sqlx::{FromRow, PgConnection, PgExecutor};
+use uuid::Uuid;
+
+use crate::effects::{EffectKind, EffectState};
+
+/// An effect to plan.
+#[derive(Debug, Clone)]
+pub struct NewEffect {
+    pub account_id: Uuid,
+    pub kind: EffectKind,
+    pub queue: String,
+    pub idempotency_key: String,
+    pub payload: Value,
+    pub due_at: DateTime<Utc>,
+}
+
+/// Plans an effect; `None` when one with the same idempotency key already exists.
+pub async fn plan(conn: &mut PgConnection, effect: &NewEffect) -> Result<Option<Uuid>, sqlx::Error> {
+    sqlx::query_scalar(
+        "insert into effects (account_id, kind, queue, idempotency_key, payload, due_at, next_attempt_at)
+         values ($1, $2, $3, $4, $5, $6, $6)
+         on conflict (idempotency_key) do nothing
+         returning id",
+    )
+    .bind(effect.account_id)
+    .bind(effect.kind.as_str())
+    .bind(&effect.queue)
+    .bind(&effect.idempotency_key)
+    .bind(&effect.payload)
+    .bind(effect.due_at)
+    .fetch_optional(conn)
+    .await
+}
+
+/// Takes a transaction-scoped lock on dispatching `queue`: only one replica dispatches a
+/// queue at a time, which keeps its Redis window exact.
+pub async fn try_lock_queue(conn: &mut PgConnection, queue: &str) -> Result<bool, sqlx::Error> {
+    sqlx::query_scalar("select pg_try_advisory_xact_lock(hashtext('herald.dispatch.' || $1))")
+        .bind(queue)
+        .fetch_one(conn)
+        .await
+}
+
+/// Rows of `queue` currently waiting in Redis.
+pub async fn count_queued(conn: &mut PgConnection, queue: &str) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar("select count(*) from effects where queue = $1 and state = 'queued'")
+        .bind(queue)
+        .fetch_one(conn)
+        .await
+}
+
+/// A row the dispatcher claimed.
+#[derive(Debug, Clone, FromRow)]
+pub struct Claimed {
+    pub id: Uuid,
+    /// How many times the row has been pushed, this push included.
+    pub dispatches: i32,
+}
+
+/// Claims up to `limit` due rows of `queue`, oldest due first, and marks them `queued`.
+/// `skip locked` lets other replicas claim other rows meanwhile.
+pub async fn claim_due(
+    conn: &mut PgConnection,
+    queue: &str,
+    limit: i64,
+) -> Result<Vec<Claimed>, sqlx::Error> {
+    sqlx::query_as(
+        "update effects set state = 'queued', queued_at = now(), dispatches = dispatches + 1
+         where id in (
+             select id from effects
+             where queue = $1 and state in ('planned', 'retrying') and next_attempt_at <= now()
+             order by next_attempt_at
+             limit $2
+             for update skip locked)
+         returning id, dispatches",
+    )
+    .bind(queue)
+    .bind(limit)
+    .fetch_all(conn)
+    .await
+}
+
+/// The earliest time a planned row of `queue` becomes due, if any.
+pub async fn next_due(
+    executor: impl PgExecutor<'_>,
+    queue: &str,
+) -> Result<Option<DateTime<Utc>>, sqlx::Error> {
+    sqlx::query_scalar(
+        "select min(next_attempt_at) from effects
+         where queue = $1 and state in ('planned', 'retrying')",
+    )
+    .bind(queue)
+    .fetch_one(executor)
+    .await
+}
+
+/// A row a handler has started: moved to `sending`, its attempt counted.
+#[derive(Debug, Clone, FromRow)]
+pub struct Started {
+    pub id: Uuid,
+    pub account_id: Uuid,
+    pub kind: String,
+    pub payload: Value,
+    pub attempts: i32,
+    /// When the attempt became due: `next_attempt_at` before this start.
+    pub due: DateTime<Utc>,
+}
+
+/// Moves a `queued` row to `sending`. `None` means someone else has it (or it was canceled):
+/// the job must do nothing.
+pub async fn start_sending(
+    executor: impl PgExecutor<'_>,
+    id: Uuid,
+) -> Result<Option<Started>, sqlx::Error> {
+    sqlx::query_as(
+        "update effects set state = 'sending', sending_at = now(), attempts = attempts + 1
+         where id = $1 and state = 'queued'
+         returning id, account_id, kind, payload, attempts, next_attempt_at as due",
+    )
+    .bind(id)
+    .fetch_optional(executor)
+    .await
+}
+
+/// Records the outcome of a send that worked (`sent` or `sandboxed`).
+pub async fn finish_sent(
+    executor: impl PgExecutor<'_>,
+    id: Uuid,
+    state: EffectState,
+    provider_id: Option<&str>,
+) -> Result<bool, sqlx::Error> {
+    let done = sqlx::query(
+        "update effects set state = $2, provider_id = $3, finished_at = now(), last_error = null
+         where id = $1 and state = 'sending'",
+    )
+    .bind(id)
+    .bind(state.as_str())
+    .bind(provider_id)
+    .execute(executor)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Records a retryable failure; the dispatcher picks the row up again at `next_attempt_at`.
+pub async fn schedule_retry(
+    executor: impl PgExecutor<'_>,
+    id: Uuid,
+    error: &str,
+    next_attempt_at: DateTime<Utc>,
+) -> Result<bool, sqlx::Error> {
+    let done = sqlx::query(
+        "update effects set state = 'retrying', last_error = $2, next_attempt_at = $3
+         where id = $1 and state = 'sending'",
+    )
+    .bind(id)
+    .bind(error)
+    .bind(next_attempt_at)
+    .execute(executor)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Records a final failure: `failed` (permanent error) or `dead` (attempts exhausted).
+pub async fn finish_failed(
+    executor: impl PgExecutor<'_>,
+    id: Uuid,
+    state: EffectState,
+    error: &str,
+) -> Result<bool, sqlx::Error> {
+    let done = sqlx::query(
+        "update effects set state = $2, last_error = $3, finished_at = now()
+         where id = $1 and state = 'sending'",
+    )
+    .bind(id)
+    .bind(state.as_str())
+    .bind(error)
+    .execute(executor)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Rows queued longer than `older_than_secs` (Redis flushed, a worker killed before it
+/// started them) go back to `planned`. A stale Redis copy that turns up later finds the row
+/// no longer `queued` and does nothing.
+pub async fn requeue_stale(
+    executor: impl PgExecutor<'_>,
+    older_than_secs: f64,
+) -> Result<u64, sqlx::Error> {
+    let done = sqlx::query(
+        "update effects set state = 'planned', next_attempt_at = now(),
+             last_error = 'dispatched again: not picked up from Redis in time'
+         where state = 'queued' and queued_at < now() - make_interval(secs => $1)",
+    )
+    .bind(older_than_secs)
+    .execute(executor)
+    .await?;
+    Ok(done.rows_affected())
+}
+
+/// Rows of `kind` in `sending` for longer than `older_than_secs`: the worker died between
+/// handing the message over and recording it. Whether the provider has it cannot be known
+/// (SMTP offers no lookup), so the row becomes `unknown`, visibly, for an operator to re-run
+/// or leave.
+pub async fn resolve_stuck_sending(
+    executor: impl PgExecutor<'_>,
+    kind: EffectKind,
+    older_than_secs: f64,
+) -> Result<u64, sqlx::Error> {
+    let done = sqlx::query(
+        "update effects set state = 'unknown', finished_at = now(),
+             last_error = 'worker stopped while sending; the provider may or may not have it'
+         where state = 'sending' and kind = $1 and sending_at < now() - make_interval(secs => $2)",
+    )
+    .bind(kind.as_str())
+    .bind(older_than_secs)
+    .execute(executor)
+    .await?;
+    Ok(done.rows_affected())
+}
+
+/// One effect as operators see it.
+#[derive(Debug, Clone, FromRow)]
+pub struct EffectRow {
+    pub id: Uuid,
+    pub kind: String,
+    pub queue: String,
+    pub state: String,
+    pub idempotency_key: String,
+    pub due_at: DateTime<Utc>,
+    pub next_attempt_at: DateTime<Utc>,
+    pub attempts: i32,
+    pub last_error: Option<String>,
+    pub provider_id: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub finished_at: Option<DateTime<Utc>>,
+}
+
+const EFFECT_COLUMNS: &str = "id, kind, queue, state, idempotency_key, due_at, next_attempt_at,
+    attempts, last_error, provider_id, created_at, updated_at, finished_at";
+
+/// Filters and keyset position of a page of effects, newest first.
+#[derive(Debug, Clone, Default)]
+pub struct ListFilter {
+    pub state: Option<EffectState>,
+    pub kind: Option<EffectKind>,
+    /// Continue after this (created_at, id).
+    pub after: Option<(DateTime<Utc>, Uuid)>,
+    pub limit: i64,
+}
+
+/// A page of the account's effects.
+pub async fn list(
+    executor: impl PgExecutor<'_>,
+    account_id: Uuid,
+    filter: &ListFilter,
+) -> Result<Vec<EffectRow>, sqlx::Error> {
+    let (after_at, after_id) = filter.after.unzip();
+    sqlx::query_as(&format!(
+        "select {EFFECT_COLUMNS} from effects
+         where account_id = $1
+           and ($2::text is null or state = $2)
+           and ($3::text is null or kind = $3)
+           and ($4::timestamptz is null or (created_at, id) < ($4, $5))
+         order by created_at desc, id desc
+         limit $6"
+    ))
+    .bind(account_id)
+    .bind(filter.state.map(EffectState::as_str))
+    .bind(filter.kind.map(EffectKind::as_str))
+    .bind(after_at)
+    .bind(after_id)
+    .bind(filter.limit)
+    .fetch_all(executor)
+    .await
+}
+
+/// One of the account's effects.
+pub async fn get(
+    executor: impl PgExecutor<'_>,
+    account_id: Uuid,
+    id: Uuid,
+) -> Result<Option<EffectRow>, sqlx::Error> {
+    sqlx::query_as(&format!(
+        "select {EFFECT_COLUMNS} from effects where account_id = $1 and id = $2"
+    ))
+    .bind(account_id)
+    .bind(id)
+    .fetch_optional(executor)
+    .await
+}
+
+/// Moves one of the account's effects from any of `from` to `to`, due now with fresh
+/// attempts when it is re-planned. `None` when no such row is in one of those states.
+pub async fn transition(
+    executor: impl PgExecutor<'_>,
+    account_id: Uuid,
+    id: Uuid,
+    from: &[EffectState],
+    to: EffectState,
+) -> Result<Option<EffectRow>, sqlx::Error> {
+    let from: Vec<&str> = from.iter().map(|state| state.as_str()).collect();
+    sqlx::query_as(&format!(
+        "update effects set state = $4,
+             attempts = case when $4 = 'planned' then 0 else attempts end,
+             next_attempt_at = case when $4 = 'planned' then now() else next_attempt_at end,
+             finished_at = case when $4 = 'canceled' then now() else null end
+         where account_id = $1 and id = $2 and state = any($3)
+         returning {EFFECT_COLUMNS}"
+    ))
+    .bind(account_id)
+    .bind(id)
+    .bind(&from)
+    .bind(to.as_str())
+    .fetch_optional(executor)
+    .await
+}

@@ -1,0 +1,46 @@
+//! PostgreSQL access: connecting, migrations, and one module of query functions per table.
+//! Functions take an executor (`&PgPool`, `&mut PgConnection` or a transaction), so the
+//! caller owns the transaction.
+//!
+//! Queries are checked at run time by the integration tests rather than at compile time,
+//! so building Herald needs no database.
+
+pub mod effects;
+
+use std::time::Duration;
+
+use secrecy::ExposeSecret;
+use sqlx::PgPool;
+use sqlx::migrate::Migrator;
+use sqlx::postgres::PgPoolOptions;
+
+use crate::config::DatabaseConfig;
+
+/// The schema, from `migrations/`; run by `herald-api migrate`.
+pub static MIGRATOR: Migrator = sqlx::migrate!("../migrations");
+
+/// Opens a pool; fails fast when the server is not reachable.
+pub async fn connect(config: &DatabaseConfig) -> Result<PgPool, sqlx::Error> {
+    PgPoolOptions::new()
+        .max_connections(config.max_connections)
+        .acquire_timeout(Duration::from_secs(5))
+        .connect(config.url.expose_secret())
+        .await
+}
+
+/// True when the database answers a trivial query.
+pub async fn is_reachable(pool: &PgPool) -> bool {
+    sqlx::query("select 1").execute(pool).await.is_ok()
+}
+
+/// Maps a unique-violation on `constraint` to `Ok(None)`; other errors pass through.
+pub fn on_unique_violation<T>(
+    result: Result<T, sqlx::Error>,
+    constraint: &str,
+) -> Result<Option<T>, sqlx::Error> {
+    match result {
+        Ok(value) => Ok(Some(value)),
+        Err(sqlx::Error::Database(err)) if err.constraint() == Some(constraint) => Ok(None),
+        Err(err) => Err(err),
+    }
+}

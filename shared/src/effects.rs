@@ -1,0 +1,150 @@
+//! Effects: the outbound things Herald does for users (an e-mail now; SMS, calendar syncs and
+//! LLM calls later), their kinds, states and payloads. The rows live in the `effects` table
+//! (`db::effects`); Redis only ever carries their ids.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+/// What an effect does; each kind has its own queue and settings in `jobs.toml`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EffectKind {
+    /// An e-mail over SMTP (sandboxed when no SMTP host is configured).
+    Email,
+}
+
+impl EffectKind {
+    /// Every kind, for validation of `jobs.toml`.
+    pub const ALL: [Self; 1] = [Self::Email];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Email => "email",
+        }
+    }
+
+    /// The known kinds, comma-separated, for error messages.
+    pub fn names() -> String {
+        Self::ALL.map(Self::as_str).join(", ")
+    }
+}
+
+impl fmt::Display for EffectKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for EffectKind {
+    type Err = UnknownName;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::ALL.into_iter().find(|kind| kind.as_str() == s).ok_or(UnknownName)
+    }
+}
+
+/// A string that names no known kind or state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("unknown name")]
+pub struct UnknownName;
+
+/// Where an effect is in its life; see the `effects` migration for each meaning.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EffectState {
+    Planned,
+    Queued,
+    Sending,
+    Sent,
+    Sandboxed,
+    Retrying,
+    Failed,
+    Dead,
+    Unknown,
+    Canceled,
+}
+
+impl EffectState {
+    pub const ALL: [Self; 10] = [
+        Self::Planned,
+        Self::Queued,
+        Self::Sending,
+        Self::Sent,
+        Self::Sandboxed,
+        Self::Retrying,
+        Self::Failed,
+        Self::Dead,
+        Self::Unknown,
+        Self::Canceled,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Planned => "planned",
+            Self::Queued => "queued",
+            Self::Sending => "sending",
+            Self::Sent => "sent",
+            Self::Sandboxed => "sandboxed",
+            Self::Retrying => "retrying",
+            Self::Failed => "failed",
+            Self::Dead => "dead",
+            Self::Unknown => "unknown",
+            Self::Canceled => "canceled",
+        }
+    }
+
+    /// States an operator may re-run: the effect ended without being delivered.
+    pub const RETRYABLE_BY_OPERATOR: [Self; 3] = [Self::Failed, Self::Dead, Self::Unknown];
+
+    /// States that can still be canceled: nothing has been handed to a provider.
+    pub const CANCELABLE: [Self; 3] = [Self::Planned, Self::Queued, Self::Retrying];
+}
+
+impl fmt::Display for EffectState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for EffectState {
+    type Err = UnknownName;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::ALL.into_iter().find(|state| state.as_str() == s).ok_or(UnknownName)
+    }
+}
+
+/// The payload of an `email` effect: everything needed to send it again, unchanged.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EmailPayload {
+    pub to: String,
+    pub subject: String,
+    pub text: String,
+}
+
+/// The apalis task: only the id of the effect row. Handlers re-read the row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EffectTask {
+    pub effect_id: uuid::Uuid,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kinds_and_states_round_trip_through_their_names() {
+        for kind in EffectKind::ALL {
+            assert_eq!(kind.as_str().parse::<EffectKind>(), Ok(kind));
+        }
+        for state in EffectState::ALL {
+            assert_eq!(state.as_str().parse::<EffectState>(), Ok(state));
+            let json = serde_json::to_string(&state).unwrap();
+            assert_eq!(json, format!("\"{state}\""));
+        }
+        assert!("fax".parse::<EffectKind>().is_err());
+    }
+}

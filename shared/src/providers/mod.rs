@@ -1,0 +1,4 @@
+//! Clients for the outside services Herald calls, each with a sandbox mode and an error
+//! type that says whether a failure is worth retrying.
+
+pub mod email;

@@ -1,0 +1,57 @@
+//! What every part of the worker shares: connections, configuration, the mailer, and the
+//! liveness of each apalis worker.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+use herald_shared::config::Config;
+use herald_shared::jobs_config::JobsConfig;
+use herald_shared::providers::email::Mailer;
+use redis::aio::ConnectionManager;
+use sqlx::PgPool;
+
+/// Shared by the dispatcher, the handlers, the sweep and the health server.
+#[derive(Clone)]
+pub struct WorkerContext {
+    pub db: PgPool,
+    pub redis: ConnectionManager,
+    pub config: Arc<Config>,
+    pub jobs: Arc<JobsConfig>,
+    pub mailer: Mailer,
+    pub liveness: Liveness,
+    /// This replica's name in worker names and logs.
+    pub replica: String,
+}
+
+impl WorkerContext {
+    /// The Redis name of a Herald queue: the configured key prefix keeps deployments (and
+    /// test runs) sharing one Redis apart.
+    pub fn redis_queue(&self, queue: &str) -> String {
+        format!("{}{queue}", self.config.redis.key_prefix)
+    }
+}
+
+/// Whether each queue's apalis worker is running; `/healthz` fails while one is down.
+#[derive(Clone, Default)]
+pub struct Liveness(Arc<Mutex<BTreeMap<String, bool>>>);
+
+impl Liveness {
+    pub fn set(&self, queue: &str, alive: bool) {
+        if let Ok(mut map) = self.0.lock() {
+            map.insert(queue.to_owned(), alive);
+        }
+    }
+
+    /// Queues whose worker is not running.
+    pub fn down(&self) -> Vec<String> {
+        self.0
+            .lock()
+            .map(|map| map.iter().filter(|(_, alive)| !**alive).map(|(q, _)| q.clone()).collect())
+            .unwrap_or_default()
+    }
+}
+
+/// Resolves once the shutdown flag is set (or its sender is gone).
+pub async fn stopped(shutdown: &mut tokio::sync::watch::Receiver<bool>) {
+    let _ = shutdown.wait_for(|stop| *stop).await;
+}

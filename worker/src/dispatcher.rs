@@ -1,0 +1,147 @@
+//! The dispatcher: moves due effect rows from PostgreSQL to their apalis queue in Redis.
+//!
+//! Every replica runs one. Per queue, a round takes a transaction-scoped advisory lock (one
+//! replica dispatches a queue at a time), counts the rows already waiting in Redis, claims at
+//! most `min(batch, window − waiting)` due rows with `for update skip locked`, pushes their ids
+//! and commits. So Redis never holds more than the window, however many rows are due.
+//! It sleeps until a `herald_effects` notification (new or re-planned work), the next due
+//! time, or a 5 s safety tick — no busy polling; while a window is full it checks again
+//! every 50 ms.
+
+use std::time::Duration;
+
+use apalis::prelude::{TaskBuilder, TaskSink};
+use apalis_redis::RedisStorage;
+use chrono::Utc;
+use futures::stream;
+use herald_shared::db::effects;
+use herald_shared::effects::EffectTask;
+use herald_shared::jobs_config::JobSettings;
+use sqlx::postgres::PgListener;
+use tokio::sync::watch;
+
+use crate::context::WorkerContext;
+use crate::queue::queue_config;
+
+/// The notification channel written by the `effects` triggers.
+pub const CHANNEL: &str = "herald_effects";
+const SAFETY_TICK: Duration = Duration::from_secs(5);
+const WINDOW_FULL_RECHECK: Duration = Duration::from_millis(50);
+
+/// What one round did for one queue.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Round {
+    pub pushed: usize,
+    /// More due rows may be waiting: run another round at once.
+    pub more: bool,
+    /// The window is full (or another replica holds the queue): check again soon.
+    pub blocked: bool,
+}
+
+/// Dispatches until `shutdown` turns true.
+pub async fn run(ctx: WorkerContext, mut shutdown: watch::Receiver<bool>) {
+    let mut listener = match listen(&ctx).await {
+        Ok(listener) => Some(listener),
+        Err(err) => {
+            tracing::error!(error = %err, "cannot LISTEN; dispatching on the safety tick only");
+            None
+        }
+    };
+    let queues: Vec<JobSettings> = ctx.jobs.all().cloned().collect();
+    loop {
+        let mut more = false;
+        let mut blocked = false;
+        for settings in &queues {
+            match dispatch_round(&ctx, settings).await {
+                Ok(round) => {
+                    more |= round.more;
+                    blocked |= round.blocked;
+                }
+                Err(err) => tracing::error!(queue = %settings.queue, error = %err, "dispatch failed"),
+            }
+        }
+        if *shutdown.borrow() {
+            return;
+        }
+        if more {
+            tokio::task::yield_now().await;
+            continue;
+        }
+        let wait = if blocked { WINDOW_FULL_RECHECK } else { until_next_due(&ctx, &queues).await };
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = crate::context::stopped(&mut shutdown) => return,
+            notified = recv(&mut listener) => {
+                if let Err(err) = notified {
+                    tracing::warn!(error = %err, "LISTEN connection lost; reconnecting");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    listener = listen(&ctx).await.ok();
+                }
+            }
+        }
+    }
+}
+
+async fn listen(ctx: &WorkerContext) -> Result<PgListener, sqlx::Error> {
+    let mut listener = PgListener::connect_with(&ctx.db).await?;
+    listener.listen(CHANNEL).await?;
+    Ok(listener)
+}
+
+async fn recv(listener: &mut Option<PgListener>) -> Result<(), sqlx::Error> {
+    match listener {
+        Some(listener) => listener.recv().await.map(|_| ()),
+        None => std::future::pending().await,
+    }
+}
+
+async fn until_next_due(ctx: &WorkerContext, queues: &[JobSettings]) -> Duration {
+    let mut wait = SAFETY_TICK;
+    for settings in queues {
+        if let Ok(Some(due)) = effects::next_due(&ctx.db, &settings.queue).await {
+            let until = (due - Utc::now()).to_std().unwrap_or_default();
+            wait = wait.min(until);
+        }
+    }
+    wait
+}
+
+/// One dispatch round for one queue.
+pub async fn dispatch_round(ctx: &WorkerContext, settings: &JobSettings) -> anyhow::Result<Round> {
+    let mut tx = ctx.db.begin().await?;
+    if !effects::try_lock_queue(&mut tx, &settings.queue).await? {
+        return Ok(Round { blocked: true, ..Round::default() });
+    }
+    let waiting = effects::count_queued(&mut tx, &settings.queue).await?;
+    let room = i64::from(settings.window) - waiting;
+    metrics::gauge!("herald_queue_window_used", "queue" => settings.queue.clone()).set(waiting as f64);
+    if room <= 0 {
+        return Ok(Round { blocked: true, ..Round::default() });
+    }
+    let limit = room.min(i64::from(ctx.config.worker.dispatch_batch));
+    let claimed = effects::claim_due(&mut tx, &settings.queue, limit).await?;
+    if claimed.is_empty() {
+        return Ok(Round::default());
+    }
+    let tasks: Vec<_> = claimed
+        .iter()
+        .map(|row| {
+            // Same key for the same dispatch: if the commit below fails after the push, the
+            // next claim of this row re-uses the key and Redis drops the duplicate push.
+            TaskBuilder::new(EffectTask { effect_id: row.id })
+                .idempotency_key(format!("{}:{}", row.id, row.dispatches))
+                .build()
+        })
+        .collect();
+    let mut storage = RedisStorage::<EffectTask>::new(ctx.redis.clone())
+        .with_config(queue_config(ctx, settings));
+    storage
+        .push_all(stream::iter(tasks))
+        .await
+        .map_err(|err| anyhow::anyhow!("push to Redis: {err}"))?;
+    tx.commit().await?;
+    let pushed = claimed.len();
+    metrics::counter!("herald_effects_dispatched_total", "queue" => settings.queue.clone())
+        .increment(pushed as u64);
+    Ok(Round { pushed, more: i64::try_from(pushed).unwrap_or(i64::MAX) == limit, blocked: false })
+}

@@ -1,0 +1,20 @@
+//! The `email` kind: one e-mail over SMTP, or recorded in sandbox mode.
+
+use herald_shared::db::effects::Started;
+use herald_shared::effects::EmailPayload;
+use herald_shared::providers::email::{Delivery, EmailError};
+
+use super::{JobError, Outcome};
+use crate::context::WorkerContext;
+
+/// Sends the e-mail in the row's payload.
+pub async fn send(ctx: &WorkerContext, started: &Started) -> Result<Outcome, JobError> {
+    let email: EmailPayload = serde_json::from_value(started.payload.clone())
+        .map_err(|err| JobError::Permanent(format!("invalid e-mail payload: {err}")))?;
+    match ctx.mailer.send(started.id, &email).await {
+        Ok(Delivery::Sent { server_reply }) => Ok(Outcome::Sent { provider_id: Some(server_reply) }),
+        Ok(Delivery::Sandboxed) => Ok(Outcome::Sandboxed),
+        Err(EmailError::Permanent(message)) => Err(JobError::Permanent(message)),
+        Err(EmailError::Retryable(message)) => Err(JobError::Retryable { message, retry_after: None }),
+    }
+}

@@ -1,0 +1,121 @@
+//! The apalis handler every queue runs: it takes the effect row from `queued` to `sending`,
+//! runs the kind's handler, and records the outcome. Herald, not apalis-redis, decides
+//! retries: a retryable failure re-plans the row (`retrying`, due after the backoff) and
+//! the apalis task ends `Ok`; a permanent failure or exhausted attempts end the row
+//! `failed`/`dead` and the task with `AbortError`. apalis-redis's own 25 retries therefore
+//! only ever happen when PostgreSQL itself is unreachable, and re-running then is harmless.
+
+pub mod email;
+
+use std::time::Duration;
+
+use apalis::prelude::{AbortError, BoxDynError, Data};
+use chrono::Utc;
+use herald_shared::db::effects::{self, Started};
+use herald_shared::effects::{EffectKind, EffectState, EffectTask};
+
+use crate::context::WorkerContext;
+
+/// How one attempt ended, as decided by a kind's handler.
+#[derive(Debug)]
+pub enum Outcome {
+    /// Handed to the provider; its id for the message, if it gives one.
+    Sent { provider_id: Option<String> },
+    /// Sandbox mode: recorded and logged only.
+    Sandboxed,
+}
+
+/// Why an attempt failed.
+#[derive(Debug, thiserror::Error)]
+pub enum JobError {
+    /// Worth trying again later (timeouts, 4xx SMTP replies, 429/5xx, connection errors).
+    #[error("{message}")]
+    Retryable { message: String, retry_after: Option<Duration> },
+    /// Trying again will not help (rejected address, invalid payload).
+    #[error("{0}")]
+    Permanent(String),
+}
+
+/// The apalis handler for every queue.
+pub async fn handle_effect(
+    task: EffectTask,
+    ctx: Data<WorkerContext>,
+) -> Result<String, BoxDynError> {
+    // A database error here leaves the row `queued`: the plain error lets apalis try again,
+    // and the sweep re-dispatches the row if that also fails.
+    let Some(started) = effects::start_sending(&ctx.db, task.effect_id).await? else {
+        return Ok("skipped: the row is not queued (done elsewhere or canceled)".to_owned());
+    };
+    let pickup = (Utc::now() - started.due).to_std().unwrap_or_default();
+    let kind: EffectKind = started.kind.parse().map_err(|_| AbortError::new("unknown kind"))?;
+    let settings = ctx.jobs.get(kind);
+    metrics::histogram!("herald_pickup_latency_seconds", "queue" => settings.queue.clone())
+        .record(pickup.as_secs_f64());
+
+    let attempt = run_kind(&ctx, kind, &started);
+    let result = match tokio::time::timeout(settings.timeout, attempt).await {
+        Ok(result) => result,
+        Err(_) => Err(JobError::Retryable {
+            message: format!("timed out after {:?}", settings.timeout),
+            retry_after: None,
+        }),
+    };
+    record(&ctx, kind, &started, result).await
+}
+
+async fn run_kind(ctx: &WorkerContext, kind: EffectKind, started: &Started) -> Result<Outcome, JobError> {
+    match kind {
+        EffectKind::Email => email::send(ctx, started).await,
+    }
+}
+
+async fn record(
+    ctx: &WorkerContext,
+    kind: EffectKind,
+    started: &Started,
+    result: Result<Outcome, JobError>,
+) -> Result<String, BoxDynError> {
+    let settings = ctx.jobs.get(kind);
+    let id = started.id;
+    let outcome_label = match &result {
+        Ok(Outcome::Sent { .. }) => "sent",
+        Ok(Outcome::Sandboxed) => "sandboxed",
+        Err(JobError::Retryable { .. }) if settings.may_retry_after(attempts(started)) => "retrying",
+        Err(JobError::Retryable { .. }) => "dead",
+        Err(JobError::Permanent(_)) => "failed",
+    };
+    metrics::counter!("herald_effects_finished_total", "kind" => kind.as_str(), "outcome" => outcome_label)
+        .increment(1);
+    match result {
+        Ok(Outcome::Sent { provider_id }) => {
+            effects::finish_sent(&ctx.db, id, EffectState::Sent, provider_id.as_deref()).await?;
+            Ok("sent".to_owned())
+        }
+        Ok(Outcome::Sandboxed) => {
+            effects::finish_sent(&ctx.db, id, EffectState::Sandboxed, None).await?;
+            Ok("sandboxed".to_owned())
+        }
+        Err(JobError::Retryable { message, retry_after }) if outcome_label == "retrying" => {
+            let delay = settings.retry_delay(attempts(started), retry_after);
+            let next = Utc::now() + chrono::Duration::from_std(delay).unwrap_or_default();
+            tracing::warn!(effect_id = %id, attempt = started.attempts, ?delay, error = %message, "attempt failed; retry scheduled");
+            effects::schedule_retry(&ctx.db, id, &message, next).await?;
+            Ok(format!("retry scheduled in {delay:?}: {message}"))
+        }
+        Err(JobError::Retryable { message, .. }) => {
+            let error = format!("gave up after {} attempts: {message}", started.attempts);
+            tracing::error!(effect_id = %id, error = %error, "effect is dead");
+            effects::finish_failed(&ctx.db, id, EffectState::Dead, &error).await?;
+            Err(AbortError::new(error).into())
+        }
+        Err(JobError::Permanent(message)) => {
+            tracing::error!(effect_id = %id, error = %message, "effect failed permanently");
+            effects::finish_failed(&ctx.db, id, EffectState::Failed, &message).await?;
+            Err(AbortError::new(message).into())
+        }
+    }
+}
+
+fn attempts(started: &Started) -> u32 {
+    u32::try_from(started.attempts).unwrap_or(u32::MAX)
+}

@@ -1,0 +1,116 @@
+//! `herald-worker`: moves due effects from PostgreSQL through apalis-redis queues to the
+//! providers, exactly once per effect (bar the documented crash-mid-send window).
+//!
+//! One process runs: a dispatcher, one supervised apalis worker per queue, the recovery
+//! sweep and a small health/metrics HTTP server. Run as many replicas as needed.
+
+pub mod context;
+pub mod dispatcher;
+pub mod health;
+pub mod jobs;
+pub mod queue;
+pub mod rate_limit;
+pub mod sweep;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use herald_shared::config::Config;
+use herald_shared::jobs_config::JobsConfig;
+use herald_shared::providers::email::Mailer;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+pub use context::{Liveness, WorkerContext};
+
+/// Connects to PostgreSQL and Redis and builds the shared context.
+pub async fn build_context(config: Config, jobs: JobsConfig) -> anyhow::Result<WorkerContext> {
+    let db = herald_shared::db::connect(&config.database)
+        .await
+        .context("connect to PostgreSQL (database.url)")?;
+    let redis = herald_shared::redis_conn::connect(&config.redis)
+        .await
+        .context("connect to Redis (redis.url)")?;
+    let mailer = Mailer::new(&config.email).context("set up the mailer")?;
+    if mailer.is_sandbox() {
+        tracing::warn!("e-mail sandbox mode: email.smtp_host is empty, e-mails are logged and recorded as `sandboxed`, not sent");
+    }
+    let replica = if config.worker.replica_name.is_empty() {
+        hostname::get().map(|h| h.to_string_lossy().into_owned()).unwrap_or_else(|_| "worker".into())
+    } else {
+        config.worker.replica_name.clone()
+    };
+    Ok(WorkerContext {
+        db,
+        redis,
+        config: Arc::new(config),
+        jobs: Arc::new(jobs),
+        mailer,
+        liveness: Liveness::default(),
+        replica,
+    })
+}
+
+/// Runs every part of the worker until `shutdown` completes, then stops taking work, lets
+/// running jobs finish for up to `worker.shutdown_timeout_secs` and returns.
+pub async fn run(
+    ctx: WorkerContext,
+    health_listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send,
+) -> anyhow::Result<()> {
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let mut tasks = tokio::task::JoinSet::new();
+    for settings in ctx.jobs.all().cloned() {
+        tasks.spawn(queue::supervise(ctx.clone(), settings, stop_rx.clone()));
+    }
+    tasks.spawn(dispatcher::run(ctx.clone(), stop_rx.clone()));
+    tasks.spawn(sweep::run(ctx.clone(), stop_rx.clone()));
+    let health = tokio::spawn({
+        let router = health::router(ctx.clone());
+        let mut stop = stop_rx.clone();
+        async move {
+            let served = axum::serve(health_listener, router)
+                .with_graceful_shutdown(async move {
+                    let _ = stop.wait_for(|stop| *stop).await;
+                })
+                .await;
+            if let Err(err) = served {
+                tracing::error!(error = %err, "health server failed");
+            }
+        }
+    });
+    tracing::info!(replica = %ctx.replica, "herald-worker running");
+    shutdown.await;
+    tracing::info!("shutting down: finishing running jobs");
+    let _ = stop_tx.send(true);
+    let grace = Duration::from_secs(ctx.config.worker.shutdown_timeout_secs);
+    let drained = tokio::time::timeout(grace, async {
+        while tasks.join_next().await.is_some() {}
+    })
+    .await;
+    if drained.is_err() {
+        tracing::warn!(
+            "shutdown timeout reached; unfinished jobs return through orphan recovery and the sweep"
+        );
+    }
+    let _ = health.await;
+    Ok(())
+}
+
+/// Resolves on SIGTERM or Ctrl-C.
+pub async fn shutdown_signal() {
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = terminate => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+}

@@ -1,0 +1,120 @@
+//! One supervised apalis worker per queue, with the counter-measures apalis-redis 1.0 needs:
+//! a unique name per run (`{queue}-{replica}-{ulid}-r{run}`, since a reused name is refused
+//! for minutes), a short-heartbeat config with idempotency keys enabled, a poll strategy that
+//! really wakes the worker, and a restart with backoff after any Redis error (the worker
+//! otherwise ends for good).
+
+use std::future::Future;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use apalis::prelude::*;
+use apalis_core::backend::ext::poll_strategy::{PollSnapshot, PollStrategy};
+use futures::future::BoxFuture;
+use apalis_redis::{Config as RedisQueueConfig, RedisStorage};
+use herald_shared::effects::EffectTask;
+use herald_shared::jobs_config::JobSettings;
+use tokio::sync::watch;
+
+use crate::context::WorkerContext;
+use crate::jobs::handle_effect;
+
+/// How long a pushed id stays de-duplicated in Redis. The effect row is the real guard; this
+/// only drops the rare double push of the same dispatch.
+pub const IDEMPOTENCY_TTL: Duration = Duration::from_secs(24 * 3600);
+
+/// The apalis-redis settings for one Herald queue.
+pub fn queue_config(ctx: &WorkerContext, settings: &JobSettings) -> RedisQueueConfig {
+    RedisQueueConfig::default()
+        .queue(ctx.redis_queue(&settings.queue))
+        // prefetch about what can run, so one replica does not hoard work
+        .batch_size(settings.concurrency)
+        .heartbeat_interval(Duration::from_secs(5))
+        .missed_heartbeats(3)
+        .idempotency_ttl(Some(IDEMPOTENCY_TTL))
+}
+
+/// Wakes an idle worker every interval. apalis's own `PollWith` timers never register a
+/// waker, so an idle worker would otherwise only wake on its heartbeat.
+struct Every(tokio::time::Interval);
+
+impl Every {
+    fn new(period: Duration) -> Self {
+        let mut interval = tokio::time::interval(period);
+        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        Self(interval)
+    }
+}
+
+impl PollStrategy for Every {
+    fn poll_drive(&mut self, cx: &mut Context<'_>, _: &PollSnapshot) -> Poll<Option<()>> {
+        let mut fired = false;
+        // drain until Pending, so a waker is always registered
+        while self.0.poll_tick(cx).is_ready() {
+            fired = true;
+        }
+        if fired { Poll::Ready(Some(())) } else { Poll::Pending }
+    }
+}
+
+/// Runs the queue's worker until `shutdown` turns true, restarting it (with backoff) after
+/// errors. On shutdown, running jobs finish; prefetched ones go back to Redis.
+pub async fn supervise(ctx: WorkerContext, settings: JobSettings, mut shutdown: watch::Receiver<bool>) {
+    let queue = settings.queue.clone();
+    let mut run: u32 = 0;
+    let mut backoff = Duration::from_millis(250);
+    loop {
+        let name = format!("{}-{}-{}-r{run}", queue, ctx.replica, ulid::Ulid::new());
+        ctx.liveness.set(&queue, true);
+        tracing::info!(worker = %name, "queue worker started");
+        let mut stop = shutdown.clone();
+        let signal = async move {
+            let _ = stop.wait_for(|stop| *stop).await;
+            Ok::<(), std::io::Error>(())
+        };
+        let worker = start_worker(&ctx, &settings, name.clone(), signal);
+        let started = tokio::time::Instant::now();
+        let result = worker.await;
+        if *shutdown.borrow() {
+            tracing::info!(worker = %name, "queue worker stopped");
+            return;
+        }
+        ctx.liveness.set(&queue, false);
+        metrics::counter!("herald_worker_restarts_total", "queue" => queue.clone()).increment(1);
+        match result {
+            Ok(()) => tracing::error!(worker = %name, "queue worker ended unexpectedly; restarting"),
+            Err(err) => tracing::error!(worker = %name, error = %err, "queue worker failed; restarting"),
+        }
+        if started.elapsed() > Duration::from_secs(60) {
+            backoff = Duration::from_millis(250);
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(backoff) => {}
+            _ = crate::context::stopped(&mut shutdown) => return,
+        }
+        backoff = (backoff * 2).min(Duration::from_secs(10));
+        run += 1;
+    }
+}
+
+/// Builds and starts one apalis worker. A plain function returning a boxed `Send` future:
+/// checking `Send` here, on concrete types, avoids rustc's higher-ranked lifetime errors when
+/// the caller is spawned.
+fn start_worker(
+    ctx: &WorkerContext,
+    settings: &JobSettings,
+    name: String,
+    signal: impl Future<Output = Result<(), std::io::Error>> + Send + 'static,
+) -> BoxFuture<'static, Result<(), WorkerError>> {
+    let storage = RedisStorage::<EffectTask>::new(ctx.redis.clone())
+        .with_config(queue_config(ctx, settings))
+        .poll_with_strategy(Every::new(Duration::from_millis(ctx.config.worker.poll_interval_ms)));
+    let worker = WorkerBuilder::new(name)
+        .backend(storage)
+        .catch_panic()
+        .concurrency(settings.concurrency)
+        .data(ctx.clone())
+        .parallelize(tokio::spawn)
+        .build(handle_effect);
+    Box::pin(worker.run_until(signal))
+}
