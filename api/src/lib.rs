@@ -1,1 +1,108 @@
+//! `herald-api`: the HTTP API. A thin layer over PostgreSQL: requests write business rows
+//! and their effect rows in one transaction; the worker does the rest.
 
+pub mod auth;
+pub mod error;
+pub mod extract;
+pub mod idempotency;
+pub mod openapi;
+pub mod routes;
+pub mod state;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use axum::Router;
+use axum::http::Uri;
+use herald_shared::config::Config;
+use herald_shared::jobs_config::JobsConfig;
+use tokio::net::TcpListener;
+use tower_http::trace::TraceLayer;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_scalar::{Scalar, Servable};
+
+use crate::auth::tokens::JwtKeys;
+use crate::error::ApiError;
+pub use crate::state::AppState;
+
+/// Connects to PostgreSQL and Redis and builds the state handlers share.
+pub async fn build_state(config: Config, jobs: JobsConfig) -> anyhow::Result<AppState> {
+    let db = herald_shared::db::connect(&config.database)
+        .await
+        .context("connect to PostgreSQL (database.url)")?;
+    let redis = herald_shared::redis_conn::connect(&config.redis)
+        .await
+        .context("connect to Redis (redis.url)")?;
+    Ok(AppState {
+        db,
+        redis,
+        jwt: Arc::new(JwtKeys::new(&config.auth)),
+        config: Arc::new(config),
+        jobs: Arc::new(jobs),
+    })
+}
+
+fn api_router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
+        .merge(routes::health::router())
+        .merge(routes::auth::router())
+        .merge(routes::jobs::router())
+}
+
+/// The OpenAPI document.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    api_router().split_for_parts().1
+}
+
+/// The whole application: API routes, `/openapi.json`, the docs page at `/docs`.
+pub fn app(state: AppState) -> Router {
+    let (router, api) = api_router().split_for_parts();
+    let spec = api.clone();
+    router
+        .route(
+            "/openapi.json",
+            axum::routing::get(move || async move { axum::Json(spec) }),
+        )
+        .merge(Scalar::with_url("/docs", api))
+        .fallback(|uri: Uri| async move {
+            let _ = uri;
+            ApiError::NotFound("route")
+        })
+        .layer(TraceLayer::new_for_http())
+        .with_state(state)
+}
+
+/// Serves until `shutdown` completes, then finishes in-flight requests.
+pub async fn serve(
+    state: AppState,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    tracing::info!(address = %listener.local_addr()?, "herald-api listening");
+    axum::serve(
+        listener,
+        app(state).into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
+    .context("serve HTTP")
+}
+
+/// Resolves on SIGTERM or Ctrl-C.
+pub async fn shutdown_signal() {
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = terminate => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+}

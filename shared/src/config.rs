@@ -28,7 +28,10 @@ pub struct ConfigError {
 
 impl ConfigError {
     fn new(setting: &str, reason: impl Into<String>) -> Self {
-        Self { setting: setting.to_owned(), reason: reason.into() }
+        Self {
+            setting: setting.to_owned(),
+            reason: reason.into(),
+        }
     }
 }
 
@@ -145,21 +148,34 @@ impl Config {
 
     /// The layered sources, before extraction; tests add their own layer on top.
     pub fn figment() -> Figment {
-        let mut figment = Figment::from(Toml::string(DEFAULT_CONFIG));
+        let mut figment = Self::figment_defaults();
         if let Ok(path) = std::env::var("HERALD_CONFIG") {
             figment = figment.merge(Toml::file_exact(path));
         }
         figment
             .merge(Env::prefixed("HERALD_").split("__").ignore(&["config"]))
-            .merge(Env::raw().only(&["DATABASE_URL"]).map(|_| "database.url".into()))
+            .merge(
+                Env::raw()
+                    .only(&["DATABASE_URL"])
+                    .map(|_| "database.url".into()),
+            )
             .merge(Env::raw().only(&["REDIS_URL"]).map(|_| "redis.url".into()))
+    }
+
+    /// The embedded defaults alone, without the file and environment layers.
+    pub fn figment_defaults() -> Figment {
+        Figment::from(Toml::string(DEFAULT_CONFIG))
     }
 
     /// Extracts and validates a configuration from any figment.
     pub fn from_figment(figment: Figment) -> Result<Self, ConfigError> {
         let config: Self = figment.extract().map_err(|err| {
             let setting = err.path.join(".");
-            let setting = if setting.is_empty() { "config".to_owned() } else { setting };
+            let setting = if setting.is_empty() {
+                "config".to_owned()
+            } else {
+                setting
+            };
             ConfigError::new(&setting, err.kind.to_string())
         })?;
         config.validate()?;
@@ -169,10 +185,16 @@ impl Config {
     fn validate(&self) -> Result<(), ConfigError> {
         let db = self.database.url.expose_secret();
         if !(db.starts_with("postgres://") || db.starts_with("postgresql://")) {
-            return Err(ConfigError::new("database.url", "must start with postgres://"));
+            return Err(ConfigError::new(
+                "database.url",
+                "must start with postgres://",
+            ));
         }
         if self.database.max_connections == 0 {
-            return Err(ConfigError::new("database.max_connections", "must be at least 1"));
+            return Err(ConfigError::new(
+                "database.max_connections",
+                "must be at least 1",
+            ));
         }
         let redis = self.redis.url.expose_secret();
         if !(redis.starts_with("redis://") || redis.starts_with("rediss://")) {
@@ -185,14 +207,26 @@ impl Config {
             ));
         }
         for (setting, value) in [
-            ("auth.access_token_ttl_secs", self.auth.access_token_ttl_secs),
-            ("auth.refresh_token_ttl_secs", self.auth.refresh_token_ttl_secs),
+            (
+                "auth.access_token_ttl_secs",
+                self.auth.access_token_ttl_secs,
+            ),
+            (
+                "auth.refresh_token_ttl_secs",
+                self.auth.refresh_token_ttl_secs,
+            ),
             ("auth.reset_token_ttl_secs", self.auth.reset_token_ttl_secs),
-            ("auth.verify_token_ttl_secs", self.auth.verify_token_ttl_secs),
+            (
+                "auth.verify_token_ttl_secs",
+                self.auth.verify_token_ttl_secs,
+            ),
             ("auth.login_window_secs", self.auth.login_window_secs),
             ("worker.poll_interval_ms", self.worker.poll_interval_ms),
             ("worker.requeue_after_secs", self.worker.requeue_after_secs),
-            ("worker.sweep_interval_secs", self.worker.sweep_interval_secs),
+            (
+                "worker.sweep_interval_secs",
+                self.worker.sweep_interval_secs,
+            ),
             ("email.smtp_timeout_secs", self.email.smtp_timeout_secs),
         ] {
             if value == 0 {
@@ -200,12 +234,19 @@ impl Config {
             }
         }
         if self.worker.dispatch_batch == 0 {
-            return Err(ConfigError::new("worker.dispatch_batch", "must be at least 1"));
+            return Err(ConfigError::new(
+                "worker.dispatch_batch",
+                "must be at least 1",
+            ));
         }
         if self.email.from.parse::<lettre::message::Mailbox>().is_err() {
-            return Err(ConfigError::new("email.from", "must be an address like `Name <a@b.c>`"));
+            return Err(ConfigError::new(
+                "email.from",
+                "must be an address like `Name <a@b.c>`",
+            ));
         }
-        if self.email.smtp_username.is_empty() != self.email.smtp_password.expose_secret().is_empty()
+        if self.email.smtp_username.is_empty()
+            != self.email.smtp_password.expose_secret().is_empty()
         {
             return Err(ConfigError::new(
                 "email.smtp_username",
@@ -262,8 +303,10 @@ mod tests {
 
     #[test]
     fn debug_output_never_shows_secrets() {
-        let config = Config::from_figment(with("email.smtp_password", "hunter2-secret")
-            .merge(Serialized::default("email.smtp_username", "u")))
+        let config = Config::from_figment(
+            with("email.smtp_password", "hunter2-secret")
+                .merge(Serialized::default("email.smtp_username", "u")),
+        )
         .unwrap();
         let shown = format!("{config:?}");
         assert!(!shown.contains("hunter2-secret"));

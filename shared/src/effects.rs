@@ -41,7 +41,10 @@ impl FromStr for EffectKind {
     type Err = UnknownName;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Self::ALL.into_iter().find(|kind| kind.as_str() == s).ok_or(UnknownName)
+        Self::ALL
+            .into_iter()
+            .find(|kind| kind.as_str() == s)
+            .ok_or(UnknownName)
     }
 }
 
@@ -112,7 +115,10 @@ impl FromStr for EffectState {
     type Err = UnknownName;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Self::ALL.into_iter().find(|state| state.as_str() == s).ok_or(UnknownName)
+        Self::ALL
+            .into_iter()
+            .find(|state| state.as_str() == s)
+            .ok_or(UnknownName)
     }
 }
 

@@ -122,13 +122,19 @@ impl JobsConfig {
                 reason: reason.to_owned(),
             };
             if settings.queue.is_empty() || settings.queue.contains([':', ' ']) {
-                return Err(invalid("queue", "must be a non-empty name without ':' or spaces"));
+                return Err(invalid(
+                    "queue",
+                    "must be a non-empty name without ':' or spaces",
+                ));
             }
             if settings.max_attempts == 0 {
                 return Err(invalid("max_attempts", "must be at least 1"));
             }
             if settings.retry_schedule.is_empty() {
-                return Err(invalid("retry_schedule_secs", "must list at least one delay"));
+                return Err(invalid(
+                    "retry_schedule_secs",
+                    "must list at least one delay",
+                ));
             }
             if settings.timeout.is_zero() {
                 return Err(invalid("timeout_secs", "must be greater than 0"));
@@ -137,9 +143,15 @@ impl JobsConfig {
                 return Err(invalid("concurrency", "must be at least 1"));
             }
             if settings.window == 0 || settings.window > MAX_WINDOW {
-                return Err(invalid("window", &format!("must be between 1 and {MAX_WINDOW}")));
+                return Err(invalid(
+                    "window",
+                    &format!("must be between 1 and {MAX_WINDOW}"),
+                ));
             }
-            if settings.rate_limit.is_some_and(|limit| limit.per_second == 0) {
+            if settings
+                .rate_limit
+                .is_some_and(|limit| limit.per_second == 0)
+            {
                 return Err(invalid("rate_limit.per_second", "must be at least 1"));
             }
             kinds.insert(kind, settings);
@@ -228,10 +240,8 @@ mod tests {
 
     #[test]
     fn retry_delay_follows_the_schedule_with_bounded_jitter() {
-        let jobs = JobsConfig::parse(
-            "[defaults]\n[job.email]\nretry_schedule_secs = [10, 100]\n",
-        )
-        .unwrap();
+        let jobs = JobsConfig::parse("[defaults]\n[job.email]\nretry_schedule_secs = [10, 100]\n")
+            .unwrap();
         let email = jobs.get(EffectKind::Email);
         for _ in 0..100 {
             let first = email.retry_delay(1, None).as_secs_f64();

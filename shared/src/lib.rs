@@ -4,6 +4,8 @@
 pub mod config;
 /// PostgreSQL pool, migrations and queries.
 pub mod db;
+/// Domain values (e-mail addresses, …) with parse constructors.
+pub mod domain;
 /// Effect kinds, states and payloads.
 pub mod effects;
 /// `jobs.toml`: per-kind queue, retries, timeouts, windows.
@@ -14,3 +16,6 @@ pub mod providers;
 pub mod redis_conn;
 /// Logging setup.
 pub mod telemetry;
+/// Fresh database and Redis namespace per test.
+#[cfg(feature = "testing")]
+pub mod testing;

@@ -14,11 +14,16 @@ pub async fn connect(config: &RedisConfig) -> Result<ConnectionManager, redis::R
     let manager_config = ConnectionManagerConfig::new()
         .set_response_timeout(Some(Duration::from_secs(5)))
         .set_connection_timeout(Some(Duration::from_secs(5)));
-    client.get_connection_manager_with_config(manager_config).await
+    client
+        .get_connection_manager_with_config(manager_config)
+        .await
 }
 
 /// True when Redis answers PING.
 pub async fn is_reachable(conn: &ConnectionManager) -> bool {
     let mut conn = conn.clone();
-    redis::cmd("PING").query_async::<String>(&mut conn).await.is_ok()
+    redis::cmd("PING")
+        .query_async::<String>(&mut conn)
+        .await
+        .is_ok()
 }

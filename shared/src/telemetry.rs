@@ -24,9 +24,13 @@ pub fn metrics() -> metrics_exporter_prometheus::PrometheusHandle {
     HANDLE
         .get_or_init(|| {
             let recorder = metrics_exporter_prometheus::PrometheusBuilder::new()
-                .set_buckets(&[0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0])
+                .set_buckets(&[
+                    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+                ])
                 .map(|builder| builder.build_recorder())
-                .unwrap_or_else(|_| metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder());
+                .unwrap_or_else(|_| {
+                    metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder()
+                });
             let handle = recorder.handle();
             // Fails only when another recorder is installed; then ours just stays empty.
             let _ = metrics::set_global_recorder(recorder);

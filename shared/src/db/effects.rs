@@ -23,7 +23,10 @@ pub struct NewEffect {
 }
 
 /// Plans an effect; `None` when one with the same idempotency key already exists.
-pub async fn plan(conn: &mut PgConnection, effect: &NewEffect) -> Result<Option<Uuid>, sqlx::Error> {
+pub async fn plan(
+    conn: &mut PgConnection,
+    effect: &NewEffect,
+) -> Result<Option<Uuid>, sqlx::Error> {
     sqlx::query_scalar(
         "insert into effects (account_id, kind, queue, idempotency_key, payload, due_at, next_attempt_at)
          values ($1, $2, $3, $4, $5, $6, $6)

@@ -6,6 +6,10 @@
 //! so building Herald needs no database.
 
 pub mod effects;
+pub mod idempotency;
+pub mod sessions;
+pub mod user_tokens;
+pub mod users;
 
 use std::time::Duration;
 

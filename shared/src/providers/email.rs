@@ -48,7 +48,10 @@ impl Mailer {
             .parse()
             .map_err(|err| EmailError::Permanent(format!("email.from: {err}")))?;
         if config.is_sandbox() {
-            return Ok(Self { from, transport: None });
+            return Ok(Self {
+                from,
+                transport: None,
+            });
         }
         let host = config.smtp_host.trim();
         let builder = match config.smtp_tls {
@@ -67,7 +70,10 @@ impl Mailer {
                 config.smtp_password.expose_secret().to_owned(),
             ));
         }
-        Ok(Self { from, transport: Some(builder.build()) })
+        Ok(Self {
+            from,
+            transport: Some(builder.build()),
+        })
     }
 
     /// True in sandbox mode.
@@ -77,7 +83,11 @@ impl Mailer {
 
     /// Sends one e-mail. `effect_id` becomes the Message-ID, so a receiver (and our tests)
     /// can recognise a duplicate.
-    pub async fn send(&self, effect_id: Uuid, email: &EmailPayload) -> Result<Delivery, EmailError> {
+    pub async fn send(
+        &self,
+        effect_id: Uuid,
+        email: &EmailPayload,
+    ) -> Result<Delivery, EmailError> {
         let to: Mailbox = email
             .to
             .parse()

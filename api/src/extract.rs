@@ -1,0 +1,209 @@
+//! Request extractors that answer bad input with problem+json: `ApiJson` (strict JSON body,
+//! the failing field named), `ApiQuery`, `AuthUser` (bearer JWT of a live session),
+//! `IdempotencyKey` and `ClientIp`.
+
+use std::net::{IpAddr, SocketAddr};
+
+use axum::body::Bytes;
+use axum::extract::{ConnectInfo, FromRef, FromRequest, FromRequestParts, Request};
+use axum::http::header;
+use axum::http::request::Parts;
+use serde::de::DeserializeOwned;
+use uuid::Uuid;
+
+use crate::auth::tokens;
+use crate::error::{ApiError, FieldError};
+use crate::state::AppState;
+
+/// A JSON body, deserialized strictly (unknown fields are refused by the DTOs).
+pub struct ApiJson<T>(pub T);
+
+impl<S, T> FromRequest<S> for ApiJson<T>
+where
+    S: Send + Sync,
+    T: DeserializeOwned,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let is_json = req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|value| value.to_str().ok())
+            .is_some_and(|value| value.starts_with("application/json"));
+        if !is_json {
+            return Err(ApiError::UnsupportedMediaType(
+                "send the body as JSON with `Content-Type: application/json`".to_owned(),
+            ));
+        }
+        let bytes = Bytes::from_request(req, state)
+            .await
+            .map_err(|err| ApiError::BadRequest {
+                code: "unreadable_body",
+                detail: err.body_text(),
+                errors: Vec::new(),
+            })?;
+        parse_json(&bytes).map(ApiJson)
+    }
+}
+
+/// Deserializes JSON, naming the field at fault.
+pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    let mut deserializer = serde_json::Deserializer::from_slice(bytes);
+    serde_path_to_error::deserialize(&mut deserializer).map_err(|err| {
+        let path = err.path().to_string();
+        let inner = err.into_inner();
+        if inner.is_syntax() || inner.is_eof() {
+            return ApiError::BadRequest {
+                code: "malformed_json",
+                detail: format!("the body is not valid JSON: {inner}"),
+                errors: Vec::new(),
+            };
+        }
+        let message = strip_position(&inner.to_string());
+        let field = match unknown_field_name(&message) {
+            Some(name) if path == "." => name.to_owned(),
+            Some(name) => format!("{path}.{name}"),
+            None if path == "." => missing_field_name(&message).unwrap_or("body").to_owned(),
+            None => path,
+        };
+        ApiError::Validation(vec![FieldError::new(field, message)])
+    })
+}
+
+fn strip_position(message: &str) -> String {
+    match message.rfind(" at line ") {
+        Some(at) => message[..at].to_owned(),
+        None => message.to_owned(),
+    }
+}
+
+fn unknown_field_name(message: &str) -> Option<&str> {
+    message.strip_prefix("unknown field `")?.split('`').next()
+}
+
+fn missing_field_name(message: &str) -> Option<&str> {
+    message.strip_prefix("missing field `")?.split('`').next()
+}
+
+/// Query parameters, with problem+json errors naming the parameter.
+pub struct ApiQuery<T>(pub T);
+
+impl<S, T> FromRequestParts<S> for ApiQuery<T>
+where
+    S: Send + Sync,
+    T: DeserializeOwned,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        let query = parts.uri.query().unwrap_or_default();
+        let deserializer = serde_urlencoded_deserializer(query);
+        serde_path_to_error::deserialize(deserializer)
+            .map(ApiQuery)
+            .map_err(|err| {
+                let path = err.path().to_string();
+                let message = err.into_inner().to_string();
+                let field = unknown_field_name(&message)
+                    .or_else(|| missing_field_name(&message))
+                    .map(str::to_owned)
+                    .unwrap_or(path);
+                ApiError::Validation(vec![FieldError::new(field, message)])
+            })
+    }
+}
+
+fn serde_urlencoded_deserializer(
+    query: &str,
+) -> serde::de::value::MapDeserializer<
+    '_,
+    std::vec::IntoIter<(String, String)>,
+    serde::de::value::Error,
+> {
+    let pairs: Vec<(String, String)> = url::form_urlencoded::parse(query.as_bytes())
+        .map(|(key, value)| (key.into_owned(), value.into_owned()))
+        .collect();
+    serde::de::value::MapDeserializer::new(pairs.into_iter())
+}
+
+/// The signed-in caller: a valid access token of a session that is not revoked.
+#[derive(Debug, Clone, Copy)]
+pub struct AuthUser {
+    pub user_id: Uuid,
+    pub account_id: Uuid,
+    pub session_id: Uuid,
+}
+
+impl<S> FromRequestParts<S> for AuthUser
+where
+    S: Send + Sync,
+    AppState: FromRef<S>,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let state = AppState::from_ref(state);
+        let token = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .and_then(|value| value.to_str().ok())
+            .and_then(|value| value.strip_prefix("Bearer "))
+            .ok_or(ApiError::Unauthorized(
+                "send `Authorization: Bearer <access token>`",
+            ))?;
+        let claims = tokens::decode_access(&state.jwt, token)
+            .map_err(|_| ApiError::Unauthorized("the access token is invalid or expired"))?;
+        if !herald_shared::db::sessions::is_active(&state.db, claims.sid).await? {
+            return Err(ApiError::Unauthorized(
+                "the session has ended; sign in again",
+            ));
+        }
+        Ok(Self {
+            user_id: claims.sub,
+            account_id: claims.acc,
+            session_id: claims.sid,
+        })
+    }
+}
+
+/// The optional `Idempotency-Key` header (1–255 visible ASCII characters).
+pub struct IdempotencyKey(pub Option<String>);
+
+impl<S: Send + Sync> FromRequestParts<S> for IdempotencyKey {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        let Some(value) = parts.headers.get("idempotency-key") else {
+            return Ok(Self(None));
+        };
+        let key = value
+            .to_str()
+            .ok()
+            .filter(|key| {
+                (1..=255).contains(&key.len()) && key.bytes().all(|b| b.is_ascii_graphic())
+            })
+            .ok_or_else(|| {
+                ApiError::field(
+                    "Idempotency-Key",
+                    "must be 1 to 255 visible ASCII characters",
+                )
+            })?;
+        Ok(Self(Some(key.to_owned())))
+    }
+}
+
+/// The peer's IP address (the direct TCP peer; put a proxy's real-IP handling in front).
+pub struct ClientIp(pub IpAddr);
+
+impl<S: Send + Sync> FromRequestParts<S> for ClientIp {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        let ip = parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|info| info.0.ip())
+            .unwrap_or(IpAddr::from([127, 0, 0, 1]));
+        Ok(Self(ip))
+    }
+}

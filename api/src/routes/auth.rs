@@ -1,0 +1,382 @@
+//! Accounts and sign-in: signup, login, rotating refresh, logout, the current user, e-mail
+//! verification and password reset.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use chrono::{DateTime, Duration, Utc};
+use herald_shared::db::{sessions, user_tokens, users};
+use herald_shared::domain::{self, EmailAddress};
+use serde::{Deserialize, Serialize};
+use sqlx::PgConnection;
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+use uuid::Uuid;
+
+use crate::auth::{emails, limiter, password, tokens};
+use crate::error::{ApiError, FieldErrors, Problem};
+use crate::extract::{ApiJson, AuthUser, ClientIp};
+use crate::state::AppState;
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(signup))
+        .routes(routes!(login))
+        .routes(routes!(refresh))
+        .routes(routes!(logout))
+        .routes(routes!(me))
+        .routes(routes!(forgot_password))
+        .routes(routes!(reset_password))
+        .routes(routes!(verify_email))
+}
+
+/// A new account and its first user.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SignupIn {
+    #[schema(example = "ada@example.com")]
+    pub email: String,
+    /// 8 to 256 characters.
+    pub password: String,
+    #[schema(example = "Ada Lovelace")]
+    pub name: String,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LoginIn {
+    pub email: String,
+    pub password: String,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RefreshIn {
+    pub refresh_token: String,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ForgotPasswordIn {
+    pub email: String,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ResetPasswordIn {
+    /// The token from the reset e-mail.
+    pub token: String,
+    /// The new password, 8 to 256 characters.
+    pub password: String,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct VerifyEmailIn {
+    /// The token from the verification e-mail.
+    pub token: String,
+}
+
+/// A user.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct UserOut {
+    pub id: Uuid,
+    pub account_id: Uuid,
+    pub email: String,
+    pub name: String,
+    pub email_verified: bool,
+    pub created_at: DateTime<Utc>,
+}
+
+impl From<users::User> for UserOut {
+    fn from(user: users::User) -> Self {
+        Self {
+            id: user.id,
+            account_id: user.account_id,
+            email: user.email,
+            name: user.name,
+            email_verified: user.email_verified_at.is_some(),
+            created_at: user.created_at,
+        }
+    }
+}
+
+/// A signed-in session: a short-lived access token and a single-use refresh token.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SessionOut {
+    pub user: UserOut,
+    /// Send as `Authorization: Bearer <access_token>`.
+    pub access_token: String,
+    #[schema(example = "Bearer")]
+    pub token_type: &'static str,
+    /// Seconds until the access token expires.
+    pub expires_in: u64,
+    /// Trade for a new pair at `/api/v1/auth/refresh`; works once.
+    pub refresh_token: String,
+}
+
+/// Creates an account and its first user, signs them in and sends a verification e-mail.
+#[utoipa::path(post, path = "/api/v1/auth/signup", tag = "auth", operation_id = "v1.auth.signup",
+    request_body = SignupIn,
+    responses(
+        (status = 201, body = SessionOut),
+        (status = 409, description = "the e-mail is taken", body = Problem, content_type = "application/problem+json"),
+        (status = 422, body = Problem, content_type = "application/problem+json")))]
+async fn signup(
+    State(state): State<AppState>,
+    ApiJson(body): ApiJson<SignupIn>,
+) -> Result<(StatusCode, Json<SessionOut>), ApiError> {
+    let mut errors = FieldErrors::default();
+    let email = errors.check("email", EmailAddress::parse(&body.email));
+    let name = errors.check("name", domain::parse_name(&body.name));
+    errors.check("password", domain::check_password(&body.password));
+    errors.finish()?;
+    let (Some(email), Some(name)) = (email, name) else {
+        return Err(ApiError::Validation(vec![]));
+    };
+
+    let password_hash = password::hash(body.password).await?;
+    let mut tx = state.db.begin().await?;
+    let user = users::create_with_account(&mut tx, email.as_str(), &name, &password_hash)
+        .await?
+        .ok_or_else(|| ApiError::Conflict {
+            code: "email_taken",
+            detail: "an account with this e-mail already exists; sign in instead".to_owned(),
+        })?;
+    let (token, token_hash) = tokens::random_token();
+    let expires = Utc::now() + secs(state.config.auth.verify_token_ttl_secs);
+    user_tokens::create(
+        &mut *tx,
+        user.id,
+        user_tokens::Purpose::VerifyEmail,
+        &token_hash,
+        expires,
+    )
+    .await?;
+    emails::plan_verification(
+        &mut tx,
+        &state,
+        user.account_id,
+        &user.email,
+        &user.name,
+        &token,
+    )
+    .await?;
+    let session = start_session(&mut tx, &state, user).await?;
+    tx.commit().await?;
+    Ok((StatusCode::CREATED, Json(session)))
+}
+
+/// Signs in. Wrong e-mail and wrong password answer the same; repeated failures per account
+/// and per client IP are limited.
+#[utoipa::path(post, path = "/api/v1/auth/login", tag = "auth", operation_id = "v1.auth.login",
+    request_body = LoginIn,
+    responses(
+        (status = 200, body = SessionOut),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 422, body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "too many failed attempts; see Retry-After", body = Problem, content_type = "application/problem+json")))]
+async fn login(
+    State(state): State<AppState>,
+    ClientIp(ip): ClientIp,
+    ApiJson(body): ApiJson<LoginIn>,
+) -> Result<Json<SessionOut>, ApiError> {
+    let email = body.email.trim().to_lowercase();
+    if email.is_empty() {
+        return Err(ApiError::field("email", "must not be empty"));
+    }
+    limiter::check(&state, &email, ip).await?;
+    let credentials = users::credentials_by_email(&state.db, &email).await?;
+    let matches = password::verify(
+        body.password,
+        credentials.as_ref().map(|c| c.password_hash.clone()),
+    )
+    .await?;
+    let Some(credentials) = credentials.filter(|_| matches) else {
+        limiter::record_failure(&state, &email, ip).await?;
+        return Err(ApiError::InvalidCredentials);
+    };
+    limiter::record_success(&state, &email, ip).await?;
+    let user = users::by_id(&state.db, credentials.id)
+        .await?
+        .ok_or(ApiError::InvalidCredentials)?;
+    let mut tx = state.db.begin().await?;
+    let session = start_session(&mut tx, &state, user).await?;
+    tx.commit().await?;
+    Ok(Json(session))
+}
+
+/// Trades a refresh token for a new pair. Each refresh token works once: presenting a used
+/// one again ends the whole session (it was probably stolen).
+#[utoipa::path(post, path = "/api/v1/auth/refresh", tag = "auth", operation_id = "v1.auth.refresh",
+    request_body = RefreshIn,
+    responses(
+        (status = 200, body = SessionOut),
+        (status = 401, body = Problem, content_type = "application/problem+json")))]
+async fn refresh(
+    State(state): State<AppState>,
+    ApiJson(body): ApiJson<RefreshIn>,
+) -> Result<Json<SessionOut>, ApiError> {
+    let mut tx = state.db.begin().await?;
+    let spent = sessions::spend_refresh_token(&mut tx, &tokens::hash_token(&body.refresh_token))
+        .await?
+        .ok_or(ApiError::Unauthorized("the refresh token is not valid"))?;
+    if spent.reused {
+        sessions::revoke(&mut *tx, spent.session_id).await?;
+        tx.commit().await?;
+        return Err(ApiError::Unauthorized(
+            "the refresh token was already used; the session is ended",
+        ));
+    }
+    if spent.revoked || spent.expired {
+        tx.commit().await?;
+        return Err(ApiError::Unauthorized(
+            "the session has ended; sign in again",
+        ));
+    }
+    let user = users::by_id(&mut *tx, spent.user_id)
+        .await?
+        .ok_or(ApiError::NotFound("user"))?;
+    let session = issue_tokens(&mut tx, &state, user, spent.session_id).await?;
+    tx.commit().await?;
+    Ok(Json(session))
+}
+
+/// Ends the caller's session: its access and refresh tokens stop working.
+#[utoipa::path(post, path = "/api/v1/auth/logout", tag = "auth", operation_id = "v1.auth.logout",
+    security(("bearer" = [])),
+    responses((status = 204), (status = 401, body = Problem, content_type = "application/problem+json")))]
+async fn logout(State(state): State<AppState>, auth: AuthUser) -> Result<StatusCode, ApiError> {
+    sessions::revoke(&state.db, auth.session_id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// The signed-in user.
+#[utoipa::path(get, path = "/api/v1/me", tag = "auth", operation_id = "v1.me.get",
+    security(("bearer" = [])),
+    responses((status = 200, body = UserOut), (status = 401, body = Problem, content_type = "application/problem+json")))]
+async fn me(State(state): State<AppState>, auth: AuthUser) -> Result<Json<UserOut>, ApiError> {
+    let user = users::by_id(&state.db, auth.user_id)
+        .await?
+        .ok_or(ApiError::NotFound("user"))?;
+    Ok(Json(user.into()))
+}
+
+/// Sends a password-reset e-mail if the address has an account. Answers 202 either way, so
+/// the answer does not tell whether an account exists.
+#[utoipa::path(post, path = "/api/v1/auth/forgot-password", tag = "auth",
+    operation_id = "v1.auth.forgot_password", request_body = ForgotPasswordIn,
+    responses((status = 202), (status = 422, body = Problem, content_type = "application/problem+json")))]
+async fn forgot_password(
+    State(state): State<AppState>,
+    ApiJson(body): ApiJson<ForgotPasswordIn>,
+) -> Result<StatusCode, ApiError> {
+    let email =
+        EmailAddress::parse(&body.email).map_err(|message| ApiError::field("email", message))?;
+    let Some(user) = users::by_email(&state.db, email.as_str()).await? else {
+        return Ok(StatusCode::ACCEPTED);
+    };
+    let (token, token_hash) = tokens::random_token();
+    let expires = Utc::now() + secs(state.config.auth.reset_token_ttl_secs);
+    let mut tx = state.db.begin().await?;
+    user_tokens::create(
+        &mut *tx,
+        user.id,
+        user_tokens::Purpose::ResetPassword,
+        &token_hash,
+        expires,
+    )
+    .await?;
+    emails::plan_password_reset(&mut tx, &state, user.account_id, &user.email, &token).await?;
+    tx.commit().await?;
+    Ok(StatusCode::ACCEPTED)
+}
+
+/// Sets a new password with a reset token (single use, expiring) and ends every session.
+#[utoipa::path(post, path = "/api/v1/auth/reset-password", tag = "auth",
+    operation_id = "v1.auth.reset_password", request_body = ResetPasswordIn,
+    responses((status = 204), (status = 422, body = Problem, content_type = "application/problem+json")))]
+async fn reset_password(
+    State(state): State<AppState>,
+    ApiJson(body): ApiJson<ResetPasswordIn>,
+) -> Result<StatusCode, ApiError> {
+    domain::check_password(&body.password)
+        .map_err(|message| ApiError::field("password", message))?;
+    let password_hash = password::hash(body.password).await?;
+    let mut tx = state.db.begin().await?;
+    let user_id = user_tokens::consume(
+        &mut *tx,
+        user_tokens::Purpose::ResetPassword,
+        &tokens::hash_token(&body.token),
+    )
+    .await?
+    .ok_or_else(|| ApiError::field("token", "is invalid, expired or already used"))?;
+    users::set_password(&mut *tx, user_id, &password_hash).await?;
+    sessions::revoke_all(&mut *tx, user_id).await?;
+    tx.commit().await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Confirms the e-mail address with the token from the verification e-mail.
+#[utoipa::path(post, path = "/api/v1/auth/verify-email", tag = "auth",
+    operation_id = "v1.auth.verify_email", request_body = VerifyEmailIn,
+    responses((status = 200, body = UserOut), (status = 422, body = Problem, content_type = "application/problem+json")))]
+async fn verify_email(
+    State(state): State<AppState>,
+    ApiJson(body): ApiJson<VerifyEmailIn>,
+) -> Result<Json<UserOut>, ApiError> {
+    let mut tx = state.db.begin().await?;
+    let user_id = user_tokens::consume(
+        &mut *tx,
+        user_tokens::Purpose::VerifyEmail,
+        &tokens::hash_token(&body.token),
+    )
+    .await?
+    .ok_or_else(|| ApiError::field("token", "is invalid, expired or already used"))?;
+    let user = users::mark_verified(&mut *tx, user_id)
+        .await?
+        .ok_or(ApiError::NotFound("user"))?;
+    tx.commit().await?;
+    Ok(Json(user.into()))
+}
+
+async fn start_session(
+    conn: &mut PgConnection,
+    state: &AppState,
+    user: users::User,
+) -> Result<SessionOut, ApiError> {
+    let session_id = sessions::create(&mut *conn, user.id).await?;
+    issue_tokens(conn, state, user, session_id).await
+}
+
+async fn issue_tokens(
+    conn: &mut PgConnection,
+    state: &AppState,
+    user: users::User,
+    session_id: Uuid,
+) -> Result<SessionOut, ApiError> {
+    let auth = &state.config.auth;
+    let access_token = tokens::encode_access(
+        &state.jwt,
+        user.id,
+        user.account_id,
+        session_id,
+        auth.access_token_ttl_secs,
+    )
+    .map_err(anyhow::Error::from)?;
+    let (refresh_token, refresh_hash) = tokens::random_token();
+    let expires = Utc::now() + secs(auth.refresh_token_ttl_secs);
+    sessions::add_refresh_token(conn, session_id, &refresh_hash, expires).await?;
+    Ok(SessionOut {
+        user: user.into(),
+        access_token,
+        token_type: "Bearer",
+        expires_in: auth.access_token_ttl_secs,
+        refresh_token,
+    })
+}
+
+fn secs(value: u64) -> Duration {
+    Duration::seconds(i64::try_from(value).unwrap_or(i64::MAX / 1000))
+}

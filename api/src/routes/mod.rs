@@ -1,0 +1,5 @@
+//! Every route of the API, grouped by resource.
+
+pub mod auth;
+pub mod health;
+pub mod jobs;

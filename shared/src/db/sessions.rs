@@ -1,0 +1,103 @@
+//! Queries on `sessions` and their rotating `refresh_tokens`.
+
+use chrono::{DateTime, Utc};
+use sqlx::{FromRow, PgConnection, PgExecutor};
+use uuid::Uuid;
+
+/// Starts a session for a user.
+pub async fn create(executor: impl PgExecutor<'_>, user_id: Uuid) -> Result<Uuid, sqlx::Error> {
+    sqlx::query_scalar("insert into sessions (user_id) values ($1) returning id")
+        .bind(user_id)
+        .fetch_one(executor)
+        .await
+}
+
+/// Stores a refresh token (its hash) for a session.
+pub async fn add_refresh_token(
+    executor: impl PgExecutor<'_>,
+    session_id: Uuid,
+    token_hash: &[u8],
+    expires_at: DateTime<Utc>,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "insert into refresh_tokens (token_hash, session_id, expires_at) values ($1, $2, $3)",
+    )
+    .bind(token_hash)
+    .bind(session_id)
+    .bind(expires_at)
+    .execute(executor)
+    .await?;
+    Ok(())
+}
+
+/// What presenting a refresh token found.
+#[derive(Debug, Clone, FromRow)]
+pub struct SpentToken {
+    pub session_id: Uuid,
+    pub user_id: Uuid,
+    pub account_id: Uuid,
+    /// It had been used before: a replay, so the session must be revoked.
+    pub reused: bool,
+    pub expired: bool,
+    pub revoked: bool,
+}
+
+/// Marks a refresh token used and reports what it was. Locks the token row, so two
+/// concurrent refreshes with the same token cannot both succeed.
+pub async fn spend_refresh_token(
+    conn: &mut PgConnection,
+    token_hash: &[u8],
+) -> Result<Option<SpentToken>, sqlx::Error> {
+    let found: Option<SpentToken> = sqlx::query_as(
+        "select t.session_id, s.user_id, u.account_id,
+                t.used_at is not null as reused,
+                t.expires_at <= now() as expired,
+                s.revoked_at is not null as revoked
+         from refresh_tokens t
+         join sessions s on s.id = t.session_id
+         join users u on u.id = s.user_id
+         where t.token_hash = $1
+         for update of t",
+    )
+    .bind(token_hash)
+    .fetch_optional(&mut *conn)
+    .await?;
+    if found.is_some() {
+        sqlx::query(
+            "update refresh_tokens set used_at = coalesce(used_at, now()) where token_hash = $1",
+        )
+        .bind(token_hash)
+        .execute(&mut *conn)
+        .await?;
+    }
+    Ok(found)
+}
+
+/// Revokes one session.
+pub async fn revoke(executor: impl PgExecutor<'_>, session_id: Uuid) -> Result<(), sqlx::Error> {
+    sqlx::query("update sessions set revoked_at = coalesce(revoked_at, now()) where id = $1")
+        .bind(session_id)
+        .execute(executor)
+        .await?;
+    Ok(())
+}
+
+/// Revokes every session of a user (after a password reset).
+pub async fn revoke_all(executor: impl PgExecutor<'_>, user_id: Uuid) -> Result<(), sqlx::Error> {
+    sqlx::query("update sessions set revoked_at = now() where user_id = $1 and revoked_at is null")
+        .bind(user_id)
+        .execute(executor)
+        .await?;
+    Ok(())
+}
+
+/// True when the session exists and is not revoked.
+pub async fn is_active(
+    executor: impl PgExecutor<'_>,
+    session_id: Uuid,
+) -> Result<bool, sqlx::Error> {
+    sqlx::query_scalar("select exists(select 1 from sessions where id = $1 and revoked_at is null)")
+        .bind(session_id)
+        .fetch_one(executor)
+        .await
+}
