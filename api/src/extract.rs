@@ -61,11 +61,14 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
             };
         }
         let message = strip_position(&inner.to_string());
-        let field = match unknown_field_name(&message) {
-            Some(name) if path == "." => name.to_owned(),
-            Some(name) => format!("{path}.{name}"),
-            None if path == "." => missing_field_name(&message).unwrap_or("body").to_owned(),
-            None => path,
+        // The path already ends with an unknown field's name; a missing field is reported at
+        // its parent, so its name comes from the message.
+        let field = match (unknown_field_name(&message), missing_field_name(&message)) {
+            (Some(name), _) if path == "." => name.to_owned(),
+            (_, Some(name)) if path == "." => name.to_owned(),
+            (_, Some(name)) => format!("{path}.{name}"),
+            _ if path == "." => "body".to_owned(),
+            _ => path,
         };
         ApiError::Validation(vec![FieldError::new(field, message)])
     })
@@ -98,7 +101,8 @@ where
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
         let query = parts.uri.query().unwrap_or_default();
-        let deserializer = serde_urlencoded_deserializer(query);
+        let deserializer =
+            serde_urlencoded::Deserializer::new(url::form_urlencoded::parse(query.as_bytes()));
         serde_path_to_error::deserialize(deserializer)
             .map(ApiQuery)
             .map_err(|err| {
@@ -111,19 +115,6 @@ where
                 ApiError::Validation(vec![FieldError::new(field, message)])
             })
     }
-}
-
-fn serde_urlencoded_deserializer(
-    query: &str,
-) -> serde::de::value::MapDeserializer<
-    '_,
-    std::vec::IntoIter<(String, String)>,
-    serde::de::value::Error,
-> {
-    let pairs: Vec<(String, String)> = url::form_urlencoded::parse(query.as_bytes())
-        .map(|(key, value)| (key.into_owned(), value.into_owned()))
-        .collect();
-    serde::de::value::MapDeserializer::new(pairs.into_iter())
 }
 
 /// The signed-in caller: a valid access token of a session that is not revoked.
