@@ -12,7 +12,6 @@ Usage: python smtp_standin.py --port 2525 --maildir DIR [--slow-seconds 3]
 
 import argparse
 import asyncio
-import mailbox
 import os
 import signal
 
@@ -47,8 +46,8 @@ def main():
     parser.add_argument("--maildir", required=True)
     parser.add_argument("--slow-seconds", type=float, default=3.0)
     args = parser.parse_args()
-    os.makedirs(args.maildir, exist_ok=True)
-    mailbox.Maildir(args.maildir, create=True)
+    for sub in ("tmp", "new", "cur"):
+        os.makedirs(os.path.join(args.maildir, sub), exist_ok=True)
     controller = Controller(
         ScriptedMailbox(args.maildir, args.slow_seconds), hostname=args.host, port=args.port
     )

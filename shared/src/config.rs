@@ -153,7 +153,11 @@ impl Config {
             figment = figment.merge(Toml::file_exact(path));
         }
         figment
-            .merge(Env::prefixed("HERALD_").split("__").ignore(&["config"]))
+            .merge(
+                Env::prefixed("HERALD_")
+                    .split("__")
+                    .ignore(&["config", "jobs"]),
+            )
             .merge(
                 Env::raw()
                     .only(&["DATABASE_URL"])

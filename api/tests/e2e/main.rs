@@ -1,0 +1,8 @@
+//! End-to-end tests: the real `herald-api` and `herald-worker` binaries as separate
+//! processes, on a fresh PostgreSQL database (migrated by `herald-api migrate`), a Redis key
+//! prefix of their own, and a real SMTP server (aiosmtpd). Processes are killed with SIGKILL
+//! and SIGTERM to check that no e-mail is lost or sent twice.
+
+mod crash;
+mod flow;
+mod stack;
