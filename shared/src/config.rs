@@ -94,6 +94,7 @@ pub struct AuthConfig {
     pub max_failed_logins_per_account: u32,
     pub max_failed_logins_per_ip: u32,
     pub login_window_secs: u64,
+    pub max_reset_emails_per_hour: u32,
     pub frontend_url: url::Url,
 }
 

@@ -1,6 +1,7 @@
 //! The brute-force limit on sign-in: failed attempts counted per account (e-mail) and per
 //! client IP in Redis, so the limit holds across API replicas. Over either limit, logins
 //! answer 429 with `Retry-After` until the window ends; a success clears the account count.
+//! Password-reset e-mails are capped per address per hour the same way.
 
 use std::net::IpAddr;
 
@@ -67,4 +68,19 @@ pub async fn record_success(state: &AppState, email: &str, ip: IpAddr) -> Result
         .query_async(&mut conn)
         .await?;
     Ok(())
+}
+
+/// Counts a password-reset e-mail for `email`; false once the hourly allowance is used up.
+pub async fn allow_reset_email(state: &AppState, email: &str) -> Result<bool, ApiError> {
+    let mut conn = state.redis.clone();
+    let email_hash = hex::encode(Sha256::digest(email.as_bytes()));
+    let key = format!("{}reset-mail:{email_hash}", state.config.redis.key_prefix);
+    let (count,): (u32,) = redis::pipe()
+        .incr(&key, 1)
+        .expire(&key, 3600)
+        .arg("NX")
+        .ignore()
+        .query_async(&mut conn)
+        .await?;
+    Ok(count <= state.config.auth.max_reset_emails_per_hour)
 }

@@ -263,8 +263,9 @@ async fn me(State(state): State<AppState>, auth: AuthUser) -> Result<Json<UserOu
     Ok(Json(user.into()))
 }
 
-/// Sends a password-reset e-mail if the address has an account. Answers 202 either way, so
-/// the answer does not tell whether an account exists.
+/// Sends a password-reset e-mail if the address has an account (at most
+/// `auth.max_reset_emails_per_hour` per address). Answers 202 either way, so the answer does
+/// not tell whether an account exists.
 #[utoipa::path(post, path = "/api/v1/auth/forgot-password", tag = "auth",
     operation_id = "v1.auth.forgot_password", request_body = ForgotPasswordIn,
     responses((status = 202), (status = 422, body = Problem, content_type = "application/problem+json")))]
@@ -277,6 +278,10 @@ async fn forgot_password(
     let Some(user) = users::by_email(&state.db, email.as_str()).await? else {
         return Ok(StatusCode::ACCEPTED);
     };
+    if !limiter::allow_reset_email(&state, email.as_str()).await? {
+        tracing::warn!(user_id = %user.id, "password-reset e-mail limit reached; nothing sent");
+        return Ok(StatusCode::ACCEPTED);
+    }
     let (token, token_hash) = tokens::random_token();
     let expires = Utc::now() + secs(state.config.auth.reset_token_ttl_secs);
     let mut tx = state.db.begin().await?;

@@ -482,3 +482,21 @@ async fn verify_email_uses_the_mailed_token_once() {
         .await;
     assert_field_error(reset_token_is_not_a_verify_token, "token").await;
 }
+
+#[tokio::test]
+async fn reset_emails_per_address_are_capped_but_the_answer_stays_202() {
+    let app = TestApp::spawn_with(&[("auth.max_reset_emails_per_hour", json!(2))]).await;
+    app.signup("ada@example.com").await;
+    let before = app.count("effects").await;
+    for _ in 0..4 {
+        let response = app
+            .post(
+                "/api/v1/auth/forgot-password",
+                &json!({"email": "ada@example.com"}),
+                None,
+            )
+            .await;
+        assert_eq!(response.status(), StatusCode::ACCEPTED);
+    }
+    assert_eq!(app.count("effects").await, before + 2);
+}

@@ -116,3 +116,83 @@ async fn two_replicas_drain_one_queue_and_survive_one_being_killed() {
     // every `sent` row has its one copy; an `unknown` row (killed mid-send) at most one
     assert!(delivered.len() as i64 >= sent);
 }
+
+/// A private, throw-away Redis server.
+struct PrivateRedis {
+    port: u16,
+    child: std::process::Child,
+}
+
+impl PrivateRedis {
+    async fn start(port: u16) -> Self {
+        let child = std::process::Command::new("redis-server")
+            .args([
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("redis-server");
+        wait_until(Duration::from_secs(10), "private redis up", || async {
+            tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .is_ok()
+        })
+        .await;
+        Self { port, child }
+    }
+
+    fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for PrivateRedis {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn health(port: u16) -> u16 {
+    reqwest::get(format!("http://127.0.0.1:{port}/healthz"))
+        .await
+        .map(|response| response.status().as_u16())
+        .unwrap_or(0)
+}
+
+#[tokio::test]
+async fn the_worker_survives_a_redis_restart_and_reports_it_in_healthz() {
+    let mut stack = Stack::new(0.0).await;
+    let redis = PrivateRedis::start(crate::stack::free_port()).await;
+    let port = redis.port;
+    stack.redis_url = format!("redis://127.0.0.1:{port}");
+    let account = stack.account().await;
+    let worker = stack.start_worker("steady").await;
+    let first = stack.plan_emails(account, "before", 5).await;
+    wait_all_final(&stack, first.len() as i64).await;
+
+    redis.kill();
+    wait_until(
+        Duration::from_secs(30),
+        "healthz reports the queue worker down",
+        || async { health(worker.port).await == 503 },
+    )
+    .await;
+    let _redis = PrivateRedis::start(port).await;
+    wait_until(Duration::from_secs(60), "healthz healthy again", || async {
+        health(worker.port).await == 200
+    })
+    .await;
+    let second = stack.plan_emails(account, "after", 5).await;
+    wait_all_final(&stack, (first.len() + second.len()) as i64).await;
+    assert_eq!(stack.count_in(&["sent"]).await, 10);
+    assert!(stack.delivered().values().all(|copies| *copies == 1));
+}

@@ -3,6 +3,7 @@
 //! prefix of their own, and a real SMTP server (aiosmtpd). Processes are killed with SIGKILL
 //! and SIGTERM to check that no e-mail is lost or sent twice.
 
+mod config;
 mod crash;
 mod flow;
 mod stack;

@@ -31,6 +31,8 @@ pub struct Stack {
     pub database_url: String,
     pub maildir: PathBuf,
     pub api_url: String,
+    /// Redis the processes use; tests may point it at a private server.
+    pub redis_url: String,
     smtp_port: u16,
     api_port: u16,
     jobs_file: PathBuf,
@@ -92,6 +94,7 @@ impl Stack {
             database_url,
             maildir,
             api_url: format!("http://127.0.0.1:{api_port}"),
+            redis_url: "redis://127.0.0.1:6379".to_owned(),
             smtp_port,
             api_port,
             jobs_file,
@@ -113,7 +116,7 @@ impl Stack {
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .env("HERALD_DATABASE__URL", &self.database_url)
-            .env("HERALD_REDIS__URL", "redis://127.0.0.1:6379")
+            .env("HERALD_REDIS__URL", &self.redis_url)
             .env(
                 "HERALD_REDIS__KEY_PREFIX",
                 format!("herald-test:{}:", self.id),
@@ -157,7 +160,7 @@ impl Stack {
             .spawn()
             .expect("herald-worker");
         wait_for_ready(&format!("http://127.0.0.1:{port}/healthz"), &mut child).await;
-        Worker { child }
+        Worker { child, port }
     }
 
     pub async fn account(&self) -> Uuid {
@@ -278,6 +281,8 @@ impl Drop for Stack {
 /// A running worker replica.
 pub struct Worker {
     pub child: Child,
+    /// Port of its /healthz, /readyz and /metrics.
+    pub port: u16,
 }
 
 impl Worker {
