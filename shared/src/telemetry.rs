@@ -4,8 +4,10 @@ use tracing_subscriber::EnvFilter;
 
 use crate::config::{LogConfig, LogFormat};
 
-/// Installs the global subscriber; a second call (tests) is ignored.
+/// Installs the global subscriber and the metrics recorder; a second call (tests) is ignored.
 pub fn init(config: &LogConfig) {
+    // Metrics recorded before a recorder exists are dropped, so install it first.
+    let _ = metrics();
     let filter = EnvFilter::try_from_default_env()
         .or_else(|_| EnvFilter::try_new(&config.filter))
         .unwrap_or_else(|_| EnvFilter::new("info"));
