@@ -144,7 +144,7 @@ pub struct LogConfig {
 impl Config {
     /// Loads the layers from the process environment and validates the result.
     pub fn load() -> Result<Self, ConfigError> {
-        Self::from_figment(Self::figment())
+        Self::from_figment(&Self::figment())
     }
 
     /// The layered sources, before extraction; tests add their own layer on top.
@@ -173,7 +173,7 @@ impl Config {
     }
 
     /// Extracts and validates a configuration from any figment.
-    pub fn from_figment(figment: Figment) -> Result<Self, ConfigError> {
+    pub fn from_figment(figment: &Figment) -> Result<Self, ConfigError> {
         let config: Self = figment.extract().map_err(|err| {
             let setting = err.path.join(".");
             let setting = if setting.is_empty() {
@@ -281,35 +281,35 @@ mod tests {
 
     #[test]
     fn committed_defaults_load_once_a_secret_is_given() {
-        let config = Config::from_figment(with("log.format", "json")).unwrap();
+        let config = Config::from_figment(&with("log.format", "json")).unwrap();
         assert_eq!(config.log.format, LogFormat::Json);
         assert!(config.email.is_sandbox());
     }
 
     #[test]
     fn a_missing_jwt_secret_names_the_setting() {
-        let err = Config::from_figment(Figment::from(Toml::string(DEFAULT_CONFIG))).unwrap_err();
+        let err = Config::from_figment(&Figment::from(Toml::string(DEFAULT_CONFIG))).unwrap_err();
         assert_eq!(err.setting, "auth.jwt_secret");
     }
 
     #[test]
     fn a_bad_value_names_the_setting() {
-        let err = Config::from_figment(with("email.smtp_tls", "sometimes")).unwrap_err();
+        let err = Config::from_figment(&with("email.smtp_tls", "sometimes")).unwrap_err();
         assert_eq!(err.setting, "email.smtp_tls");
-        let err = Config::from_figment(with("database.url", "mysql://x")).unwrap_err();
+        let err = Config::from_figment(&with("database.url", "mysql://x")).unwrap_err();
         assert_eq!(err.setting, "database.url");
     }
 
     #[test]
     fn an_unknown_setting_is_refused() {
-        let err = Config::from_figment(with("api.lisen", "x")).unwrap_err();
+        let err = Config::from_figment(&with("api.lisen", "x")).unwrap_err();
         assert!(err.to_string().contains("lisen"), "{err}");
     }
 
     #[test]
     fn debug_output_never_shows_secrets() {
         let config = Config::from_figment(
-            with("email.smtp_password", "hunter2-secret")
+            &with("email.smtp_password", "hunter2-secret")
                 .merge(Serialized::default("email.smtp_username", "u")),
         )
         .unwrap();

@@ -61,7 +61,7 @@ impl TestEnv {
         for (key, value) in overrides {
             figment = figment.merge(Serialized::default(key, value));
         }
-        let config = Config::from_figment(figment)?;
+        let config = Config::from_figment(&figment)?;
         let db = crate::db::connect(&config.database).await?;
         crate::db::MIGRATOR.run(&db).await?;
         Ok(Self {

@@ -92,7 +92,7 @@ mod tests {
 
     fn keys(secret: &str) -> JwtKeys {
         let config = herald_shared::config::Config::from_figment(
-            herald_shared::config::Config::figment_defaults()
+            &herald_shared::config::Config::figment_defaults()
                 .merge(Serialized::default("auth.jwt_secret", secret)),
         )
         .unwrap();

@@ -19,7 +19,7 @@ async fn signup_creates_the_user_and_account_and_plans_a_verification_email() {
     assert_eq!(body["user"]["email_verified"], false);
     assert_eq!(body["token_type"], "Bearer");
     assert!(body["expires_in"].as_u64().unwrap() > 0);
-    let session = session_from(body);
+    let session = session_from(&body);
     assert_eq!(app.count("accounts").await, 1);
     let planned: (String, String) = sqlx::query_as(
         "select state, account_id::text from effects where kind = 'email' and payload->>'to' = 'ada@example.com'",
@@ -242,7 +242,7 @@ async fn refresh_rotates_and_a_reused_refresh_token_ends_the_session() {
         )
         .await;
     assert_eq!(rotated.status(), StatusCode::OK);
-    let second = session_from(rotated.json().await.unwrap());
+    let second = session_from(&rotated.json().await.unwrap());
     assert_ne!(second.refresh_token, first.refresh_token);
     assert_eq!(
         app.get("/api/v1/me", Some(&second.access_token))
@@ -290,7 +290,7 @@ async fn logout_ends_the_session_for_access_and_refresh_tokens() {
     let app = TestApp::spawn().await;
     let session = app.signup("ada@example.com").await;
     let other = session_from(
-        app.post(
+        &app.post(
             "/api/v1/auth/login",
             &json!({"email": "ada@example.com", "password": "correct horse"}),
             None,

@@ -10,7 +10,6 @@ pub struct TestApp {
     pub address: String,
     pub db: PgPool,
     pub client: reqwest::Client,
-    pub key_prefix: String,
 }
 
 /// A signed-in user.
@@ -19,7 +18,6 @@ pub struct Session {
     pub refresh_token: String,
     pub user_id: Uuid,
     pub account_id: Uuid,
-    pub email: String,
 }
 
 impl TestApp {
@@ -32,7 +30,6 @@ impl TestApp {
         let jobs =
             herald_shared::jobs_config::JobsConfig::parse(herald_shared::jobs_config::DEFAULT_JOBS)
                 .expect("jobs.toml");
-        let key_prefix = env.config.redis.key_prefix.clone();
         let state = herald_api::build_state(env.config, jobs)
             .await
             .expect("state");
@@ -45,7 +42,6 @@ impl TestApp {
             address,
             db: env.db,
             client: reqwest::Client::new(),
-            key_prefix,
         }
     }
 
@@ -80,7 +76,7 @@ impl TestApp {
             )
             .await;
         assert_eq!(response.status(), StatusCode::CREATED);
-        session_from(response.json().await.expect("json"))
+        session_from(&response.json().await.expect("json"))
     }
 
     pub async fn count(&self, table: &str) -> i64 {
@@ -103,7 +99,7 @@ impl TestApp {
     }
 }
 
-pub fn session_from(body: Value) -> Session {
+pub fn session_from(body: &Value) -> Session {
     Session {
         access_token: body["access_token"]
             .as_str()
@@ -123,7 +119,6 @@ pub fn session_from(body: Value) -> Session {
             .expect("account")
             .parse()
             .expect("uuid"),
-        email: body["user"]["email"].as_str().expect("email").to_owned(),
     }
 }
 

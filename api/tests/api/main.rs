@@ -1,6 +1,11 @@
 //! The API's integration tests: the real router on a real port, a fresh PostgreSQL database
 //! and Redis key prefix per test.
 
+#![expect(
+    clippy::expect_used,
+    reason = "test helpers fail loudly on broken fixtures"
+)]
+
 mod auth;
 mod health;
 mod helpers;

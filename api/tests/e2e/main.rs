@@ -3,6 +3,11 @@
 //! prefix of their own, and a real SMTP server (aiosmtpd). Processes are killed with SIGKILL
 //! and SIGTERM to check that no e-mail is lost or sent twice.
 
+#![expect(
+    clippy::expect_used,
+    reason = "test helpers fail loudly on broken fixtures"
+)]
+
 mod config;
 mod crash;
 mod flow;
