@@ -19,3 +19,5 @@ pub mod telemetry;
 /// Fresh database and Redis namespace per test.
 #[cfg(feature = "testing")]
 pub mod testing;
+/// Local-time resolution (DST gaps and repeats) for deliveries and cron.
+pub mod time_rules;
