@@ -6,6 +6,7 @@ pub mod error;
 pub mod extract;
 pub mod idempotency;
 pub mod openapi;
+pub mod pagination;
 pub mod routes;
 pub mod state;
 
@@ -50,6 +51,7 @@ fn api_router() -> OpenApiRouter<AppState> {
         .merge(routes::health::router())
         .merge(routes::auth::router())
         .merge(routes::jobs::router())
+        .merge(routes::courses::router())
 }
 
 /// The OpenAPI document.

@@ -16,6 +16,7 @@ use utoipa::{Modify, OpenApi};
     tags(
         (name = "auth", description = "Accounts, sign-in and tokens"),
         (name = "jobs", description = "Every outbound effect and its state, for operators"),
+        (name = "courses", description = "Courses: days of content with quiz questions"),
         (name = "operations", description = "Health and metrics"),
     )
 )]

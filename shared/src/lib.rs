@@ -2,6 +2,8 @@
 
 /// Layered, validated configuration.
 pub mod config;
+/// Course content rules: grading, message rendering, channel limits.
+pub mod courses;
 /// PostgreSQL pool, migrations and queries.
 pub mod db;
 /// Domain values (e-mail addresses, …) with parse constructors.

@@ -46,7 +46,12 @@ impl Liveness {
     pub fn down(&self) -> Vec<String> {
         self.0
             .lock()
-            .map(|map| map.iter().filter(|(_, alive)| !**alive).map(|(q, _)| q.clone()).collect())
+            .map(|map| {
+                map.iter()
+                    .filter(|(_, alive)| !**alive)
+                    .map(|(q, _)| q.clone())
+                    .collect()
+            })
             .unwrap_or_default()
     }
 }

@@ -2,11 +2,17 @@
 //!
 //! Every replica runs one. Per queue, a round takes a transaction-scoped advisory lock (one
 //! replica dispatches a queue at a time), counts the rows already waiting in Redis, claims at
-//! most `min(batch, window − waiting)` due rows with `for update skip locked`, pushes their ids
-//! and commits. So Redis never holds more than the window, however many rows are due.
-//! It sleeps until a `herald_effects` notification (new or re-planned work), the next due
-//! time, or a 5 s safety tick — no busy polling; while a window is full it checks again
-//! every 50 ms.
+//! most `min(batch, window − waiting)` due rows with `for update skip locked`, commits, and
+//! only then pushes their ids. So Redis never holds more than the window, however many rows
+//! are due. It sleeps until a `herald_effects` notification (new or re-planned work), the
+//! next due time, or a 5 s safety tick — no busy polling; while a window is full it checks
+//! again every 50 ms.
+//!
+//! Commit before push: a worker can start a task a few milliseconds after the push, and a
+//! row whose claim is not yet committed still reads `planned`, so the handler would skip it
+//! and the row would sit `queued` with no task until the sweep. If the push fails after the
+//! commit, the rows do sit `queued` without a task, and the sweep dispatches them again
+//! after `worker.requeue_after_secs` — the same path as a flushed Redis.
 
 use std::time::Duration;
 
@@ -57,7 +63,9 @@ pub async fn run(ctx: WorkerContext, mut shutdown: watch::Receiver<bool>) {
                     more |= round.more;
                     blocked |= round.blocked;
                 }
-                Err(err) => tracing::error!(queue = %settings.queue, error = %err, "dispatch failed"),
+                Err(err) => {
+                    tracing::error!(queue = %settings.queue, error = %err, "dispatch failed")
+                }
             }
         }
         if *shutdown.borrow() {
@@ -67,7 +75,11 @@ pub async fn run(ctx: WorkerContext, mut shutdown: watch::Receiver<bool>) {
             tokio::task::yield_now().await;
             continue;
         }
-        let wait = if blocked { WINDOW_FULL_RECHECK } else { until_next_due(&ctx, &queues).await };
+        let wait = if blocked {
+            WINDOW_FULL_RECHECK
+        } else {
+            until_next_due(&ctx, &queues).await
+        };
         tokio::select! {
             _ = tokio::time::sleep(wait) => {}
             _ = crate::context::stopped(&mut shutdown) => return,
@@ -110,13 +122,20 @@ async fn until_next_due(ctx: &WorkerContext, queues: &[JobSettings]) -> Duration
 pub async fn dispatch_round(ctx: &WorkerContext, settings: &JobSettings) -> anyhow::Result<Round> {
     let mut tx = ctx.db.begin().await?;
     if !effects::try_lock_queue(&mut tx, &settings.queue).await? {
-        return Ok(Round { blocked: true, ..Round::default() });
+        return Ok(Round {
+            blocked: true,
+            ..Round::default()
+        });
     }
     let waiting = effects::count_queued(&mut tx, &settings.queue).await?;
     let room = i64::from(settings.window) - waiting;
-    metrics::gauge!("herald_queue_window_used", "queue" => settings.queue.clone()).set(waiting as f64);
+    metrics::gauge!("herald_queue_window_used", "queue" => settings.queue.clone())
+        .set(waiting as f64);
     if room <= 0 {
-        return Ok(Round { blocked: true, ..Round::default() });
+        return Ok(Round {
+            blocked: true,
+            ..Round::default()
+        });
     }
     let limit = room.min(i64::from(ctx.config.worker.dispatch_batch));
     let claimed = effects::claim_due(&mut tx, &settings.queue, limit).await?;
@@ -126,22 +145,29 @@ pub async fn dispatch_round(ctx: &WorkerContext, settings: &JobSettings) -> anyh
     let tasks: Vec<_> = claimed
         .iter()
         .map(|row| {
-            // Same key for the same dispatch: if the commit below fails after the push, the
-            // next claim of this row re-uses the key and Redis drops the duplicate push.
+            // The key names this dispatch of the row: Redis drops a second push of it, and a
+            // re-dispatch by the sweep (one more `dispatches`) is a new key.
             TaskBuilder::new(EffectTask { effect_id: row.id })
                 .idempotency_key(format!("{}:{}", row.id, row.dispatches))
                 .build()
         })
         .collect();
-    let mut storage = RedisStorage::<EffectTask>::new(ctx.redis.clone())
-        .with_config(queue_config(ctx, settings));
-    storage
-        .push_all(stream::iter(tasks))
-        .await
-        .map_err(|err| anyhow::anyhow!("push to Redis: {err}"))?;
+    // The rows must read `queued` before any worker can see their ids (see the module docs).
     tx.commit().await?;
+    let mut storage =
+        RedisStorage::<EffectTask>::new(ctx.redis.clone()).with_config(queue_config(ctx, settings));
+    storage.push_all(stream::iter(tasks)).await.map_err(|err| {
+        anyhow::anyhow!(
+            "push to Redis: {err}; {} claimed rows stay `queued` until the sweep dispatches them again",
+            claimed.len()
+        )
+    })?;
     let pushed = claimed.len();
     metrics::counter!("herald_effects_dispatched_total", "queue" => settings.queue.clone())
         .increment(pushed as u64);
-    Ok(Round { pushed, more: i64::try_from(pushed).unwrap_or(i64::MAX) == limit, blocked: false })
+    Ok(Round {
+        pushed,
+        more: i64::try_from(pushed).unwrap_or(i64::MAX) == limit,
+        blocked: false,
+    })
 }

@@ -15,19 +15,38 @@ pub fn router(ctx: WorkerContext) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
-        .route("/metrics", get(|| async { herald_shared::telemetry::metrics().render() }))
+        .route(
+            "/metrics",
+            get(|| async { herald_shared::telemetry::metrics().render() }),
+        )
         .with_state(ctx)
 }
 
 async fn healthz(State(ctx): State<WorkerContext>) -> impl IntoResponse {
     let down = ctx.liveness.down();
-    let status = if down.is_empty() { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
-    (status, Json(json!({ "status": if down.is_empty() { "ok" } else { "degraded" }, "queues_down": down })))
+    let status = if down.is_empty() {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (
+        status,
+        Json(
+            json!({ "status": if down.is_empty() { "ok" } else { "degraded" }, "queues_down": down }),
+        ),
+    )
 }
 
 async fn readyz(State(ctx): State<WorkerContext>) -> impl IntoResponse {
     let postgres = herald_shared::db::is_reachable(&ctx.db).await;
     let redis = herald_shared::redis_conn::is_reachable(&ctx.redis).await;
-    let status = if postgres && redis { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
-    (status, Json(json!({ "postgres": postgres, "redis": redis })))
+    let status = if postgres && redis {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (
+        status,
+        Json(json!({ "postgres": postgres, "redis": redis })),
+    )
 }

@@ -35,10 +35,14 @@ pub async fn build_context(config: Config, jobs: JobsConfig) -> anyhow::Result<W
         .context("connect to Redis (redis.url)")?;
     let mailer = Mailer::new(&config.email).context("set up the mailer")?;
     if mailer.is_sandbox() {
-        tracing::warn!("e-mail sandbox mode: email.smtp_host is empty, e-mails are logged and recorded as `sandboxed`, not sent");
+        tracing::warn!(
+            "e-mail sandbox mode: email.smtp_host is empty, e-mails are logged and recorded as `sandboxed`, not sent"
+        );
     }
     let replica = if config.worker.replica_name.is_empty() {
-        hostname::get().map(|h| h.to_string_lossy().into_owned()).unwrap_or_else(|_| "worker".into())
+        hostname::get()
+            .map(|h| h.to_string_lossy().into_owned())
+            .unwrap_or_else(|_| "worker".into())
     } else {
         config.worker.replica_name.clone()
     };
@@ -86,10 +90,8 @@ pub async fn run(
     tracing::info!("shutting down: finishing running jobs");
     let _ = stop_tx.send(true);
     let grace = Duration::from_secs(ctx.config.worker.shutdown_timeout_secs);
-    let drained = tokio::time::timeout(grace, async {
-        while tasks.join_next().await.is_some() {}
-    })
-    .await;
+    let drained =
+        tokio::time::timeout(grace, async { while tasks.join_next().await.is_some() {} }).await;
     if drained.is_err() {
         tracing::warn!(
             "shutdown timeout reached; unfinished jobs return through orphan recovery and the sweep"

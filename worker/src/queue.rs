@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use apalis::prelude::*;
 use apalis_core::backend::ext::poll_strategy::{PollSnapshot, PollStrategy};
-use futures::future::BoxFuture;
 use apalis_redis::{Config as RedisQueueConfig, RedisStorage};
+use futures::future::BoxFuture;
 use herald_shared::effects::EffectTask;
 use herald_shared::jobs_config::JobSettings;
 use tokio::sync::watch;
@@ -53,13 +53,21 @@ impl PollStrategy for Every {
         while self.0.poll_tick(cx).is_ready() {
             fired = true;
         }
-        if fired { Poll::Ready(Some(())) } else { Poll::Pending }
+        if fired {
+            Poll::Ready(Some(()))
+        } else {
+            Poll::Pending
+        }
     }
 }
 
 /// Runs the queue's worker until `shutdown` turns true, restarting it (with backoff) after
 /// errors. On shutdown, running jobs finish; prefetched ones go back to Redis.
-pub async fn supervise(ctx: WorkerContext, settings: JobSettings, mut shutdown: watch::Receiver<bool>) {
+pub async fn supervise(
+    ctx: WorkerContext,
+    settings: JobSettings,
+    mut shutdown: watch::Receiver<bool>,
+) {
     let queue = settings.queue.clone();
     let mut run: u32 = 0;
     let mut backoff = Duration::from_millis(250);
@@ -82,8 +90,12 @@ pub async fn supervise(ctx: WorkerContext, settings: JobSettings, mut shutdown: 
         ctx.liveness.set(&queue, false);
         metrics::counter!("herald_worker_restarts_total", "queue" => queue.clone()).increment(1);
         match result {
-            Ok(()) => tracing::error!(worker = %name, "queue worker ended unexpectedly; restarting"),
-            Err(err) => tracing::error!(worker = %name, error = %err, "queue worker failed; restarting"),
+            Ok(()) => {
+                tracing::error!(worker = %name, "queue worker ended unexpectedly; restarting")
+            }
+            Err(err) => {
+                tracing::error!(worker = %name, error = %err, "queue worker failed; restarting")
+            }
         }
         if started.elapsed() > Duration::from_secs(60) {
             backoff = Duration::from_millis(250);
@@ -108,7 +120,9 @@ fn start_worker(
 ) -> BoxFuture<'static, Result<(), WorkerError>> {
     let storage = RedisStorage::<EffectTask>::new(ctx.redis.clone())
         .with_config(queue_config(ctx, settings))
-        .poll_with_strategy(Every::new(Duration::from_millis(ctx.config.worker.poll_interval_ms)));
+        .poll_with_strategy(Every::new(Duration::from_millis(
+            ctx.config.worker.poll_interval_ms,
+        )));
     let worker = WorkerBuilder::new(name)
         .backend(storage)
         .catch_panic()

@@ -8,13 +8,21 @@ use herald_shared::jobs_config::RateLimit;
 use crate::context::WorkerContext;
 
 /// Waits until this job may start under `limit` for `queue`.
-pub async fn acquire(ctx: &WorkerContext, queue: &str, limit: RateLimit) -> Result<(), redis::RedisError> {
+pub async fn acquire(
+    ctx: &WorkerContext,
+    queue: &str,
+    limit: RateLimit,
+) -> Result<(), redis::RedisError> {
     let mut conn = ctx.redis.clone();
     loop {
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap_or_default();
-        let key = format!("{}rate:{queue}:{}", ctx.config.redis.key_prefix, now.as_secs());
+        let key = format!(
+            "{}rate:{queue}:{}",
+            ctx.config.redis.key_prefix,
+            now.as_secs()
+        );
         let (count,): (u64,) = redis::pipe()
             .atomic()
             .incr(&key, 1)

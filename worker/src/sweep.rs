@@ -45,14 +45,21 @@ pub async fn sweep_once(ctx: &WorkerContext) -> anyhow::Result<Swept> {
     };
     for settings in ctx.jobs.all() {
         let stuck_after = settings.timeout.as_secs_f64() + worker.stuck_sending_grace_secs as f64;
-        swept.unknown += effects::resolve_stuck_sending(&ctx.db, settings.kind, stuck_after).await?;
+        swept.unknown +=
+            effects::resolve_stuck_sending(&ctx.db, settings.kind, stuck_after).await?;
         swept.trimmed += trim_finished(ctx, &ctx.redis_queue(&settings.queue)).await?;
     }
     if swept.requeued > 0 {
-        tracing::warn!(rows = swept.requeued, "re-dispatched rows that sat in Redis too long");
+        tracing::warn!(
+            rows = swept.requeued,
+            "re-dispatched rows that sat in Redis too long"
+        );
     }
     if swept.unknown > 0 {
-        tracing::error!(rows = swept.unknown, "rows stuck in `sending` marked `unknown`");
+        tracing::error!(
+            rows = swept.unknown,
+            "rows stuck in `sending` marked `unknown`"
+        );
     }
     metrics::counter!("herald_sweep_requeued_total").increment(swept.requeued);
     metrics::counter!("herald_sweep_unknown_total").increment(swept.unknown);

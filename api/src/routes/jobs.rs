@@ -5,8 +5,6 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{DateTime, Utc};
 use herald_shared::db::effects::{self, EffectRow, ListFilter};
 use herald_shared::effects::{EffectKind, EffectState};
@@ -19,6 +17,7 @@ use uuid::Uuid;
 use crate::error::{ApiError, FieldErrors, Problem};
 use crate::extract::{ApiQuery, AuthUser, IdempotencyKey};
 use crate::idempotency::{self, Claim};
+use crate::pagination::PageRequest;
 use crate::state::AppState;
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -126,35 +125,16 @@ async fn list_jobs(
                 .map_err(|_| format!("must be one of {}", EffectKind::names())),
         )
     });
-    let limit = match query.limit.as_deref() {
-        None => Some(50),
-        Some(raw) => errors.check(
-            "limit",
-            raw.parse::<i64>()
-                .ok()
-                .filter(|n| (1..=200).contains(n))
-                .ok_or_else(|| "must be a number from 1 to 200".to_owned()),
-        ),
-    };
-    let after = query
-        .cursor
-        .as_deref()
-        .and_then(|raw| errors.check("cursor", decode_cursor(raw)));
+    let page = PageRequest::parse(query.limit.as_deref(), query.cursor.as_deref(), &mut errors);
     errors.finish()?;
-    let limit = limit.unwrap_or(50);
     let filter = ListFilter {
         state: state_filter,
         kind,
-        after,
-        limit: limit + 1,
+        after: page.after,
+        limit: page.fetch_limit(),
     };
-    let mut rows = effects::list(&state.db, auth.account_id, &filter).await?;
-    let next_cursor = if rows.len() as i64 > limit {
-        rows.truncate(usize::try_from(limit).unwrap_or(50));
-        rows.last().map(|row| encode_cursor(row.created_at, row.id))
-    } else {
-        None
-    };
+    let rows = effects::list(&state.db, auth.account_id, &filter).await?;
+    let (rows, next_cursor) = page.finish(rows, |row| (row.created_at, row.id));
     Ok(Json(JobPage {
         items: rows.into_iter().map(JobOut::from).collect(),
         next_cursor,
@@ -276,24 +256,4 @@ async fn transition(
 fn parse_id(raw: &str) -> Result<Uuid, ApiError> {
     // An id that is not a UUID names no job of the caller's: the same answer as an unknown id.
     raw.parse().map_err(|_| ApiError::NotFound("job"))
-}
-
-fn encode_cursor(created_at: DateTime<Utc>, id: Uuid) -> String {
-    URL_SAFE_NO_PAD.encode(format!("{}|{id}", created_at.timestamp_micros()))
-}
-
-fn decode_cursor(raw: &str) -> Result<(DateTime<Utc>, Uuid), String> {
-    let invalid = || "is not a cursor from a previous page".to_owned();
-    let text = URL_SAFE_NO_PAD
-        .decode(raw)
-        .ok()
-        .and_then(|bytes| String::from_utf8(bytes).ok())
-        .ok_or_else(invalid)?;
-    let (micros, id) = text.split_once('|').ok_or_else(invalid)?;
-    let at = micros
-        .parse::<i64>()
-        .ok()
-        .and_then(DateTime::from_timestamp_micros)
-        .ok_or_else(invalid)?;
-    Ok((at, id.parse().map_err(|_| invalid())?))
 }

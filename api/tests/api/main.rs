@@ -7,6 +7,7 @@
 )]
 
 mod auth;
+mod courses;
 mod health;
 mod helpers;
 mod jobs;

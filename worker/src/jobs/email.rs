@@ -12,9 +12,14 @@ pub async fn send(ctx: &WorkerContext, started: &Started) -> Result<Outcome, Job
     let email: EmailPayload = serde_json::from_value(started.payload.clone())
         .map_err(|err| JobError::Permanent(format!("invalid e-mail payload: {err}")))?;
     match ctx.mailer.send(started.id, &email).await {
-        Ok(Delivery::Sent { server_reply }) => Ok(Outcome::Sent { provider_id: Some(server_reply) }),
+        Ok(Delivery::Sent { server_reply }) => Ok(Outcome::Sent {
+            provider_id: Some(server_reply),
+        }),
         Ok(Delivery::Sandboxed) => Ok(Outcome::Sandboxed),
         Err(EmailError::Permanent(message)) => Err(JobError::Permanent(message)),
-        Err(EmailError::Retryable(message)) => Err(JobError::Retryable { message, retry_after: None }),
+        Err(EmailError::Retryable(message)) => Err(JobError::Retryable {
+            message,
+            retry_after: None,
+        }),
     }
 }

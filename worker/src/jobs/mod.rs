@@ -30,7 +30,10 @@ pub enum Outcome {
 pub enum JobError {
     /// Worth trying again later (timeouts, 4xx SMTP replies, 429/5xx, connection errors).
     #[error("{message}")]
-    Retryable { message: String, retry_after: Option<Duration> },
+    Retryable {
+        message: String,
+        retry_after: Option<Duration>,
+    },
     /// Trying again will not help (rejected address, invalid payload).
     #[error("{0}")]
     Permanent(String),
@@ -47,7 +50,10 @@ pub async fn handle_effect(
         return Ok("skipped: the row is not queued (done elsewhere or canceled)".to_owned());
     };
     let pickup = (Utc::now() - started.due).to_std().unwrap_or_default();
-    let kind: EffectKind = started.kind.parse().map_err(|_| AbortError::new("unknown kind"))?;
+    let kind: EffectKind = started
+        .kind
+        .parse()
+        .map_err(|_| AbortError::new("unknown kind"))?;
     let settings = ctx.jobs.get(kind);
     metrics::histogram!("herald_pickup_latency_seconds", "queue" => settings.queue.clone())
         .record(pickup.as_secs_f64());
@@ -63,7 +69,11 @@ pub async fn handle_effect(
     record(&ctx, kind, &started, result).await
 }
 
-async fn run_kind(ctx: &WorkerContext, kind: EffectKind, started: &Started) -> Result<Outcome, JobError> {
+async fn run_kind(
+    ctx: &WorkerContext,
+    kind: EffectKind,
+    started: &Started,
+) -> Result<Outcome, JobError> {
     match kind {
         EffectKind::Email => email::send(ctx, started).await,
     }
@@ -80,7 +90,9 @@ async fn record(
     let outcome_label = match &result {
         Ok(Outcome::Sent { .. }) => "sent",
         Ok(Outcome::Sandboxed) => "sandboxed",
-        Err(JobError::Retryable { .. }) if settings.may_retry_after(attempts(started)) => "retrying",
+        Err(JobError::Retryable { .. }) if settings.may_retry_after(attempts(started)) => {
+            "retrying"
+        }
         Err(JobError::Retryable { .. }) => "dead",
         Err(JobError::Permanent(_)) => "failed",
     };
@@ -95,7 +107,10 @@ async fn record(
             effects::finish_sent(&ctx.db, id, EffectState::Sandboxed, None).await?;
             Ok("sandboxed".to_owned())
         }
-        Err(JobError::Retryable { message, retry_after }) if outcome_label == "retrying" => {
+        Err(JobError::Retryable {
+            message,
+            retry_after,
+        }) if outcome_label == "retrying" => {
             let delay = settings.retry_delay(attempts(started), retry_after);
             let next = Utc::now() + chrono::Duration::from_std(delay).unwrap_or_default();
             tracing::warn!(effect_id = %id, attempt = started.attempts, ?delay, error = %message, "attempt failed; retry scheduled");

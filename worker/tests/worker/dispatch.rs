@@ -1,0 +1,195 @@
+//! The dispatcher: due times, the Redis window (backpressure) and cancellation.
+
+use std::time::Duration;
+
+use chrono::Utc;
+use herald_shared::db::effects;
+use herald_shared::effects::{EffectKind, EffectState};
+
+use crate::helpers::{PATIENCE, TestWorker, in_millis, wait_until};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_effect_due_later_is_not_started_before_its_due_time_and_is_started_within_a_second_after()
+ {
+    let test = TestWorker::spawn(&[], |jobs| jobs).await;
+    let id = test.plan_email("later@example.com", in_millis(1_500)).await;
+    let due = test.row(id).await.due_at;
+
+    // Until shortly before the due time the row must stay planned (checked all along, not
+    // once after a sleep).
+    while Utc::now() < due - chrono::Duration::milliseconds(50) {
+        let row = test.row(id).await;
+        assert_eq!(
+            row.state, "planned",
+            "started {:?} before its due time {due}",
+            row.queued_at
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let row = test.wait_for_state(id, "sandboxed").await;
+
+    let queued_at = row.queued_at.unwrap();
+    let sending_at = row.sending_at.unwrap();
+    assert!(
+        queued_at >= due,
+        "dispatched at {queued_at}, before its due time {due}"
+    );
+    assert!(
+        sending_at >= due,
+        "started at {sending_at}, before its due time {due}"
+    );
+    // The dispatcher sleeps until the next due time; its 5 s safety tick would miss this.
+    assert!(
+        sending_at - due < chrono::Duration::seconds(1),
+        "started {} after its due time",
+        sending_at - due
+    );
+    test.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_thousand_due_effects_never_put_more_than_the_window_into_redis_and_all_end_sandboxed() {
+    const WINDOW: i64 = 50;
+    const COUNT: i64 = 1_000;
+    let test = TestWorker::spawn(&[], |jobs| {
+        jobs.with(EffectKind::Email, |email| {
+            email.window = u32::try_from(WINDOW).unwrap()
+        })
+    })
+    .await;
+    test.plan_emails(
+        usize::try_from(COUNT).unwrap(),
+        |i| format!("bulk-{i}@example.com"),
+        Utc::now(),
+    )
+    .await;
+
+    // Sample while draining. Neither bound needs slack: the dispatcher counts `queued` rows
+    // under a per-queue advisory lock, and only handlers (taking rows out of `queued`) run
+    // concurrently with it, so the count can only fall between its check and its commit. A
+    // task waiting in Redis (scheduled or active) always belongs to a row already `queued`
+    // (claims are committed before the push; fetching moves the id to an in-flight set
+    // before the handler starts the row), so Redis can hold no more than the queued rows.
+    // Prefetched (in-flight) tasks are not in these Redis counts, but their rows are still
+    // `queued`, so the database bound covers them.
+    let mut most_queued = 0;
+    let mut most_in_redis = 0;
+    let mut samples = 0;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let queued: i64 = sqlx::query_scalar("select count(*) from effects where state = 'queued'")
+            .fetch_one(test.db())
+            .await
+            .unwrap();
+        let in_redis = test.redis_waiting().await;
+        samples += 1;
+        most_queued = most_queued.max(queued);
+        most_in_redis = most_in_redis.max(in_redis);
+        assert!(queued <= WINDOW, "{queued} rows queued, window {WINDOW}");
+        assert!(
+            in_redis <= WINDOW as u64,
+            "{in_redis} tasks waiting in Redis, window {WINDOW}"
+        );
+        if test.count_in("sandboxed").await == COUNT {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "not drained in time: {:?}",
+            test.states().await
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+
+    assert!(
+        most_queued > 0,
+        "never saw a queued row in {samples} samples"
+    );
+    let (min_attempts, max_attempts, min_dispatches, max_dispatches): (i32, i32, i32, i32) =
+        sqlx::query_as(
+            "select min(attempts), max(attempts), min(dispatches), max(dispatches) from effects",
+        )
+        .fetch_one(test.db())
+        .await
+        .unwrap();
+    assert_eq!(
+        (min_attempts, max_attempts),
+        (1, 1),
+        "every effect ran once"
+    );
+    assert_eq!(
+        (min_dispatches, max_dispatches),
+        (1, 1),
+        "every effect was pushed once"
+    );
+    eprintln!(
+        "{samples} samples: at most {most_queued} rows queued, {most_in_redis} tasks waiting in Redis"
+    );
+    test.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_effect_canceled_before_its_due_time_is_never_sent() {
+    let test = TestWorker::spawn(&[], |jobs| jobs).await;
+    let due = in_millis(2_000);
+    let canceled = test.plan_email("canceled@example.com", due).await;
+    let witness = test.plan_email("witness@example.com", due).await;
+
+    let row = effects::transition(
+        test.db(),
+        test.account_id,
+        canceled,
+        &EffectState::CANCELABLE,
+        EffectState::Canceled,
+    )
+    .await
+    .unwrap()
+    .expect("a planned effect can be canceled");
+    assert_eq!(row.state, "canceled");
+
+    // The witness, due at the same time, being done shows the dispatcher has run past the
+    // due time; watch the canceled one all along, until a second past due.
+    wait_until(
+        "the witness is done and a second has passed since the due time",
+        PATIENCE,
+        || async {
+            let row = test.row(canceled).await;
+            assert_eq!(row.state, "canceled");
+            assert_eq!((row.attempts, row.dispatches), (0, 0));
+            Utc::now() > due + chrono::Duration::seconds(1)
+                && test.state(witness).await == "sandboxed"
+        },
+    )
+    .await;
+
+    let row = test.row(canceled).await;
+    assert_eq!(row.state, "canceled");
+    assert_eq!(row.attempts, 0);
+    assert_eq!(row.dispatches, 0);
+    assert_eq!(row.queued_at, None);
+    assert_eq!(row.sending_at, None);
+    test.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_task_reaches_redis_only_after_its_rows_claim_is_committed() {
+    let test = TestWorker::spawn(&[], |jobs| jobs).await;
+    // Make every commit that queues a row slow (a deferred trigger runs at commit time), so
+    // a task pushed before its claim commits would surely be picked up while the row still
+    // reads `planned`: the handler would skip it and the row would sit `queued` for good.
+    sqlx::raw_sql(
+        "create function slow_commit() returns trigger as $$
+         begin perform pg_sleep(0.5); return null; end; $$ language plpgsql;
+         create constraint trigger slow_queued_commit after update on effects
+             deferrable initially deferred for each row when (new.state = 'queued')
+             execute function slow_commit();",
+    )
+    .execute(test.db())
+    .await
+    .unwrap();
+    let id = test.plan_email("slow-commit@example.com", Utc::now()).await;
+
+    let row = test.wait_for_state(id, "sandboxed").await;
+    assert_eq!((row.attempts, row.dispatches), (1, 1));
+    test.finish().await;
+}

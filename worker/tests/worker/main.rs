@@ -1,0 +1,15 @@
+//! Integration tests of `herald-worker` on the real local PostgreSQL and Redis, with the SMTP
+//! stand-in (`scripts/smtp_standin.py`) where real e-mail is sent. Each test gets its own
+//! database and Redis key prefix, so tests run in parallel. See `helpers.rs`.
+
+#![expect(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a test fails loudly on any error"
+)]
+
+mod delivery;
+mod dispatch;
+mod helpers;
+mod lifecycle;
+mod recovery;

@@ -1,0 +1,131 @@
+//! The recovery sweep: rows lost between PostgreSQL and Redis, rows stuck mid-send, and
+//! trimming finished apalis tasks from Redis.
+
+use chrono::Utc;
+use serde_json::json;
+use uuid::Uuid;
+
+use crate::helpers::{PATIENCE, TestWorker, in_millis, wait_until};
+
+/// Puts row `id` into `state` by hand, as if that step had happened `minutes_ago`.
+async fn force(test: &TestWorker, id: Uuid, state: &str, minutes_ago: i32) {
+    let column = match state {
+        "queued" => "queued_at",
+        "sending" => "sending_at",
+        other => panic!("cannot force {other}"),
+    };
+    sqlx::query(&format!(
+        "update effects set state = $2, {column} = now() - make_interval(mins => $3),
+             dispatches = 1, attempts = case when $2 = 'sending' then 1 else 0 end
+         where id = $1"
+    ))
+    .bind(id)
+    .bind(state)
+    .bind(minutes_ago)
+    .execute(test.db())
+    .await
+    .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_sweep_redispatches_rows_lost_from_redis_and_marks_rows_stuck_in_sending_unknown() {
+    let test = TestWorker::spawn(
+        &[
+            ("worker.sweep_interval_secs", json!(1)),
+            ("worker.requeue_after_secs", json!(60)),
+            ("worker.stuck_sending_grace_secs", json!(0)),
+        ],
+        |jobs| jobs,
+    )
+    .await;
+    // Due in an hour, so only the sweep can bring them back to the dispatcher.
+    let later = in_millis(3_600_000);
+    let lost = test.plan_email("lost@example.com", later).await;
+    let stuck = test.plan_email("stuck@example.com", later).await;
+    let recently_queued = test.plan_email("recently-queued@example.com", later).await;
+    let recently_sending = test.plan_email("recently-sending@example.com", later).await;
+    // Queued ten minutes ago, but no task in Redis (Redis flushed, say).
+    force(&test, lost, "queued", 10).await;
+    // A worker died mid-send ten minutes ago (the e-mail job times out after 30 s).
+    force(&test, stuck, "sending", 10).await;
+    // Within their limits: the sweep must leave these alone.
+    force(&test, recently_queued, "queued", 0).await;
+    force(&test, recently_sending, "sending", 0).await;
+
+    let row = test.wait_for_state(lost, "sandboxed").await;
+    assert_eq!(row.dispatches, 2, "dispatched again");
+    assert_eq!(row.attempts, 1);
+    assert!(row.sending_at.unwrap() > Utc::now() - chrono::Duration::minutes(1));
+
+    let row = test.wait_for_state(stuck, "unknown").await;
+    assert_eq!(row.attempts, 1, "never sent again");
+    assert!(row.finished_at.is_some());
+    let error = row.last_error.unwrap_or_default();
+    assert!(
+        error.contains("stopped while sending"),
+        "last_error: {error:?}"
+    );
+
+    // A direct pass changes nothing more: the recent rows are within their limits.
+    let swept = herald_worker::sweep::sweep_once(test.ctx()).await.unwrap();
+    assert_eq!((swept.requeued, swept.unknown), (0, 0));
+    assert_eq!(test.state(recently_queued).await, "queued");
+    assert_eq!(test.state(recently_sending).await, "sending");
+    test.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn finished_tasks_are_trimmed_from_redis_after_the_retention() {
+    let test = TestWorker::spawn(
+        &[
+            ("worker.sweep_interval_secs", json!(1)),
+            ("worker.redis_task_retention_secs", json!(2)),
+        ],
+        |jobs| jobs,
+    )
+    .await;
+    let mut ids = test
+        .plan_emails(20, |i| format!("trim-{i}@example.com"), Utc::now())
+        .await;
+    // An invalid address fails permanently even in sandbox mode: its task ends in `dead`.
+    ids.push(test.plan_email("not an address", Utc::now()).await);
+    let queue = test.email_queue();
+    let (done, dead, data) = (
+        queue.done_jobs_set(),
+        queue.dead_jobs_set(),
+        queue.job_data_hash(),
+    );
+
+    wait_until("all effects finished", PATIENCE, || async {
+        let states = test.states().await;
+        states.get("sandboxed") == Some(&20) && states.get("failed") == Some(&1)
+    })
+    .await;
+    // Kept for the retention (2 s) first: apalis acknowledges every task...
+    wait_until(
+        "apalis recorded every task as finished",
+        PATIENCE,
+        || async {
+            test.scard(&done).await == 20
+                && test.scard(&dead).await == 1
+                && test.hlen(&data).await == 21
+        },
+    )
+    .await;
+    assert_eq!(test.redis_keys("email:meta:*").await.len(), 21);
+
+    // ...then the sweep removes them, data and metadata included.
+    wait_until("finished tasks are trimmed", PATIENCE, || async {
+        test.scard(&done).await == 0 && test.scard(&dead).await == 0 && test.hlen(&data).await == 0
+    })
+    .await;
+    assert_eq!(test.redis_keys("email:meta:*").await, Vec::<String>::new());
+    for id in &ids[..20] {
+        assert_eq!(
+            test.state(*id).await,
+            "sandboxed",
+            "trimming leaves the rows alone"
+        );
+    }
+    test.finish().await;
+}
