@@ -26,5 +26,18 @@ ensure_smtp_standin() {
   fi
 }
 
+# Prism (the contract stand-in for providers' HTTP APIs, see ../shared/notes/provider-standins.md),
+# pinned; skipped when that version is already installed.
+PRISM_VERSION=5.16.0
+ensure_prism() {
+  local installed
+  installed=$(node -p "require('./.standins/prism/node_modules/@stoplight/prism-cli/package.json').version" 2>/dev/null || true)
+  if [ "$installed" != "$PRISM_VERSION" ]; then
+    echo "installing Prism $PRISM_VERSION into .standins/prism"
+    SCARF_ANALYTICS=false npm install --prefix .standins/prism "@stoplight/prism-cli@$PRISM_VERSION" --no-audit --no-fund >/dev/null
+  fi
+}
+
 ensure_services
 ensure_smtp_standin
+ensure_prism

@@ -58,6 +58,8 @@ pub enum ApiError {
     Unauthorized(&'static str),
     #[error("e-mail or password is wrong")]
     InvalidCredentials,
+    #[error("{0}")]
+    Forbidden(&'static str),
     #[error("{0} not found")]
     NotFound(&'static str),
     #[error("{detail}")]
@@ -90,6 +92,7 @@ impl ApiError {
                 "invalid_credentials",
                 "Invalid credentials",
             ),
+            Self::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden", "Forbidden"),
             Self::NotFound(_) => (StatusCode::NOT_FOUND, "not_found", "Not found"),
             Self::Conflict { code, .. } => (StatusCode::CONFLICT, code, "Conflict"),
             Self::TooManyRequests { .. } => (

@@ -52,6 +52,9 @@ fn api_router() -> OpenApiRouter<AppState> {
         .merge(routes::auth::router())
         .merge(routes::jobs::router())
         .merge(routes::courses::router())
+        .merge(routes::deliveries::router())
+        .merge(routes::webhooks::twilio::router())
+        .merge(routes::groups::router())
 }
 
 /// The OpenAPI document.

@@ -17,6 +17,9 @@ use utoipa::{Modify, OpenApi};
         (name = "auth", description = "Accounts, sign-in and tokens"),
         (name = "jobs", description = "Every outbound effect and its state, for operators"),
         (name = "courses", description = "Courses: days of content with quiz questions"),
+        (name = "groups", description = "Student groups: students with a phone, a channel and a time zone"),
+        (name = "deliveries", description = "A course sent to a group, day by day, on each student's clock"),
+        (name = "webhooks", description = "Providers calling Herald, authenticated by their signatures"),
         (name = "operations", description = "Health and metrics"),
     )
 )]

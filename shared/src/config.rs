@@ -45,6 +45,7 @@ pub struct Config {
     pub worker: WorkerConfig,
     pub auth: AuthConfig,
     pub email: EmailConfig,
+    pub twilio: TwilioConfig,
     pub log: LogConfig,
 }
 
@@ -124,6 +125,119 @@ impl EmailConfig {
     pub fn is_sandbox(&self) -> bool {
         self.smtp_host.trim().is_empty()
     }
+}
+
+/// Twilio, for course messages over SMS and WhatsApp. With no account SID and auth token the
+/// worker is in sandbox mode: messages are recorded as `sandboxed` and logged, not sent.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TwilioConfig {
+    /// Root of Twilio's REST API; tests point it at wiremock or Prism.
+    pub base_url: url::Url,
+    /// Account SID (`AC` + 32 hex digits); empty, with `auth_token`, means sandbox mode.
+    pub account_sid: String,
+    /// Auth token: the HTTP Basic password, and the key of webhook signatures.
+    pub auth_token: SecretString,
+    /// Sender of SMS: an E.164 number, short code or alphanumeric sender ID.
+    pub sms_from: String,
+    /// Sender of WhatsApp messages: an E.164 number (sent as `whatsapp:<number>`).
+    pub whatsapp_from: String,
+    /// A Messaging Service (`MG` + 32 hex digits); when set it is the sender of both
+    /// channels and the `*_from` numbers are not used.
+    pub messaging_service_sid: String,
+    /// Public URL of herald-api; when set, Twilio reports message status to
+    /// `{public_base_url}/webhooks/twilio/status`.
+    pub public_base_url: String,
+    /// Seconds to wait for Twilio before an attempt counts as failed (retried).
+    pub timeout_secs: u64,
+    /// SMS sent per second per sender, across every worker replica.
+    pub sms_per_second: u32,
+    /// WhatsApp messages sent per second per sender, across every worker replica.
+    pub whatsapp_per_second: u32,
+}
+
+impl TwilioConfig {
+    /// Sandbox mode: no credentials, so messages are recorded and logged, never sent.
+    pub fn is_sandbox(&self) -> bool {
+        self.account_sid.trim().is_empty() && self.auth_token.expose_secret().is_empty()
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        if !matches!(self.base_url.scheme(), "http" | "https") {
+            return Err(ConfigError::new(
+                "twilio.base_url",
+                "must be an http(s) URL",
+            ));
+        }
+        if !self.public_base_url.is_empty() {
+            let valid = url::Url::parse(&self.public_base_url)
+                .is_ok_and(|url| matches!(url.scheme(), "http" | "https"));
+            if !valid {
+                return Err(ConfigError::new(
+                    "twilio.public_base_url",
+                    "must be empty or an http(s) URL like https://herald.example.com",
+                ));
+            }
+        }
+        if self.timeout_secs == 0 {
+            return Err(ConfigError::new(
+                "twilio.timeout_secs",
+                "must be greater than 0",
+            ));
+        }
+        if self.sms_per_second == 0 {
+            return Err(ConfigError::new(
+                "twilio.sms_per_second",
+                "must be at least 1",
+            ));
+        }
+        if self.whatsapp_per_second == 0 {
+            return Err(ConfigError::new(
+                "twilio.whatsapp_per_second",
+                "must be at least 1",
+            ));
+        }
+        if !self.messaging_service_sid.is_empty()
+            && !is_sid(&self.messaging_service_sid, "MG")
+        {
+            return Err(ConfigError::new(
+                "twilio.messaging_service_sid",
+                "must be empty or MG followed by 32 hex digits",
+            ));
+        }
+        if self.is_sandbox() {
+            return Ok(());
+        }
+        if self.account_sid.is_empty() || self.auth_token.expose_secret().is_empty() {
+            return Err(ConfigError::new(
+                "twilio.account_sid",
+                "account_sid and auth_token must be set together (both empty: sandbox mode)",
+            ));
+        }
+        if !is_sid(&self.account_sid, "AC") {
+            return Err(ConfigError::new(
+                "twilio.account_sid",
+                "must be AC followed by 32 hex digits",
+            ));
+        }
+        if self.messaging_service_sid.is_empty()
+            && self.sms_from.trim().is_empty()
+            && self.whatsapp_from.trim().is_empty()
+        {
+            return Err(ConfigError::new(
+                "twilio.sms_from",
+                "credentials are set but no sender is: set sms_from, whatsapp_from or \
+                 messaging_service_sid",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Whether `sid` is `prefix` followed by 32 hex digits, the shape of every Twilio SID.
+fn is_sid(sid: &str, prefix: &str) -> bool {
+    sid.strip_prefix(prefix)
+        .is_some_and(|rest| rest.len() == 32 && rest.bytes().all(|b| b.is_ascii_hexdigit()))
 }
 
 /// Log output format.
@@ -258,6 +372,7 @@ impl Config {
                 "username and password must be set together",
             ));
         }
+        self.twilio.validate()?;
         Ok(())
     }
 
@@ -306,15 +421,72 @@ mod tests {
         assert!(err.to_string().contains("lisen"), "{err}");
     }
 
+    const SID: &str = "AC0123456789abcdef0123456789abcdef";
+
+    #[test]
+    fn twilio_defaults_to_sandbox_mode() {
+        let config = Config::from_figment(&with("log.format", "text")).unwrap();
+        assert!(config.twilio.is_sandbox());
+    }
+
+    #[test]
+    fn twilio_credentials_without_a_sender_are_refused() {
+        let figment = with("twilio.account_sid", SID)
+            .merge(Serialized::default("twilio.auth_token", "token"));
+        let err = Config::from_figment(&figment).unwrap_err();
+        assert_eq!(err.setting, "twilio.sms_from");
+        let config = Config::from_figment(
+            &figment.merge(Serialized::default("twilio.sms_from", "+15005550006")),
+        )
+        .unwrap();
+        assert!(!config.twilio.is_sandbox());
+    }
+
+    #[test]
+    fn half_of_the_twilio_credentials_is_refused() {
+        let err = Config::from_figment(&with("twilio.account_sid", SID)).unwrap_err();
+        assert_eq!(err.setting, "twilio.account_sid");
+        let err = Config::from_figment(&with("twilio.auth_token", "token")).unwrap_err();
+        assert_eq!(err.setting, "twilio.account_sid");
+    }
+
+    #[test]
+    fn malformed_twilio_settings_name_the_setting() {
+        let figment = with("twilio.account_sid", "AC123")
+            .merge(Serialized::default("twilio.auth_token", "token"))
+            .merge(Serialized::default("twilio.sms_from", "+15005550006"));
+        assert_eq!(
+            Config::from_figment(&figment).unwrap_err().setting,
+            "twilio.account_sid"
+        );
+        for (key, value) in [
+            ("twilio.messaging_service_sid", "MG1"),
+            ("twilio.public_base_url", "herald.example.com"),
+            ("twilio.base_url", "ftp://api.twilio.com"),
+        ] {
+            let err = Config::from_figment(&with(key, value)).unwrap_err();
+            assert_eq!(err.setting, key, "{value}");
+        }
+        let err = Config::from_figment(
+            &with("log.format", "text").merge(Serialized::default("twilio.sms_per_second", 0)),
+        )
+        .unwrap_err();
+        assert_eq!(err.setting, "twilio.sms_per_second");
+    }
+
     #[test]
     fn debug_output_never_shows_secrets() {
         let config = Config::from_figment(
             &with("email.smtp_password", "hunter2-secret")
-                .merge(Serialized::default("email.smtp_username", "u")),
+                .merge(Serialized::default("email.smtp_username", "u"))
+                .merge(Serialized::default("twilio.account_sid", SID))
+                .merge(Serialized::default("twilio.auth_token", "twilio-token-secret"))
+                .merge(Serialized::default("twilio.sms_from", "+15005550006")),
         )
         .unwrap();
         let shown = format!("{config:?}");
         assert!(!shown.contains("hunter2-secret"));
+        assert!(!shown.contains("twilio-token-secret"));
         assert!(!shown.contains(&"x".repeat(32)));
     }
 }

@@ -13,15 +13,18 @@ use serde::{Deserialize, Serialize};
 pub enum EffectKind {
     /// An e-mail over SMTP (sandboxed when no SMTP host is configured).
     Email,
+    /// A course message to a student over SMS or WhatsApp (Twilio).
+    Message,
 }
 
 impl EffectKind {
     /// Every kind, for validation of `jobs.toml`.
-    pub const ALL: [Self; 1] = [Self::Email];
+    pub const ALL: [Self; 2] = [Self::Email, Self::Message];
 
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Email => "email",
+            Self::Message => "message",
         }
     }
 
@@ -67,10 +70,12 @@ pub enum EffectState {
     Dead,
     Unknown,
     Canceled,
+    /// A paused delivery's unsent message, waiting for resume.
+    Held,
 }
 
 impl EffectState {
-    pub const ALL: [Self; 10] = [
+    pub const ALL: [Self; 11] = [
         Self::Planned,
         Self::Queued,
         Self::Sending,
@@ -81,6 +86,7 @@ impl EffectState {
         Self::Dead,
         Self::Unknown,
         Self::Canceled,
+        Self::Held,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -95,6 +101,7 @@ impl EffectState {
             Self::Dead => "dead",
             Self::Unknown => "unknown",
             Self::Canceled => "canceled",
+            Self::Held => "held",
         }
     }
 
@@ -129,6 +136,14 @@ pub struct EmailPayload {
     pub to: String,
     pub subject: String,
     pub text: String,
+}
+
+/// The payload of a `message` effect: the delivery message to send. Phone and channel are
+/// read from the student at send time, so a changed number is used from then on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MessagePayload {
+    pub delivery_message_id: uuid::Uuid,
 }
 
 /// The apalis task: only the id of the effect row. Handlers re-read the row.

@@ -4,6 +4,8 @@
 pub mod config;
 /// Course content rules: grading, message rendering, channel limits.
 pub mod courses;
+/// Planning course deliveries: each message's instant per student.
+pub mod deliveries;
 /// PostgreSQL pool, migrations and queries.
 pub mod db;
 /// Domain values (e-mail addresses, …) with parse constructors.
@@ -12,6 +14,8 @@ pub mod domain;
 pub mod effects;
 /// `jobs.toml`: per-kind queue, retries, timeouts, windows.
 pub mod jobs_config;
+/// Phone numbers validated for their region and kept in E.164.
+pub mod phone;
 /// Provider clients (SMTP e-mail, …).
 pub mod providers;
 /// Redis connections with sane timeouts.

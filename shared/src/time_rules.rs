@@ -41,10 +41,16 @@ pub fn resolve_day(
     Some(resolve_local(tz, day.and_time(time)))
 }
 
-/// Parses an IANA zone name (`Europe/London`), refusing abbreviations and offsets.
+/// Parses an IANA zone name (`Europe/London`, or `UTC`). The database's legacy names without
+/// an area (`EST`, `CET`, `EST5EDT`) are refused: they look like abbreviations and do not mean
+/// what people expect (`EST` never observes daylight saving time).
 pub fn parse_zone(name: &str) -> Result<Tz, String> {
-    name.parse::<Tz>()
-        .map_err(|_| format!("`{name}` is not an IANA time zone name (e.g. Europe/London)"))
+    let refused =
+        || format!("`{name}` is not an IANA time zone name like Europe/London or America/New_York");
+    if name != "UTC" && !name.contains('/') {
+        return Err(refused());
+    }
+    name.parse::<Tz>().map_err(|_| refused())
 }
 
 /// Parses `YYYY-MM-DD HH:MM:SS`, the wall-clock form the API takes.
@@ -151,6 +157,9 @@ mod tests {
     #[test]
     fn zones_and_date_times_are_parsed_strictly() {
         assert!(parse_zone("Europe/London").is_ok());
+        assert!(parse_zone("UTC").is_ok());
+        assert!(parse_zone("EST").is_err());
+        assert!(parse_zone("EST5EDT").is_err());
         assert!(parse_zone("EST5EDT-nope").is_err());
         assert!(parse_zone("Mars/Olympus").is_err());
         assert!(parse_local("2026-03-08T09:00:00").is_err());

@@ -1,5 +1,5 @@
-//! What every part of the worker shares: connections, configuration, the mailer, and the
-//! liveness of each apalis worker.
+//! What every part of the worker shares: connections, configuration, the provider clients,
+//! and the liveness of each apalis worker.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex};
 use herald_shared::config::Config;
 use herald_shared::jobs_config::JobsConfig;
 use herald_shared::providers::email::Mailer;
+use herald_shared::providers::twilio::Twilio;
 use redis::aio::ConnectionManager;
 use sqlx::PgPool;
 
@@ -18,6 +19,7 @@ pub struct WorkerContext {
     pub config: Arc<Config>,
     pub jobs: Arc<JobsConfig>,
     pub mailer: Mailer,
+    pub twilio: Twilio,
     pub liveness: Liveness,
     /// This replica's name in worker names and logs.
     pub replica: String,

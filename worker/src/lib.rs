@@ -20,6 +20,7 @@ use anyhow::Context as _;
 use herald_shared::config::Config;
 use herald_shared::jobs_config::JobsConfig;
 use herald_shared::providers::email::Mailer;
+use herald_shared::providers::twilio::Twilio;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
@@ -39,6 +40,12 @@ pub async fn build_context(config: Config, jobs: JobsConfig) -> anyhow::Result<W
             "e-mail sandbox mode: email.smtp_host is empty, e-mails are logged and recorded as `sandboxed`, not sent"
         );
     }
+    let twilio = Twilio::new(&config.twilio).context("set up the Twilio client")?;
+    if twilio.is_sandbox() {
+        tracing::warn!(
+            "Twilio sandbox mode: twilio.account_sid and twilio.auth_token are empty, course messages are logged and recorded as `sandboxed`, not sent"
+        );
+    }
     let replica = if config.worker.replica_name.is_empty() {
         hostname::get()
             .map(|h| h.to_string_lossy().into_owned())
@@ -52,6 +59,7 @@ pub async fn build_context(config: Config, jobs: JobsConfig) -> anyhow::Result<W
         config: Arc::new(config),
         jobs: Arc::new(jobs),
         mailer,
+        twilio,
         liveness: Liveness::default(),
         replica,
     })

@@ -1,39 +1,77 @@
-//! A rate limit that holds across every replica: a per-second counter in Redis
-//! (`INCR` + `EXPIRE`). A job over the limit waits for the next second.
+//! Rate limits that hold across every replica, kept in Redis: at most `per_second` sends per
+//! key (a Twilio sender, say), spaced evenly, so a burst of N goes out at 0, 1/rate, 2/rate, …
+//! rather than all at the start of a second as a fixed-window counter would let it.
+//!
+//! Each key holds the earliest instant the next send may happen. One Lua script reads it,
+//! reserves the slot at `max(now, next)` and moves it on by `1/rate`, atomically; the clock is
+//! Redis's (`TIME`), so replicas with skewed clocks still share one schedule. The caller
+//! sleeps until its slot. A slot further away than `max_wait` is not reserved: the caller is
+//! told how long the queue is and should give the job back (see `jobs::message`) instead of
+//! sleeping past its own timeout.
 
+use std::sync::LazyLock;
 use std::time::Duration;
 
-use herald_shared::jobs_config::RateLimit;
+use redis::Script;
 
 use crate::context::WorkerContext;
 
-/// Waits until this job may start under `limit` for `queue`.
+/// Reserves the next slot of KEYS[1] if it is at most ARGV[2] µs away; ARGV[1] is the spacing
+/// in µs. Returns `{reserved (0|1), wait in µs}`. Instants are µs since the epoch: about 2^51,
+/// exact in Lua's doubles; `%.0f` keeps them out of exponent notation when stored.
+const RESERVE: &str = r"
+local time = redis.call('TIME')
+local now = tonumber(time[1]) * 1000000 + tonumber(time[2])
+local spacing = tonumber(ARGV[1])
+local max_wait = tonumber(ARGV[2])
+local next_free = tonumber(redis.call('GET', KEYS[1]) or '0') or 0
+local at = math.max(now, next_free)
+local wait = at - now
+if wait > max_wait then
+  return {0, wait}
+end
+local following = at + spacing
+redis.call('SET', KEYS[1], string.format('%.0f', following),
+  'PX', math.floor((following - now) / 1000) + 1000)
+return {1, wait}
+";
+
+/// The script, hashed once; redis-rs sends `EVALSHA` and loads it on a `NOSCRIPT`.
+static RESERVE_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(RESERVE));
+
+/// The answer of `acquire`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Slot {
+    /// The slot was reserved and its time has come (after waiting this long): send now.
+    Now { waited: Duration },
+    /// No slot within `max_wait`: the next free one is this far away. Nothing was reserved.
+    Later { wait: Duration },
+}
+
+/// Waits for a slot to send under `per_second` for `name`, shared by every replica, for at
+/// most `max_wait`.
 pub async fn acquire(
     ctx: &WorkerContext,
-    queue: &str,
-    limit: RateLimit,
-) -> Result<(), redis::RedisError> {
+    name: &str,
+    per_second: u32,
+    max_wait: Duration,
+) -> Result<Slot, redis::RedisError> {
+    let key = format!("{}rate:{name}", ctx.config.redis.key_prefix);
+    let spacing_micros = 1_000_000_u64.div_ceil(u64::from(per_second.max(1)));
+    let max_wait_micros = u64::try_from(max_wait.as_micros()).unwrap_or(u64::MAX);
     let mut conn = ctx.redis.clone();
-    loop {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap_or_default();
-        let key = format!(
-            "{}rate:{queue}:{}",
-            ctx.config.redis.key_prefix,
-            now.as_secs()
-        );
-        let (count,): (u64,) = redis::pipe()
-            .atomic()
-            .incr(&key, 1)
-            .expire(&key, 2)
-            .ignore()
-            .query_async(&mut conn)
-            .await?;
-        if count <= u64::from(limit.per_second) {
-            return Ok(());
-        }
-        let until_next_second = Duration::from_nanos(1_000_000_000 - u64::from(now.subsec_nanos()));
-        tokio::time::sleep(until_next_second).await;
+    let (reserved, wait_micros): (u8, u64) = RESERVE_SCRIPT
+        .key(&key)
+        .arg(spacing_micros)
+        .arg(max_wait_micros)
+        .invoke_async(&mut conn)
+        .await?;
+    let wait = Duration::from_micros(wait_micros);
+    if reserved == 0 {
+        return Ok(Slot::Later { wait });
     }
+    if !wait.is_zero() {
+        tokio::time::sleep(wait).await;
+    }
+    Ok(Slot::Now { waited: wait })
 }

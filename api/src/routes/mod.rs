@@ -2,5 +2,8 @@
 
 pub mod auth;
 pub mod courses;
+pub mod deliveries;
+pub mod groups;
 pub mod health;
 pub mod jobs;
+pub mod webhooks;

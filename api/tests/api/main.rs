@@ -8,7 +8,10 @@
 
 mod auth;
 mod courses;
+mod deliveries;
+mod groups;
 mod health;
 mod helpers;
 mod jobs;
 mod openapi;
+mod webhooks;

@@ -190,6 +190,49 @@ pub async fn finish_failed(
     Ok(done.rows_affected() == 1)
 }
 
+/// Records that the handler chose not to send: `canceled` (the recipient or the delivery is
+/// gone for good) or `held` (a paused delivery; resuming re-plans the row), with `reason`
+/// in `last_error` so the operator sees why.
+pub async fn finish_skipped(
+    executor: impl PgExecutor<'_>,
+    id: Uuid,
+    state: EffectState,
+    reason: &str,
+) -> Result<bool, sqlx::Error> {
+    let done = sqlx::query(
+        "update effects set state = $2, last_error = $3,
+             finished_at = case when $2 = 'canceled' then now() else null end
+         where id = $1 and state = 'sending'",
+    )
+    .bind(id)
+    .bind(state.as_str())
+    .bind(reason)
+    .execute(executor)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Puts a started row back, due at `at`, without counting the attempt: nothing was tried
+/// (the sender's rate limit had no slot soon enough). It goes back to `planned`, or to
+/// `retrying` when earlier attempts failed, so `last_error` keeps the latest real failure.
+pub async fn defer(
+    executor: impl PgExecutor<'_>,
+    id: Uuid,
+    at: DateTime<Utc>,
+) -> Result<bool, sqlx::Error> {
+    let done = sqlx::query(
+        "update effects set
+             state = case when attempts > 1 then 'retrying' else 'planned' end,
+             attempts = attempts - 1, next_attempt_at = $2
+         where id = $1 and state = 'sending'",
+    )
+    .bind(id)
+    .bind(at)
+    .execute(executor)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
 /// Rows queued longer than `older_than_secs` (Redis flushed, a worker killed before it
 /// started them) go back to `planned`. A stale Redis copy that turns up later finds the row
 /// no longer `queued` and does nothing.

@@ -6,9 +6,13 @@
 //! so building Herald needs no database.
 
 pub mod courses;
+pub mod deliveries;
+pub mod delivery_messages;
 pub mod effects;
+pub mod groups;
 pub mod idempotency;
 pub mod sessions;
+pub mod twilio_events;
 pub mod user_tokens;
 pub mod users;
 

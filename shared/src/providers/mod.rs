@@ -2,3 +2,4 @@
 //! type that says whether a failure is worth retrying.
 
 pub mod email;
+pub mod twilio;

@@ -6,11 +6,12 @@
 //! only ever happen when PostgreSQL itself is unreachable, and re-running then is harmless.
 
 pub mod email;
+pub mod message;
 
 use std::time::Duration;
 
 use apalis::prelude::{AbortError, BoxDynError, Data};
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use herald_shared::db::effects::{self, Started};
 use herald_shared::effects::{EffectKind, EffectState, EffectTask};
 
@@ -23,6 +24,15 @@ pub enum Outcome {
     Sent { provider_id: Option<String> },
     /// Sandbox mode: recorded and logged only.
     Sandboxed,
+    /// Not sent and never will be (the recipient unsubscribed, the delivery was stopped):
+    /// the row ends `canceled` with `reason` as its `last_error`.
+    Skipped { reason: String },
+    /// Not sent now, to be re-planned later by someone else (a paused delivery's message,
+    /// re-planned on resume): the row becomes `held` with `reason` as its `last_error`.
+    Held { reason: String },
+    /// Nothing was tried (no rate-limit slot soon enough): the row goes back to the
+    /// dispatcher, due at `until`, and the attempt does not count.
+    Deferred { until: DateTime<Utc> },
 }
 
 /// Why an attempt failed.
@@ -76,6 +86,7 @@ async fn run_kind(
 ) -> Result<Outcome, JobError> {
     match kind {
         EffectKind::Email => email::send(ctx, started).await,
+        EffectKind::Message => message::send(ctx, started).await,
     }
 }
 
@@ -90,6 +101,9 @@ async fn record(
     let outcome_label = match &result {
         Ok(Outcome::Sent { .. }) => "sent",
         Ok(Outcome::Sandboxed) => "sandboxed",
+        Ok(Outcome::Skipped { .. }) => "canceled",
+        Ok(Outcome::Held { .. }) => "held",
+        Ok(Outcome::Deferred { .. }) => "deferred",
         Err(JobError::Retryable { .. }) if settings.may_retry_after(attempts(started)) => {
             "retrying"
         }
@@ -106,6 +120,21 @@ async fn record(
         Ok(Outcome::Sandboxed) => {
             effects::finish_sent(&ctx.db, id, EffectState::Sandboxed, None).await?;
             Ok("sandboxed".to_owned())
+        }
+        Ok(Outcome::Skipped { reason }) => {
+            tracing::info!(effect_id = %id, %reason, "effect canceled");
+            effects::finish_skipped(&ctx.db, id, EffectState::Canceled, &reason).await?;
+            Ok(format!("canceled: {reason}"))
+        }
+        Ok(Outcome::Held { reason }) => {
+            tracing::info!(effect_id = %id, %reason, "effect held");
+            effects::finish_skipped(&ctx.db, id, EffectState::Held, &reason).await?;
+            Ok(format!("held: {reason}"))
+        }
+        Ok(Outcome::Deferred { until }) => {
+            tracing::debug!(effect_id = %id, %until, "effect deferred");
+            effects::defer(&ctx.db, id, until).await?;
+            Ok(format!("deferred until {until}"))
         }
         Err(JobError::Retryable {
             message,

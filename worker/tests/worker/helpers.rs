@@ -18,7 +18,7 @@ use std::time::Duration;
 use apalis_redis::Config as RedisQueueConfig;
 use chrono::{DateTime, Utc};
 use herald_shared::db::effects::{self, NewEffect};
-use herald_shared::effects::{EffectKind, EmailPayload};
+use herald_shared::effects::{EffectKind, EmailPayload, MessagePayload};
 use herald_shared::jobs_config::JobsConfig;
 use herald_shared::testing::TestEnv;
 use herald_worker::WorkerContext;
@@ -34,7 +34,7 @@ pub const PATIENCE: Duration = Duration::from_secs(20);
 const POLL: Duration = Duration::from_millis(20);
 
 /// The workspace root: `scripts/` and `.standins/` are found from here.
-const WORKSPACE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
+pub const WORKSPACE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
 
 /// Polls `check` every 20 ms until it yields a value; panics naming `what` after `timeout`.
 pub async fn wait_for<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T
@@ -643,4 +643,112 @@ impl TestWorker {
 /// Now plus `millis` milliseconds.
 pub fn in_millis(millis: i64) -> DateTime<Utc> {
     Utc::now() + chrono::Duration::milliseconds(millis)
+}
+
+/// A `scheduled` course delivery to a fresh group, made directly in SQL (the worker suite
+/// does not go through the API): the rows a `message` effect refers to.
+#[derive(Debug, Clone, Copy)]
+pub struct DeliveryFixture {
+    pub group_id: Uuid,
+    pub delivery_id: Uuid,
+}
+
+/// One planned delivery message and its effect row.
+#[derive(Debug, Clone, Copy)]
+pub struct PlannedMessage {
+    pub message_id: Uuid,
+    pub effect_id: Uuid,
+}
+
+impl TestWorker {
+    /// A group, a one-day course and a `scheduled` delivery of the course to the group.
+    pub async fn create_delivery(&self) -> DeliveryFixture {
+        let group_id: Uuid = sqlx::query_scalar(
+            "insert into groups (account_id, name) values ($1, 'group') returning id",
+        )
+        .bind(self.account_id)
+        .fetch_one(self.db())
+        .await
+        .unwrap();
+        let course_id: Uuid = sqlx::query_scalar(
+            "insert into courses (account_id, name, author, description)
+             values ($1, 'course', 'author', 'description') returning id",
+        )
+        .bind(self.account_id)
+        .fetch_one(self.db())
+        .await
+        .unwrap();
+        let delivery_id: Uuid = sqlx::query_scalar(
+            "insert into deliveries (account_id, group_id, course_id, start_local, timezone)
+             values ($1, $2, $3, '2026-12-01 09:00', 'UTC') returning id",
+        )
+        .bind(self.account_id)
+        .bind(group_id)
+        .bind(course_id)
+        .fetch_one(self.db())
+        .await
+        .unwrap();
+        DeliveryFixture {
+            group_id,
+            delivery_id,
+        }
+    }
+
+    /// A subscribed student of the delivery's group on `channel` (`sms` or `whatsapp`).
+    pub async fn add_student(&self, delivery: DeliveryFixture, phone: &str, channel: &str) -> Uuid {
+        sqlx::query_scalar(
+            "insert into students (group_id, name, phone, channel, timezone)
+             values ($1, 'student', $2, $3, 'UTC') returning id",
+        )
+        .bind(delivery.group_id)
+        .bind(phone)
+        .bind(channel)
+        .fetch_one(self.db())
+        .await
+        .unwrap()
+    }
+
+    /// Plans message `seq` of day 1 to `student`, due at `due_at`: the `message` effect and
+    /// its `delivery_messages` row, in one transaction as the API does.
+    pub async fn plan_message(
+        &self,
+        delivery: DeliveryFixture,
+        student_id: Uuid,
+        seq: i32,
+        body: &str,
+        due_at: DateTime<Utc>,
+    ) -> PlannedMessage {
+        let message_id = Uuid::new_v4();
+        let mut tx = self.db().begin().await.unwrap();
+        let effect = NewEffect {
+            account_id: self.account_id,
+            kind: EffectKind::Message,
+            queue: self.jobs.get(EffectKind::Message).queue.clone(),
+            idempotency_key: format!("message:{message_id}"),
+            payload: serde_json::to_value(MessagePayload {
+                delivery_message_id: message_id,
+            })
+            .unwrap(),
+            due_at,
+        };
+        let effect_id = effects::plan(&mut tx, &effect).await.unwrap().unwrap();
+        sqlx::query(
+            "insert into delivery_messages (id, delivery_id, student_id, day, seq, body, effect_id)
+             values ($1, $2, $3, 1, $4, $5, $6)",
+        )
+        .bind(message_id)
+        .bind(delivery.delivery_id)
+        .bind(student_id)
+        .bind(seq)
+        .bind(body)
+        .bind(effect_id)
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+        tx.commit().await.unwrap();
+        PlannedMessage {
+            message_id,
+            effect_id,
+        }
+    }
 }

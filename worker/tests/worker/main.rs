@@ -1,5 +1,6 @@
 //! Integration tests of `herald-worker` on the real local PostgreSQL and Redis, with the SMTP
-//! stand-in (`scripts/smtp_standin.py`) where real e-mail is sent. Each test gets its own
+//! stand-in (`scripts/smtp_standin.py`) where real e-mail is sent, wiremock as Twilio, and
+//! Prism on Twilio's published API description for the contract test. Each test gets its own
 //! database and Redis key prefix, so tests run in parallel. See `helpers.rs`.
 
 #![expect(
@@ -12,4 +13,6 @@ mod delivery;
 mod dispatch;
 mod helpers;
 mod lifecycle;
+mod messages;
 mod recovery;
+mod twilio_contract;

@@ -12,6 +12,7 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
 use herald_shared::db::courses::{self as db, CourseRow, CourseSummary};
+use herald_shared::db::deliveries::{self, ActiveFor};
 use serde::{Deserialize, Serialize};
 use sqlx::PgConnection;
 use utoipa::{IntoParams, ToSchema};
@@ -232,10 +233,12 @@ async fn update_course(
     Ok(Json(out))
 }
 
-/// Deletes a course with its days and questions.
+/// Deletes a course with its days and questions; refused while an active delivery uses it
+/// (finished deliveries keep their message history).
 #[utoipa::path(delete, path = "/api/v1/courses/{id}", tag = "courses", operation_id = "v1.courses.delete",
     security(("bearer" = [])), params(("id" = Uuid, Path)),
-    responses((status = 204), (status = 404, body = Problem, content_type = "application/problem+json")))]
+    responses((status = 204), (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "an active delivery uses it", body = Problem, content_type = "application/problem+json")))]
 async fn delete_course(
     State(state): State<AppState>,
     auth: AuthUser,
@@ -246,6 +249,12 @@ async fn delete_course(
     db::lock_course(&mut tx, auth.account_id, id)
         .await?
         .ok_or(ApiError::NotFound("course"))?;
+    if deliveries::active_for(&mut *tx, ActiveFor::Course, id).await? {
+        return Err(ApiError::Conflict {
+            code: "course_in_use",
+            detail: "an active delivery uses this course; stop it (or let it complete) first".to_owned(),
+        });
+    }
     db::delete_course(&mut *tx, id).await?;
     tx.commit().await?;
     Ok(StatusCode::NO_CONTENT)

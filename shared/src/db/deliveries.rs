@@ -1,0 +1,434 @@
+//! Queries on `deliveries` and the planning side of `delivery_messages`: creating a delivery
+//! with all its message and effect rows in bulk, progress, pause/resume/stop transitions,
+//! and the message and answer lists. Sending-side queries live in `delivery_messages`.
+
+use chrono::{DateTime, NaiveDateTime, Utc};
+use sqlx::{FromRow, PgConnection, PgExecutor};
+use uuid::Uuid;
+
+/// Rows per bulk insert statement.
+const CHUNK: usize = 5_000;
+
+#[derive(Debug, Clone, FromRow)]
+pub struct DeliveryRow {
+    pub id: Uuid,
+    pub group_id: Option<Uuid>,
+    pub course_id: Option<Uuid>,
+    pub start_local: NaiveDateTime,
+    pub timezone: Option<String>,
+    pub catch_up: bool,
+    pub status: String,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+const DELIVERY_COLUMNS: &str =
+    "id, group_id, course_id, start_local, timezone, catch_up, status, created_at, updated_at";
+
+/// A subscribed student to plan for.
+#[derive(Debug, Clone, FromRow)]
+pub struct PlanStudent {
+    pub id: Uuid,
+    pub name: String,
+    pub channel: String,
+    pub timezone: String,
+}
+
+/// The group's subscribed students, if the group is the account's.
+pub async fn subscribed_students(
+    executor: impl PgExecutor<'_>,
+    account_id: Uuid,
+    group_id: Uuid,
+) -> Result<Vec<PlanStudent>, sqlx::Error> {
+    sqlx::query_as(
+        "select s.id, s.name, s.channel, s.timezone from students s
+         join groups g on g.id = s.group_id
+         where g.account_id = $1 and g.id = $2 and s.subscribed
+         order by s.created_at, s.id",
+    )
+    .bind(account_id)
+    .bind(group_id)
+    .fetch_all(executor)
+    .await
+}
+
+/// Whether the account has this group (it may have no students yet).
+pub async fn group_exists(executor: impl PgExecutor<'_>, account_id: Uuid, group_id: Uuid) -> Result<bool, sqlx::Error> {
+    sqlx::query_scalar("select exists(select 1 from groups where account_id = $1 and id = $2)")
+        .bind(account_id)
+        .bind(group_id)
+        .fetch_one(executor)
+        .await
+}
+
+pub async fn insert(
+    conn: &mut PgConnection,
+    account_id: Uuid,
+    group_id: Uuid,
+    course_id: Uuid,
+    start_local: NaiveDateTime,
+    timezone: Option<&str>,
+    catch_up: bool,
+) -> Result<DeliveryRow, sqlx::Error> {
+    sqlx::query_as(&format!(
+        "insert into deliveries (account_id, group_id, course_id, start_local, timezone, catch_up)
+         values ($1, $2, $3, $4, $5, $6) returning {DELIVERY_COLUMNS}"
+    ))
+    .bind(account_id)
+    .bind(group_id)
+    .bind(course_id)
+    .bind(start_local)
+    .bind(timezone)
+    .bind(catch_up)
+    .fetch_one(conn)
+    .await
+}
+
+/// One message to plan: its effect row and its delivery_messages row.
+#[derive(Debug, Clone)]
+pub struct NewMessage {
+    pub student_id: Uuid,
+    pub day: i32,
+    pub seq: i32,
+    pub question_id: Option<Uuid>,
+    pub body: String,
+    pub at: DateTime<Utc>,
+}
+
+/// Writes every message of a delivery: one effect (kind `message`) and one delivery_messages
+/// row each, in bulk, inside the caller's transaction.
+pub async fn insert_messages(
+    conn: &mut PgConnection,
+    account_id: Uuid,
+    delivery_id: Uuid,
+    queue: &str,
+    messages: &[NewMessage],
+) -> Result<(), sqlx::Error> {
+    for chunk in messages.chunks(CHUNK) {
+        let effect_ids: Vec<Uuid> = chunk.iter().map(|_| Uuid::new_v4()).collect();
+        let message_ids: Vec<Uuid> = chunk.iter().map(|_| Uuid::new_v4()).collect();
+        let keys: Vec<String> = chunk
+            .iter()
+            .map(|m| format!("delivery:{delivery_id}:{}:{}:{}", m.student_id, m.day, m.seq))
+            .collect();
+        let ats: Vec<DateTime<Utc>> = chunk.iter().map(|m| m.at).collect();
+        sqlx::query(
+            "insert into effects (id, account_id, kind, queue, idempotency_key, payload, due_at, next_attempt_at)
+             select e.id, $1, 'message', $2, e.key, jsonb_build_object('delivery_message_id', e.message_id), e.at, e.at
+             from unnest($3::uuid[], $4::uuid[], $5::text[], $6::timestamptz[]) as e(id, message_id, key, at)",
+        )
+        .bind(account_id)
+        .bind(queue)
+        .bind(&effect_ids)
+        .bind(&message_ids)
+        .bind(&keys)
+        .bind(&ats)
+        .execute(&mut *conn)
+        .await?;
+        let students: Vec<Uuid> = chunk.iter().map(|m| m.student_id).collect();
+        let days: Vec<i32> = chunk.iter().map(|m| m.day).collect();
+        let seqs: Vec<i32> = chunk.iter().map(|m| m.seq).collect();
+        let questions: Vec<Option<Uuid>> = chunk.iter().map(|m| m.question_id).collect();
+        let bodies: Vec<&str> = chunk.iter().map(|m| m.body.as_str()).collect();
+        sqlx::query(
+            "insert into delivery_messages (id, delivery_id, student_id, day, seq, question_id, body, effect_id)
+             select m.id, $1, m.student_id, m.day, m.seq, m.question_id, m.body, m.effect_id
+             from unnest($2::uuid[], $3::uuid[], $4::int[], $5::int[], $6::uuid[], $7::text[], $8::uuid[])
+                  as m(id, student_id, day, seq, question_id, body, effect_id)",
+        )
+        .bind(delivery_id)
+        .bind(&message_ids)
+        .bind(&students)
+        .bind(&days)
+        .bind(&seqs)
+        .bind(&questions)
+        .bind(&bodies)
+        .bind(&effect_ids)
+        .execute(&mut *conn)
+        .await?;
+    }
+    Ok(())
+}
+
+pub async fn get(executor: impl PgExecutor<'_>, account_id: Uuid, id: Uuid) -> Result<Option<DeliveryRow>, sqlx::Error> {
+    sqlx::query_as(&format!("select {DELIVERY_COLUMNS} from deliveries where account_id = $1 and id = $2"))
+        .bind(account_id)
+        .bind(id)
+        .fetch_optional(executor)
+        .await
+}
+
+/// The account's delivery, locked for a status change.
+pub async fn lock(conn: &mut PgConnection, account_id: Uuid, id: Uuid) -> Result<Option<DeliveryRow>, sqlx::Error> {
+    sqlx::query_as(&format!(
+        "select {DELIVERY_COLUMNS} from deliveries where account_id = $1 and id = $2 for update"
+    ))
+    .bind(account_id)
+    .bind(id)
+    .fetch_optional(conn)
+    .await
+}
+
+pub async fn list(
+    executor: impl PgExecutor<'_>,
+    account_id: Uuid,
+    after: Option<(DateTime<Utc>, Uuid)>,
+    limit: i64,
+) -> Result<Vec<DeliveryRow>, sqlx::Error> {
+    let (after_at, after_id) = after.unzip();
+    sqlx::query_as(&format!(
+        "select {DELIVERY_COLUMNS} from deliveries
+         where account_id = $1 and ($2::timestamptz is null or (created_at, id) < ($2, $3))
+         order by created_at desc, id desc limit $4"
+    ))
+    .bind(account_id)
+    .bind(after_at)
+    .bind(after_id)
+    .bind(limit)
+    .fetch_all(executor)
+    .await
+}
+
+/// Message counts per effect state, and the next planned send.
+#[derive(Debug, Clone, Default)]
+pub struct Progress {
+    pub counts: Vec<(String, i64)>,
+    pub next_send_at: Option<DateTime<Utc>>,
+}
+
+impl Progress {
+    /// Messages not yet in a final state.
+    pub fn unsent(&self) -> i64 {
+        self.counts
+            .iter()
+            .filter(|(state, _)| matches!(state.as_str(), "planned" | "queued" | "sending" | "retrying" | "held"))
+            .map(|(_, count)| count)
+            .sum()
+    }
+}
+
+pub async fn progress(conn: &mut PgConnection, delivery_id: Uuid) -> Result<Progress, sqlx::Error> {
+    let counts: Vec<(String, i64)> = sqlx::query_as(
+        "select e.state, count(*) from delivery_messages m join effects e on e.id = m.effect_id
+         where m.delivery_id = $1 group by e.state order by e.state",
+    )
+    .bind(delivery_id)
+    .fetch_all(&mut *conn)
+    .await?;
+    let next_send_at: Option<DateTime<Utc>> = sqlx::query_scalar(
+        "select min(e.next_attempt_at) from delivery_messages m join effects e on e.id = m.effect_id
+         where m.delivery_id = $1 and e.state in ('planned', 'retrying')",
+    )
+    .bind(delivery_id)
+    .fetch_one(conn)
+    .await?;
+    Ok(Progress { counts, next_send_at })
+}
+
+pub async fn set_status(executor: impl PgExecutor<'_>, id: Uuid, status: &str) -> Result<(), sqlx::Error> {
+    sqlx::query("update deliveries set status = $2 where id = $1")
+        .bind(id)
+        .bind(status)
+        .execute(executor)
+        .await?;
+    Ok(())
+}
+
+/// Moves the delivery's messages in any of `from` to `to` (pause: → held; stop: → canceled).
+/// A row already `sending` is left alone: it is in the provider's hands.
+pub async fn move_messages(
+    executor: impl PgExecutor<'_>,
+    delivery_id: Uuid,
+    from: &[&str],
+    to: &str,
+    reason: &str,
+) -> Result<u64, sqlx::Error> {
+    let done = sqlx::query(
+        "update effects e set state = $3, last_error = $4,
+             finished_at = case when $3 = 'canceled' then now() else e.finished_at end
+         from delivery_messages m
+         where m.effect_id = e.id and m.delivery_id = $1 and e.state = any($2)",
+    )
+    .bind(delivery_id)
+    .bind(from)
+    .bind(to)
+    .bind(reason)
+    .execute(executor)
+    .await?;
+    Ok(done.rows_affected())
+}
+
+/// A held message with its student's zone.
+#[derive(Debug, Clone, FromRow)]
+pub struct HeldRow {
+    pub effect_id: Uuid,
+    pub student_id: Option<Uuid>,
+    pub timezone: Option<String>,
+    pub day: i32,
+    pub seq: i32,
+}
+
+pub async fn held_messages(executor: impl PgExecutor<'_>, delivery_id: Uuid) -> Result<Vec<HeldRow>, sqlx::Error> {
+    sqlx::query_as(
+        "select e.id as effect_id, m.student_id, s.timezone, m.day, m.seq
+         from delivery_messages m join effects e on e.id = m.effect_id
+         left join students s on s.id = m.student_id
+         where m.delivery_id = $1 and e.state = 'held'",
+    )
+    .bind(delivery_id)
+    .fetch_all(executor)
+    .await
+}
+
+/// Re-plans held messages at new instants (resume).
+pub async fn replan(conn: &mut PgConnection, plan: &[(Uuid, DateTime<Utc>)]) -> Result<(), sqlx::Error> {
+    for chunk in plan.chunks(CHUNK) {
+        let ids: Vec<Uuid> = chunk.iter().map(|(id, _)| *id).collect();
+        let ats: Vec<DateTime<Utc>> = chunk.iter().map(|(_, at)| *at).collect();
+        sqlx::query(
+            "update effects e set state = 'planned', next_attempt_at = p.at, last_error = null
+             from unnest($1::uuid[], $2::timestamptz[]) as p(id, at)
+             where e.id = p.id and e.state = 'held'",
+        )
+        .bind(&ids)
+        .bind(&ats)
+        .execute(&mut *conn)
+        .await?;
+    }
+    Ok(())
+}
+
+/// Whether a delivery that is not stopped and still has unsent messages uses the course (or
+/// group).
+pub async fn active_for(executor: impl PgExecutor<'_>, column: ActiveFor, id: Uuid) -> Result<bool, sqlx::Error> {
+    let column = match column {
+        ActiveFor::Course => "course_id",
+        ActiveFor::Group => "group_id",
+    };
+    sqlx::query_scalar(&format!(
+        "select exists(
+             select 1 from deliveries d
+             join delivery_messages m on m.delivery_id = d.id
+             join effects e on e.id = m.effect_id
+             where d.{column} = $1 and d.status <> 'stopped'
+               and e.state in ('planned', 'queued', 'sending', 'retrying', 'held'))"
+    ))
+    .bind(id)
+    .fetch_one(executor)
+    .await
+}
+
+/// What `active_for` looks at.
+#[derive(Debug, Clone, Copy)]
+pub enum ActiveFor {
+    Course,
+    Group,
+}
+
+/// One message as the delivery's owner sees it.
+#[derive(Debug, Clone, FromRow)]
+pub struct MessageRow {
+    pub id: Uuid,
+    pub student_id: Option<Uuid>,
+    pub day: i32,
+    pub seq: i32,
+    pub body: String,
+    pub state: String,
+    pub due_at: DateTime<Utc>,
+    pub next_attempt_at: DateTime<Utc>,
+    pub finished_at: Option<DateTime<Utc>>,
+    pub attempts: i32,
+    pub last_error: Option<String>,
+    pub provider_id: Option<String>,
+    pub provider_status: Option<String>,
+    pub error_code: Option<i32>,
+}
+
+/// A page of a delivery's messages ordered by (day, seq, student), after `after`.
+pub async fn messages(
+    executor: impl PgExecutor<'_>,
+    delivery_id: Uuid,
+    state: Option<&str>,
+    student_id: Option<Uuid>,
+    after: Option<(i32, i32, Uuid)>,
+    limit: i64,
+) -> Result<Vec<MessageRow>, sqlx::Error> {
+    let (after_day, after_seq, after_student) = match after {
+        Some((day, seq, student)) => (Some(day), Some(seq), Some(student)),
+        None => (None, None, None),
+    };
+    sqlx::query_as(
+        "select m.id, m.student_id, m.day, m.seq, m.body, e.state, e.due_at, e.next_attempt_at,
+                e.finished_at, e.attempts, e.last_error, e.provider_id, m.provider_status, m.error_code
+         from delivery_messages m join effects e on e.id = m.effect_id
+         where m.delivery_id = $1
+           and ($2::text is null or e.state = $2)
+           and ($3::uuid is null or m.student_id = $3)
+           and ($4::int is null or (m.day, m.seq, m.student_id) > ($4, $5, $6))
+         order by m.day, m.seq, m.student_id
+         limit $7",
+    )
+    .bind(delivery_id)
+    .bind(state)
+    .bind(student_id)
+    .bind(after_day)
+    .bind(after_seq)
+    .bind(after_student)
+    .bind(limit)
+    .fetch_all(executor)
+    .await
+}
+
+/// A recorded answer.
+#[derive(Debug, Clone, FromRow)]
+pub struct AnswerRow {
+    pub id: Uuid,
+    pub student_id: Option<Uuid>,
+    pub day: i32,
+    pub question_id: Option<Uuid>,
+    pub body: String,
+    pub correct: Option<bool>,
+    pub received_at: DateTime<Utc>,
+}
+
+/// A page of a delivery's answers, oldest first, after `(received_at, id)`.
+pub async fn answers(
+    executor: impl PgExecutor<'_>,
+    delivery_id: Uuid,
+    after: Option<(DateTime<Utc>, Uuid)>,
+    limit: i64,
+) -> Result<Vec<AnswerRow>, sqlx::Error> {
+    let (after_at, after_id) = after.unzip();
+    sqlx::query_as(
+        "select a.id, a.student_id, m.day, m.question_id, a.body, a.correct, a.received_at
+         from answers a join delivery_messages m on m.id = a.delivery_message_id
+         where a.delivery_id = $1 and ($2::timestamptz is null or (a.received_at, a.id) > ($2, $3))
+         order by a.received_at, a.id limit $4",
+    )
+    .bind(delivery_id)
+    .bind(after_at)
+    .bind(after_id)
+    .bind(limit)
+    .fetch_all(executor)
+    .await
+}
+
+/// Skips (cancels) every unsent message of these students: they unsubscribed or were
+/// removed. A message already `sending` is in the provider's hands and is left alone.
+pub async fn skip_unsent_for_students(
+    executor: impl PgExecutor<'_>,
+    student_ids: &[Uuid],
+    reason: &str,
+) -> Result<u64, sqlx::Error> {
+    let done = sqlx::query(
+        "update effects e set state = 'canceled', last_error = $2, finished_at = now()
+         from delivery_messages m
+         where m.effect_id = e.id and m.student_id = any($1)
+           and e.state in ('planned', 'queued', 'retrying', 'held')",
+    )
+    .bind(student_ids)
+    .bind(reason)
+    .execute(executor)
+    .await?;
+    Ok(done.rows_affected())
+}

@@ -1,0 +1,487 @@
+//! SMS and WhatsApp over Twilio's Messages API (`POST /2010-04-01/Accounts/{sid}/Messages.json`,
+//! form-encoded, HTTP Basic auth). With no account SID and auth token configured the client is
+//! in sandbox mode: it sends nothing and the effect is recorded as `sandboxed`.
+//!
+//! Errors are classified from Twilio's answer: a 4xx with Twilio's JSON body
+//! (`{code, message, more_info, status}`, e.g. 21211 invalid number, 21610 opted out) is
+//! permanent and keeps Twilio's code and message; 429, 5xx, timeouts and connection errors are
+//! retryable, with `Retry-After` when Twilio sends one.
+//!
+//! Twilio's Messages API takes no idempotency key, so a retry after a timeout (Twilio may have
+//! created the message before the answer was lost) can send twice. That window is the same as
+//! a worker dying mid-send and is accepted for the same reason: the alternative is losing
+//! messages.
+
+use std::fmt;
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use reqwest::header::{HeaderMap, RETRY_AFTER};
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+
+use crate::config::TwilioConfig;
+
+/// The path of the status webhook on herald-api, appended to `twilio.public_base_url`.
+pub const STATUS_CALLBACK_PATH: &str = "/webhooks/twilio/status";
+
+/// Longest `Retry-After` honoured: a bogus answer must not park a message for days.
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(3600);
+
+/// How a student receives messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Channel {
+    Sms,
+    Whatsapp,
+}
+
+impl Channel {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Sms => "sms",
+            Self::Whatsapp => "whatsapp",
+        }
+    }
+
+    /// The channel stored in `students.channel`.
+    pub fn parse(name: &str) -> Option<Self> {
+        match name {
+            "sms" => Some(Self::Sms),
+            "whatsapp" => Some(Self::Whatsapp),
+            _ => None,
+        }
+    }
+
+    /// A phone number as Twilio addresses it on this channel (`whatsapp:+1…` for WhatsApp).
+    pub fn address(self, number: &str) -> String {
+        match self {
+            Self::Sms => number.to_owned(),
+            Self::Whatsapp if number.starts_with("whatsapp:") => number.to_owned(),
+            Self::Whatsapp => format!("whatsapp:{number}"),
+        }
+    }
+}
+
+impl fmt::Display for Channel {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Who a message is sent from: a number (`From`) or a Messaging Service.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Sender {
+    /// `From`, already addressed for the channel (`whatsapp:+1…` on WhatsApp).
+    From(String),
+    /// `MessagingServiceSid`: Twilio picks a number from the service's pool.
+    MessagingService(String),
+}
+
+impl Sender {
+    /// Names the sender for rate limiting: one limit per channel and number or service.
+    pub fn rate_key(&self, channel: Channel) -> String {
+        match self {
+            Self::From(from) => format!("{channel}:{from}"),
+            Self::MessagingService(sid) => format!("{channel}:{sid}"),
+        }
+    }
+}
+
+/// Why Twilio did not take a message, and whether trying again may help.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TwilioError {
+    /// Twilio refused for good (a 4xx): an invalid or non-mobile number, an opted-out
+    /// recipient, bad credentials. `code` is Twilio's error code when it sent one.
+    #[error("{}", permanent_text(*status, *code, message))]
+    Permanent {
+        status: u16,
+        code: Option<i64>,
+        message: String,
+    },
+    /// A 429, a 5xx, a timeout or a connection problem.
+    #[error("{message}")]
+    Retryable {
+        message: String,
+        retry_after: Option<Duration>,
+    },
+    /// The message cannot be sent as configured (no sender for its channel).
+    #[error("{0}")]
+    NotConfigured(String),
+}
+
+fn permanent_text(status: u16, code: Option<i64>, message: &str) -> String {
+    match code {
+        Some(code) => format!("twilio error {code}: {message} (HTTP {status})"),
+        None => format!("twilio refused with HTTP {status}: {message}"),
+    }
+}
+
+/// What happened to a message that did not fail.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Delivery {
+    /// Twilio accepted it; its message SID (`SM…`), when the answer could be read.
+    Sent { sid: Option<String> },
+    /// Sandbox mode: logged, not sent.
+    Sandboxed,
+}
+
+/// One message to send.
+#[derive(Debug, Clone, Copy)]
+pub struct Outgoing<'a> {
+    /// The recipient's E.164 number, without any channel prefix.
+    pub to: &'a str,
+    pub channel: Channel,
+    pub body: &'a str,
+}
+
+#[derive(Clone)]
+struct Credentials {
+    account_sid: String,
+    auth_token: SecretString,
+}
+
+/// Sends SMS and WhatsApp messages through Twilio, or records them in sandbox mode.
+#[derive(Clone)]
+pub struct Twilio {
+    http: reqwest::Client,
+    credentials: Option<Credentials>,
+    messages_url: String,
+    sms_from: String,
+    whatsapp_from: String,
+    messaging_service_sid: String,
+    status_callback: Option<String>,
+    timeout: Duration,
+    sms_per_second: u32,
+    whatsapp_per_second: u32,
+}
+
+impl Twilio {
+    /// Builds the client from validated configuration.
+    pub fn new(config: &TwilioConfig) -> Result<Self, TwilioError> {
+        let timeout = Duration::from_secs(config.timeout_secs);
+        let http = reqwest::Client::builder()
+            .timeout(timeout)
+            .connect_timeout(timeout.min(Duration::from_secs(5)))
+            .build()
+            .map_err(|err| TwilioError::NotConfigured(format!("HTTP client: {err}")))?;
+        let credentials = (!config.is_sandbox()).then(|| Credentials {
+            account_sid: config.account_sid.trim().to_owned(),
+            auth_token: config.auth_token.clone(),
+        });
+        let base = config.base_url.as_str().trim_end_matches('/');
+        let account = credentials
+            .as_ref()
+            .map_or("sandbox", |credentials| credentials.account_sid.as_str());
+        let public = config.public_base_url.trim().trim_end_matches('/');
+        Ok(Self {
+            http,
+            messages_url: format!("{base}/2010-04-01/Accounts/{account}/Messages.json"),
+            credentials,
+            sms_from: config.sms_from.trim().to_owned(),
+            whatsapp_from: config.whatsapp_from.trim().to_owned(),
+            messaging_service_sid: config.messaging_service_sid.trim().to_owned(),
+            status_callback: (!public.is_empty()).then(|| format!("{public}{STATUS_CALLBACK_PATH}")),
+            timeout,
+            sms_per_second: config.sms_per_second,
+            whatsapp_per_second: config.whatsapp_per_second,
+        })
+    }
+
+    /// True in sandbox mode.
+    pub fn is_sandbox(&self) -> bool {
+        self.credentials.is_none()
+    }
+
+    /// The longest one request may take.
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
+    /// Who sends on `channel`: the Messaging Service when configured, else the channel's
+    /// number. `None` when neither is configured.
+    pub fn sender(&self, channel: Channel) -> Option<Sender> {
+        if !self.messaging_service_sid.is_empty() {
+            return Some(Sender::MessagingService(self.messaging_service_sid.clone()));
+        }
+        let from = match channel {
+            Channel::Sms => &self.sms_from,
+            Channel::Whatsapp => &self.whatsapp_from,
+        };
+        (!from.is_empty()).then(|| Sender::From(channel.address(from)))
+    }
+
+    /// Messages per second allowed for one sender on `channel`.
+    pub fn per_second(&self, channel: Channel) -> u32 {
+        match channel {
+            Channel::Sms => self.sms_per_second,
+            Channel::Whatsapp => self.whatsapp_per_second,
+        }
+    }
+
+    /// Sends one message; returns Twilio's message SID.
+    pub async fn send(&self, message: Outgoing<'_>) -> Result<Delivery, TwilioError> {
+        let Some(credentials) = &self.credentials else {
+            tracing::info!(to = %message.to, channel = %message.channel, "sandbox: message not sent");
+            return Ok(Delivery::Sandboxed);
+        };
+        let sender = self.sender(message.channel).ok_or_else(|| {
+            TwilioError::NotConfigured(format!(
+                "no {} sender: set twilio.{}_from or twilio.messaging_service_sid",
+                message.channel, message.channel
+            ))
+        })?;
+        let to = message.channel.address(message.to);
+        let mut form: Vec<(&str, &str)> = vec![("To", &to), ("Body", message.body)];
+        match &sender {
+            Sender::From(from) => form.push(("From", from)),
+            Sender::MessagingService(sid) => form.push(("MessagingServiceSid", sid)),
+        }
+        if let Some(callback) = &self.status_callback {
+            form.push(("StatusCallback", callback));
+        }
+        let response = self
+            .http
+            .post(&self.messages_url)
+            .basic_auth(
+                &credentials.account_sid,
+                Some(credentials.auth_token.expose_secret()),
+            )
+            .form(&form)
+            .send()
+            .await
+            .map_err(|err| TwilioError::Retryable {
+                message: format!("twilio request failed: {}", error_chain(&err)),
+                retry_after: None,
+            })?;
+        let status = response.status();
+        let retry_after = retry_after(response.headers());
+        let body = response.bytes().await.map_err(|err| TwilioError::Retryable {
+            message: format!("twilio answer unreadable: {}", error_chain(&err)),
+            retry_after,
+        })?;
+        classify(status, retry_after, &body)
+    }
+}
+
+/// Twilio's answer body: a created message, or an error.
+#[derive(Debug, Deserialize)]
+struct Answer {
+    sid: Option<String>,
+    code: Option<i64>,
+    message: Option<String>,
+}
+
+/// Turns Twilio's answer into a delivery or a classified error.
+fn classify(
+    status: StatusCode,
+    retry_after: Option<Duration>,
+    body: &[u8],
+) -> Result<Delivery, TwilioError> {
+    let answer: Option<Answer> = serde_json::from_slice(body).ok();
+    if status.is_success() {
+        let sid = answer.and_then(|answer| answer.sid);
+        if sid.is_none() {
+            // Twilio has the message; retrying would send it twice. Record it as sent.
+            tracing::warn!(%status, "twilio accepted a message but its answer has no sid");
+        }
+        return Ok(Delivery::Sent { sid });
+    }
+    let (code, text) = match answer {
+        Some(Answer {
+            code,
+            message: Some(message),
+            ..
+        }) => (code, message),
+        _ => (None, snippet(body)),
+    };
+    let retryable = status == StatusCode::TOO_MANY_REQUESTS
+        || status == StatusCode::REQUEST_TIMEOUT
+        || status.is_server_error();
+    if retryable {
+        let code = code.map(|code| format!(" {code}")).unwrap_or_default();
+        return Err(TwilioError::Retryable {
+            message: format!("twilio answered HTTP {}{code}: {text}", status.as_u16()),
+            retry_after,
+        });
+    }
+    Err(TwilioError::Permanent {
+        status: status.as_u16(),
+        code,
+        message: text,
+    })
+}
+
+/// `Retry-After` in seconds (the form Twilio uses), capped at `MAX_RETRY_AFTER`.
+fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+    let seconds: f64 = headers.get(RETRY_AFTER)?.to_str().ok()?.trim().parse().ok()?;
+    (seconds.is_finite() && seconds >= 0.0)
+        .then(|| Duration::from_secs_f64(seconds).min(MAX_RETRY_AFTER))
+}
+
+/// The start of a non-JSON body, for an error message.
+fn snippet(body: &[u8]) -> String {
+    let text = String::from_utf8_lossy(body);
+    let text = text.trim();
+    if text.is_empty() {
+        return "(empty body)".to_owned();
+    }
+    text.chars().take(200).collect()
+}
+
+/// An error and its causes on one line (reqwest's own text omits "connection refused").
+fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use reqwest::header::HeaderValue;
+
+    use super::*;
+
+    fn config() -> TwilioConfig {
+        TwilioConfig {
+            base_url: "https://api.twilio.com/".parse().unwrap(),
+            account_sid: "AC0123456789abcdef0123456789abcdef".to_owned(),
+            auth_token: SecretString::from("token"),
+            sms_from: "+15005550006".to_owned(),
+            whatsapp_from: "+14155238886".to_owned(),
+            messaging_service_sid: String::new(),
+            public_base_url: "https://herald.example.com/".to_owned(),
+            timeout_secs: 10,
+            sms_per_second: 1,
+            whatsapp_per_second: 10,
+        }
+    }
+
+    #[test]
+    fn the_url_and_callback_are_built_from_the_configuration() {
+        let twilio = Twilio::new(&config()).unwrap();
+        assert_eq!(
+            twilio.messages_url,
+            "https://api.twilio.com/2010-04-01/Accounts/AC0123456789abcdef0123456789abcdef/Messages.json"
+        );
+        assert_eq!(
+            twilio.status_callback.as_deref(),
+            Some("https://herald.example.com/webhooks/twilio/status")
+        );
+        assert!(!twilio.is_sandbox());
+    }
+
+    #[test]
+    fn whatsapp_numbers_get_the_prefix_once() {
+        assert_eq!(Channel::Whatsapp.address("+1555"), "whatsapp:+1555");
+        assert_eq!(Channel::Whatsapp.address("whatsapp:+1555"), "whatsapp:+1555");
+        assert_eq!(Channel::Sms.address("+1555"), "+1555");
+        let twilio = Twilio::new(&config()).unwrap();
+        assert_eq!(
+            twilio.sender(Channel::Whatsapp),
+            Some(Sender::From("whatsapp:+14155238886".to_owned()))
+        );
+    }
+
+    #[test]
+    fn a_messaging_service_sends_on_both_channels_and_is_its_own_rate_key() {
+        let mut config = config();
+        config.messaging_service_sid = "MG0123456789abcdef0123456789abcdef".to_owned();
+        config.sms_from = String::new();
+        let twilio = Twilio::new(&config).unwrap();
+        let sender = twilio.sender(Channel::Sms).unwrap();
+        assert_eq!(
+            sender,
+            Sender::MessagingService("MG0123456789abcdef0123456789abcdef".to_owned())
+        );
+        assert_eq!(
+            sender.rate_key(Channel::Sms),
+            "sms:MG0123456789abcdef0123456789abcdef"
+        );
+    }
+
+    #[test]
+    fn a_channel_without_a_sender_has_none() {
+        let mut config = config();
+        config.whatsapp_from = String::new();
+        let twilio = Twilio::new(&config).unwrap();
+        assert_eq!(twilio.sender(Channel::Whatsapp), None);
+    }
+
+    #[test]
+    fn a_created_message_yields_its_sid() {
+        let body = br#"{"sid":"SMaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa","status":"queued"}"#;
+        assert_eq!(
+            classify(StatusCode::CREATED, None, body),
+            Ok(Delivery::Sent {
+                sid: Some("SMaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa".to_owned())
+            })
+        );
+    }
+
+    #[test]
+    fn a_twilio_4xx_is_permanent_and_keeps_code_and_message() {
+        let body = br#"{"code":21211,"message":"The 'To' number +1 is not a valid phone number.","more_info":"https://www.twilio.com/docs/errors/21211","status":400}"#;
+        let err = classify(StatusCode::BAD_REQUEST, None, body).unwrap_err();
+        assert_eq!(
+            err,
+            TwilioError::Permanent {
+                status: 400,
+                code: Some(21211),
+                message: "The 'To' number +1 is not a valid phone number.".to_owned()
+            }
+        );
+        assert_eq!(
+            err.to_string(),
+            "twilio error 21211: The 'To' number +1 is not a valid phone number. (HTTP 400)"
+        );
+        let err = classify(StatusCode::UNAUTHORIZED, None, b"nope").unwrap_err();
+        assert!(matches!(
+            err,
+            TwilioError::Permanent {
+                status: 401,
+                code: None,
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn throttling_and_server_errors_are_retryable_with_retry_after() {
+        let body = br#"{"code":20429,"message":"Too Many Requests","status":429}"#;
+        let err = classify(
+            StatusCode::TOO_MANY_REQUESTS,
+            Some(Duration::from_secs(3)),
+            body,
+        )
+        .unwrap_err();
+        assert_eq!(
+            err,
+            TwilioError::Retryable {
+                message: "twilio answered HTTP 429 20429: Too Many Requests".to_owned(),
+                retry_after: Some(Duration::from_secs(3)),
+            }
+        );
+        let err = classify(StatusCode::SERVICE_UNAVAILABLE, None, b"").unwrap_err();
+        assert!(matches!(err, TwilioError::Retryable { .. }), "{err:?}");
+    }
+
+    #[test]
+    fn retry_after_is_read_in_seconds_and_capped() {
+        let mut headers = HeaderMap::new();
+        assert_eq!(retry_after(&headers), None);
+        headers.insert(RETRY_AFTER, HeaderValue::from_static("7"));
+        assert_eq!(retry_after(&headers), Some(Duration::from_secs(7)));
+        headers.insert(RETRY_AFTER, HeaderValue::from_static("999999"));
+        assert_eq!(retry_after(&headers), Some(MAX_RETRY_AFTER));
+        headers.insert(
+            RETRY_AFTER,
+            HeaderValue::from_static("Wed, 21 Oct 2015 07:28:00 GMT"),
+        );
+        assert_eq!(retry_after(&headers), None);
+    }
+}

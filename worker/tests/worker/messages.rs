@@ -1,0 +1,474 @@
+//! Course messages over Twilio, against a wiremock Twilio: the request's form and auth on
+//! both channels, permanent and retryable refusals, messages that must not go out, a phone
+//! changed before sending, and the per-sender rate limit across two replicas.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use herald_shared::effects::EffectKind;
+use serde_json::{Value, json};
+use uuid::Uuid;
+use wiremock::matchers::{basic_auth, header, method, path};
+use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
+
+use crate::helpers::{Mail, TestWorker, in_millis};
+
+const ACCOUNT_SID: &str = "AC0123456789abcdef0123456789abcdef";
+const AUTH_TOKEN: &str = "test-auth-token";
+const SMS_FROM: &str = "+15005550006";
+const WHATSAPP_FROM: &str = "+14155238886";
+const MESSAGES_PATH: &str = "/2010-04-01/Accounts/AC0123456789abcdef0123456789abcdef/Messages.json";
+
+/// Settings pointing Twilio at `server`, with rates high enough not to slow a test down.
+fn twilio(server: &MockServer) -> Vec<(&'static str, Value)> {
+    vec![
+        ("twilio.base_url", Value::from(server.uri())),
+        ("twilio.account_sid", Value::from(ACCOUNT_SID)),
+        ("twilio.auth_token", Value::from(AUTH_TOKEN)),
+        ("twilio.sms_from", Value::from(SMS_FROM)),
+        ("twilio.whatsapp_from", Value::from(WHATSAPP_FROM)),
+        (
+            "twilio.public_base_url",
+            Value::from("https://herald.example.com"),
+        ),
+        ("twilio.sms_per_second", Value::from(100)),
+        ("twilio.whatsapp_per_second", Value::from(100)),
+    ]
+}
+
+/// Twilio's answer to a created message.
+fn created(sid: &str) -> ResponseTemplate {
+    ResponseTemplate::new(201).set_body_json(json!({"sid": sid, "status": "queued"}))
+}
+
+/// Twilio's answer to a refused message.
+fn refused(status: u16, code: i64, message: &str) -> ResponseTemplate {
+    ResponseTemplate::new(status).set_body_json(json!({
+        "code": code,
+        "message": message,
+        "more_info": format!("https://www.twilio.com/docs/errors/{code}"),
+        "status": status,
+    }))
+}
+
+/// The form fields of a request, in order.
+fn form(request: &Request) -> Vec<(String, String)> {
+    url::form_urlencoded::parse(&request.body)
+        .into_owned()
+        .collect()
+}
+
+fn field(request: &Request, name: &str) -> Option<String> {
+    form(request)
+        .into_iter()
+        .find(|(key, _)| key == name)
+        .map(|(_, value)| value)
+}
+
+/// The Twilio requests to `to`.
+async fn requests_to(server: &MockServer, to: &str) -> Vec<Request> {
+    server
+        .received_requests()
+        .await
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|request| field(request, "To").as_deref() == Some(to))
+        .collect()
+}
+
+/// `error_code` and `error_message` of a delivery message.
+async fn message_error(test: &TestWorker, message_id: Uuid) -> (Option<i32>, Option<String>) {
+    sqlx::query_as("select error_code, error_message from delivery_messages where id = $1")
+        .bind(message_id)
+        .fetch_one(test.db())
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sms_and_whatsapp_messages_are_sent_once_with_twilios_form_fields_and_basic_auth() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path(MESSAGES_PATH))
+        .and(basic_auth(ACCOUNT_SID, AUTH_TOKEN))
+        .and(header("content-type", "application/x-www-form-urlencoded"))
+        .respond_with(created("SM00000000000000000000000000000001"))
+        .expect(2)
+        .mount(&server)
+        .await;
+    let test = TestWorker::spawn(&twilio(&server), |jobs| jobs).await;
+    let delivery = test.create_delivery().await;
+    let sms_student = test.add_student(delivery, "+14155550101", "sms").await;
+    let whatsapp_student = test.add_student(delivery, "+14155550102", "whatsapp").await;
+    let sms = test
+        .plan_message(delivery, sms_student, 0, "Day 1: hello", Utc::now())
+        .await;
+    let whatsapp = test
+        .plan_message(delivery, whatsapp_student, 0, "Día 1: ¡hola! & more", Utc::now())
+        .await;
+
+    let sms_row = test.wait_for_state(sms.effect_id, "sent").await;
+    let whatsapp_row = test.wait_for_state(whatsapp.effect_id, "sent").await;
+
+    for row in [&sms_row, &whatsapp_row] {
+        assert_eq!(row.attempts, 1);
+        assert_eq!(
+            row.provider_id.as_deref(),
+            Some("SM00000000000000000000000000000001")
+        );
+    }
+    let callback = "https://herald.example.com/webhooks/twilio/status";
+    let sent = requests_to(&server, "+14155550101").await;
+    assert_eq!(sent.len(), 1);
+    assert_eq!(
+        form(&sent[0]),
+        [
+            ("To", "+14155550101"),
+            ("Body", "Day 1: hello"),
+            ("From", SMS_FROM),
+            ("StatusCallback", callback),
+        ]
+        .map(|(key, value)| (key.to_owned(), value.to_owned()))
+    );
+    let sent = requests_to(&server, "whatsapp:+14155550102").await;
+    assert_eq!(sent.len(), 1);
+    assert_eq!(field(&sent[0], "From"), Some(format!("whatsapp:{WHATSAPP_FROM}")));
+    assert_eq!(field(&sent[0], "Body").as_deref(), Some("Día 1: ¡hola! & more"));
+    server.verify().await;
+    test.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn with_a_messaging_service_it_is_the_sender_instead_of_from() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path(MESSAGES_PATH))
+        .respond_with(created("SM00000000000000000000000000000002"))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let service = "MG0123456789abcdef0123456789abcdef";
+    let mut settings = twilio(&server);
+    settings.push(("twilio.messaging_service_sid", Value::from(service)));
+    let test = TestWorker::spawn(&settings, |jobs| jobs).await;
+    let delivery = test.create_delivery().await;
+    let student = test.add_student(delivery, "+14155550103", "sms").await;
+    let message = test
+        .plan_message(delivery, student, 0, "hello", Utc::now())
+        .await;
+
+    test.wait_for_state(message.effect_id, "sent").await;
+
+    let sent = requests_to(&server, "+14155550103").await;
+    assert_eq!(field(&sent[0], "MessagingServiceSid").as_deref(), Some(service));
+    assert_eq!(field(&sent[0], "From"), None);
+    test.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_invalid_or_opted_out_number_fails_at_once_keeping_twilios_code_and_message() {
+    let server = MockServer::start().await;
+    let cases = [
+        (
+            "+14155550104",
+            21211,
+            "The 'To' number +14155550104 is not a valid phone number.",
+        ),
+        (
+            "+14155550105",
+            21610,
+            "Attempt to send to unsubscribed recipient",
+        ),
+    ];
+    for (to, code, text) in cases {
+        Mock::given(method("POST"))
+            .and(path(MESSAGES_PATH))
+            .and(wiremock::matchers::body_string_contains(format!(
+                "To=%2B{}",
+                &to[1..]
+            )))
+            .respond_with(refused(400, code, text))
+            .expect(1)
+            .mount(&server)
+            .await;
+    }
+    let test = TestWorker::spawn(&twilio(&server), |jobs| {
+        jobs.with(EffectKind::Message, |settings| {
+            settings.retry_schedule = vec![Duration::from_millis(50)];
+        })
+    })
+    .await;
+    let delivery = test.create_delivery().await;
+    let mut planned = Vec::new();
+    for (to, _, _) in cases {
+        let student = test.add_student(delivery, to, "sms").await;
+        planned.push(test.plan_message(delivery, student, 0, "hi", Utc::now()).await);
+    }
+
+    for (message, (_, code, text)) in planned.iter().zip(cases) {
+        let row = test.wait_for_state(message.effect_id, "failed").await;
+        assert_eq!(row.attempts, 1, "no retry after a permanent refusal");
+        let error = row.last_error.unwrap();
+        assert!(error.contains(&code.to_string()), "{error}");
+        assert!(error.contains(text), "{error}");
+        let (error_code, error_message) = message_error(&test, message.message_id).await;
+        assert_eq!(error_code, Some(i32::try_from(code).unwrap()));
+        assert_eq!(error_message.as_deref(), Some(text));
+    }
+    // a retry would come 50 ms later: give it the time to show up
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    server.verify().await;
+    test.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_503_and_a_429_with_retry_after_are_retried_then_sent() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(wiremock::matchers::body_string_contains("To=%2B14155550106"))
+        .respond_with(ResponseTemplate::new(503).set_body_string("upstream unavailable"))
+        .up_to_n_times(1)
+        .with_priority(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(wiremock::matchers::body_string_contains("To=%2B14155550107"))
+        .respond_with(
+            refused(429, 20429, "Too Many Requests").insert_header("Retry-After", "2"),
+        )
+        .up_to_n_times(1)
+        .with_priority(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path(MESSAGES_PATH))
+        .respond_with(created("SM00000000000000000000000000000003"))
+        .mount(&server)
+        .await;
+    let test = TestWorker::spawn(&twilio(&server), |jobs| {
+        jobs.with(EffectKind::Message, |settings| {
+            settings.retry_schedule = vec![Duration::from_millis(100)];
+        })
+    })
+    .await;
+    let delivery = test.create_delivery().await;
+    let unavailable = test.add_student(delivery, "+14155550106", "sms").await;
+    let throttled = test.add_student(delivery, "+14155550107", "sms").await;
+    let unavailable = test
+        .plan_message(delivery, unavailable, 0, "hi", Utc::now())
+        .await;
+    let throttled = test
+        .plan_message(delivery, throttled, 0, "hi", Utc::now())
+        .await;
+
+    let retrying = test.wait_for_state(throttled.effect_id, "retrying").await;
+    let asked = retrying.next_attempt_at - retrying.sending_at.unwrap();
+    assert!(
+        asked >= chrono::Duration::seconds(2),
+        "Retry-After: 2 honoured, not the 100 ms schedule: retry after {asked}"
+    );
+    assert!(retrying.last_error.unwrap().contains("429"));
+    for (effect_id, to) in [
+        (unavailable.effect_id, "+14155550106"),
+        (throttled.effect_id, "+14155550107"),
+    ] {
+        let row = test.wait_for_state(effect_id, "sent").await;
+        assert_eq!(row.attempts, 2, "{to}");
+        assert_eq!(row.last_error, None);
+        assert_eq!(requests_to(&server, to).await.len(), 2, "{to}");
+    }
+    test.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn messages_to_removed_or_unsubscribed_students_or_of_stopped_or_paused_deliveries_never_reach_twilio()
+ {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(created("SM00000000000000000000000000000004"))
+        .expect(0)
+        .mount(&server)
+        .await;
+    let test = TestWorker::spawn(&twilio(&server), |jobs| jobs).await;
+    let delivery = test.create_delivery().await;
+    let unsubscribed = test.add_student(delivery, "+14155550108", "sms").await;
+    let removed = test.add_student(delivery, "+14155550109", "sms").await;
+    // due in a second: the changes below happen between planning and sending
+    let due = in_millis(1000);
+    let to_unsubscribed = test
+        .plan_message(delivery, unsubscribed, 0, "hi", due)
+        .await;
+    let to_removed = test.plan_message(delivery, removed, 0, "hi", due).await;
+    sqlx::query("update students set subscribed = false where id = $1")
+        .bind(unsubscribed)
+        .execute(test.db())
+        .await
+        .unwrap();
+    sqlx::query("delete from students where id = $1")
+        .bind(removed)
+        .execute(test.db())
+        .await
+        .unwrap();
+    let stopped = test.create_delivery().await;
+    let paused = test.create_delivery().await;
+    let mut of_delivery = Vec::new();
+    for (delivery, status) in [(stopped, "stopped"), (paused, "paused")] {
+        sqlx::query("update deliveries set status = $2 where id = $1")
+            .bind(delivery.delivery_id)
+            .bind(status)
+            .execute(test.db())
+            .await
+            .unwrap();
+        let student = test.add_student(delivery, "+14155550110", "sms").await;
+        of_delivery.push(test.plan_message(delivery, student, 0, "hi", due).await);
+    }
+
+    for (message, state, reason) in [
+        (to_unsubscribed, "canceled", "the student unsubscribed"),
+        (to_removed, "canceled", "the student was removed"),
+        (of_delivery[0], "canceled", "the delivery is stopped"),
+        (of_delivery[1], "held", "the delivery is paused"),
+    ] {
+        let row = test.wait_for_state(message.effect_id, state).await;
+        let error = row.last_error.unwrap_or_default();
+        assert!(error.contains(reason), "{state}: {error}");
+        assert_eq!(row.provider_id, None);
+    }
+    server.verify().await;
+    test.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_phone_and_channel_changed_after_planning_are_the_ones_used() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(created("SM00000000000000000000000000000005"))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let test = TestWorker::spawn(&twilio(&server), |jobs| jobs).await;
+    let delivery = test.create_delivery().await;
+    let student = test.add_student(delivery, "+14155550111", "sms").await;
+    let message = test
+        .plan_message(delivery, student, 0, "hi", in_millis(1500))
+        .await;
+    sqlx::query("update students set phone = '+14155550112', channel = 'whatsapp' where id = $1")
+        .bind(student)
+        .execute(test.db())
+        .await
+        .unwrap();
+
+    test.wait_for_state(message.effect_id, "sent").await;
+
+    let sent = requests_to(&server, "whatsapp:+14155550112").await;
+    assert_eq!(sent.len(), 1, "sent to the new number on the new channel");
+    assert_eq!(field(&sent[0], "From"), Some(format!("whatsapp:{WHATSAPP_FROM}")));
+    test.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn in_sandbox_mode_a_message_is_recorded_not_sent() {
+    let test = TestWorker::spawn(&[], |jobs| jobs).await;
+    let delivery = test.create_delivery().await;
+    let student = test.add_student(delivery, "+14155550113", "whatsapp").await;
+    let message = test
+        .plan_message(delivery, student, 0, "hi", Utc::now())
+        .await;
+
+    let row = test.wait_for_state(message.effect_id, "sandboxed").await;
+
+    assert_eq!(row.attempts, 1);
+    assert_eq!(row.provider_id, None);
+    test.finish().await;
+}
+
+/// Answers 201 and notes when each request arrived.
+#[derive(Clone, Default)]
+struct Arrivals(Arc<Mutex<Vec<Instant>>>);
+
+impl Respond for Arrivals {
+    fn respond(&self, _: &Request) -> ResponseTemplate {
+        self.0.lock().unwrap().push(Instant::now());
+        created("SM00000000000000000000000000000006")
+    }
+}
+
+impl Arrivals {
+    /// Gaps between consecutive arrivals.
+    fn gaps(&self) -> Vec<Duration> {
+        let mut times = self.0.lock().unwrap().clone();
+        times.sort();
+        times.windows(2).map(|pair| pair[1] - pair[0]).collect()
+    }
+}
+
+/// Three SMS from one number at 1 per second, sent by two replicas: at least ~1 s apart.
+/// `job_timeout_secs` decides whether a job may wait for its slot or must give the row back
+/// (`deferred`: then some row was dispatched more than once).
+async fn three_sms_at_one_per_second(job_timeout_secs: u64, deferred: bool) {
+    let server = MockServer::start().await;
+    let arrivals = Arrivals::default();
+    Mock::given(method("POST"))
+        .respond_with(arrivals.clone())
+        .expect(3)
+        .mount(&server)
+        .await;
+    let mut settings = twilio(&server);
+    settings.push(("twilio.sms_per_second", Value::from(1)));
+    settings.push(("twilio.timeout_secs", Value::from(1)));
+    let test = TestWorker::spawn_with(
+        Mail::Sandbox,
+        &settings,
+        |jobs| {
+            jobs.with(EffectKind::Message, |settings| {
+                settings.timeout = Duration::from_secs(job_timeout_secs);
+            })
+        },
+        &["a", "b"],
+    )
+    .await;
+    let delivery = test.create_delivery().await;
+    let mut planned = Vec::new();
+    for i in 0..3 {
+        let student = test
+            .add_student(delivery, &format!("+1415555012{i}"), "sms")
+            .await;
+        planned.push(student);
+    }
+    let due = Utc::now();
+    let mut messages = Vec::new();
+    for student in planned {
+        messages.push(test.plan_message(delivery, student, 0, "hi", due).await);
+    }
+
+    let mut most_dispatches = 0;
+    for message in &messages {
+        let row = test.wait_for_state(message.effect_id, "sent").await;
+        assert_eq!(row.attempts, 1, "waiting for a slot is not an attempt");
+        most_dispatches = most_dispatches.max(row.dispatches);
+    }
+    assert_eq!(most_dispatches > 1, deferred, "dispatches: {most_dispatches}");
+
+    let gaps = arrivals.gaps();
+    assert_eq!(gaps.len(), 2);
+    for gap in &gaps {
+        // slots are exactly 1 s apart on Redis's clock; allow for scheduling jitter
+        assert!(*gap >= Duration::from_millis(900), "gaps {gaps:?}");
+    }
+    server.verify().await;
+    test.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn one_sms_per_second_per_sender_holds_across_two_replicas() {
+    // 20 s job, 1 s Twilio timeout: a job may wait up to 18 s for its slot
+    three_sms_at_one_per_second(20, false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_job_that_cannot_wait_for_its_slot_gives_the_row_back_without_using_an_attempt() {
+    // 2 s job, 1 s Twilio timeout, 1 s margin: no time to wait, so every job that finds the
+    // sender busy is deferred to when a slot should be free
+    three_sms_at_one_per_second(2, true).await;
+}
