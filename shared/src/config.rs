@@ -35,6 +35,22 @@ impl ConfigError {
     }
 }
 
+/// Settings whose value is text even when it looks like a number (phone numbers, secrets).
+const TEXT_SETTINGS: [&str; 12] = [
+    "redis.key_prefix",
+    "worker.replica_name",
+    "auth.jwt_secret",
+    "email.from",
+    "email.smtp_host",
+    "email.smtp_username",
+    "email.smtp_password",
+    "twilio.account_sid",
+    "twilio.auth_token",
+    "twilio.sms_from",
+    "twilio.whatsapp_from",
+    "twilio.messaging_service_sid",
+];
+
 /// Every setting of Herald; see `config/default.toml` for the meaning of each.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -197,9 +213,7 @@ impl TwilioConfig {
                 "must be at least 1",
             ));
         }
-        if !self.messaging_service_sid.is_empty()
-            && !is_sid(&self.messaging_service_sid, "MG")
-        {
+        if !self.messaging_service_sid.is_empty() && !is_sid(&self.messaging_service_sid, "MG") {
             return Err(ConfigError::new(
                 "twilio.messaging_service_sid",
                 "must be empty or MG followed by 32 hex digits",
@@ -267,18 +281,19 @@ impl Config {
         if let Ok(path) = std::env::var("HERALD_CONFIG") {
             figment = figment.merge(Toml::file_exact(path));
         }
+        figment = figment
+            .merge(Env::prefixed("HERALD_").split("__").ignore(&["config", "jobs"]))
+            .merge(Env::raw().only(&["DATABASE_URL"]).map(|_| "database.url".into()))
+            .merge(Env::raw().only(&["REDIS_URL"]).map(|_| "redis.url".into()));
+        // figment reads `+15005550006` or `12345` from the environment as a number; text
+        // settings take the variable exactly as written instead.
+        for setting in TEXT_SETTINGS {
+            let variable = format!("HERALD_{}", setting.replace('.', "__").to_uppercase());
+            if let Ok(raw) = std::env::var(&variable) {
+                figment = figment.merge(figment::providers::Serialized::default(setting, raw));
+            }
+        }
         figment
-            .merge(
-                Env::prefixed("HERALD_")
-                    .split("__")
-                    .ignore(&["config", "jobs"]),
-            )
-            .merge(
-                Env::raw()
-                    .only(&["DATABASE_URL"])
-                    .map(|_| "database.url".into()),
-            )
-            .merge(Env::raw().only(&["REDIS_URL"]).map(|_| "redis.url".into()))
     }
 
     /// The embedded defaults alone, without the file and environment layers.
@@ -480,7 +495,10 @@ mod tests {
             &with("email.smtp_password", "hunter2-secret")
                 .merge(Serialized::default("email.smtp_username", "u"))
                 .merge(Serialized::default("twilio.account_sid", SID))
-                .merge(Serialized::default("twilio.auth_token", "twilio-token-secret"))
+                .merge(Serialized::default(
+                    "twilio.auth_token",
+                    "twilio-token-secret",
+                ))
                 .merge(Serialized::default("twilio.sms_from", "+15005550006")),
         )
         .unwrap();

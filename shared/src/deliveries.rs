@@ -41,12 +41,21 @@ impl Start {
     /// The instant of `day` (1-based) for a student.
     pub fn day_instant(&self, recipient: &Recipient, day: u32) -> Option<DateTime<Utc>> {
         let days_after = u64::from(day.checked_sub(1)?);
-        time_rules::resolve_day(self.zone_for(recipient), self.local.date(), self.local.time(), days_after)
+        time_rules::resolve_day(
+            self.zone_for(recipient),
+            self.local.date(),
+            self.local.time(),
+            days_after,
+        )
     }
 
     /// The first instant at or after `after` at which the start's wall-clock time occurs in
     /// the student's zone: where a resumed delivery continues.
-    pub fn next_send_time(&self, recipient: &Recipient, after: DateTime<Utc>) -> Option<DateTime<Utc>> {
+    pub fn next_send_time(
+        &self,
+        recipient: &Recipient,
+        after: DateTime<Utc>,
+    ) -> Option<DateTime<Utc>> {
         let zone = self.zone_for(recipient);
         let local_today = after.with_timezone(&zone).date_naive();
         (0..3).find_map(|offset| {
@@ -95,7 +104,11 @@ pub fn plan(
     if !catch_up {
         let mut late = Vec::new();
         for recipient in recipients {
-            if start.day_instant(recipient, 1).ok_or(PlanError::OutOfRange)? < now {
+            if start
+                .day_instant(recipient, 1)
+                .ok_or(PlanError::OutOfRange)?
+                < now
+            {
                 late.push(recipient.student_id);
             }
         }
@@ -103,11 +116,14 @@ pub fn plan(
             return Err(PlanError::StartPassed { students: late });
         }
     }
-    let mut planned = Vec::with_capacity(recipients.len() * days.iter().map(|d| d.messages.len()).sum::<usize>());
+    let mut planned =
+        Vec::with_capacity(recipients.len() * days.iter().map(|d| d.messages.len()).sum::<usize>());
     for recipient in recipients {
         let mut catch_up_slot = 0;
         for day in days {
-            let instant = start.day_instant(recipient, day.day).ok_or(PlanError::OutOfRange)?;
+            let instant = start
+                .day_instant(recipient, day.day)
+                .ok_or(PlanError::OutOfRange)?;
             for (seq, _, _) in &day.messages {
                 let at = if instant < now {
                     let at = now + QUESTION_SPACING * catch_up_slot;
@@ -116,7 +132,12 @@ pub fn plan(
                 } else {
                     instant + QUESTION_SPACING * i32::try_from(*seq).unwrap_or(0)
                 };
-                planned.push(PlannedMessage { student_id: recipient.student_id, day: day.day, seq: *seq, at });
+                planned.push(PlannedMessage {
+                    student_id: recipient.student_id,
+                    day: day.day,
+                    seq: *seq,
+                    at,
+                });
             }
         }
     }
@@ -135,23 +156,36 @@ pub struct HeldMessage {
 /// New instants for a resumed delivery's held messages: per student, the first held day goes
 /// out at the next occurrence of the student's send time after `now`, each later held day one
 /// day after the previous — no day is skipped and none are burst out at once.
-pub fn replan_held(start: &Start, held: &[HeldMessage], now: DateTime<Utc>) -> Vec<(Uuid, DateTime<Utc>)> {
-    let mut by_student: std::collections::BTreeMap<Uuid, Vec<&HeldMessage>> = std::collections::BTreeMap::new();
+pub fn replan_held(
+    start: &Start,
+    held: &[HeldMessage],
+    now: DateTime<Utc>,
+) -> Vec<(Uuid, DateTime<Utc>)> {
+    let mut by_student: std::collections::BTreeMap<Uuid, Vec<&HeldMessage>> =
+        std::collections::BTreeMap::new();
     for message in held {
-        by_student.entry(message.recipient.student_id).or_default().push(message);
+        by_student
+            .entry(message.recipient.student_id)
+            .or_default()
+            .push(message);
     }
     let mut replanned = Vec::with_capacity(held.len());
     for messages in by_student.values_mut() {
         messages.sort_by_key(|m| (m.day, m.seq));
-        let Some(first) = messages.first() else { continue };
+        let Some(first) = messages.first() else {
+            continue;
+        };
         let recipient = first.recipient;
-        let Some(first_at) = start.next_send_time(&recipient, now) else { continue };
+        let Some(first_at) = start.next_send_time(&recipient, now) else {
+            continue;
+        };
         let first_day = first.day;
         let zone = start.zone_for(&recipient);
         let first_local = first_at.with_timezone(&zone).date_naive();
         for message in messages.iter() {
             let offset = u64::from(message.day.saturating_sub(first_day));
-            let day_at = time_rules::resolve_day(zone, first_local, start.local.time(), offset).unwrap_or(first_at);
+            let day_at = time_rules::resolve_day(zone, first_local, start.local.time(), offset)
+                .unwrap_or(first_at);
             let at = day_at + QUESTION_SPACING * i32::try_from(message.seq).unwrap_or(0);
             replanned.push((message.effect_id, at));
         }
@@ -166,22 +200,32 @@ mod tests {
     use super::*;
 
     fn utc(text: &str) -> DateTime<Utc> {
-        DateTime::parse_from_rfc3339(text).unwrap().with_timezone(&Utc)
+        DateTime::parse_from_rfc3339(text)
+            .unwrap()
+            .with_timezone(&Utc)
     }
 
     fn start(local: &str, zone: Option<Tz>) -> Start {
-        Start { local: time_rules::parse_local(local).unwrap(), zone }
+        Start {
+            local: time_rules::parse_local(local).unwrap(),
+            zone,
+        }
     }
 
     fn recipient(zone: Tz) -> Recipient {
-        Recipient { student_id: Uuid::new_v4(), zone }
+        Recipient {
+            student_id: Uuid::new_v4(),
+            zone,
+        }
     }
 
     fn days(count: u32, questions: u32) -> Vec<DayMessages> {
         (1..=count)
             .map(|day| DayMessages {
                 day,
-                messages: (0..=questions).map(|seq| (seq, format!("d{day}m{seq}"), None)).collect(),
+                messages: (0..=questions)
+                    .map(|seq| (seq, format!("d{day}m{seq}"), None))
+                    .collect(),
             })
             .collect()
     }
@@ -191,27 +235,78 @@ mod tests {
         let start = start("2026-03-07 09:00:00", None);
         let ny = recipient(America::New_York);
         let kolkata = recipient(Asia::Kolkata);
-        let planned = plan(&start, &[ny, kolkata], &days(3, 0), utc("2026-03-01T00:00:00Z"), false).unwrap();
-        let ny_times: Vec<_> = planned.iter().filter(|p| p.student_id == ny.student_id).map(|p| p.at).collect();
+        let planned = plan(
+            &start,
+            &[ny, kolkata],
+            &days(3, 0),
+            utc("2026-03-01T00:00:00Z"),
+            false,
+        )
+        .unwrap();
+        let ny_times: Vec<_> = planned
+            .iter()
+            .filter(|p| p.student_id == ny.student_id)
+            .map(|p| p.at)
+            .collect();
         // New York springs forward on 2026-03-08: 09:00 EST, then 09:00 EDT
-        assert_eq!(ny_times, [utc("2026-03-07T14:00:00Z"), utc("2026-03-08T13:00:00Z"), utc("2026-03-09T13:00:00Z")]);
-        let kolkata_times: Vec<_> =
-            planned.iter().filter(|p| p.student_id == kolkata.student_id).map(|p| p.at).collect();
-        assert_eq!(kolkata_times, [utc("2026-03-07T03:30:00Z"), utc("2026-03-08T03:30:00Z"), utc("2026-03-09T03:30:00Z")]);
+        assert_eq!(
+            ny_times,
+            [
+                utc("2026-03-07T14:00:00Z"),
+                utc("2026-03-08T13:00:00Z"),
+                utc("2026-03-09T13:00:00Z")
+            ]
+        );
+        let kolkata_times: Vec<_> = planned
+            .iter()
+            .filter(|p| p.student_id == kolkata.student_id)
+            .map(|p| p.at)
+            .collect();
+        assert_eq!(
+            kolkata_times,
+            [
+                utc("2026-03-07T03:30:00Z"),
+                utc("2026-03-08T03:30:00Z"),
+                utc("2026-03-09T03:30:00Z")
+            ]
+        );
     }
 
     #[test]
     fn a_start_in_the_gap_or_the_repeated_hour_follows_the_single_time_rule() {
         let gap = start("2026-03-08 02:30:00", None);
-        let planned = plan(&gap, &[recipient(America::New_York)], &days(1, 0), utc("2026-03-01T00:00:00Z"), false).unwrap();
+        let planned = plan(
+            &gap,
+            &[recipient(America::New_York)],
+            &days(1, 0),
+            utc("2026-03-01T00:00:00Z"),
+            false,
+        )
+        .unwrap();
         assert_eq!(planned[0].at, utc("2026-03-08T07:30:00Z"));
         let repeated = start("2026-10-25 01:30:00", None);
-        let planned =
-            plan(&repeated, &[recipient(Europe::London)], &days(1, 0), utc("2026-10-01T00:00:00Z"), false).unwrap();
-        assert_eq!(planned[0].at, utc("2026-10-25T00:30:00Z"), "BST, the earlier 01:30");
+        let planned = plan(
+            &repeated,
+            &[recipient(Europe::London)],
+            &days(1, 0),
+            utc("2026-10-01T00:00:00Z"),
+            false,
+        )
+        .unwrap();
+        assert_eq!(
+            planned[0].at,
+            utc("2026-10-25T00:30:00Z"),
+            "BST, the earlier 01:30"
+        );
         let lord_howe = start("2026-10-04 02:10:00", None);
-        let planned =
-            plan(&lord_howe, &[recipient(Australia::Lord_Howe)], &days(1, 0), utc("2026-10-01T00:00:00Z"), false).unwrap();
+        let planned = plan(
+            &lord_howe,
+            &[recipient(Australia::Lord_Howe)],
+            &days(1, 0),
+            utc("2026-10-01T00:00:00Z"),
+            false,
+        )
+        .unwrap();
         assert_eq!(planned[0].at, utc("2026-10-03T15:40:00Z"), "02:40 LHDT");
     }
 
@@ -232,11 +327,22 @@ mod tests {
     #[test]
     fn questions_follow_the_text_in_order() {
         let start = start("2026-06-01 09:00:00", Some(Asia::Kolkata));
-        let planned = plan(&start, &[recipient(Asia::Kolkata)], &days(1, 2), utc("2026-05-01T00:00:00Z"), false).unwrap();
+        let planned = plan(
+            &start,
+            &[recipient(Asia::Kolkata)],
+            &days(1, 2),
+            utc("2026-05-01T00:00:00Z"),
+            false,
+        )
+        .unwrap();
         let times: Vec<_> = planned.iter().map(|p| (p.seq, p.at)).collect();
         assert_eq!(
             times,
-            [(0, utc("2026-06-01T03:30:00Z")), (1, utc("2026-06-01T03:30:02Z")), (2, utc("2026-06-01T03:30:04Z"))]
+            [
+                (0, utc("2026-06-01T03:30:00Z")),
+                (1, utc("2026-06-01T03:30:02Z")),
+                (2, utc("2026-06-01T03:30:04Z"))
+            ]
         );
     }
 
@@ -247,12 +353,26 @@ mod tests {
         let fine = recipient(America::New_York); // 13:00Z, still ahead
         let now = utc("2026-06-01T05:00:00Z");
         let refused = plan(&start, &[late, fine], &days(2, 1), now, false).unwrap_err();
-        assert_eq!(refused, PlanError::StartPassed { students: vec![late.student_id] });
+        assert_eq!(
+            refused,
+            PlanError::StartPassed {
+                students: vec![late.student_id]
+            }
+        );
         let planned = plan(&start, &[late, fine], &days(2, 1), now, true).unwrap();
-        let late_times: Vec<_> = planned.iter().filter(|p| p.student_id == late.student_id).map(|p| p.at).collect();
+        let late_times: Vec<_> = planned
+            .iter()
+            .filter(|p| p.student_id == late.student_id)
+            .map(|p| p.at)
+            .collect();
         assert_eq!(
             late_times,
-            [now, now + QUESTION_SPACING, utc("2026-06-02T03:30:00Z"), utc("2026-06-02T03:30:02Z")],
+            [
+                now,
+                now + QUESTION_SPACING,
+                utc("2026-06-02T03:30:00Z"),
+                utc("2026-06-02T03:30:02Z")
+            ],
             "day 1 is sent now, day 2 at its time"
         );
     }
@@ -263,12 +383,24 @@ mod tests {
         let student = recipient(America::New_York);
         let held: Vec<HeldMessage> = [(3, 0), (3, 1), (4, 0)]
             .into_iter()
-            .map(|(day, seq)| HeldMessage { effect_id: Uuid::new_v4(), recipient: student, day, seq })
+            .map(|(day, seq)| HeldMessage {
+                effect_id: Uuid::new_v4(),
+                recipient: student,
+                day,
+                seq,
+            })
             .collect();
         // resumed on 2026-06-10 at 15:00 New York time: 09:00 has passed, so 06-11 09:00
         let replanned = replan_held(&start, &held, utc("2026-06-10T19:00:00Z"));
         let times: Vec<_> = replanned.iter().map(|(_, at)| *at).collect();
-        assert_eq!(times, [utc("2026-06-11T13:00:00Z"), utc("2026-06-11T13:00:02Z"), utc("2026-06-12T13:00:00Z")]);
+        assert_eq!(
+            times,
+            [
+                utc("2026-06-11T13:00:00Z"),
+                utc("2026-06-11T13:00:02Z"),
+                utc("2026-06-12T13:00:00Z")
+            ]
+        );
         // resumed before 09:00: the same day
         let replanned = replan_held(&start, &held, utc("2026-06-10T12:00:00Z"));
         assert_eq!(replanned[0].1, utc("2026-06-10T13:00:00Z"));

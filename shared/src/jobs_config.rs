@@ -240,8 +240,10 @@ mod tests {
 
     #[test]
     fn retry_delay_follows_the_schedule_with_bounded_jitter() {
-        let jobs = JobsConfig::parse("[defaults]\n[job.message]\n[job.email]\nretry_schedule_secs = [10, 100]\n")
-            .unwrap();
+        let jobs = JobsConfig::parse(
+            "[defaults]\n[job.message]\n[job.email]\nretry_schedule_secs = [10, 100]\n",
+        )
+        .unwrap();
         let email = jobs.get(EffectKind::Email);
         for _ in 0..100 {
             let first = email.retry_delay(1, None).as_secs_f64();

@@ -4,10 +4,10 @@
 pub mod config;
 /// Course content rules: grading, message rendering, channel limits.
 pub mod courses;
-/// Planning course deliveries: each message's instant per student.
-pub mod deliveries;
 /// PostgreSQL pool, migrations and queries.
 pub mod db;
+/// Planning course deliveries: each message's instant per student.
+pub mod deliveries;
 /// Domain values (e-mail addresses, …) with parse constructors.
 pub mod domain;
 /// Effect kinds, states and payloads.

@@ -97,7 +97,12 @@ pub fn check_country(raw: &str) -> Result<String, String> {
 
 fn region(raw: &str) -> Result<Id, String> {
     let code = raw.trim().to_ascii_uppercase();
-    let refuse = || format!("`{}` is not a two-letter country code like IN, US or GB", raw.trim());
+    let refuse = || {
+        format!(
+            "`{}` is not a two-letter country code like IN, US or GB",
+            raw.trim()
+        )
+    };
     if code.len() != 2 || !code.chars().all(|c| c.is_ascii_alphabetic()) {
         return Err(refuse());
     }
@@ -115,7 +120,10 @@ mod tests {
     use super::*;
 
     fn e164(raw: &str, country: Option<&str>) -> String {
-        PhoneNumber::parse(raw, country).unwrap().as_str().to_owned()
+        PhoneNumber::parse(raw, country)
+            .unwrap()
+            .as_str()
+            .to_owned()
     }
 
     #[test]
@@ -162,7 +170,16 @@ mod tests {
 
     #[test]
     fn odd_inputs_never_panic() {
-        for raw in ["+", "+1", "++++", "  2 22", "+0000", "(((())))", "+99", "00 44 7400 123456"] {
+        for raw in [
+            "+",
+            "+1",
+            "++++",
+            "  2 22",
+            "+0000",
+            "(((())))",
+            "+99",
+            "00 44 7400 123456",
+        ] {
             let _ = PhoneNumber::parse(raw, None);
             let _ = PhoneNumber::parse(raw, Some("US"));
         }

@@ -12,6 +12,8 @@
 use std::sync::LazyLock;
 use std::time::Duration;
 
+use chrono::{DateTime, Utc};
+use rand::Rng;
 use redis::Script;
 
 use crate::context::WorkerContext;
@@ -74,4 +76,15 @@ pub async fn acquire(
         tokio::time::sleep(wait).await;
     }
     Ok(Slot::Now { waited: wait })
+}
+
+/// When a job told `Slot::Later { wait }` should come back: once the queue ahead (`wait`) has
+/// shrunk to what it may wait for (`max_wait`), give or take, jittered so that deferred jobs
+/// do not all return at one instant.
+pub fn come_back_at(wait: Duration, max_wait: Duration) -> DateTime<Utc> {
+    let back = wait
+        .saturating_sub(max_wait / 2)
+        .max(Duration::from_millis(100));
+    let back = back.mul_f64(rand::thread_rng().gen_range(1.0..1.2));
+    Utc::now() + chrono::Duration::from_std(back).unwrap_or_default()
 }

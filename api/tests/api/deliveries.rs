@@ -7,11 +7,12 @@ use crate::helpers::{TestApp, assert_field_error, assert_problem};
 
 /// A group with students in three zones, written directly (the groups API has its own tests).
 async fn group(app: &TestApp, account: Uuid, students: &[(&str, &str, &str)]) -> (Uuid, Vec<Uuid>) {
-    let group: Uuid = sqlx::query_scalar("insert into groups (account_id, name) values ($1, 'g') returning id")
-        .bind(account)
-        .fetch_one(&app.db)
-        .await
-        .unwrap();
+    let group: Uuid =
+        sqlx::query_scalar("insert into groups (account_id, name) values ($1, 'g') returning id")
+            .bind(account)
+            .fetch_one(&app.db)
+            .await
+            .unwrap();
     let mut ids = Vec::new();
     for (index, (name, zone, channel)) in students.iter().enumerate() {
         let id: Uuid = sqlx::query_scalar(
@@ -31,9 +32,18 @@ async fn group(app: &TestApp, account: Uuid, students: &[(&str, &str, &str)]) ->
 }
 
 async fn course(app: &TestApp, token: &str, days: Value) -> String {
-    let response = app.post("/api/v1/courses", &json!({"name": "C", "author": "A", "days": days}), Some(token)).await;
+    let response = app
+        .post(
+            "/api/v1/courses",
+            &json!({"name": "C", "author": "A", "days": days}),
+            Some(token),
+        )
+        .await;
     assert_eq!(response.status(), StatusCode::CREATED);
-    response.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_owned()
+    response.json::<Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned()
 }
 
 fn two_days() -> Value {
@@ -51,11 +61,23 @@ fn start_in_a_week() -> (String, NaiveDateTime) {
 }
 
 async fn send(app: &TestApp, method: Method, path: &str, token: &str) -> reqwest::Response {
-    app.request(method, path).bearer_auth(token).send().await.unwrap()
+    app.request(method, path)
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap()
 }
 
 async fn messages(app: &TestApp, token: &str, delivery: &str, query: &str) -> Vec<Value> {
-    let page: Value = app.get(&format!("/api/v1/deliveries/{delivery}/messages?limit=200{query}"), Some(token)).await.json().await.unwrap();
+    let page: Value = app
+        .get(
+            &format!("/api/v1/deliveries/{delivery}/messages?limit=200{query}"),
+            Some(token),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
     page["items"].as_array().unwrap().clone()
 }
 
@@ -63,18 +85,29 @@ async fn messages(app: &TestApp, token: &str, delivery: &str, query: &str) -> Ve
 async fn each_student_gets_each_day_at_nine_on_their_own_clock() {
     let app = TestApp::spawn().await;
     let ada = app.signup("ada@example.com").await;
-    let zones = [("Ny", "America/New_York", "sms"), ("Lo", "Europe/London", "whatsapp"), ("Ko", "Asia/Kolkata", "sms")];
+    let zones = [
+        ("Ny", "America/New_York", "sms"),
+        ("Lo", "Europe/London", "whatsapp"),
+        ("Ko", "Asia/Kolkata", "sms"),
+    ];
     let (group_id, students) = group(&app, ada.account_id, &zones).await;
     let course_id = course(&app, &ada.access_token, two_days()).await;
     let (start_at, local) = start_in_a_week();
     let body = json!({"group_id": group_id, "course_id": course_id, "start_at": start_at});
 
-    let preview: Value = app.post("/api/v1/deliveries/preview", &body, Some(&ada.access_token)).await.json().await.unwrap();
+    let preview: Value = app
+        .post("/api/v1/deliveries/preview", &body, Some(&ada.access_token))
+        .await
+        .json()
+        .await
+        .unwrap();
     assert_eq!(preview["student_count"], 3);
     assert_eq!(preview["message_count"], 9);
     assert_eq!(app.count("deliveries").await, 0, "preview creates nothing");
 
-    let created = app.post("/api/v1/deliveries", &body, Some(&ada.access_token)).await;
+    let created = app
+        .post("/api/v1/deliveries", &body, Some(&ada.access_token))
+        .await;
     assert_eq!(created.status(), StatusCode::CREATED);
     let delivery: Value = created.json().await.unwrap();
     assert_eq!(delivery["status"], "scheduled");
@@ -84,19 +117,65 @@ async fn each_student_gets_each_day_at_nine_on_their_own_clock() {
 
     for ((_, zone, _), student) in zones.iter().zip(&students) {
         let tz: chrono_tz::Tz = zone.parse().unwrap();
-        let rows = messages(&app, &ada.access_token, id, &format!("&student_id={student}")).await;
+        let rows = messages(
+            &app,
+            &ada.access_token,
+            id,
+            &format!("&student_id={student}"),
+        )
+        .await;
         let times: Vec<(i64, i64, DateTime<Utc>)> = rows
             .iter()
-            .map(|m| (m["day"].as_i64().unwrap(), m["seq"].as_i64().unwrap(), m["send_at"].as_str().unwrap().parse().unwrap()))
+            .map(|m| {
+                (
+                    m["day"].as_i64().unwrap(),
+                    m["seq"].as_i64().unwrap(),
+                    m["send_at"].as_str().unwrap().parse().unwrap(),
+                )
+            })
             .collect();
-        let day1 = tz.from_local_datetime(&local).earliest().unwrap().with_timezone(&Utc);
-        let day2 = tz.from_local_datetime(&(local + Duration::days(1))).earliest().unwrap().with_timezone(&Utc);
-        assert_eq!(times, [(1, 0, day1), (1, 1, day1 + Duration::seconds(2)), (2, 0, day2)], "{zone}");
-        let preview_student = preview["students"].as_array().unwrap().iter().find(|s| s["student_id"] == student.to_string()).unwrap();
-        assert_eq!(preview_student["days"][0]["at"].as_str().unwrap().parse::<DateTime<Utc>>().unwrap(), day1);
+        let day1 = tz
+            .from_local_datetime(&local)
+            .earliest()
+            .unwrap()
+            .with_timezone(&Utc);
+        let day2 = tz
+            .from_local_datetime(&(local + Duration::days(1)))
+            .earliest()
+            .unwrap()
+            .with_timezone(&Utc);
+        assert_eq!(
+            times,
+            [
+                (1, 0, day1),
+                (1, 1, day1 + Duration::seconds(2)),
+                (2, 0, day2)
+            ],
+            "{zone}"
+        );
+        let preview_student = preview["students"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["student_id"] == student.to_string())
+            .unwrap();
+        assert_eq!(
+            preview_student["days"][0]["at"]
+                .as_str()
+                .unwrap()
+                .parse::<DateTime<Utc>>()
+                .unwrap(),
+            day1
+        );
     }
     let first: DateTime<Utc> = delivery["next_send_at"].as_str().unwrap().parse().unwrap();
-    assert_eq!(first.with_timezone(&chrono_tz::Asia::Kolkata).format("%H:%M").to_string(), "09:00");
+    assert_eq!(
+        first
+            .with_timezone(&chrono_tz::Asia::Kolkata)
+            .format("%H:%M")
+            .to_string(),
+        "09:00"
+    );
     let question = &messages(&app, &ada.access_token, id, "&state=planned").await[3];
     assert_eq!(question["body"], "Ready?\nA) yes\nB) no");
 }
@@ -105,15 +184,45 @@ async fn each_student_gets_each_day_at_nine_on_their_own_clock() {
 async fn with_a_delivery_zone_everyone_gets_the_same_instant() {
     let app = TestApp::spawn().await;
     let ada = app.signup("ada@example.com").await;
-    let (group_id, _) = group(&app, ada.account_id, &[("a", "America/New_York", "sms"), ("b", "Asia/Kolkata", "sms")]).await;
+    let (group_id, _) = group(
+        &app,
+        ada.account_id,
+        &[
+            ("a", "America/New_York", "sms"),
+            ("b", "Asia/Kolkata", "sms"),
+        ],
+    )
+    .await;
     let course_id = course(&app, &ada.access_token, json!([{"text": "only day"}])).await;
     let (start_at, local) = start_in_a_week();
     let body = json!({"group_id": group_id, "course_id": course_id, "start_at": start_at, "timezone": "Europe/London"});
-    let delivery: Value = app.post("/api/v1/deliveries", &body, Some(&ada.access_token)).await.json().await.unwrap();
-    let expected = chrono_tz::Europe::London.from_local_datetime(&local).earliest().unwrap().with_timezone(&Utc);
-    let rows = messages(&app, &ada.access_token, delivery["id"].as_str().unwrap(), "").await;
+    let delivery: Value = app
+        .post("/api/v1/deliveries", &body, Some(&ada.access_token))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let expected = chrono_tz::Europe::London
+        .from_local_datetime(&local)
+        .earliest()
+        .unwrap()
+        .with_timezone(&Utc);
+    let rows = messages(
+        &app,
+        &ada.access_token,
+        delivery["id"].as_str().unwrap(),
+        "",
+    )
+    .await;
     assert_eq!(rows.len(), 2);
-    assert!(rows.iter().all(|m| m["send_at"].as_str().unwrap().parse::<DateTime<Utc>>().unwrap() == expected));
+    assert!(rows.iter().all(|m| {
+        m["send_at"]
+            .as_str()
+            .unwrap()
+            .parse::<DateTime<Utc>>()
+            .unwrap()
+            == expected
+    }));
 }
 
 #[tokio::test]
@@ -124,23 +233,66 @@ async fn bad_delivery_requests_name_the_field_and_create_nothing() {
     let (group_id, _) = group(&app, ada.account_id, &[("a", "Asia/Kolkata", "sms")]).await;
     let (eve_group, _) = group(&app, eve.account_id, &[("e", "Asia/Kolkata", "sms")]).await;
     let course_id = course(&app, &ada.access_token, json!([{"text": "t"}])).await;
-    let long_course = course(&app, &ada.access_token, json!([{"text": "x".repeat(1_700)}])).await;
+    let long_course = course(
+        &app,
+        &ada.access_token,
+        json!([{"text": "x".repeat(1_700)}]),
+    )
+    .await;
     let (start_at, _) = start_in_a_week();
     let cases = [
-        (json!({"group_id": group_id, "course_id": course_id, "start_at": "2026-13-01 09:00:00"}), "start_at"),
-        (json!({"group_id": group_id, "course_id": course_id, "start_at": "tomorrow"}), "start_at"),
-        (json!({"group_id": group_id, "course_id": course_id, "start_at": start_at, "timezone": "EST"}), "timezone"),
-        (json!({"group_id": eve_group, "course_id": course_id, "start_at": start_at}), "group_id"),
-        (json!({"group_id": Uuid::new_v4(), "course_id": course_id, "start_at": start_at}), "group_id"),
-        (json!({"group_id": group_id, "course_id": "nope", "start_at": start_at}), "course_id"),
-        (json!({"group_id": group_id, "course_id": long_course, "start_at": start_at}), "course_id"),
-        (json!({"group_id": group_id, "course_id": course_id, "start_at": "2020-01-01 09:00:00"}), "start_at"),
-        (json!({"group_id": group_id, "course_id": course_id, "start_at": start_at, "when": "now"}), "when"),
+        (
+            json!({"group_id": group_id, "course_id": course_id, "start_at": "2026-13-01 09:00:00"}),
+            "start_at",
+        ),
+        (
+            json!({"group_id": group_id, "course_id": course_id, "start_at": "tomorrow"}),
+            "start_at",
+        ),
+        (
+            json!({"group_id": group_id, "course_id": course_id, "start_at": start_at, "timezone": "EST"}),
+            "timezone",
+        ),
+        (
+            json!({"group_id": eve_group, "course_id": course_id, "start_at": start_at}),
+            "group_id",
+        ),
+        (
+            json!({"group_id": Uuid::new_v4(), "course_id": course_id, "start_at": start_at}),
+            "group_id",
+        ),
+        (
+            json!({"group_id": group_id, "course_id": "nope", "start_at": start_at}),
+            "course_id",
+        ),
+        (
+            json!({"group_id": group_id, "course_id": long_course, "start_at": start_at}),
+            "course_id",
+        ),
+        (
+            json!({"group_id": group_id, "course_id": course_id, "start_at": "2020-01-01 09:00:00"}),
+            "start_at",
+        ),
+        (
+            json!({"group_id": group_id, "course_id": course_id, "start_at": start_at, "when": "now"}),
+            "when",
+        ),
     ];
     for (body, field) in cases {
-        let problem = assert_field_error(app.post("/api/v1/deliveries", &body, Some(&ada.access_token)).await, field).await;
+        let problem = assert_field_error(
+            app.post("/api/v1/deliveries", &body, Some(&ada.access_token))
+                .await,
+            field,
+        )
+        .await;
         if body["course_id"] == json!(long_course) {
-            assert!(problem["errors"][0]["message"].as_str().unwrap().contains("1600"), "{problem}");
+            assert!(
+                problem["errors"][0]["message"]
+                    .as_str()
+                    .unwrap()
+                    .contains("1600"),
+                "{problem}"
+            );
         }
     }
     assert_eq!(app.count("deliveries").await, 0);
@@ -153,15 +305,41 @@ async fn catch_up_sends_past_days_now() {
     let app = TestApp::spawn().await;
     let ada = app.signup("ada@example.com").await;
     let (group_id, _) = group(&app, ada.account_id, &[("a", "Asia/Kolkata", "sms")]).await;
-    let course_id = course(&app, &ada.access_token, json!([{"text": "one"}, {"text": "two"}, {"text": "three"}, {"text": "four"}])).await;
-    let start = (Utc::now() - Duration::days(2)).with_timezone(&chrono_tz::Asia::Kolkata).date_naive().and_hms_opt(0, 0, 1).unwrap();
+    let course_id = course(
+        &app,
+        &ada.access_token,
+        json!([{"text": "one"}, {"text": "two"}, {"text": "three"}, {"text": "four"}]),
+    )
+    .await;
+    let start = (Utc::now() - Duration::days(2))
+        .with_timezone(&chrono_tz::Asia::Kolkata)
+        .date_naive()
+        .and_hms_opt(0, 0, 1)
+        .unwrap();
     let body = json!({"group_id": group_id, "course_id": course_id, "start_at": start.format("%Y-%m-%d %H:%M:%S").to_string(), "catch_up": true});
     let before = Utc::now();
-    let delivery: Value = app.post("/api/v1/deliveries", &body, Some(&ada.access_token)).await.json().await.unwrap();
-    let rows = messages(&app, &ada.access_token, delivery["id"].as_str().unwrap(), "").await;
-    let times: Vec<DateTime<Utc>> = rows.iter().map(|m| m["send_at"].as_str().unwrap().parse().unwrap()).collect();
+    let delivery: Value = app
+        .post("/api/v1/deliveries", &body, Some(&ada.access_token))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let rows = messages(
+        &app,
+        &ada.access_token,
+        delivery["id"].as_str().unwrap(),
+        "",
+    )
+    .await;
+    let times: Vec<DateTime<Utc>> = rows
+        .iter()
+        .map(|m| m["send_at"].as_str().unwrap().parse().unwrap())
+        .collect();
     // days 1–3 are past (00:00:01 local): due now, in order; day 4 at its time tomorrow
-    assert!(times[0] >= before - Duration::seconds(1) && times[0] < before + Duration::seconds(5), "{times:?}");
+    assert!(
+        times[0] >= before - Duration::seconds(1) && times[0] < before + Duration::seconds(5),
+        "{times:?}"
+    );
     assert!(times[0] < times[1] && times[1] < times[2]);
     assert!(times[3] > before + Duration::hours(1));
 }
@@ -175,7 +353,11 @@ async fn pause_holds_resume_replans_and_stop_cancels_with_409_on_wrong_transitio
     let course_id = course(&app, token, two_days()).await;
     let (start_at, _) = start_in_a_week();
     let delivery: Value = app
-        .post("/api/v1/deliveries", &json!({"group_id": group_id, "course_id": course_id, "start_at": start_at}), Some(token))
+        .post(
+            "/api/v1/deliveries",
+            &json!({"group_id": group_id, "course_id": course_id, "start_at": start_at}),
+            Some(token),
+        )
         .await
         .json()
         .await
@@ -183,29 +365,61 @@ async fn pause_holds_resume_replans_and_stop_cancels_with_409_on_wrong_transitio
     let id = delivery["id"].as_str().unwrap();
     let path = |action: &str| format!("/api/v1/deliveries/{id}/{action}");
 
-    assert_problem(send(&app, Method::POST, &path("resume"), token).await, StatusCode::CONFLICT, "invalid_delivery_state").await;
-    let paused: Value = send(&app, Method::POST, &path("pause"), token).await.json().await.unwrap();
+    assert_problem(
+        send(&app, Method::POST, &path("resume"), token).await,
+        StatusCode::CONFLICT,
+        "invalid_delivery_state",
+    )
+    .await;
+    let paused: Value = send(&app, Method::POST, &path("pause"), token)
+        .await
+        .json()
+        .await
+        .unwrap();
     assert_eq!(paused["status"], "paused");
     assert_eq!(paused["progress"]["held"], 3);
     assert!(paused["next_send_at"].is_null());
-    assert_problem(send(&app, Method::POST, &path("pause"), token).await, StatusCode::CONFLICT, "invalid_delivery_state").await;
+    assert_problem(
+        send(&app, Method::POST, &path("pause"), token).await,
+        StatusCode::CONFLICT,
+        "invalid_delivery_state",
+    )
+    .await;
 
-    let resumed: Value = send(&app, Method::POST, &path("resume"), token).await.json().await.unwrap();
+    let resumed: Value = send(&app, Method::POST, &path("resume"), token)
+        .await
+        .json()
+        .await
+        .unwrap();
     assert_eq!(resumed["status"], "scheduled");
     assert_eq!(resumed["progress"]["planned"], 3);
     // nothing was sent yet, so day 1 goes out at the next 09:00 New York time
     let next: DateTime<Utc> = resumed["next_send_at"].as_str().unwrap().parse().unwrap();
-    assert_eq!(next.with_timezone(&chrono_tz::America::New_York).format("%H:%M").to_string(), "09:00");
+    assert_eq!(
+        next.with_timezone(&chrono_tz::America::New_York)
+            .format("%H:%M")
+            .to_string(),
+        "09:00"
+    );
     assert!(next > Utc::now() && next <= Utc::now() + Duration::days(1));
     let rows = messages(&app, token, id, "").await;
     let day2: DateTime<Utc> = rows[2]["send_at"].as_str().unwrap().parse().unwrap();
     assert_eq!((day2 - next).num_hours(), 24, "day 2 follows a day later");
 
-    let stopped: Value = send(&app, Method::POST, &path("stop"), token).await.json().await.unwrap();
+    let stopped: Value = send(&app, Method::POST, &path("stop"), token)
+        .await
+        .json()
+        .await
+        .unwrap();
     assert_eq!(stopped["status"], "stopped");
     assert_eq!(stopped["progress"]["canceled"], 3);
     for action in ["pause", "resume", "stop"] {
-        assert_problem(send(&app, Method::POST, &path(action), token).await, StatusCode::CONFLICT, "invalid_delivery_state").await;
+        assert_problem(
+            send(&app, Method::POST, &path(action), token).await,
+            StatusCode::CONFLICT,
+            "invalid_delivery_state",
+        )
+        .await;
     }
 }
 
@@ -218,16 +432,53 @@ async fn a_course_in_an_active_delivery_cannot_be_deleted() {
     let course_id = course(&app, token, two_days()).await;
     let (start_at, _) = start_in_a_week();
     let delivery: Value = app
-        .post("/api/v1/deliveries", &json!({"group_id": group_id, "course_id": course_id, "start_at": start_at}), Some(token))
+        .post(
+            "/api/v1/deliveries",
+            &json!({"group_id": group_id, "course_id": course_id, "start_at": start_at}),
+            Some(token),
+        )
         .await
         .json()
         .await
         .unwrap();
-    let refused = send(&app, Method::DELETE, &format!("/api/v1/courses/{course_id}"), token).await;
+    let refused = send(
+        &app,
+        Method::DELETE,
+        &format!("/api/v1/courses/{course_id}"),
+        token,
+    )
+    .await;
     assert_problem(refused, StatusCode::CONFLICT, "course_in_use").await;
-    send(&app, Method::POST, &format!("/api/v1/deliveries/{}/stop", delivery["id"].as_str().unwrap()), token).await;
-    assert_eq!(send(&app, Method::DELETE, &format!("/api/v1/courses/{course_id}"), token).await.status(), StatusCode::NO_CONTENT);
-    let kept: Value = app.get(&format!("/api/v1/deliveries/{}", delivery["id"].as_str().unwrap()), Some(token)).await.json().await.unwrap();
+    send(
+        &app,
+        Method::POST,
+        &format!(
+            "/api/v1/deliveries/{}/stop",
+            delivery["id"].as_str().unwrap()
+        ),
+        token,
+    )
+    .await;
+    assert_eq!(
+        send(
+            &app,
+            Method::DELETE,
+            &format!("/api/v1/courses/{course_id}"),
+            token
+        )
+        .await
+        .status(),
+        StatusCode::NO_CONTENT
+    );
+    let kept: Value = app
+        .get(
+            &format!("/api/v1/deliveries/{}", delivery["id"].as_str().unwrap()),
+            Some(token),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
     assert!(kept["course_id"].is_null(), "the delivery's history stays");
 }
 
@@ -241,7 +492,11 @@ async fn another_accounts_delivery_is_404_and_an_idempotency_key_creates_one_del
     let (start_at, _) = start_in_a_week();
     let body = json!({"group_id": group_id, "course_id": course_id, "start_at": start_at});
     let post = || {
-        app.request(Method::POST, "/api/v1/deliveries").bearer_auth(&ada.access_token).header("Idempotency-Key", "d-1").json(&body).send()
+        app.request(Method::POST, "/api/v1/deliveries")
+            .bearer_auth(&ada.access_token)
+            .header("Idempotency-Key", "d-1")
+            .json(&body)
+            .send()
     };
     let first: Value = post().await.unwrap().json().await.unwrap();
     let again = post().await.unwrap();
@@ -258,10 +513,25 @@ async fn another_accounts_delivery_is_404_and_an_idempotency_key_creates_one_del
         (Method::POST, format!("/api/v1/deliveries/{id}/stop")),
         (Method::GET, "/api/v1/deliveries/not-an-id".to_owned()),
     ] {
-        assert_problem(send(&app, method, &path, &eve.access_token).await, StatusCode::NOT_FOUND, "not_found").await;
+        assert_problem(
+            send(&app, method, &path, &eve.access_token).await,
+            StatusCode::NOT_FOUND,
+            "not_found",
+        )
+        .await;
     }
-    let still: Value = app.get(&format!("/api/v1/deliveries/{id}"), Some(&ada.access_token)).await.json().await.unwrap();
+    let still: Value = app
+        .get(&format!("/api/v1/deliveries/{id}"), Some(&ada.access_token))
+        .await
+        .json()
+        .await
+        .unwrap();
     assert_eq!(still["status"], "scheduled");
-    let bad_filter = app.get(&format!("/api/v1/deliveries/{id}/messages?state=lost"), Some(&ada.access_token)).await;
+    let bad_filter = app
+        .get(
+            &format!("/api/v1/deliveries/{id}/messages?state=lost"),
+            Some(&ada.access_token),
+        )
+        .await;
     assert_field_error(bad_filter, "state").await;
 }

@@ -20,7 +20,7 @@ pub async fn send(
     if let Some(body) = body {
         request = request.json(&body);
     }
-    request.send().await.unwrap()
+    request.send().await.expect("request")
 }
 
 /// Creates a group and returns its id.
@@ -29,8 +29,8 @@ pub async fn create_group(app: &TestApp, token: &str, name: &str) -> String {
         .post("/api/v1/groups", &json!({"name": name}), Some(token))
         .await;
     assert_eq!(response.status(), StatusCode::CREATED);
-    let body: Value = response.json().await.unwrap();
-    body["id"].as_str().unwrap().to_owned()
+    let body: Value = response.json().await.expect("json");
+    body["id"].as_str().expect("id").to_owned()
 }
 
 /// Adds a student and returns it.
@@ -43,7 +43,7 @@ pub async fn add_student(app: &TestApp, token: &str, group: &str, student: Value
         )
         .await;
     assert_eq!(response.status(), StatusCode::CREATED);
-    response.json().await.unwrap()
+    response.json().await.expect("json")
 }
 
 pub fn student(name: &str, phone: &str) -> Value {
@@ -53,7 +53,7 @@ pub fn student(name: &str, phone: &str) -> Value {
 pub async fn get_json(app: &TestApp, path: &str, token: &str) -> Value {
     let response = app.get(path, Some(token)).await;
     assert_eq!(response.status(), StatusCode::OK);
-    response.json().await.unwrap()
+    response.json().await.expect("json")
 }
 
 #[tokio::test]
@@ -62,7 +62,11 @@ async fn groups_are_created_listed_in_pages_renamed_and_fetched_with_their_stude
     let ada = app.signup("ada@example.com").await;
     let token = &ada.access_token;
     let response = app
-        .post("/api/v1/groups", &json!({"name": "  Batch A "}), Some(token))
+        .post(
+            "/api/v1/groups",
+            &json!({"name": "  Batch A "}),
+            Some(token),
+        )
         .await;
     assert_eq!(response.status(), StatusCode::CREATED);
     let created: Value = response.json().await.unwrap();
@@ -76,7 +80,12 @@ async fn groups_are_created_listed_in_pages_renamed_and_fetched_with_their_stude
     assert_eq!(page["items"][0]["id"], second.as_str(), "newest first");
     assert_eq!(page["items"][0]["student_count"], 0);
     let cursor = page["next_cursor"].as_str().unwrap();
-    let rest = get_json(&app, &format!("/api/v1/groups?limit=1&cursor={cursor}"), token).await;
+    let rest = get_json(
+        &app,
+        &format!("/api/v1/groups?limit=1&cursor={cursor}"),
+        token,
+    )
+    .await;
     assert_eq!(rest["items"][0]["id"], first);
     assert_eq!(rest["items"][0]["student_count"], 1);
     assert!(rest["next_cursor"].is_null());
@@ -136,6 +145,46 @@ async fn deleting_a_group_removes_its_students() {
 }
 
 #[tokio::test]
+async fn a_group_an_active_delivery_sends_to_is_not_deleted() {
+    let app = TestApp::spawn().await;
+    let ada = app.signup("ada@example.com").await;
+    let token = &ada.access_token;
+    let group = create_group(&app, token, "Batch A").await;
+    add_student(&app, token, &group, student("Ravi", "+919876543210")).await;
+    let course: Value = app
+        .post(
+            "/api/v1/courses",
+            &json!({"name": "C", "author": "A", "days": [{"text": "Day one"}]}),
+            Some(token),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    let start = (chrono::Utc::now() + chrono::Duration::days(7)).format("%Y-%m-%d 09:00:00");
+    let delivery = app
+        .post(
+            "/api/v1/deliveries",
+            &json!({"group_id": group, "course_id": course["id"], "start_at": start.to_string()}),
+            Some(token),
+        )
+        .await;
+    assert_eq!(delivery.status(), StatusCode::CREATED);
+    let delivery: Value = delivery.json().await.unwrap();
+    let path = format!("/api/v1/groups/{group}");
+    let refused = send(&app, Method::DELETE, &path, None, token).await;
+    assert_problem(refused, StatusCode::CONFLICT, "group_in_use").await;
+    assert_eq!(app.count("students").await, 1);
+    let stop = format!(
+        "/api/v1/deliveries/{}/stop",
+        delivery["id"].as_str().unwrap()
+    );
+    send(&app, Method::POST, &stop, None, token).await;
+    let deleted = send(&app, Method::DELETE, &path, None, token).await;
+    assert_eq!(deleted.status(), StatusCode::NO_CONTENT);
+}
+
+#[tokio::test]
 async fn another_accounts_groups_and_students_and_malformed_ids_answer_404() {
     let app = TestApp::spawn().await;
     let ada = app.signup("ada@example.com").await;
@@ -151,7 +200,11 @@ async fn another_accounts_groups_and_students_and_malformed_ids_answer_404() {
     let student_id = ravi["id"].as_str().unwrap();
     let cases = [
         (Method::GET, format!("/api/v1/groups/{id}"), None),
-        (Method::PUT, format!("/api/v1/groups/{id}"), Some(json!({"name": "x"}))),
+        (
+            Method::PUT,
+            format!("/api/v1/groups/{id}"),
+            Some(json!({"name": "x"})),
+        ),
         (Method::DELETE, format!("/api/v1/groups/{id}"), None),
         (Method::GET, format!("/api/v1/groups/{id}/students"), None),
         (
@@ -168,10 +221,16 @@ async fn another_accounts_groups_and_students_and_malformed_ids_answer_404() {
         (
             Method::PUT,
             format!("/api/v1/students/{student_id}"),
-            Some(json!({"name": "x", "phone": "+12015550123", "channel": "sms",
-                "timezone": "UTC", "subscribed": false})),
+            Some(
+                json!({"name": "x", "phone": "+12015550123", "channel": "sms",
+                "timezone": "UTC", "subscribed": false}),
+            ),
         ),
-        (Method::DELETE, format!("/api/v1/students/{student_id}"), None),
+        (
+            Method::DELETE,
+            format!("/api/v1/students/{student_id}"),
+            None,
+        ),
         (Method::GET, "/api/v1/groups/not-a-uuid".to_owned(), None),
         (Method::GET, "/api/v1/students/not-a-uuid".to_owned(), None),
         (Method::GET, "/api/v1/groups/42/students".to_owned(), None),
@@ -181,7 +240,10 @@ async fn another_accounts_groups_and_students_and_malformed_ids_answer_404() {
         assert_problem(response, StatusCode::NOT_FOUND, "not_found").await;
     }
     let import = app
-        .request(Method::POST, &format!("/api/v1/groups/{id}/students/import"))
+        .request(
+            Method::POST,
+            &format!("/api/v1/groups/{id}/students/import"),
+        )
         .bearer_auth(&eve.access_token)
         .header("content-type", "text/csv")
         .body("name,phone,channel,timezone\nEve,+12015550123,sms,UTC\n")
@@ -192,7 +254,12 @@ async fn another_accounts_groups_and_students_and_malformed_ids_answer_404() {
     let list = get_json(&app, "/api/v1/groups", &eve.access_token).await;
     assert_eq!(list["items"], json!([]));
     // nothing of Ada's changed
-    let fetched = get_json(&app, &format!("/api/v1/students/{student_id}"), &ada.access_token).await;
+    let fetched = get_json(
+        &app,
+        &format!("/api/v1/students/{student_id}"),
+        &ada.access_token,
+    )
+    .await;
     assert_eq!(fetched, ravi);
     assert_eq!(app.count("students").await, 1);
 }

@@ -3,6 +3,7 @@
 
 #![expect(
     clippy::expect_used,
+    clippy::unwrap_used,
     reason = "test helpers fail loudly on broken fixtures"
 )]
 

@@ -32,7 +32,12 @@ fn sign(path: &str, params: &[(&str, &str)]) -> String {
     base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes())
 }
 
-async fn post_form(app: &TestApp, path: &str, params: &[(&str, &str)], signature: Option<String>) -> reqwest::Response {
+async fn post_form(
+    app: &TestApp,
+    path: &str,
+    params: &[(&str, &str)],
+    signature: Option<String>,
+) -> reqwest::Response {
     let mut request = app.request(reqwest::Method::POST, path).form(params);
     if let Some(signature) = signature {
         request = request.header("X-Twilio-Signature", signature);
@@ -44,11 +49,12 @@ async fn post_form(app: &TestApp, path: &str, params: &[(&str, &str)], signature
 /// student; returns (delivery id, student id, access token).
 async fn delivery(app: &TestApp, phone: &str) -> (String, Uuid, String) {
     let ada = app.signup("ada@example.com").await;
-    let group: Uuid = sqlx::query_scalar("insert into groups (account_id, name) values ($1, 'g') returning id")
-        .bind(ada.account_id)
-        .fetch_one(&app.db)
-        .await
-        .unwrap();
+    let group: Uuid =
+        sqlx::query_scalar("insert into groups (account_id, name) values ($1, 'g') returning id")
+            .bind(ada.account_id)
+            .fetch_one(&app.db)
+            .await
+            .unwrap();
     let student: Uuid = sqlx::query_scalar(
         "insert into students (group_id, name, phone, channel, timezone) values ($1, 'S', $2, 'sms', 'Asia/Kolkata') returning id",
     )
@@ -71,14 +77,24 @@ async fn delivery(app: &TestApp, phone: &str) -> (String, Uuid, String) {
         .json()
         .await
         .unwrap();
-    let start = (chrono::Utc::now() + chrono::Duration::days(3)).format("%Y-%m-%d 09:00:00").to_string();
+    let start = (chrono::Utc::now() + chrono::Duration::days(3))
+        .format("%Y-%m-%d 09:00:00")
+        .to_string();
     let created: Value = app
-        .post("/api/v1/deliveries", &json!({"group_id": group, "course_id": course["id"], "start_at": start}), Some(&ada.access_token))
+        .post(
+            "/api/v1/deliveries",
+            &json!({"group_id": group, "course_id": course["id"], "start_at": start}),
+            Some(&ada.access_token),
+        )
         .await
         .json()
         .await
         .unwrap();
-    (created["id"].as_str().unwrap().to_owned(), student, ada.access_token)
+    (
+        created["id"].as_str().unwrap().to_owned(),
+        student,
+        ada.access_token,
+    )
 }
 
 /// Marks the message (day, seq) as handed to Twilio under `sid`.
@@ -115,16 +131,29 @@ async fn status_callbacks_are_recorded_and_never_move_backwards() {
     let delivered = [("MessageSid", "SM0001"), ("MessageStatus", "delivered")];
     let response = post_form(&app, path, &delivered, Some(sign(path, &delivered))).await;
     assert_eq!(response.status(), StatusCode::NO_CONTENT);
-    assert_eq!(provider_status(&app, "SM0001").await, (Some("delivered".to_owned()), None));
+    assert_eq!(
+        provider_status(&app, "SM0001").await,
+        (Some("delivered".to_owned()), None)
+    );
     // a late "sent" arrives after "delivered": ignored
     let late = [("MessageSid", "SM0001"), ("MessageStatus", "sent")];
     post_form(&app, path, &late, Some(sign(path, &late))).await;
-    assert_eq!(provider_status(&app, "SM0001").await.0.as_deref(), Some("delivered"));
+    assert_eq!(
+        provider_status(&app, "SM0001").await.0.as_deref(),
+        Some("delivered")
+    );
 
     mark_sent(&app, &delivery, 2, 0, "SM0002").await;
-    let failed = [("MessageSid", "SM0002"), ("MessageStatus", "undelivered"), ("ErrorCode", "30003")];
+    let failed = [
+        ("MessageSid", "SM0002"),
+        ("MessageStatus", "undelivered"),
+        ("ErrorCode", "30003"),
+    ];
     post_form(&app, path, &failed, Some(sign(path, &failed))).await;
-    assert_eq!(provider_status(&app, "SM0002").await, (Some("undelivered".to_owned()), Some(30003)));
+    assert_eq!(
+        provider_status(&app, "SM0002").await,
+        (Some("undelivered".to_owned()), Some(30003))
+    );
 }
 
 #[tokio::test]
@@ -134,16 +163,38 @@ async fn forged_or_missing_signatures_are_refused_and_change_nothing() {
     mark_sent(&app, &delivery, 1, 0, "SM0003").await;
     let path = "/webhooks/twilio/status";
     let params = [("MessageSid", "SM0003"), ("MessageStatus", "failed")];
-    let forged = sign(path, &[("MessageSid", "SM0003"), ("MessageStatus", "delivered")]);
-    assert_problem(post_form(&app, path, &params, Some(forged)).await, StatusCode::FORBIDDEN, "forbidden").await;
-    assert_problem(post_form(&app, path, &params, None).await, StatusCode::FORBIDDEN, "forbidden").await;
+    let forged = sign(
+        path,
+        &[("MessageSid", "SM0003"), ("MessageStatus", "delivered")],
+    );
+    assert_problem(
+        post_form(&app, path, &params, Some(forged)).await,
+        StatusCode::FORBIDDEN,
+        "forbidden",
+    )
+    .await;
+    assert_problem(
+        post_form(&app, path, &params, None).await,
+        StatusCode::FORBIDDEN,
+        "forbidden",
+    )
+    .await;
     assert_eq!(provider_status(&app, "SM0003").await.0, None);
 
     let inbound = "/webhooks/twilio/inbound";
     let stop = [("From", "+14155550101"), ("Body", "STOP")];
     let wrong_path_signature = sign("/webhooks/twilio/status", &stop);
-    assert_eq!(post_form(&app, inbound, &stop, Some(wrong_path_signature)).await.status(), StatusCode::FORBIDDEN);
-    let subscribed: bool = sqlx::query_scalar("select subscribed from students where id = $1").bind(student).fetch_one(&app.db).await.unwrap();
+    assert_eq!(
+        post_form(&app, inbound, &stop, Some(wrong_path_signature))
+            .await
+            .status(),
+        StatusCode::FORBIDDEN
+    );
+    let subscribed: bool = sqlx::query_scalar("select subscribed from students where id = $1")
+        .bind(student)
+        .fetch_one(&app.db)
+        .await
+        .unwrap();
     assert!(subscribed);
 }
 
@@ -157,14 +208,31 @@ async fn stop_unsubscribes_and_skips_unsent_messages_and_start_resubscribes() {
     let response = post_form(&app, path, &stop, Some(sign(path, &stop))).await;
     assert_eq!(response.status(), StatusCode::OK);
     assert!(response.text().await.unwrap().contains("<Response>"));
-    let subscribed: bool = sqlx::query_scalar("select subscribed from students where id = $1").bind(student).fetch_one(&app.db).await.unwrap();
+    let subscribed: bool = sqlx::query_scalar("select subscribed from students where id = $1")
+        .bind(student)
+        .fetch_one(&app.db)
+        .await
+        .unwrap();
     assert!(!subscribed);
-    let progress: Value = app.get(&format!("/api/v1/deliveries/{delivery}"), Some(&token)).await.json().await.unwrap();
-    assert_eq!(progress["progress"], json!({"sent": 1, "canceled": 3}), "{progress}");
+    let progress: Value = app
+        .get(&format!("/api/v1/deliveries/{delivery}"), Some(&token))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        progress["progress"],
+        json!({"sent": 1, "canceled": 3}),
+        "{progress}"
+    );
 
     let start = [("From", "whatsapp:+14155550102"), ("Body", "START")];
     post_form(&app, path, &start, Some(sign(path, &start))).await;
-    let subscribed: bool = sqlx::query_scalar("select subscribed from students where id = $1").bind(student).fetch_one(&app.db).await.unwrap();
+    let subscribed: bool = sqlx::query_scalar("select subscribed from students where id = $1")
+        .bind(student)
+        .fetch_one(&app.db)
+        .await
+        .unwrap();
     assert!(subscribed);
 }
 
@@ -177,15 +245,41 @@ async fn replies_answer_the_latest_question_and_choice_answers_are_graded() {
     let path = "/webhooks/twilio/inbound";
     for body in ["b", "Lima"] {
         let reply = [("From", "+14155550103"), ("Body", body)];
-        assert_eq!(post_form(&app, path, &reply, Some(sign(path, &reply))).await.status(), StatusCode::OK);
+        assert_eq!(
+            post_form(&app, path, &reply, Some(sign(path, &reply)))
+                .await
+                .status(),
+            StatusCode::OK
+        );
     }
     mark_sent(&app, &delivery, 1, 2, "SM0007").await;
-    let open = [("From", "+14155550103"), ("Body", "Because it is the capital")];
+    let open = [
+        ("From", "+14155550103"),
+        ("Body", "Because it is the capital"),
+    ];
     post_form(&app, path, &open, Some(sign(path, &open))).await;
 
-    let answers: Value = app.get(&format!("/api/v1/deliveries/{delivery}/answers"), Some(&token)).await.json().await.unwrap();
+    let answers: Value = app
+        .get(
+            &format!("/api/v1/deliveries/{delivery}/answers"),
+            Some(&token),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
     let items = answers["items"].as_array().unwrap();
-    let graded: Vec<(&str, Value)> = items.iter().map(|a| (a["body"].as_str().unwrap(), a["correct"].clone())).collect();
-    assert_eq!(graded, [("b", json!(true)), ("Lima", json!(false)), ("Because it is the capital", Value::Null)]);
+    let graded: Vec<(&str, Value)> = items
+        .iter()
+        .map(|a| (a["body"].as_str().unwrap(), a["correct"].clone()))
+        .collect();
+    assert_eq!(
+        graded,
+        [
+            ("b", json!(true)),
+            ("Lima", json!(false)),
+            ("Because it is the capital", Value::Null)
+        ]
+    );
     assert!(items.iter().all(|a| a["student_id"] == student.to_string()));
 }

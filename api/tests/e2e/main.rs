@@ -10,5 +10,6 @@
 
 mod config;
 mod crash;
+mod deliveries;
 mod flow;
 mod stack;

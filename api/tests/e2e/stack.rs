@@ -23,6 +23,10 @@ window = 20
 
 [job.email]
 queue = "email"
+
+[job.message]
+queue = "messages"
+concurrency = 8
 "#;
 
 pub struct Stack {
@@ -33,6 +37,8 @@ pub struct Stack {
     pub api_url: String,
     /// Redis the processes use; tests may point it at a private server.
     pub redis_url: String,
+    /// A Twilio stand-in's base URL; unset means Twilio sandbox mode.
+    pub twilio_url: Option<String>,
     smtp_port: u16,
     api_port: u16,
     jobs_file: PathBuf,
@@ -95,6 +101,7 @@ impl Stack {
             maildir,
             api_url: format!("http://127.0.0.1:{api_port}"),
             redis_url: "redis://127.0.0.1:6379".to_owned(),
+            twilio_url: None,
             smtp_port,
             api_port,
             jobs_file,
@@ -131,11 +138,23 @@ impl Stack {
             .env("HERALD_WORKER__STUCK_SENDING_GRACE_SECS", "1")
             .env("HERALD_WORKER__SHUTDOWN_TIMEOUT_SECS", "15")
             .env("HERALD_JOBS", &self.jobs_file)
+            .envs(self.twilio_env())
             .env(
                 "RUST_LOG",
                 std::env::var("TEST_LOG").map(|_| "info").unwrap_or("error"),
             );
         command
+    }
+
+    fn twilio_env(&self) -> Vec<(&'static str, String)> {
+        let Some(url) = &self.twilio_url else { return Vec::new() };
+        vec![
+            ("HERALD_TWILIO__BASE_URL", url.clone()),
+            ("HERALD_TWILIO__ACCOUNT_SID", format!("AC{}", "0".repeat(32))),
+            ("HERALD_TWILIO__AUTH_TOKEN", "e2e-twilio-token".to_owned()),
+            ("HERALD_TWILIO__SMS_FROM", "+15005550006".to_owned()),
+            ("HERALD_TWILIO__SMS_PER_SECOND", "100".to_owned()),
+        ]
     }
 
     /// Starts `herald-api serve` and waits until it is ready.

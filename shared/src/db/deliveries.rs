@@ -53,7 +53,11 @@ pub async fn subscribed_students(
 }
 
 /// Whether the account has this group (it may have no students yet).
-pub async fn group_exists(executor: impl PgExecutor<'_>, account_id: Uuid, group_id: Uuid) -> Result<bool, sqlx::Error> {
+pub async fn group_exists(
+    executor: impl PgExecutor<'_>,
+    account_id: Uuid,
+    group_id: Uuid,
+) -> Result<bool, sqlx::Error> {
     sqlx::query_scalar("select exists(select 1 from groups where account_id = $1 and id = $2)")
         .bind(account_id)
         .bind(group_id)
@@ -109,7 +113,12 @@ pub async fn insert_messages(
         let message_ids: Vec<Uuid> = chunk.iter().map(|_| Uuid::new_v4()).collect();
         let keys: Vec<String> = chunk
             .iter()
-            .map(|m| format!("delivery:{delivery_id}:{}:{}:{}", m.student_id, m.day, m.seq))
+            .map(|m| {
+                format!(
+                    "delivery:{delivery_id}:{}:{}:{}",
+                    m.student_id, m.day, m.seq
+                )
+            })
             .collect();
         let ats: Vec<DateTime<Utc>> = chunk.iter().map(|m| m.at).collect();
         sqlx::query(
@@ -150,16 +159,26 @@ pub async fn insert_messages(
     Ok(())
 }
 
-pub async fn get(executor: impl PgExecutor<'_>, account_id: Uuid, id: Uuid) -> Result<Option<DeliveryRow>, sqlx::Error> {
-    sqlx::query_as(&format!("select {DELIVERY_COLUMNS} from deliveries where account_id = $1 and id = $2"))
-        .bind(account_id)
-        .bind(id)
-        .fetch_optional(executor)
-        .await
+pub async fn get(
+    executor: impl PgExecutor<'_>,
+    account_id: Uuid,
+    id: Uuid,
+) -> Result<Option<DeliveryRow>, sqlx::Error> {
+    sqlx::query_as(&format!(
+        "select {DELIVERY_COLUMNS} from deliveries where account_id = $1 and id = $2"
+    ))
+    .bind(account_id)
+    .bind(id)
+    .fetch_optional(executor)
+    .await
 }
 
 /// The account's delivery, locked for a status change.
-pub async fn lock(conn: &mut PgConnection, account_id: Uuid, id: Uuid) -> Result<Option<DeliveryRow>, sqlx::Error> {
+pub async fn lock(
+    conn: &mut PgConnection,
+    account_id: Uuid,
+    id: Uuid,
+) -> Result<Option<DeliveryRow>, sqlx::Error> {
     sqlx::query_as(&format!(
         "select {DELIVERY_COLUMNS} from deliveries where account_id = $1 and id = $2 for update"
     ))
@@ -201,7 +220,12 @@ impl Progress {
     pub fn unsent(&self) -> i64 {
         self.counts
             .iter()
-            .filter(|(state, _)| matches!(state.as_str(), "planned" | "queued" | "sending" | "retrying" | "held"))
+            .filter(|(state, _)| {
+                matches!(
+                    state.as_str(),
+                    "planned" | "queued" | "sending" | "retrying" | "held"
+                )
+            })
             .map(|(_, count)| count)
             .sum()
     }
@@ -222,10 +246,17 @@ pub async fn progress(conn: &mut PgConnection, delivery_id: Uuid) -> Result<Prog
     .bind(delivery_id)
     .fetch_one(conn)
     .await?;
-    Ok(Progress { counts, next_send_at })
+    Ok(Progress {
+        counts,
+        next_send_at,
+    })
 }
 
-pub async fn set_status(executor: impl PgExecutor<'_>, id: Uuid, status: &str) -> Result<(), sqlx::Error> {
+pub async fn set_status(
+    executor: impl PgExecutor<'_>,
+    id: Uuid,
+    status: &str,
+) -> Result<(), sqlx::Error> {
     sqlx::query("update deliveries set status = $2 where id = $1")
         .bind(id)
         .bind(status)
@@ -268,7 +299,10 @@ pub struct HeldRow {
     pub seq: i32,
 }
 
-pub async fn held_messages(executor: impl PgExecutor<'_>, delivery_id: Uuid) -> Result<Vec<HeldRow>, sqlx::Error> {
+pub async fn held_messages(
+    executor: impl PgExecutor<'_>,
+    delivery_id: Uuid,
+) -> Result<Vec<HeldRow>, sqlx::Error> {
     sqlx::query_as(
         "select e.id as effect_id, m.student_id, s.timezone, m.day, m.seq
          from delivery_messages m join effects e on e.id = m.effect_id
@@ -281,7 +315,10 @@ pub async fn held_messages(executor: impl PgExecutor<'_>, delivery_id: Uuid) -> 
 }
 
 /// Re-plans held messages at new instants (resume).
-pub async fn replan(conn: &mut PgConnection, plan: &[(Uuid, DateTime<Utc>)]) -> Result<(), sqlx::Error> {
+pub async fn replan(
+    conn: &mut PgConnection,
+    plan: &[(Uuid, DateTime<Utc>)],
+) -> Result<(), sqlx::Error> {
     for chunk in plan.chunks(CHUNK) {
         let ids: Vec<Uuid> = chunk.iter().map(|(id, _)| *id).collect();
         let ats: Vec<DateTime<Utc>> = chunk.iter().map(|(_, at)| *at).collect();
@@ -300,7 +337,11 @@ pub async fn replan(conn: &mut PgConnection, plan: &[(Uuid, DateTime<Utc>)]) -> 
 
 /// Whether a delivery that is not stopped and still has unsent messages uses the course (or
 /// group).
-pub async fn active_for(executor: impl PgExecutor<'_>, column: ActiveFor, id: Uuid) -> Result<bool, sqlx::Error> {
+pub async fn active_for(
+    executor: impl PgExecutor<'_>,
+    column: ActiveFor,
+    id: Uuid,
+) -> Result<bool, sqlx::Error> {
     let column = match column {
         ActiveFor::Course => "course_id",
         ActiveFor::Group => "group_id",

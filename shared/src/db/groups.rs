@@ -63,6 +63,14 @@ const GROUP_SUMMARY_COLUMNS: &str = "g.id, g.name, g.created_at, g.updated_at,
     (select count(*) from students s where s.group_id = g.id) as student_count";
 const STUDENT_COLUMNS: &str =
     "id, group_id, name, phone, channel, timezone, subscribed, created_at, updated_at";
+/// Inserts `Columns` ($2…$6) into group $1. One statement shares one `now()`; adding each
+/// row's ordinal in microseconds keeps the roster, listed by creation time, in the order given.
+const INSERT_STUDENTS: &str =
+    "insert into students (group_id, name, phone, channel, timezone, subscribed, created_at)
+     select $1, t.name, t.phone, t.channel, t.timezone, t.subscribed,
+            now() + t.ord * interval '1 microsecond'
+     from unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::bool[])
+          with ordinality as t(name, phone, channel, timezone, subscribed, ord)";
 
 pub async fn insert_group(
     executor: impl PgExecutor<'_>,
@@ -160,24 +168,17 @@ pub async fn insert_students(
     students: &[NewStudent],
 ) -> Result<Vec<StudentRow>, sqlx::Error> {
     let columns = Columns::of(students);
-    // One statement shares one `now()`; adding the row's ordinal (in microseconds) keeps the
-    // roster, which lists by creation time, in the order the students were given.
-    let mut rows: Vec<StudentRow> = sqlx::query_as(&format!(
-        "insert into students (group_id, name, phone, channel, timezone, subscribed, created_at)
-         select $1, t.name, t.phone, t.channel, t.timezone, t.subscribed,
-                now() + t.ord * interval '1 microsecond'
-         from unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::bool[])
-              with ordinality as t(name, phone, channel, timezone, subscribed, ord)
-         returning {STUDENT_COLUMNS}"
-    ))
-    .bind(group_id)
-    .bind(&columns.names)
-    .bind(&columns.phones)
-    .bind(&columns.channels)
-    .bind(&columns.timezones)
-    .bind(&columns.subscribed)
-    .fetch_all(conn)
-    .await?;
+    let mut rows: Vec<StudentRow> =
+        sqlx::query_as(&format!("{INSERT_STUDENTS} returning {STUDENT_COLUMNS}"))
+            .bind(group_id)
+            .bind(&columns.names)
+            .bind(&columns.phones)
+            .bind(&columns.channels)
+            .bind(&columns.timezones)
+            .bind(&columns.subscribed)
+            .fetch_all(conn)
+            .await?;
+    // `returning` promises no order; creation times follow the input.
     rows.sort_by_key(|row| (row.created_at, row.id));
     Ok(rows)
 }
@@ -192,17 +193,13 @@ pub async fn upsert_students(
 ) -> Result<Upserted, sqlx::Error> {
     let columns = Columns::of(students);
     let existing = existing_phones(&mut *conn, group_id, &columns.phones).await?;
-    sqlx::query(
-        "insert into students (group_id, name, phone, channel, timezone, subscribed, created_at)
-         select $1, t.name, t.phone, t.channel, t.timezone, t.subscribed,
-                now() + t.ord * interval '1 microsecond'
-         from unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::bool[])
-              with ordinality as t(name, phone, channel, timezone, subscribed, ord)
+    sqlx::query(&format!(
+        "{INSERT_STUDENTS}
          on conflict on constraint students_group_phone do update
             set name = excluded.name, channel = excluded.channel, timezone = excluded.timezone
             where (students.name, students.channel, students.timezone)
-                  is distinct from (excluded.name, excluded.channel, excluded.timezone)",
-    )
+                  is distinct from (excluded.name, excluded.channel, excluded.timezone)"
+    ))
     .bind(group_id)
     .bind(&columns.names)
     .bind(&columns.phones)

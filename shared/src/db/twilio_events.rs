@@ -33,7 +33,9 @@ pub async fn record_status(
     error_code: Option<i32>,
     error_message: Option<&str>,
 ) -> Result<bool, sqlx::Error> {
-    let Some(rank) = status_rank(status) else { return Ok(false) };
+    let Some(rank) = status_rank(status) else {
+        return Ok(false);
+    };
     let done = sqlx::query(&format!(
         "update delivery_messages m
          set provider_status = $2, error_code = coalesce($3, m.error_code),
@@ -59,11 +61,13 @@ pub async fn set_subscribed(
     phone: &str,
     subscribed: bool,
 ) -> Result<Vec<Uuid>, sqlx::Error> {
-    sqlx::query_scalar("update students set subscribed = $2 where phone = $1 and subscribed <> $2 returning id")
-        .bind(phone)
-        .bind(subscribed)
-        .fetch_all(executor)
-        .await
+    sqlx::query_scalar(
+        "update students set subscribed = $2 where phone = $1 and subscribed <> $2 returning id",
+    )
+    .bind(phone)
+    .bind(subscribed)
+    .fetch_all(executor)
+    .await
 }
 
 /// The question most recently sent to this phone.
@@ -78,7 +82,10 @@ pub struct AskedQuestion {
     pub correct_answer: Option<String>,
 }
 
-pub async fn latest_question(conn: &mut PgConnection, phone: &str) -> Result<Option<AskedQuestion>, sqlx::Error> {
+pub async fn latest_question(
+    conn: &mut PgConnection,
+    phone: &str,
+) -> Result<Option<AskedQuestion>, sqlx::Error> {
     sqlx::query_as(
         "select m.id as delivery_message_id, m.delivery_id, m.student_id, q.type, q.options, q.correct_answer
          from delivery_messages m

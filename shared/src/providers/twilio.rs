@@ -180,7 +180,8 @@ impl Twilio {
             sms_from: config.sms_from.trim().to_owned(),
             whatsapp_from: config.whatsapp_from.trim().to_owned(),
             messaging_service_sid: config.messaging_service_sid.trim().to_owned(),
-            status_callback: (!public.is_empty()).then(|| format!("{public}{STATUS_CALLBACK_PATH}")),
+            status_callback: (!public.is_empty())
+                .then(|| format!("{public}{STATUS_CALLBACK_PATH}")),
             timeout,
             sms_per_second: config.sms_per_second,
             whatsapp_per_second: config.whatsapp_per_second,
@@ -255,10 +256,13 @@ impl Twilio {
             })?;
         let status = response.status();
         let retry_after = retry_after(response.headers());
-        let body = response.bytes().await.map_err(|err| TwilioError::Retryable {
-            message: format!("twilio answer unreadable: {}", error_chain(&err)),
-            retry_after,
-        })?;
+        let body = response
+            .bytes()
+            .await
+            .map_err(|err| TwilioError::Retryable {
+                message: format!("twilio answer unreadable: {}", error_chain(&err)),
+                retry_after,
+            })?;
         classify(status, retry_after, &body)
     }
 }
@@ -313,7 +317,13 @@ fn classify(
 
 /// `Retry-After` in seconds (the form Twilio uses), capped at `MAX_RETRY_AFTER`.
 fn retry_after(headers: &HeaderMap) -> Option<Duration> {
-    let seconds: f64 = headers.get(RETRY_AFTER)?.to_str().ok()?.trim().parse().ok()?;
+    let seconds: f64 = headers
+        .get(RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
     (seconds.is_finite() && seconds >= 0.0)
         .then(|| Duration::from_secs_f64(seconds).min(MAX_RETRY_AFTER))
 }
@@ -378,7 +388,10 @@ mod tests {
     #[test]
     fn whatsapp_numbers_get_the_prefix_once() {
         assert_eq!(Channel::Whatsapp.address("+1555"), "whatsapp:+1555");
-        assert_eq!(Channel::Whatsapp.address("whatsapp:+1555"), "whatsapp:+1555");
+        assert_eq!(
+            Channel::Whatsapp.address("whatsapp:+1555"),
+            "whatsapp:+1555"
+        );
         assert_eq!(Channel::Sms.address("+1555"), "+1555");
         let twilio = Twilio::new(&config()).unwrap();
         assert_eq!(

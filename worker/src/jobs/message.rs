@@ -13,12 +13,10 @@
 
 use std::time::Duration;
 
-use chrono::Utc;
 use herald_shared::db::delivery_messages::{self, ToSend};
 use herald_shared::db::effects::Started;
 use herald_shared::effects::{EffectKind, MessagePayload};
 use herald_shared::providers::twilio::{Channel, Delivery, Outgoing, TwilioError};
-use rand::Rng;
 
 use super::{JobError, Outcome};
 use crate::context::WorkerContext;
@@ -51,37 +49,40 @@ pub async fn send(ctx: &WorkerContext, started: &Started) -> Result<Outcome, Job
         channel,
         body: &message.body,
     };
-    if !ctx.twilio.is_sandbox() {
-        if let Some(outcome) = wait_for_slot(ctx, channel).await? {
-            return Ok(outcome);
-        }
+    if !ctx.twilio.is_sandbox()
+        && let Some(outcome) = wait_for_slot(ctx, channel).await?
+    {
+        return Ok(outcome);
     }
-    match ctx.twilio.send(outgoing).await {
-        Ok(Delivery::Sent { sid }) => Ok(Outcome::Sent { provider_id: sid }),
-        Ok(Delivery::Sandboxed) => Ok(Outcome::Sandboxed),
-        Err(TwilioError::Retryable {
+    let err = match ctx.twilio.send(outgoing).await {
+        Ok(Delivery::Sent { sid }) => return Ok(Outcome::Sent { provider_id: sid }),
+        Ok(Delivery::Sandboxed) => return Ok(Outcome::Sandboxed),
+        Err(err) => err,
+    };
+    match err {
+        TwilioError::Retryable {
             message,
             retry_after,
-        }) => Err(JobError::Retryable {
+        } => Err(JobError::Retryable {
             message,
             retry_after,
         }),
-        Err(err @ TwilioError::Permanent { code, .. }) => {
-            let text = match &err {
-                TwilioError::Permanent { message, .. } => message.as_str(),
-                _ => "",
-            };
+        TwilioError::Permanent {
+            code, ref message, ..
+        } => {
             let code = code.and_then(|code| i32::try_from(code).ok());
             // The effect row records the failure whatever happens here; the message row's
             // copy is for the deliveries API, so a write error must not turn a permanent
             // refusal into a retry (Twilio would refuse again).
-            if let Err(db_err) = delivery_messages::record_error(&ctx.db, message.id, code, text).await
+            if let Err(db_err) =
+                delivery_messages::record_error(&ctx.db, payload.delivery_message_id, code, message)
+                    .await
             {
-                tracing::warn!(delivery_message_id = %message.id, error = %db_err, "could not record Twilio's error on the message");
+                tracing::warn!(delivery_message_id = %payload.delivery_message_id, error = %db_err, "could not record Twilio's error on the message");
             }
             Err(JobError::Permanent(err.to_string()))
         }
-        Err(TwilioError::NotConfigured(text)) => Err(JobError::Permanent(text)),
+        TwilioError::NotConfigured(text) => Err(JobError::Permanent(text)),
     }
 }
 
@@ -118,11 +119,10 @@ fn recipient(message: &ToSend) -> Result<Result<(String, Channel), Outcome>, Job
 }
 
 /// Waits for the sender's next rate-limit slot. `Some(Deferred)` when it is too far away to
-/// wait for inside the job's timeout.
-async fn wait_for_slot(
-    ctx: &WorkerContext,
-    channel: Channel,
-) -> Result<Option<Outcome>, JobError> {
+/// wait for inside the job's timeout: the timeout less Twilio's own and a margin. (A kind-wide
+/// `rate_limit` for `message` in jobs.toml, unset by default, waits first and is not
+/// subtracted; with both, a long double wait ends in the attempt's timeout and a retry.)
+async fn wait_for_slot(ctx: &WorkerContext, channel: Channel) -> Result<Option<Outcome>, JobError> {
     let Some(sender) = ctx.twilio.sender(channel) else {
         return Err(JobError::Permanent(format!(
             "no {channel} sender: set twilio.{channel}_from or twilio.messaging_service_sid"
@@ -142,15 +142,11 @@ async fn wait_for_slot(
     match slot {
         Slot::Now { .. } => Ok(None),
         Slot::Later { wait } => {
-            // Come back when a slot is likely within reach (the queue ahead is `wait` long,
-            // and we may wait `max_wait`), jittered so the deferred jobs do not all return
-            // at one instant.
-            let back = wait.saturating_sub(max_wait / 2).max(Duration::from_millis(100));
-            let back = back.mul_f64(rand::thread_rng().gen_range(1.0..1.2));
-            let until = Utc::now() + chrono::Duration::from_std(back).unwrap_or_default();
-            metrics::counter!("herald_rate_limit_deferred_total", "channel" => channel.as_str())
+            metrics::counter!("herald_rate_limit_deferred_total", "limit" => format!("twilio:{channel}"))
                 .increment(1);
-            Ok(Some(Outcome::Deferred { until }))
+            Ok(Some(Outcome::Deferred {
+                until: rate_limit::come_back_at(wait, max_wait),
+            }))
         }
     }
 }

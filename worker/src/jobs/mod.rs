@@ -4,6 +4,10 @@
 //! the apalis task ends `Ok`; a permanent failure or exhausted attempts end the row
 //! `failed`/`dead` and the task with `AbortError`. apalis-redis's own 25 retries therefore
 //! only ever happen when PostgreSQL itself is unreachable, and re-running then is harmless.
+//!
+//! A handler may also decide not to send: `Skipped` ends the row `canceled`, `Held` parks it
+//! as `held` for whoever re-plans it, and `Deferred` gives it back to the dispatcher for later
+//! without counting the attempt (a rate limit with no slot soon enough).
 
 pub mod email;
 pub mod message;
@@ -16,6 +20,7 @@ use herald_shared::db::effects::{self, Started};
 use herald_shared::effects::{EffectKind, EffectState, EffectTask};
 
 use crate::context::WorkerContext;
+use crate::rate_limit::{self, Slot};
 
 /// How one attempt ended, as decided by a kind's handler.
 #[derive(Debug)]
@@ -84,6 +89,26 @@ async fn run_kind(
     kind: EffectKind,
     started: &Started,
 ) -> Result<Outcome, JobError> {
+    let settings = ctx.jobs.get(kind);
+    if let Some(limit) = settings.rate_limit {
+        // The kind's own limit (`rate_limit` in jobs.toml), before any provider-specific one.
+        // Waiting is bounded by half the attempt's timeout; beyond that the row goes back to
+        // the dispatcher uncounted, as for a Twilio sender's limit.
+        let max_wait = settings.timeout / 2;
+        let key = format!("queue:{}", settings.queue);
+        let slot = rate_limit::acquire(ctx, &key, limit.per_second, max_wait)
+            .await
+            .map_err(|err| JobError::Retryable {
+                message: format!("rate limiter unavailable (Redis): {err}"),
+                retry_after: None,
+            })?;
+        if let Slot::Later { wait } = slot {
+            metrics::counter!("herald_rate_limit_deferred_total", "limit" => key).increment(1);
+            return Ok(Outcome::Deferred {
+                until: rate_limit::come_back_at(wait, max_wait),
+            });
+        }
+    }
     match kind {
         EffectKind::Email => email::send(ctx, started).await,
         EffectKind::Message => message::send(ctx, started).await,

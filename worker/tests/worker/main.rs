@@ -14,5 +14,6 @@ mod dispatch;
 mod helpers;
 mod lifecycle;
 mod messages;
+mod rate_limits;
 mod recovery;
 mod twilio_contract;

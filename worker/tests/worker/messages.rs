@@ -105,7 +105,13 @@ async fn sms_and_whatsapp_messages_are_sent_once_with_twilios_form_fields_and_ba
         .plan_message(delivery, sms_student, 0, "Day 1: hello", Utc::now())
         .await;
     let whatsapp = test
-        .plan_message(delivery, whatsapp_student, 0, "Día 1: ¡hola! & more", Utc::now())
+        .plan_message(
+            delivery,
+            whatsapp_student,
+            0,
+            "Día 1: ¡hola! & more",
+            Utc::now(),
+        )
         .await;
 
     let sms_row = test.wait_for_state(sms.effect_id, "sent").await;
@@ -133,8 +139,14 @@ async fn sms_and_whatsapp_messages_are_sent_once_with_twilios_form_fields_and_ba
     );
     let sent = requests_to(&server, "whatsapp:+14155550102").await;
     assert_eq!(sent.len(), 1);
-    assert_eq!(field(&sent[0], "From"), Some(format!("whatsapp:{WHATSAPP_FROM}")));
-    assert_eq!(field(&sent[0], "Body").as_deref(), Some("Día 1: ¡hola! & more"));
+    assert_eq!(
+        field(&sent[0], "From"),
+        Some(format!("whatsapp:{WHATSAPP_FROM}"))
+    );
+    assert_eq!(
+        field(&sent[0], "Body").as_deref(),
+        Some("Día 1: ¡hola! & more")
+    );
     server.verify().await;
     test.finish().await;
 }
@@ -161,7 +173,10 @@ async fn with_a_messaging_service_it_is_the_sender_instead_of_from() {
     test.wait_for_state(message.effect_id, "sent").await;
 
     let sent = requests_to(&server, "+14155550103").await;
-    assert_eq!(field(&sent[0], "MessagingServiceSid").as_deref(), Some(service));
+    assert_eq!(
+        field(&sent[0], "MessagingServiceSid").as_deref(),
+        Some(service)
+    );
     assert_eq!(field(&sent[0], "From"), None);
     test.finish().await;
 }
@@ -203,7 +218,10 @@ async fn an_invalid_or_opted_out_number_fails_at_once_keeping_twilios_code_and_m
     let mut planned = Vec::new();
     for (to, _, _) in cases {
         let student = test.add_student(delivery, to, "sms").await;
-        planned.push(test.plan_message(delivery, student, 0, "hi", Utc::now()).await);
+        planned.push(
+            test.plan_message(delivery, student, 0, "hi", Utc::now())
+                .await,
+        );
     }
 
     for (message, (_, code, text)) in planned.iter().zip(cases) {
@@ -226,17 +244,19 @@ async fn an_invalid_or_opted_out_number_fails_at_once_keeping_twilios_code_and_m
 async fn a_503_and_a_429_with_retry_after_are_retried_then_sent() {
     let server = MockServer::start().await;
     Mock::given(method("POST"))
-        .and(wiremock::matchers::body_string_contains("To=%2B14155550106"))
+        .and(wiremock::matchers::body_string_contains(
+            "To=%2B14155550106",
+        ))
         .respond_with(ResponseTemplate::new(503).set_body_string("upstream unavailable"))
         .up_to_n_times(1)
         .with_priority(1)
         .mount(&server)
         .await;
     Mock::given(method("POST"))
-        .and(wiremock::matchers::body_string_contains("To=%2B14155550107"))
-        .respond_with(
-            refused(429, 20429, "Too Many Requests").insert_header("Retry-After", "2"),
-        )
+        .and(wiremock::matchers::body_string_contains(
+            "To=%2B14155550107",
+        ))
+        .respond_with(refused(429, 20429, "Too Many Requests").insert_header("Retry-After", "2"))
         .up_to_n_times(1)
         .with_priority(1)
         .mount(&server)
@@ -363,7 +383,10 @@ async fn a_phone_and_channel_changed_after_planning_are_the_ones_used() {
 
     let sent = requests_to(&server, "whatsapp:+14155550112").await;
     assert_eq!(sent.len(), 1, "sent to the new number on the new channel");
-    assert_eq!(field(&sent[0], "From"), Some(format!("whatsapp:{WHATSAPP_FROM}")));
+    assert_eq!(
+        field(&sent[0], "From"),
+        Some(format!("whatsapp:{WHATSAPP_FROM}"))
+    );
     test.finish().await;
 }
 
@@ -448,7 +471,11 @@ async fn three_sms_at_one_per_second(job_timeout_secs: u64, deferred: bool) {
         assert_eq!(row.attempts, 1, "waiting for a slot is not an attempt");
         most_dispatches = most_dispatches.max(row.dispatches);
     }
-    assert_eq!(most_dispatches > 1, deferred, "dispatches: {most_dispatches}");
+    assert_eq!(
+        most_dispatches > 1,
+        deferred,
+        "dispatches: {most_dispatches}"
+    );
 
     let gaps = arrivals.gaps();
     assert_eq!(gaps.len(), 2);

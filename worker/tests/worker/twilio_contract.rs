@@ -153,16 +153,18 @@ async fn forward(State(proxy): State<Proxy>, request: axum::extract::Request) ->
         .get_all("sl-violations")
         .iter()
         .flat_map(|value| {
-            serde_json::from_slice::<Vec<Value>>(value.as_bytes()).unwrap_or_else(|err| {
-                panic!("unreadable sl-violations header ({err}): {value:?}")
-            })
+            serde_json::from_slice::<Vec<Value>>(value.as_bytes())
+                .unwrap_or_else(|err| panic!("unreadable sl-violations header ({err}): {value:?}"))
         })
         .collect();
     let content_type = answer.headers().get("content-type").cloned();
     let bytes = answer.bytes().await.unwrap();
     let refused_for = if status == StatusCode::UNPROCESSABLE_ENTITY {
         let problem: Value = serde_json::from_slice(&bytes).unwrap_or_default();
-        problem["validation"].as_array().cloned().unwrap_or_default()
+        problem["validation"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
     } else {
         Vec::new()
     };
@@ -210,7 +212,11 @@ fn config(base_url: &str) -> TwilioConfig {
 
 /// The last exchange the proxy recorded.
 fn last(seen: &Mutex<Vec<Exchange>>) -> Exchange {
-    seen.lock().unwrap().last().cloned().expect("no request reached Prism")
+    seen.lock()
+        .unwrap()
+        .last()
+        .cloned()
+        .expect("no request reached Prism")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -252,7 +252,8 @@ async fn delete_course(
     if deliveries::active_for(&mut *tx, ActiveFor::Course, id).await? {
         return Err(ApiError::Conflict {
             code: "course_in_use",
-            detail: "an active delivery uses this course; stop it (or let it complete) first".to_owned(),
+            detail: "an active delivery uses this course; stop it (or let it complete) first"
+                .to_owned(),
         });
     }
     db::delete_course(&mut *tx, id).await?;

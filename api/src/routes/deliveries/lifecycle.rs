@@ -19,7 +19,10 @@ use crate::extract::AuthUser;
 use crate::state::AppState;
 
 pub fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(routes!(pause)).routes(routes!(resume)).routes(routes!(stop))
+    OpenApiRouter::new()
+        .routes(routes!(pause))
+        .routes(routes!(resume))
+        .routes(routes!(stop))
 }
 
 const UNSENT: [&str; 3] = ["planned", "queued", "retrying"];
@@ -30,7 +33,11 @@ const UNSENT: [&str; 3] = ["planned", "queued", "retrying"];
     responses((status = 200, body = DeliveryOut),
         (status = 404, body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "not scheduled", body = Problem, content_type = "application/problem+json")))]
-async fn pause(State(state): State<AppState>, auth: AuthUser, Path(id): Path<String>) -> Result<Json<DeliveryOut>, ApiError> {
+async fn pause(
+    State(state): State<AppState>,
+    auth: AuthUser,
+    Path(id): Path<String>,
+) -> Result<Json<DeliveryOut>, ApiError> {
     transition(&state, auth, &id, Action::Pause).await
 }
 
@@ -40,7 +47,11 @@ async fn pause(State(state): State<AppState>, auth: AuthUser, Path(id): Path<Str
     responses((status = 200, body = DeliveryOut),
         (status = 404, body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "not paused", body = Problem, content_type = "application/problem+json")))]
-async fn resume(State(state): State<AppState>, auth: AuthUser, Path(id): Path<String>) -> Result<Json<DeliveryOut>, ApiError> {
+async fn resume(
+    State(state): State<AppState>,
+    auth: AuthUser,
+    Path(id): Path<String>,
+) -> Result<Json<DeliveryOut>, ApiError> {
     transition(&state, auth, &id, Action::Resume).await
 }
 
@@ -50,7 +61,11 @@ async fn resume(State(state): State<AppState>, auth: AuthUser, Path(id): Path<St
     responses((status = 200, body = DeliveryOut),
         (status = 404, body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "already stopped or completed", body = Problem, content_type = "application/problem+json")))]
-async fn stop(State(state): State<AppState>, auth: AuthUser, Path(id): Path<String>) -> Result<Json<DeliveryOut>, ApiError> {
+async fn stop(
+    State(state): State<AppState>,
+    auth: AuthUser,
+    Path(id): Path<String>,
+) -> Result<Json<DeliveryOut>, ApiError> {
     transition(&state, auth, &id, Action::Stop).await
 }
 
@@ -61,12 +76,23 @@ enum Action {
     Stop,
 }
 
-async fn transition(state: &AppState, auth: AuthUser, id: &str, action: Action) -> Result<Json<DeliveryOut>, ApiError> {
+async fn transition(
+    state: &AppState,
+    auth: AuthUser,
+    id: &str,
+    action: Action,
+) -> Result<Json<DeliveryOut>, ApiError> {
     let id = parse_delivery_id(id)?;
     let mut tx = state.db.begin().await?;
-    let row = db::lock(&mut tx, auth.account_id, id).await?.ok_or(ApiError::NotFound("delivery"))?;
+    let row = db::lock(&mut tx, auth.account_id, id)
+        .await?
+        .ok_or(ApiError::NotFound("delivery"))?;
     let unsent = db::progress(&mut tx, id).await?.unsent();
-    let current = if row.status == "scheduled" && unsent == 0 { "completed" } else { row.status.as_str() };
+    let current = if row.status == "scheduled" && unsent == 0 {
+        "completed"
+    } else {
+        row.status.as_str()
+    };
     let allowed = match action {
         Action::Pause => current == "scheduled",
         Action::Resume => current == "paused",
@@ -89,7 +115,10 @@ async fn transition(state: &AppState, auth: AuthUser, id: &str, action: Action) 
             db::set_status(&mut *tx, id, "paused").await?;
         }
         Action::Resume => {
-            let start = Start { local: row.start_local, zone: row.timezone.as_deref().and_then(|z| z.parse::<Tz>().ok()) };
+            let start = Start {
+                local: row.start_local,
+                zone: row.timezone.as_deref().and_then(|z| z.parse::<Tz>().ok()),
+            };
             let held: Vec<HeldMessage> = db::held_messages(&mut *tx, id)
                 .await?
                 .into_iter()
@@ -98,7 +127,11 @@ async fn transition(state: &AppState, auth: AuthUser, id: &str, action: Action) 
                         effect_id: held.effect_id,
                         recipient: Recipient {
                             student_id: held.student_id.unwrap_or_else(Uuid::nil),
-                            zone: held.timezone.as_deref().and_then(|z| z.parse::<Tz>().ok()).unwrap_or(Tz::UTC),
+                            zone: held
+                                .timezone
+                                .as_deref()
+                                .and_then(|z| z.parse::<Tz>().ok())
+                                .unwrap_or(Tz::UTC),
                         },
                         day: u32::try_from(held.day).ok()?,
                         seq: u32::try_from(held.seq).ok()?,
@@ -116,7 +149,9 @@ async fn transition(state: &AppState, auth: AuthUser, id: &str, action: Action) 
             db::set_status(&mut *tx, id, "stopped").await?;
         }
     }
-    let row = db::get(&mut *tx, auth.account_id, id).await?.ok_or(ApiError::NotFound("delivery"))?;
+    let row = db::get(&mut *tx, auth.account_id, id)
+        .await?
+        .ok_or(ApiError::NotFound("delivery"))?;
     let out = delivery_out(&mut tx, row).await?;
     tx.commit().await?;
     Ok(Json(out))

@@ -21,7 +21,9 @@ use crate::routes::courses::PageQuery;
 use crate::state::AppState;
 
 pub fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(routes!(list_messages)).routes(routes!(list_answers))
+    OpenApiRouter::new()
+        .routes(routes!(list_messages))
+        .routes(routes!(list_answers))
 }
 
 /// One message to one student.
@@ -107,26 +109,43 @@ async fn list_messages(
             "state",
             raw.parse::<EffectState>()
                 .map(EffectState::as_str)
-                .map_err(|_| format!("must be one of {}", EffectState::ALL.map(EffectState::as_str).join(", "))),
+                .map_err(|_| {
+                    format!(
+                        "must be one of {}",
+                        EffectState::ALL.map(EffectState::as_str).join(", ")
+                    )
+                }),
         )
     });
-    let student = query
-        .student_id
-        .as_deref()
-        .and_then(|raw| errors.check("student_id", raw.parse::<Uuid>().map_err(|_| "must be a student id".to_owned())));
+    let student = query.student_id.as_deref().and_then(|raw| {
+        errors.check(
+            "student_id",
+            raw.parse::<Uuid>()
+                .map_err(|_| "must be a student id".to_owned()),
+        )
+    });
     // the page size rules are the shared ones; the cursor is this list's own
     let limit = PageRequest::parse(query.limit.as_deref(), None, &mut errors).limit;
-    let after = query.cursor.as_deref().and_then(|raw| errors.check("cursor", decode_cursor(raw)));
+    let after = query
+        .cursor
+        .as_deref()
+        .and_then(|raw| errors.check("cursor", decode_cursor(raw)));
     errors.finish()?;
-    db::get(&state.db, auth.account_id, id).await?.ok_or(ApiError::NotFound("delivery"))?;
+    db::get(&state.db, auth.account_id, id)
+        .await?
+        .ok_or(ApiError::NotFound("delivery"))?;
     let mut rows = db::messages(&state.db, id, state_filter, student, after, limit + 1).await?;
     let next_cursor = if rows.len() as i64 > limit {
         rows.truncate(usize::try_from(limit).unwrap_or(50));
-        rows.last().map(|row| encode_cursor(row.day, row.seq, row.student_id.unwrap_or_else(Uuid::nil)))
+        rows.last()
+            .map(|row| encode_cursor(row.day, row.seq, row.student_id.unwrap_or_else(Uuid::nil)))
     } else {
         None
     };
-    Ok(Json(MessagePage { items: rows.into_iter().map(Into::into).collect(), next_cursor }))
+    Ok(Json(MessagePage {
+        items: rows.into_iter().map(Into::into).collect(),
+        next_cursor,
+    }))
 }
 
 fn encode_cursor(day: i32, seq: i32, student: Uuid) -> String {
@@ -135,11 +154,24 @@ fn encode_cursor(day: i32, seq: i32, student: Uuid) -> String {
 
 fn decode_cursor(raw: &str) -> Result<(i32, i32, Uuid), String> {
     let invalid = || "is not a cursor from a previous page".to_owned();
-    let text = URL_SAFE_NO_PAD.decode(raw).ok().and_then(|b| String::from_utf8(b).ok()).ok_or_else(invalid)?;
+    let text = URL_SAFE_NO_PAD
+        .decode(raw)
+        .ok()
+        .and_then(|b| String::from_utf8(b).ok())
+        .ok_or_else(invalid)?;
     let mut parts = text.split('|');
-    let day = parts.next().and_then(|p| p.parse().ok()).ok_or_else(invalid)?;
-    let seq = parts.next().and_then(|p| p.parse().ok()).ok_or_else(invalid)?;
-    let student = parts.next().and_then(|p| p.parse().ok()).ok_or_else(invalid)?;
+    let day = parts
+        .next()
+        .and_then(|p| p.parse().ok())
+        .ok_or_else(invalid)?;
+    let seq = parts
+        .next()
+        .and_then(|p| p.parse().ok())
+        .ok_or_else(invalid)?;
+    let student = parts
+        .next()
+        .and_then(|p| p.parse().ok())
+        .ok_or_else(invalid)?;
     Ok((day, seq, student))
 }
 
@@ -190,8 +222,13 @@ async fn list_answers(
     let mut errors = FieldErrors::default();
     let page = PageRequest::parse(query.limit.as_deref(), query.cursor.as_deref(), &mut errors);
     errors.finish()?;
-    db::get(&state.db, auth.account_id, id).await?.ok_or(ApiError::NotFound("delivery"))?;
+    db::get(&state.db, auth.account_id, id)
+        .await?
+        .ok_or(ApiError::NotFound("delivery"))?;
     let rows = db::answers(&state.db, id, page.after, page.fetch_limit()).await?;
     let (rows, next_cursor) = page.finish(rows, |row| (row.received_at, row.id));
-    Ok(Json(AnswerPage { items: rows.into_iter().map(Into::into).collect(), next_cursor }))
+    Ok(Json(AnswerPage {
+        items: rows.into_iter().map(Into::into).collect(),
+        next_cursor,
+    }))
 }

@@ -66,9 +66,16 @@ pub struct DeliveryOut {
 }
 
 /// Builds the answer for a delivery from its row and current progress.
-pub async fn delivery_out(conn: &mut PgConnection, row: DeliveryRow) -> Result<DeliveryOut, ApiError> {
+pub async fn delivery_out(
+    conn: &mut PgConnection,
+    row: DeliveryRow,
+) -> Result<DeliveryOut, ApiError> {
     let progress = db::progress(conn, row.id).await?;
-    let status = if row.status == "scheduled" && progress.unsent() == 0 { "completed".to_owned() } else { row.status };
+    let status = if row.status == "scheduled" && progress.unsent() == 0 {
+        "completed".to_owned()
+    } else {
+        row.status
+    };
     Ok(DeliveryOut {
         id: row.id,
         group_id: row.group_id,
@@ -101,8 +108,14 @@ async fn create_delivery(
 ) -> Result<Response, ApiError> {
     let request = serde_json::to_vec(&body).map_err(anyhow::Error::from)?;
     let mut tx = state.db.begin().await?;
-    if let Claim::Replay(status, saved) =
-        idempotency::claim(&mut tx, auth.account_id, "deliveries", key.as_deref(), &request).await?
+    if let Claim::Replay(status, saved) = idempotency::claim(
+        &mut tx,
+        auth.account_id,
+        "deliveries",
+        key.as_deref(),
+        &request,
+    )
+    .await?
     {
         return Ok((status, Json(saved)).into_response());
     }
@@ -119,8 +132,17 @@ async fn create_delivery(
     .await?;
     let queue = &state.jobs.get(EffectKind::Message).queue;
     db::insert_messages(&mut tx, auth.account_id, row.id, queue, &plan.messages).await?;
-    let out = serde_json::to_value(delivery_out(&mut tx, row).await?).map_err(anyhow::Error::from)?;
-    idempotency::save(&mut tx, auth.account_id, "deliveries", key.as_deref(), StatusCode::CREATED, &out).await?;
+    let out =
+        serde_json::to_value(delivery_out(&mut tx, row).await?).map_err(anyhow::Error::from)?;
+    idempotency::save(
+        &mut tx,
+        auth.account_id,
+        "deliveries",
+        key.as_deref(),
+        StatusCode::CREATED,
+        &out,
+    )
+    .await?;
     tx.commit().await?;
     Ok((StatusCode::CREATED, Json(out)).into_response())
 }
@@ -168,7 +190,10 @@ async fn preview_delivery(
         .iter()
         .take(100)
         .map(|student| {
-            let zone = plan.timezone.or_else(|| plan.zones.get(&student.id).copied()).unwrap_or(chrono_tz::Tz::UTC);
+            let zone = plan
+                .timezone
+                .or_else(|| plan.zones.get(&student.id).copied())
+                .unwrap_or(chrono_tz::Tz::UTC);
             let days = plan
                 .messages
                 .iter()
@@ -176,13 +201,26 @@ async fn preview_delivery(
                 .map(|m| PreviewDay {
                     day: u32::try_from(m.day).unwrap_or(0),
                     at: m.at,
-                    local: m.at.with_timezone(&zone).format("%Y-%m-%d %H:%M:%S %Z").to_string(),
+                    local: m
+                        .at
+                        .with_timezone(&zone)
+                        .format("%Y-%m-%d %H:%M:%S %Z")
+                        .to_string(),
                 })
                 .collect();
-            PreviewStudent { student_id: student.id, name: student.name.clone(), timezone: zone.name().to_owned(), days }
+            PreviewStudent {
+                student_id: student.id,
+                name: student.name.clone(),
+                timezone: zone.name().to_owned(),
+                days,
+            }
         })
         .collect();
-    Ok(Json(PreviewOut { student_count: plan.students.len(), message_count: plan.messages.len(), students }))
+    Ok(Json(PreviewOut {
+        student_count: plan.students.len(),
+        message_count: plan.messages.len(),
+        students,
+    }))
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -224,7 +262,9 @@ async fn get_delivery(
 ) -> Result<Json<DeliveryOut>, ApiError> {
     let id = parse_delivery_id(&id)?;
     let mut conn = state.db.acquire().await?;
-    let row = db::get(&mut *conn, auth.account_id, id).await?.ok_or(ApiError::NotFound("delivery"))?;
+    let row = db::get(&mut *conn, auth.account_id, id)
+        .await?
+        .ok_or(ApiError::NotFound("delivery"))?;
     Ok(Json(delivery_out(&mut conn, row).await?))
 }
 

@@ -49,17 +49,36 @@ pub struct Plan {
 }
 
 /// Checks `body` and plans every message for the account, as of `now`.
-pub async fn build(conn: &mut PgConnection, account_id: Uuid, body: &DeliveryIn, now: DateTime<Utc>) -> Result<Plan, ApiError> {
+pub async fn build(
+    conn: &mut PgConnection,
+    account_id: Uuid,
+    body: &DeliveryIn,
+    now: DateTime<Utc>,
+) -> Result<Plan, ApiError> {
     let mut errors = FieldErrors::default();
-    let group_id = errors.check("group_id", body.group_id.parse::<Uuid>().map_err(|_| "must be a group id".to_owned()));
-    let course_id = errors.check("course_id", body.course_id.parse::<Uuid>().map_err(|_| "must be a course id".to_owned()));
+    let group_id = errors.check(
+        "group_id",
+        body.group_id
+            .parse::<Uuid>()
+            .map_err(|_| "must be a group id".to_owned()),
+    );
+    let course_id = errors.check(
+        "course_id",
+        body.course_id
+            .parse::<Uuid>()
+            .map_err(|_| "must be a course id".to_owned()),
+    );
     let local = errors.check("start_at", time_rules::parse_local(&body.start_at));
     let timezone = match &body.timezone {
-        Some(name) => errors.check("timezone", time_rules::parse_zone(name)).map(Some),
+        Some(name) => errors
+            .check("timezone", time_rules::parse_zone(name))
+            .map(Some),
         None => Some(None),
     };
     errors.finish()?;
-    let (Some(group_id), Some(course_id), Some(local), Some(timezone)) = (group_id, course_id, local, timezone) else {
+    let (Some(group_id), Some(course_id), Some(local), Some(timezone)) =
+        (group_id, course_id, local, timezone)
+    else {
         return Err(ApiError::Validation(Vec::new()));
     };
 
@@ -78,7 +97,10 @@ pub async fn build(conn: &mut PgConnection, account_id: Uuid, body: &DeliveryIn,
     }
     let students = db::subscribed_students(&mut *conn, account_id, group_id).await?;
     if students.is_empty() {
-        return Err(ApiError::field("group_id", "the group has no subscribed students"));
+        return Err(ApiError::field(
+            "group_id",
+            "the group has no subscribed students",
+        ));
     }
     check_sms_limit(&students, &days)?;
 
@@ -90,10 +112,16 @@ pub async fn build(conn: &mut PgConnection, account_id: Uuid, body: &DeliveryIn,
             // falls back to UTC rather than failing the whole delivery
             let zone = student.timezone.parse::<Tz>().unwrap_or(Tz::UTC);
             zones.insert(student.id, zone);
-            Recipient { student_id: student.id, zone }
+            Recipient {
+                student_id: student.id,
+                zone,
+            }
         })
         .collect();
-    let start = Start { local, zone: timezone };
+    let start = Start {
+        local,
+        zone: timezone,
+    };
     let planned = deliveries::plan(&start, &recipients, &days, now, body.catch_up).map_err(|err| match err {
         PlanError::StartPassed { students: late } => {
             let first = students.iter().find(|s| late.first() == Some(&s.id));
@@ -110,7 +138,11 @@ pub async fn build(conn: &mut PgConnection, account_id: Uuid, body: &DeliveryIn,
     })?;
     let bodies: HashMap<(u32, u32), (&str, Option<Uuid>)> = days
         .iter()
-        .flat_map(|day| day.messages.iter().map(move |(seq, body, question)| ((day.day, *seq), (body.as_str(), *question))))
+        .flat_map(|day| {
+            day.messages
+                .iter()
+                .map(move |(seq, body, question)| ((day.day, *seq), (body.as_str(), *question)))
+        })
         .collect();
     let messages = planned
         .into_iter()
@@ -126,11 +158,23 @@ pub async fn build(conn: &mut PgConnection, account_id: Uuid, body: &DeliveryIn,
             }
         })
         .collect();
-    Ok(Plan { group_id, course_id, start, timezone, catch_up: body.catch_up, students, zones, messages })
+    Ok(Plan {
+        group_id,
+        course_id,
+        start,
+        timezone,
+        catch_up: body.catch_up,
+        students,
+        zones,
+        messages,
+    })
 }
 
 /// The course's days as messages: the text, then each question with its lettered options.
-async fn course_days(conn: &mut PgConnection, course_id: Uuid) -> Result<Vec<DayMessages>, ApiError> {
+async fn course_days(
+    conn: &mut PgConnection,
+    course_id: Uuid,
+) -> Result<Vec<DayMessages>, ApiError> {
     let days = course_db::days(&mut *conn, course_id, 0, 1_000).await?;
     let ids: Vec<Uuid> = days.iter().map(|day| day.id).collect();
     let questions = course_db::questions_of(&mut *conn, &ids).await?;
@@ -139,11 +183,22 @@ async fn course_days(conn: &mut PgConnection, course_id: Uuid) -> Result<Vec<Day
         .map(|day| {
             let mut messages = vec![(0, day.text.clone(), None)];
             for question in questions.iter().filter(|q| q.day_id == day.id) {
-                let options = question.options.as_ref().map(|o| o.0.clone()).unwrap_or_default();
+                let options = question
+                    .options
+                    .as_ref()
+                    .map(|o| o.0.clone())
+                    .unwrap_or_default();
                 let seq = u32::try_from(question.position).unwrap_or(u32::MAX);
-                messages.push((seq, courses::question_message(&question.question, &options), Some(question.id)));
+                messages.push((
+                    seq,
+                    courses::question_message(&question.question, &options),
+                    Some(question.id),
+                ));
             }
-            DayMessages { day: u32::try_from(day.day_number).unwrap_or(0), messages }
+            DayMessages {
+                day: u32::try_from(day.day_number).unwrap_or(0),
+                messages,
+            }
         })
         .collect())
 }
@@ -158,7 +213,11 @@ fn check_sms_limit(students: &[PlanStudent], days: &[DayMessages]) -> Result<(),
         for (seq, body, _) in &day.messages {
             let length = courses::message_length(body);
             if length > SMS_MAX_CHARS {
-                let what = if *seq == 0 { "text".to_owned() } else { format!("question {seq}") };
+                let what = if *seq == 0 {
+                    "text".to_owned()
+                } else {
+                    format!("question {seq}")
+                };
                 return Err(ApiError::field(
                     "course_id",
                     format!(

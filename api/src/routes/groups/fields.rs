@@ -140,15 +140,13 @@ pub fn check_student(raw: RawStudent<'_>) -> Result<NewStudent, Vec<FieldError>>
     let channel = check(&mut errors, "channel", parse_channel(raw.channel));
     let timezone = check(&mut errors, "timezone", check_timezone(raw.timezone));
     match (name, phone, channel, timezone) {
-        (Some(name), Some(phone), Some(channel), Some(timezone)) if errors.is_empty() => {
-            Ok(NewStudent {
-                name,
-                phone: phone.as_str().to_owned(),
-                channel,
-                timezone,
-                subscribed: raw.subscribed,
-            })
-        }
+        (Some(name), Some(phone), Some(channel), Some(timezone)) => Ok(NewStudent {
+            name,
+            phone: phone.as_str().to_owned(),
+            channel,
+            timezone,
+            subscribed: raw.subscribed,
+        }),
         _ => Err(errors),
     }
 }
@@ -179,17 +177,15 @@ pub fn parse_channel(raw: &str) -> Result<&'static str, String> {
     }
 }
 
-/// An IANA zone named by region (`Asia/Kolkata`), or `UTC`. The tz database also holds
-/// legacy names like `EST` or `Etc/GMT+5`; they are refused because people mean "New York
-/// time" by them, but they never switch to daylight-saving time (and `Etc/GMT+5` is UTC−5).
+/// An IANA zone named by region (`Asia/Kolkata`), or `UTC`. `parse_zone` already refuses
+/// abbreviations like `EST`; the `Etc/` zones are refused here too: they are fixed offsets
+/// with inverted signs (`Etc/GMT+5` is UTC−5) that never follow a region's daylight saving.
 pub fn check_timezone(raw: &str) -> Result<String, String> {
     let name = raw.trim();
     let zone = parse_zone(name)?;
-    let by_region = name.contains('/') && !name.starts_with("Etc/");
-    if !by_region && name != "UTC" && name != "Etc/UTC" {
+    if name.starts_with("Etc/") && name != "Etc/UTC" {
         return Err(format!(
-            "`{name}` is an abbreviation or a fixed offset; use a region name like \
-             America/New_York or Asia/Kolkata"
+            "`{name}` is a fixed offset; use a region name like America/New_York or Asia/Kolkata"
         ));
     }
     Ok(zone.name().to_owned())
@@ -203,7 +199,15 @@ mod tests {
     fn region_zones_pass_and_abbreviations_or_offsets_do_not() {
         assert_eq!(check_timezone(" Asia/Kolkata ").unwrap(), "Asia/Kolkata");
         assert_eq!(check_timezone("UTC").unwrap(), "UTC");
-        for bad in ["EST", "Mars/Base", "Etc/GMT+5", "GMT", "asia/kolkata", "", "+05:30"] {
+        for bad in [
+            "EST",
+            "Mars/Base",
+            "Etc/GMT+5",
+            "GMT",
+            "asia/kolkata",
+            "",
+            "+05:30",
+        ] {
             assert!(check_timezone(bad).is_err(), "{bad}");
         }
     }

@@ -1,6 +1,9 @@
 //! Student groups: create, list (with student counts), get, rename, delete. A group's students
-//! have their own routes in `students` (one by one or many at once) and `import` (CSV).
+//! have their own routes in `students` (one by one or many at once) and `import` (CSV, read
+//! by `csv_body` and `csv_rows`); `fields` holds the checks all ways of adding one share.
 
+pub mod csv_body;
+pub mod csv_rows;
 pub mod fields;
 pub mod import;
 pub mod students;
@@ -9,6 +12,7 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
+use herald_shared::db::deliveries::{self, ActiveFor};
 use herald_shared::db::groups::{self as db, GroupSummary};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -176,10 +180,13 @@ async fn update_group(
     Ok(Json(group.into()))
 }
 
-/// Deletes a group with all its students.
+/// Deletes a group with all its students. While a delivery to the group still has messages to
+/// send it answers 409 `group_in_use`: stop the delivery (or let it complete) first.
 #[utoipa::path(delete, path = "/api/v1/groups/{id}", tag = "groups", operation_id = "v1.groups.delete",
     security(("bearer" = [])), params(("id" = Uuid, Path)),
-    responses((status = 204), (status = 404, body = Problem, content_type = "application/problem+json")))]
+    responses((status = 204),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "an active delivery sends to the group", body = Problem, content_type = "application/problem+json")))]
 async fn delete_group(
     State(state): State<AppState>,
     auth: AuthUser,
@@ -190,6 +197,13 @@ async fn delete_group(
     db::lock_group(&mut tx, auth.account_id, id)
         .await?
         .ok_or(ApiError::NotFound("group"))?;
+    if deliveries::active_for(&mut *tx, ActiveFor::Group, id).await? {
+        return Err(ApiError::Conflict {
+            code: "group_in_use",
+            detail: "an active delivery sends to this group; stop it (or let it complete) first"
+                .to_owned(),
+        });
+    }
     db::delete_group(&mut *tx, id).await?;
     tx.commit().await?;
     Ok(StatusCode::NO_CONTENT)

@@ -276,8 +276,8 @@ async fn update_student(
         .await?
         .ok_or(ApiError::NotFound("student"))?;
     let updated = db::update_student(&mut *tx, id, &student).await;
-    let row =
-        on_unique_violation(updated, UNIQUE_PHONE)?.ok_or_else(|| student_exists(&student.phone))?;
+    let row = on_unique_violation(updated, UNIQUE_PHONE)?
+        .ok_or_else(|| student_exists(&student.phone))?;
     tx.commit().await?;
     Ok(Json(row.into()))
 }

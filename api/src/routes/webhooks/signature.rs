@@ -27,7 +27,9 @@ pub fn sign(auth_token: &[u8], url: &str, params: &[(String, String)]) -> String
 
 /// Whether `given` is the right signature, compared in constant time.
 pub fn verify(auth_token: &[u8], url: &str, params: &[(String, String)], given: &str) -> bool {
-    let Ok(given) = STANDARD.decode(given) else { return false };
+    let Ok(given) = STANDARD.decode(given) else {
+        return false;
+    };
     let mut mac = match Hmac::<Sha1>::new_from_slice(auth_token) {
         Ok(mac) => mac,
         Err(_) => return false,
@@ -47,10 +49,16 @@ mod tests {
     use super::*;
 
     fn params() -> Vec<(String, String)> {
-        [("CallSid", "CA1234567890ABCDE"), ("Caller", "+14158675309"), ("Digits", "1234"), ("From", "+14158675309"), ("To", "+18005551212")]
-            .into_iter()
-            .map(|(k, v)| (k.to_owned(), v.to_owned()))
-            .collect()
+        [
+            ("CallSid", "CA1234567890ABCDE"),
+            ("Caller", "+14158675309"),
+            ("Digits", "1234"),
+            ("From", "+14158675309"),
+            ("To", "+18005551212"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect()
     }
 
     #[test]
@@ -70,7 +78,12 @@ mod tests {
         changed[2].1 = "9999".to_owned();
         assert!(!verify(b"12345", url, &changed, &signature));
         assert!(!verify(b"54321", url, &params(), &signature));
-        assert!(!verify(b"12345", "https://evil.example.com/myapp.php?foo=1&bar=2", &params(), &signature));
+        assert!(!verify(
+            b"12345",
+            "https://evil.example.com/myapp.php?foo=1&bar=2",
+            &params(),
+            &signature
+        ));
         assert!(!verify(b"", url, &params(), &sign(b"", url, &params())));
         assert!(!verify(b"12345", url, &params(), "not base64!"));
     }

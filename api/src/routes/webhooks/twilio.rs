@@ -20,7 +20,9 @@ use crate::error::ApiError;
 use crate::state::AppState;
 
 pub fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(routes!(status_callback)).routes(routes!(inbound_message))
+    OpenApiRouter::new()
+        .routes(routes!(status_callback))
+        .routes(routes!(inbound_message))
 }
 
 /// Keywords that unsubscribe a student (Twilio's standard opt-out words).
@@ -44,8 +46,14 @@ async fn status_callback(
     let Some(params) = verified_params(&state, &uri, &headers, &body) else {
         return Ok(forbidden());
     };
-    let (Some(sid), Some(status)) = (param(&params, "MessageSid"), param(&params, "MessageStatus")) else {
-        return Err(ApiError::field("MessageSid", "MessageSid and MessageStatus are required"));
+    let (Some(sid), Some(status)) = (
+        param(&params, "MessageSid"),
+        param(&params, "MessageStatus"),
+    ) else {
+        return Err(ApiError::field(
+            "MessageSid",
+            "MessageSid and MessageStatus are required",
+        ));
     };
     let error_code = param(&params, "ErrorCode").and_then(|code| code.parse::<i32>().ok());
     let error_message = param(&params, "ErrorMessage");
@@ -75,26 +83,40 @@ async fn inbound_message(
     let Some(from) = param(&params, "From") else {
         return Err(ApiError::field("From", "is required"));
     };
-    let phone = from.strip_prefix("whatsapp:").unwrap_or(from).trim().to_owned();
+    let phone = from
+        .strip_prefix("whatsapp:")
+        .unwrap_or(from)
+        .trim()
+        .to_owned();
     let text = param(&params, "Body").unwrap_or_default().trim().to_owned();
     let keyword = text.to_uppercase();
     let mut tx = state.db.begin().await?;
     if STOP_WORDS.contains(&keyword.as_str()) {
         let students = twilio_events::set_subscribed(&mut *tx, &phone, false).await?;
-        deliveries::skip_unsent_for_students(&mut *tx, &students, "student unsubscribed (STOP)").await?;
+        deliveries::skip_unsent_for_students(&mut *tx, &students, "student unsubscribed (STOP)")
+            .await?;
         tracing::info!(students = students.len(), "opt-out keyword received");
     } else if START_WORDS.contains(&keyword.as_str()) {
         let students = twilio_events::set_subscribed(&mut *tx, &phone, true).await?;
         tracing::info!(students = students.len(), "opt-in keyword received");
     } else if let Some(question) = twilio_events::latest_question(&mut tx, &phone).await? {
-        let correct = match (question.kind.as_deref(), &question.options, &question.correct_answer) {
-            (Some("choice"), Some(options), Some(answer)) => Some(courses::is_correct(&text, &options.0, answer)),
+        let correct = match (
+            question.kind.as_deref(),
+            &question.options,
+            &question.correct_answer,
+        ) {
+            (Some("choice"), Some(options), Some(answer)) => {
+                Some(courses::is_correct(&text, &options.0, answer))
+            }
             _ => None,
         };
         twilio_events::insert_answer(&mut *tx, &question, &text, correct).await?;
     }
     tx.commit().await?;
-    Ok(([(header::CONTENT_TYPE, "text/xml")], "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Response></Response>")
+    Ok((
+        [(header::CONTENT_TYPE, "text/xml")],
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Response></Response>",
+    )
         .into_response())
 }
 
@@ -108,15 +130,22 @@ fn verified_params(
     let token = state.config.twilio.auth_token.expose_secret();
     let given = headers.get("x-twilio-signature")?.to_str().ok()?;
     let base = state.config.twilio.public_base_url.trim_end_matches('/');
-    let path = uri.path_and_query().map(|p| p.as_str()).unwrap_or(uri.path());
+    let path = uri
+        .path_and_query()
+        .map(|p| p.as_str())
+        .unwrap_or(uri.path());
     let url = format!("{base}{path}");
-    let params: Vec<(String, String)> =
-        url::form_urlencoded::parse(body).map(|(k, v)| (k.into_owned(), v.into_owned())).collect();
+    let params: Vec<(String, String)> = url::form_urlencoded::parse(body)
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect();
     signature::verify(token.as_bytes(), &url, &params, given).then_some(params)
 }
 
 fn param<'a>(params: &'a [(String, String)], name: &str) -> Option<&'a str> {
-    params.iter().find(|(key, _)| key == name).map(|(_, value)| value.as_str())
+    params
+        .iter()
+        .find(|(key, _)| key == name)
+        .map(|(_, value)| value.as_str())
 }
 
 fn forbidden() -> Response {

@@ -6,14 +6,23 @@ use serde_json::{Value, json};
 use super::{add_student, create_group, get_json};
 use crate::helpers::{TestApp, assert_field_error, assert_problem};
 
-async fn import(app: &TestApp, token: &str, group: &str, content_type: &str, csv: String) -> Response {
-    app.request(Method::POST, &format!("/api/v1/groups/{group}/students/import"))
-        .bearer_auth(token)
-        .header("content-type", content_type)
-        .body(csv)
-        .send()
-        .await
-        .unwrap()
+async fn import(
+    app: &TestApp,
+    token: &str,
+    group: &str,
+    content_type: &str,
+    csv: String,
+) -> Response {
+    app.request(
+        Method::POST,
+        &format!("/api/v1/groups/{group}/students/import"),
+    )
+    .bearer_auth(token)
+    .header("content-type", content_type)
+    .body(csv)
+    .send()
+    .await
+    .expect("request")
 }
 
 #[tokio::test]
@@ -67,7 +76,12 @@ async fn an_import_adds_valid_rows_updates_known_phones_and_reports_bad_lines() 
         ],
         "{report}"
     );
-    assert!(report["errors"][2]["message"].as_str().unwrap().contains("line 2"));
+    assert!(
+        report["errors"][2]["message"]
+            .as_str()
+            .unwrap()
+            .contains("line 2")
+    );
 
     let roster = get_json(&app, &format!("/api/v1/groups/{group}/students"), token).await;
     let by_phone = |phone: &str| {
@@ -88,6 +102,40 @@ async fn an_import_adds_valid_rows_updates_known_phones_and_reports_bad_lines() 
     assert_eq!(by_phone("+12015550123")["name"], "Ann");
     assert_eq!(by_phone("+447400123458")["timezone"], "Europe/London");
     assert_eq!(roster["items"].as_array().unwrap().len(), 3);
+}
+
+#[tokio::test]
+async fn a_database_failure_imports_nothing() {
+    let app = TestApp::spawn().await;
+    let ada = app.signup("ada@example.com").await;
+    let token = &ada.access_token;
+    let group = create_group(&app, token, "Batch A").await;
+    add_student(&app, token, &group, super::student("Ravi", "+919876543210")).await;
+    // a stand-in for the database failing part-way through the rows
+    sqlx::raw_sql(
+        "create function refuse_boom() returns trigger language plpgsql as $$
+         begin
+           if new.name = 'Boom' then raise exception 'boom'; end if;
+           return new;
+         end $$;
+         create trigger refuse_boom before insert or update on students
+           for each row execute function refuse_boom();",
+    )
+    .execute(&app.db)
+    .await
+    .unwrap();
+    let csv = "name,phone,channel,timezone\nAnn,+12015550123,sms,UTC\n\
+               Ravi K,+919876543210,sms,UTC\nBoom,+12015550124,sms,UTC\n";
+    let response = import(&app, token, &group, "text/csv", csv.to_owned()).await;
+    assert_problem(
+        response,
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "internal_error",
+    )
+    .await;
+    assert_eq!(app.count("students").await, 1);
+    let roster = get_json(&app, &format!("/api/v1/groups/{group}/students"), token).await;
+    assert_eq!(roster["items"][0]["name"], "Ravi");
 }
 
 #[tokio::test]
@@ -116,7 +164,12 @@ async fn an_import_that_is_not_csv_answers_415() {
     let group = create_group(&app, token, "Batch A").await;
     let csv = "name,phone,channel,timezone\nAnn,+12015550123,sms,UTC\n".to_owned();
     let response = import(&app, token, &group, "application/json", csv).await;
-    assert_problem(response, StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type").await;
+    assert_problem(
+        response,
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        "unsupported_media_type",
+    )
+    .await;
     assert_eq!(app.count("students").await, 0);
 }
 
@@ -132,7 +185,10 @@ async fn a_file_over_the_limits_answers_413_and_writes_nothing() {
     }
     let response = import(&app, token, &group, "text/csv", rows).await;
     assert_problem(response, StatusCode::PAYLOAD_TOO_LARGE, "too_large").await;
-    let big = format!("name,phone,channel,timezone\n{}", "x".repeat(2 * 1024 * 1024));
+    let big = format!(
+        "name,phone,channel,timezone\n{}",
+        "x".repeat(2 * 1024 * 1024)
+    );
     let response = import(&app, token, &group, "text/csv", big).await;
     assert_problem(response, StatusCode::PAYLOAD_TOO_LARGE, "too_large").await;
     assert_eq!(app.count("students").await, 0);
@@ -145,5 +201,9 @@ async fn a_file_over_the_limits_answers_413_and_writes_nothing() {
     let response = import(&app, token, &group, "text/csv", rows).await;
     assert_eq!(response.status(), StatusCode::OK);
     let report: Value = response.json().await.unwrap();
-    assert_eq!(report["created"].as_u64().unwrap() + report["errors"].as_array().unwrap().len() as u64, 10_000);
+    assert_eq!(
+        report,
+        json!({"created": 10_000, "updated": 0, "errors": []})
+    );
+    assert_eq!(app.count("students").await, 10_000);
 }

@@ -27,7 +27,10 @@ async fn a_student_is_added_with_the_phone_in_e164_and_read_back() {
     assert_eq!(added["subscribed"], true);
     assert_eq!(added["group_id"], group.as_str());
     let id = added["id"].as_str().unwrap();
-    assert_eq!(get_json(&app, &format!("/api/v1/students/{id}"), token).await, added);
+    assert_eq!(
+        get_json(&app, &format!("/api/v1/students/{id}"), token).await,
+        added
+    );
     let us = add_student(
         &app,
         token,
@@ -63,7 +66,10 @@ async fn many_students_are_added_in_order_or_not_at_all() {
         .collect();
     assert_eq!(names, ["Asha", "Ben", "Cara"]);
     let listed = get_json(&app, &path, token).await;
-    assert_eq!(listed["items"], added["items"], "the roster keeps the order given");
+    assert_eq!(
+        listed["items"], added["items"],
+        "the roster keeps the order given"
+    );
 
     let cases = [
         // one bad student among good ones
@@ -145,7 +151,10 @@ async fn bad_student_input_names_the_field_and_writes_nothing() {
         (with("name", json!("  ")), "name"),
         (with("email", json!("r@example.com")), "email"),
         (with("subscribed", json!("yes")), "subscribed"),
-        (json!({"name": "Ravi", "phone": "+919876543210", "channel": "sms"}), "timezone"),
+        (
+            json!({"name": "Ravi", "phone": "+919876543210", "channel": "sms"}),
+            "timezone",
+        ),
     ];
     for (body, field) in cases {
         assert_field_error(app.post(&path, &body, Some(token)).await, field).await;
@@ -178,7 +187,11 @@ async fn students_are_listed_in_pages_and_filtered_by_subscription() {
     assert_eq!(unsubscribed["items"][0]["name"], "Ben");
     let subscribed = get_json(&app, &format!("{path}?subscribed=true"), token).await;
     assert_eq!(subscribed["items"].as_array().unwrap().len(), 2);
-    for (query, field) in [("subscribed=maybe", "subscribed"), ("cursor=zzz", "cursor"), ("sort=name", "sort")] {
+    for (query, field) in [
+        ("subscribed=maybe", "subscribed"),
+        ("cursor=zzz", "cursor"),
+        ("sort=name", "sort"),
+    ] {
         let response = app.get(&format!("{path}?{query}"), Some(token)).await;
         assert_field_error(response, field).await;
     }
@@ -209,12 +222,25 @@ async fn a_student_is_replaced_and_removed() {
         "timezone": "UTC", "subscribed": true});
     let conflict = send(&app, Method::PUT, &path, Some(taken), token).await;
     assert_problem(conflict, StatusCode::CONFLICT, "student_exists").await;
-    let partial = json!({"name": "Ravi", "phone": "+12015550124", "channel": "sms", "timezone": "UTC"});
-    assert_field_error(send(&app, Method::PUT, &path, Some(partial), token).await, "subscribed").await;
+    let partial =
+        json!({"name": "Ravi", "phone": "+12015550124", "channel": "sms", "timezone": "UTC"});
+    assert_field_error(
+        send(&app, Method::PUT, &path, Some(partial), token).await,
+        "subscribed",
+    )
+    .await;
     let bad_zone = json!({"name": "Ravi", "phone": "+12015550124", "channel": "sms",
         "timezone": "Etc/GMT+5", "subscribed": true});
-    assert_field_error(send(&app, Method::PUT, &path, Some(bad_zone), token).await, "timezone").await;
-    assert_eq!(get_json(&app, &path, token).await, updated, "refused updates change nothing");
+    assert_field_error(
+        send(&app, Method::PUT, &path, Some(bad_zone), token).await,
+        "timezone",
+    )
+    .await;
+    assert_eq!(
+        get_json(&app, &path, token).await,
+        updated,
+        "refused updates change nothing"
+    );
 
     let deleted = send(&app, Method::DELETE, &path, None, token).await;
     assert_eq!(deleted.status(), StatusCode::NO_CONTENT);
