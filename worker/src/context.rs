@@ -11,6 +11,8 @@ use herald_shared::providers::twilio::Twilio;
 use redis::aio::ConnectionManager;
 use sqlx::PgPool;
 
+use crate::jobs::batch::Transitions;
+
 /// Shared by the dispatcher, the handlers, the sweep and the health server.
 #[derive(Clone)]
 pub struct WorkerContext {
@@ -21,6 +23,8 @@ pub struct WorkerContext {
     pub mailer: Mailer,
     pub twilio: Twilio,
     pub liveness: Liveness,
+    /// The handlers' batched `queued → sending → sent` transitions.
+    pub transitions: Transitions,
     /// This replica's name in worker names and logs.
     pub replica: String,
 }

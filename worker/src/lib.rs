@@ -54,6 +54,7 @@ pub async fn build_context(config: Config, jobs: JobsConfig) -> anyhow::Result<W
         config.worker.replica_name.clone()
     };
     Ok(WorkerContext {
+        transitions: jobs::batch::Transitions::spawn(db.clone()),
         db,
         redis,
         config: Arc::new(config),

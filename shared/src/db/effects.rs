@@ -133,6 +133,56 @@ pub async fn start_sending(
     .await
 }
 
+/// [`start_sending`] for many rows in one statement (one commit): each row of `ids` that is
+/// `queued` moves to `sending` and is returned; the others are left alone and missing from
+/// the result. An id listed twice is updated (and returned) once.
+pub async fn start_sending_many(
+    executor: impl PgExecutor<'_>,
+    ids: &[Uuid],
+) -> Result<Vec<Started>, sqlx::Error> {
+    sqlx::query_as(
+        "update effects set state = 'sending', sending_at = now(), attempts = attempts + 1
+         where id = any($1) and state = 'queued'
+         returning id, account_id, kind, payload, attempts, next_attempt_at as due",
+    )
+    .bind(ids)
+    .fetch_all(executor)
+    .await
+}
+
+/// A send that worked, to record with [`finish_sent_many`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SentOutcome {
+    pub id: Uuid,
+    /// `sent` or `sandboxed`.
+    pub state: EffectState,
+    pub provider_id: Option<String>,
+}
+
+/// [`finish_sent`] for many rows in one statement (one commit); returns the ids of the rows
+/// that were `sending` and are now recorded.
+pub async fn finish_sent_many(
+    executor: impl PgExecutor<'_>,
+    outcomes: &[SentOutcome],
+) -> Result<Vec<Uuid>, sqlx::Error> {
+    let ids: Vec<Uuid> = outcomes.iter().map(|o| o.id).collect();
+    let states: Vec<&str> = outcomes.iter().map(|o| o.state.as_str()).collect();
+    let provider_ids: Vec<Option<&str>> =
+        outcomes.iter().map(|o| o.provider_id.as_deref()).collect();
+    sqlx::query_scalar(
+        "update effects e set state = o.state, provider_id = o.provider_id,
+             finished_at = now(), last_error = null
+         from unnest($1::uuid[], $2::text[], $3::text[]) as o (id, state, provider_id)
+         where e.id = o.id and e.state = 'sending'
+         returning e.id",
+    )
+    .bind(&ids)
+    .bind(&states)
+    .bind(&provider_ids)
+    .fetch_all(executor)
+    .await
+}
+
 /// Records the outcome of a send that worked (`sent` or `sandboxed`).
 pub async fn finish_sent(
     executor: impl PgExecutor<'_>,

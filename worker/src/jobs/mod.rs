@@ -9,6 +9,7 @@
 //! as `held` for whoever re-plans it, and `Deferred` gives it back to the dispatcher for later
 //! without counting the attempt (a rate limit with no slot soon enough).
 
+pub mod batch;
 pub mod email;
 pub mod message;
 
@@ -16,7 +17,7 @@ use std::time::Duration;
 
 use apalis::prelude::{AbortError, BoxDynError, Data};
 use chrono::{DateTime, Utc};
-use herald_shared::db::effects::{self, Started};
+use herald_shared::db::effects::{self, SentOutcome, Started};
 use herald_shared::effects::{EffectKind, EffectState, EffectTask};
 
 use crate::context::WorkerContext;
@@ -61,7 +62,7 @@ pub async fn handle_effect(
 ) -> Result<String, BoxDynError> {
     // A database error here leaves the row `queued`: the plain error lets apalis try again,
     // and the sweep re-dispatches the row if that also fails.
-    let Some(started) = effects::start_sending(&ctx.db, task.effect_id).await? else {
+    let Some(started) = ctx.transitions.start_sending(task.effect_id).await? else {
         return Ok("skipped: the row is not queued (done elsewhere or canceled)".to_owned());
     };
     let pickup = (Utc::now() - started.due).to_std().unwrap_or_default();
@@ -139,11 +140,21 @@ async fn record(
         .increment(1);
     match result {
         Ok(Outcome::Sent { provider_id }) => {
-            effects::finish_sent(&ctx.db, id, EffectState::Sent, provider_id.as_deref()).await?;
+            let sent = SentOutcome {
+                id,
+                state: EffectState::Sent,
+                provider_id,
+            };
+            ctx.transitions.finish_sent(sent).await?;
             Ok("sent".to_owned())
         }
         Ok(Outcome::Sandboxed) => {
-            effects::finish_sent(&ctx.db, id, EffectState::Sandboxed, None).await?;
+            let sandboxed = SentOutcome {
+                id,
+                state: EffectState::Sandboxed,
+                provider_id: None,
+            };
+            ctx.transitions.finish_sent(sandboxed).await?;
             Ok("sandboxed".to_owned())
         }
         Ok(Outcome::Skipped { reason }) => {

@@ -11,7 +11,7 @@ use chrono::Utc;
 use herald_shared::effects::{EffectKind, EffectTask};
 use uuid::Uuid;
 
-use crate::helpers::{PATIENCE, TestWorker, in_millis, wait_for, wait_until};
+use crate::helpers::{Mail, PATIENCE, TestWorker, in_millis, wait_for, wait_until};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn in_sandbox_mode_an_effect_due_now_ends_sandboxed_after_one_attempt_picked_up_within_a_second()
@@ -193,5 +193,39 @@ async fn a_job_that_runs_twice_sends_once() {
         vec![id],
         "exactly one message, for this effect"
     );
+    test.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_runs_of_the_same_tasks_share_batched_transitions_and_each_row_is_sent_once() {
+    let test = TestWorker::spawn_with(Mail::Sandbox, &[], |jobs| jobs, &[]).await;
+    let ctx = test.context("batch").await;
+    let ids = test
+        .plan_emails(50, |i| format!("batch-{i}@example.com"), Utc::now())
+        .await;
+    // Queued by hand, no dispatcher: every task below reaches the handler at once, so the
+    // starts (including the duplicates) meet in the same batches.
+    sqlx::query("update effects set state = 'queued', queued_at = now(), dispatches = 1")
+        .execute(test.db())
+        .await
+        .unwrap();
+
+    let runs = ids.iter().chain(ids.iter()).map(|id| {
+        herald_worker::jobs::handle_effect(EffectTask { effect_id: *id }, Data::new(ctx.clone()))
+    });
+    let results: Vec<String> = futures::future::join_all(runs)
+        .await
+        .into_iter()
+        .map(Result::unwrap)
+        .collect();
+
+    let sandboxed = results.iter().filter(|r| *r == "sandboxed").count();
+    let skipped = results.iter().filter(|r| r.starts_with("skipped")).count();
+    assert_eq!((sandboxed, skipped), (50, 50), "results: {results:?}");
+    for id in ids {
+        let row = test.row(id).await;
+        assert_eq!(row.state, "sandboxed");
+        assert_eq!(row.attempts, 1);
+    }
     test.finish().await;
 }
