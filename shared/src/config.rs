@@ -282,8 +282,16 @@ impl Config {
             figment = figment.merge(Toml::file_exact(path));
         }
         figment = figment
-            .merge(Env::prefixed("HERALD_").split("__").ignore(&["config", "jobs"]))
-            .merge(Env::raw().only(&["DATABASE_URL"]).map(|_| "database.url".into()))
+            .merge(
+                Env::prefixed("HERALD_")
+                    .split("__")
+                    .ignore(&["config", "jobs"]),
+            )
+            .merge(
+                Env::raw()
+                    .only(&["DATABASE_URL"])
+                    .map(|_| "database.url".into()),
+            )
             .merge(Env::raw().only(&["REDIS_URL"]).map(|_| "redis.url".into()));
         // figment reads `+15005550006` or `12345` from the environment as a number; text
         // settings take the variable exactly as written instead.

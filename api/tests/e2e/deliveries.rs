@@ -19,7 +19,9 @@ async fn a_delivery_reaches_students_in_three_zones_once_each_at_their_instant_w
     let twilio = MockServer::start().await;
     Mock::given(method("POST"))
         .and(path_regex(r"^/2010-04-01/Accounts/AC0+/Messages\.json$"))
-        .respond_with(ResponseTemplate::new(201).set_body_json(json!({"sid": "SM00000000000000000000000000000000", "status": "queued"})))
+        .respond_with(ResponseTemplate::new(201).set_body_json(
+            json!({"sid": "SM00000000000000000000000000000000", "status": "queued"}),
+        ))
         .mount(&twilio)
         .await;
     let mut stack = Stack::new(0.0).await;
@@ -40,12 +42,17 @@ async fn a_delivery_reaches_students_in_three_zones_once_each_at_their_instant_w
         .await
         .unwrap();
     let token = session["access_token"].as_str().unwrap().to_owned();
-    let account: Uuid = session["user"]["account_id"].as_str().unwrap().parse().unwrap();
-    let group: Uuid = sqlx::query_scalar("insert into groups (account_id, name) values ($1, 'g') returning id")
-        .bind(account)
-        .fetch_one(&stack.db)
-        .await
+    let account: Uuid = session["user"]["account_id"]
+        .as_str()
+        .unwrap()
+        .parse()
         .unwrap();
+    let group: Uuid =
+        sqlx::query_scalar("insert into groups (account_id, name) values ($1, 'g') returning id")
+            .bind(account)
+            .fetch_one(&stack.db)
+            .await
+            .unwrap();
     for (index, zone) in ZONES.iter().enumerate() {
         sqlx::query("insert into students (group_id, name, phone, channel, timezone) values ($1, $2, $3, 'sms', $4)")
             .bind(group)
@@ -67,7 +74,8 @@ async fn a_delivery_reaches_students_in_three_zones_once_each_at_their_instant_w
         .json()
         .await
         .unwrap();
-    let start = (Utc::now() + chrono::Duration::seconds(4)).with_timezone(&chrono_tz::America::New_York);
+    let start =
+        (Utc::now() + chrono::Duration::seconds(4)).with_timezone(&chrono_tz::America::New_York);
     let created = client
         .post(format!("{api}/api/v1/deliveries"))
         .bearer_auth(&token)
@@ -80,15 +88,27 @@ async fn a_delivery_reaches_students_in_three_zones_once_each_at_their_instant_w
     assert_eq!(delivery["message_count"], 6);
 
     let sent_messages = || async {
-        sqlx::query_scalar::<_, i64>("select count(*) from effects where kind = 'message' and state = 'sent'")
-            .fetch_one(&stack.db)
-            .await
-            .unwrap()
+        sqlx::query_scalar::<_, i64>(
+            "select count(*) from effects where kind = 'message' and state = 'sent'",
+        )
+        .fetch_one(&stack.db)
+        .await
+        .unwrap()
     };
-    wait_until(Duration::from_secs(30), "all six messages sent", || async { sent_messages().await == 6 }).await;
+    wait_until(Duration::from_secs(30), "all six messages sent", || async {
+        sent_messages().await == 6
+    })
+    .await;
     let requests = twilio.received_requests().await.unwrap_or_default();
-    assert_eq!(requests.len(), 6, "each message was handed to Twilio exactly once");
-    let pairs: HashSet<String> = requests.iter().map(|r| String::from_utf8_lossy(&r.body).into_owned()).collect();
+    assert_eq!(
+        requests.len(),
+        6,
+        "each message was handed to Twilio exactly once"
+    );
+    let pairs: HashSet<String> = requests
+        .iter()
+        .map(|r| String::from_utf8_lossy(&r.body).into_owned())
+        .collect();
     assert_eq!(pairs.len(), 6, "no request repeated");
     // every send started at or after its planned instant, and promptly
     let timings: Vec<(DateTime<Utc>, DateTime<Utc>)> =
@@ -98,10 +118,16 @@ async fn a_delivery_reaches_students_in_three_zones_once_each_at_their_instant_w
             .unwrap();
     for (planned, started) in timings {
         let late = (started - planned).num_milliseconds();
-        assert!((0..3_000).contains(&late), "started {late} ms after its instant");
+        assert!(
+            (0..3_000).contains(&late),
+            "started {late} ms after its instant"
+        );
     }
     let done: Value = client
-        .get(format!("{api}/api/v1/deliveries/{}", delivery["id"].as_str().unwrap()))
+        .get(format!(
+            "{api}/api/v1/deliveries/{}",
+            delivery["id"].as_str().unwrap()
+        ))
         .bearer_auth(&token)
         .send()
         .await

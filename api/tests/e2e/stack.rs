@@ -147,10 +147,15 @@ impl Stack {
     }
 
     fn twilio_env(&self) -> Vec<(&'static str, String)> {
-        let Some(url) = &self.twilio_url else { return Vec::new() };
+        let Some(url) = &self.twilio_url else {
+            return Vec::new();
+        };
         vec![
             ("HERALD_TWILIO__BASE_URL", url.clone()),
-            ("HERALD_TWILIO__ACCOUNT_SID", format!("AC{}", "0".repeat(32))),
+            (
+                "HERALD_TWILIO__ACCOUNT_SID",
+                format!("AC{}", "0".repeat(32)),
+            ),
             ("HERALD_TWILIO__AUTH_TOKEN", "e2e-twilio-token".to_owned()),
             ("HERALD_TWILIO__SMS_FROM", "+15005550006".to_owned()),
             ("HERALD_TWILIO__SMS_PER_SECOND", "100".to_owned()),
