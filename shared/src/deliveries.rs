@@ -193,6 +193,14 @@ pub fn replan_held(
     replanned
 }
 
+/// A student moved from `old` to `new`: an unsent message keeps its wall-clock date and time,
+/// now read in the new zone (resolved by the single-time rule); one that would then be in the
+/// past is due at `now`.
+pub fn shift_zone(at: DateTime<Utc>, old: Tz, new: Tz, now: DateTime<Utc>) -> DateTime<Utc> {
+    let wall_clock = at.with_timezone(&old).naive_local();
+    time_rules::resolve_local(new, wall_clock).max(now)
+}
+
 #[cfg(test)]
 mod tests {
     use chrono_tz::{America, Asia, Australia, Europe};
@@ -374,6 +382,24 @@ mod tests {
                 utc("2026-06-02T03:30:02Z")
             ],
             "day 1 is sent now, day 2 at its time"
+        );
+    }
+
+    #[test]
+    fn a_new_zone_keeps_the_wall_clock_time() {
+        let at = utc("2026-06-01T13:00:00Z"); // 09:00 in New York
+        let moved = shift_zone(
+            at,
+            America::New_York,
+            Asia::Kolkata,
+            utc("2026-05-01T00:00:00Z"),
+        );
+        assert_eq!(moved, utc("2026-06-01T03:30:00Z"), "09:00 in Kolkata");
+        let now = utc("2026-06-01T05:00:00Z");
+        assert_eq!(
+            shift_zone(at, America::New_York, Asia::Kolkata, now),
+            now,
+            "already past: now"
         );
     }
 

@@ -535,3 +535,77 @@ async fn another_accounts_delivery_is_404_and_an_idempotency_key_creates_one_del
         .await;
     assert_field_error(bad_filter, "state").await;
 }
+
+#[tokio::test]
+async fn student_changes_apply_to_unsent_messages() {
+    let app = TestApp::spawn().await;
+    let ada = app.signup("ada@example.com").await;
+    let token = &ada.access_token;
+    let zones = [
+        ("Mover", "America/New_York", "sms"),
+        ("Leaver", "Asia/Kolkata", "sms"),
+        ("Gone", "Europe/London", "sms"),
+    ];
+    let (group_id, students) = group(&app, ada.account_id, &zones).await;
+    let course_id = course(&app, token, two_days()).await;
+    let (start_at, local) = start_in_a_week();
+    let delivery: Value = app
+        .post(
+            "/api/v1/deliveries",
+            &json!({"group_id": group_id, "course_id": course_id, "start_at": start_at}),
+            Some(token),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    let id = delivery["id"].as_str().unwrap();
+    let update = |student: Uuid, name: &str, phone: &str, zone: &str, subscribed: bool| {
+        app.request(Method::PUT, &format!("/api/v1/students/{student}"))
+            .bearer_auth(token)
+            .json(&json!({"name": name, "phone": phone, "channel": "sms", "timezone": zone, "subscribed": subscribed}))
+            .send()
+    };
+
+    // a new zone: the same 09:00, now in Tokyo
+    let moved = update(students[0], "Mover", "+14155550000", "Asia/Tokyo", true)
+        .await
+        .unwrap();
+    assert_eq!(moved.status(), StatusCode::OK);
+    let rows = messages(&app, token, id, &format!("&student_id={}", students[0])).await;
+    let day1: DateTime<Utc> = rows[0]["send_at"].as_str().unwrap().parse().unwrap();
+    let expected = chrono_tz::Asia::Tokyo
+        .from_local_datetime(&local)
+        .earliest()
+        .unwrap()
+        .with_timezone(&Utc);
+    assert_eq!(day1, expected);
+
+    // unsubscribed: every unsent message is skipped
+    update(students[1], "Leaver", "+14155550001", "Asia/Kolkata", false)
+        .await
+        .unwrap();
+    let rows = messages(&app, token, id, &format!("&student_id={}", students[1])).await;
+    assert!(rows.iter().all(|m| m["state"] == "canceled"), "{rows:?}");
+
+    // removed: skipped too, and the history stays
+    let removed = send(
+        &app,
+        Method::DELETE,
+        &format!("/api/v1/students/{}", students[2]),
+        token,
+    )
+    .await;
+    assert_eq!(removed.status(), StatusCode::NO_CONTENT);
+    let progress: Value = app
+        .get(&format!("/api/v1/deliveries/{id}"), Some(token))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        progress["progress"],
+        json!({"planned": 3, "canceled": 6}),
+        "{progress}"
+    );
+}

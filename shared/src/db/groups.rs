@@ -215,6 +215,22 @@ pub async fn upsert_students(
     })
 }
 
+/// The group's students with any of `phones`.
+pub async fn students_by_phone(
+    executor: impl PgExecutor<'_>,
+    group_id: Uuid,
+    phones: &[String],
+) -> Result<Vec<StudentRow>, sqlx::Error> {
+    sqlx::query_as(
+        "select id, group_id, name, phone, channel, timezone, subscribed, created_at, updated_at
+         from students where group_id = $1 and phone = any($2)",
+    )
+    .bind(group_id)
+    .bind(phones)
+    .fetch_all(executor)
+    .await
+}
+
 /// Which of `phones` the group already has.
 pub async fn existing_phones(
     executor: impl PgExecutor<'_>,

@@ -58,6 +58,10 @@ struct Args {
     /// Seconds between planning and the due instant (the workers must not see half a plan).
     #[arg(long, default_value_t = 2.0)]
     lead_secs: f64,
+    /// Spread the due instants evenly over this many seconds instead of one instant; below
+    /// the drain rate this measures pickup latency of steady traffic rather than queueing.
+    #[arg(long, default_value_t = 0.0)]
+    spread_secs: f64,
     /// Override jobs.toml `concurrency` of the email kind (per replica).
     #[arg(long)]
     concurrency: Option<usize>,
@@ -249,7 +253,13 @@ impl Bench {
 
         let started = Instant::now();
         let peaks = self
-            .sample_until_drained(&pool, &mut redis, args, due, idle_rss.len())
+            .sample_until_drained(
+                &pool,
+                &mut redis,
+                args,
+                due + chrono::Duration::milliseconds((args.spread_secs * 1000.0) as i64),
+                idle_rss.len(),
+            )
             .await?;
         let wall = started.elapsed();
         let cpu = CpuUse::now(&pool, &mut redis, &pids)
@@ -694,7 +704,8 @@ async fn plan(
              select $1, 'email', $5, 'bench-' || g,
                     jsonb_build_object('to', 'bench-' || g || '@example.com',
                                        'subject', 'bench ' || g, 'text', 'hello'),
-                    $2, $2
+                    $2 + make_interval(secs => $6 * (g - 1)::float8 / $7),
+                    $2 + make_interval(secs => $6 * (g - 1)::float8 / $7)
              from generate_series($3::bigint, $4::bigint) g",
         )
         .bind(account)
@@ -702,6 +713,8 @@ async fn plan(
         .bind(from)
         .bind(to)
         .bind(queue)
+        .bind(args.spread_secs)
+        .bind(args.effects as f64)
         .execute(&mut *tx)
         .await
         .context("plan effects")?;

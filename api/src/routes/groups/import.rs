@@ -84,10 +84,23 @@ async fn import_students(
         errors: rows.errors,
     };
     if !rows.students.is_empty() {
+        let phones: Vec<String> = rows.students.iter().map(|s| s.phone.clone()).collect();
+        let before = db::students_by_phone(&mut *tx, group_id, &phones)
+            .await
+            .map_err(ApiError::from)?;
         let done = db::upsert_students(&mut tx, group_id, &rows.students)
             .await
             .map_err(ApiError::from)?;
         (out.created, out.updated) = (done.created, done.updated);
+        // an updated time zone moves the student's unsent messages, as a PUT would
+        let after = db::students_by_phone(&mut *tx, group_id, &phones)
+            .await
+            .map_err(ApiError::from)?;
+        for old in &before {
+            if let Some(new) = after.iter().find(|new| new.id == old.id) {
+                super::changes::apply(&mut tx, old, new).await?;
+            }
+        }
     }
     tx.commit().await.map_err(ApiError::from)?;
     Ok(Json(out))

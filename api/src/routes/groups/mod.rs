@@ -2,6 +2,7 @@
 //! have their own routes in `students` (one by one or many at once) and `import` (CSV, read
 //! by `csv_body` and `csv_rows`); `fields` holds the checks all ways of adding one share.
 
+pub mod changes;
 pub mod csv_body;
 pub mod csv_rows;
 pub mod fields;

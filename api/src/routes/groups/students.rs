@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
+use herald_shared::db::deliveries;
 use herald_shared::db::groups as db;
 use herald_shared::db::on_unique_violation;
 use serde::{Deserialize, Serialize};
@@ -14,6 +15,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
+use super::changes;
 use super::fields::{self, StudentIn, StudentOut, StudentUpdate};
 use super::parse_group_id;
 use crate::error::{ApiError, FieldErrors, Problem};
@@ -251,7 +253,8 @@ async fn get_student(
 
 /// Replaces a student's name, phone, channel, time zone and subscription (`country` only
 /// helps read a national phone). A phone another student of the group has answers 409
-/// `student_exists`.
+/// `student_exists`. Unsent course messages follow: unsubscribing skips them, a new time zone
+/// moves them to the same local time in it, a new phone or channel is used from the next one.
 #[utoipa::path(put, path = "/api/v1/students/{id}", tag = "groups", operation_id = "v1.students.update",
     security(("bearer" = [])), params(("id" = Uuid, Path)), request_body = StudentUpdate,
     responses((status = 200, body = StudentOut),
@@ -272,17 +275,18 @@ async fn update_student(
         return Err(ApiError::Validation(Vec::new()));
     };
     let mut tx = state.db.begin().await?;
-    db::lock_student(&mut tx, auth.account_id, id)
+    let before = db::lock_student(&mut tx, auth.account_id, id)
         .await?
         .ok_or(ApiError::NotFound("student"))?;
     let updated = db::update_student(&mut *tx, id, &student).await;
     let row = on_unique_violation(updated, UNIQUE_PHONE)?
         .ok_or_else(|| student_exists(&student.phone))?;
+    changes::apply(&mut tx, &before, &row).await?;
     tx.commit().await?;
     Ok(Json(row.into()))
 }
 
-/// Removes a student from the group.
+/// Removes a student from the group; their unsent messages are skipped (canceled).
 #[utoipa::path(delete, path = "/api/v1/students/{id}", tag = "groups", operation_id = "v1.students.delete",
     security(("bearer" = [])), params(("id" = Uuid, Path)),
     responses((status = 204), (status = 404, body = Problem, content_type = "application/problem+json")))]
@@ -296,6 +300,7 @@ async fn delete_student(
     db::lock_student(&mut tx, auth.account_id, id)
         .await?
         .ok_or(ApiError::NotFound("student"))?;
+    deliveries::skip_unsent_for_students(&mut *tx, &[id], "student removed").await?;
     db::delete_student(&mut *tx, id).await?;
     tx.commit().await?;
     Ok(StatusCode::NO_CONTENT)
