@@ -4,6 +4,8 @@
 //! One process runs: a dispatcher, one supervised apalis worker per queue, the recovery
 //! sweep and a small health/metrics HTTP server. Run as many replicas as needed.
 
+/// Helpers for the benchmark binaries in `src/bin/` (not used by the worker).
+pub mod bench;
 pub mod context;
 pub mod dispatcher;
 pub mod health;

@@ -23,10 +23,13 @@ use chrono::{DateTime, Utc};
 use clap::Parser;
 use herald_shared::effects::EffectKind;
 use herald_shared::jobs_config::{DEFAULT_JOBS, JobsConfig};
+use herald_worker::bench::{
+    CpuUse, delete_keys, drop_database, free_port, get_ok, mib_list, redis_connection, rss_kib,
+    stop,
+};
 use redis::aio::ConnectionManager;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{Connection as _, PgConnection, PgPool};
-use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use uuid::Uuid;
 
 /// Rows per INSERT when planning: big enough to be cheap, small enough that one statement
@@ -206,8 +209,11 @@ impl Bench {
         self.pool = Some(pool);
         std::fs::create_dir_all(&self.scratch)
             .with_context(|| format!("create {}", self.scratch.display()))?;
-        std::fs::write(&self.jobs_file, jobs_toml(args)?)
-            .with_context(|| format!("write {}", self.jobs_file.display()))?;
+        std::fs::write(
+            &self.jobs_file,
+            herald_worker::bench::jobs_toml(EffectKind::Email, args.concurrency, args.window)?,
+        )
+        .with_context(|| format!("write {}", self.jobs_file.display()))?;
         Ok(())
     }
 
@@ -236,7 +242,7 @@ impl Bench {
             .collect::<anyhow::Result<_>>()?;
 
         let pids: Vec<u32> = self.workers.iter().map(Child::id).collect();
-        let cpu_before = CpuUse::now(&pool, &mut redis, &pids).await?;
+        let cpu_before = CpuUse::now(&pool, &mut redis, &pids, BENCH_APP).await?;
         let (due, plan_time, committed) = plan(&pool, account, &self.queue, args).await?;
         let slack = (due - committed).num_milliseconds();
         eprintln!(
@@ -262,7 +268,7 @@ impl Bench {
             )
             .await?;
         let wall = started.elapsed();
-        let cpu = CpuUse::now(&pool, &mut redis, &pids)
+        let cpu = CpuUse::now(&pool, &mut redis, &pids, BENCH_APP)
             .await?
             .since(&cpu_before);
 
@@ -344,10 +350,10 @@ impl Bench {
         writeln!(
             out,
             "CPU from planning to drained: workers {:.2} s, their PostgreSQL backends {:.2} s, Redis server (all clients) {:.2} s = {:.3} ms per effect",
-            cpu.workers,
+            cpu.processes,
             cpu.postgres,
             cpu.redis,
-            (cpu.workers + cpu.postgres + cpu.redis) * 1000.0 / n,
+            (cpu.processes + cpu.postgres + cpu.redis) * 1000.0 / n,
         )?;
         let states: Vec<String> = states.iter().map(|(s, c)| format!("{s} {c}")).collect();
         writeln!(
@@ -429,7 +435,7 @@ impl Bench {
                     self.scratch.join(format!("worker-{i}.log")).display()
                 );
             }
-            if healthz_ok(port).await {
+            if get_ok(port, "/healthz").await {
                 return Ok(());
             }
             if Instant::now() > deadline {
@@ -550,140 +556,6 @@ impl Bench {
     }
 }
 
-/// CPU seconds (user + system) used so far by the workers, the PostgreSQL backends serving
-/// them and the Redis server (all of it: other clients of the same Redis count too).
-#[derive(Debug, Default, Clone)]
-struct CpuUse {
-    workers: f64,
-    /// Per backend pid, so backends that connect later count from zero.
-    backends: Vec<(u32, f64)>,
-    postgres: f64,
-    redis: f64,
-}
-
-impl CpuUse {
-    async fn now(
-        pool: &PgPool,
-        redis: &mut ConnectionManager,
-        workers: &[u32],
-    ) -> anyhow::Result<Self> {
-        let ticks = clock_ticks();
-        let pids: Vec<i32> = sqlx::query_scalar(
-            "select pid from pg_stat_activity
-             where datname = current_database() and application_name <> $1",
-        )
-        .bind(BENCH_APP)
-        .fetch_all(pool)
-        .await?;
-        let backends: Vec<(u32, f64)> = pids
-            .into_iter()
-            .filter_map(|pid| u32::try_from(pid).ok())
-            .filter_map(|pid| cpu_ticks(pid).map(|t| (pid, t as f64 / ticks)))
-            .collect();
-        let info: String = redis::cmd("INFO").arg("cpu").query_async(redis).await?;
-        let redis_secs = info
-            .lines()
-            .filter_map(|line| {
-                let (key, value) = line.trim().split_once(':')?;
-                matches!(key, "used_cpu_sys" | "used_cpu_user")
-                    .then(|| value.parse::<f64>().ok())
-                    .flatten()
-            })
-            .sum();
-        Ok(Self {
-            workers: workers
-                .iter()
-                .filter_map(|pid| cpu_ticks(*pid))
-                .map(|t| t as f64 / ticks)
-                .sum(),
-            postgres: backends.iter().map(|(_, secs)| secs).sum(),
-            backends,
-            redis: redis_secs,
-        })
-    }
-
-    fn since(&self, before: &Self) -> Self {
-        let postgres = self
-            .backends
-            .iter()
-            .map(|(pid, secs)| {
-                let earlier = before
-                    .backends
-                    .iter()
-                    .find(|(p, _)| p == pid)
-                    .map_or(0.0, |(_, s)| *s);
-                secs - earlier
-            })
-            .sum();
-        Self {
-            workers: self.workers - before.workers,
-            backends: Vec::new(),
-            postgres,
-            redis: self.redis - before.redis,
-        }
-    }
-}
-
-/// utime + stime of a process in clock ticks (`/proc/<pid>/stat` fields 14 and 15).
-fn cpu_ticks(pid: u32) -> Option<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The command name may contain spaces; the fields that follow it do not.
-    let (_, rest) = stat.rsplit_once(')')?;
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let utime: u64 = fields.get(11)?.parse().ok()?;
-    let stime: u64 = fields.get(12)?.parse().ok()?;
-    Some(utime + stime)
-}
-
-/// Clock ticks per second for `/proc` times (`getconf CLK_TCK`; 100 on Linux in practice).
-fn clock_ticks() -> f64 {
-    Command::new("getconf")
-        .arg("CLK_TCK")
-        .output()
-        .ok()
-        .and_then(|out| String::from_utf8(out.stdout).ok())
-        .and_then(|text| text.trim().parse().ok())
-        .unwrap_or(100.0)
-}
-
-/// The committed jobs.toml, every kind written out in full, with the command-line
-/// overrides applied to the email kind.
-fn jobs_toml(args: &Args) -> anyhow::Result<String> {
-    let committed = JobsConfig::parse(DEFAULT_JOBS)?;
-    // Every kind must have a section, or the workers refuse the file.
-    let mut text = String::from("[defaults]\n");
-    for job in committed.all() {
-        let (concurrency, window) = if job.kind == EffectKind::Email {
-            (
-                args.concurrency.unwrap_or(job.concurrency),
-                args.window.unwrap_or(job.window),
-            )
-        } else {
-            (job.concurrency, job.window)
-        };
-        let schedule: Vec<String> = job
-            .retry_schedule
-            .iter()
-            .map(|delay| delay.as_secs().to_string())
-            .collect();
-        write!(
-            text,
-            "\n[job.{}]\nqueue = \"{}\"\nmax_attempts = {}\nretry_schedule_secs = [{}]\ntimeout_secs = {}\nconcurrency = {concurrency}\nwindow = {window}\n",
-            job.kind,
-            job.queue,
-            job.max_attempts,
-            schedule.join(", "),
-            job.timeout.as_secs(),
-        )?;
-        if let Some(limit) = job.rate_limit {
-            writeln!(text, "rate_limit = {{ per_second = {} }}", limit.per_second)?;
-        }
-    }
-    // Fail here, not in every worker, when an override is out of range.
-    JobsConfig::parse(&text).context("the generated jobs.toml")?;
-    Ok(text)
-}
-
 /// Plans every effect due at one instant `--lead-secs` from now; returns the instant, how
 /// long planning took and when it committed.
 async fn plan(
@@ -726,119 +598,4 @@ async fn plan(
     // Fresh statistics, so the workers' queries are planned for the table as it now is.
     sqlx::query("analyze effects").execute(pool).await?;
     Ok((due, planned, committed))
-}
-
-async fn redis_connection(url: &str) -> anyhow::Result<ConnectionManager> {
-    let client = redis::Client::open(url)?;
-    let config = redis::aio::ConnectionManagerConfig::new()
-        .set_response_timeout(Some(Duration::from_secs(5)))
-        .set_connection_timeout(Some(Duration::from_secs(5)));
-    Ok(client.get_connection_manager_with_config(config).await?)
-}
-
-fn free_port() -> anyhow::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
-}
-
-/// One `GET /healthz` over HTTP/1.0; true on a 200.
-async fn healthz_ok(port: u16) -> bool {
-    let attempt = async {
-        let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
-        stream
-            .write_all(b"GET /healthz HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
-            .await?;
-        let mut response = Vec::new();
-        stream.read_to_end(&mut response).await?;
-        Ok::<_, std::io::Error>(response)
-    };
-    match tokio::time::timeout(Duration::from_secs(2), attempt).await {
-        Ok(Ok(response)) => {
-            let status_line = response.split(|b| *b == b'\n').next().unwrap_or_default();
-            String::from_utf8_lossy(status_line).contains(" 200 ")
-        }
-        _ => false,
-    }
-}
-
-/// Resident memory of a process, in KiB (`VmRSS` in `/proc/<pid>/status`).
-fn rss_kib(pid: u32) -> anyhow::Result<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .with_context(|| format!("read /proc/{pid}/status"))?;
-    status
-        .lines()
-        .find_map(|line| line.strip_prefix("VmRSS:"))
-        .and_then(|rest| rest.split_whitespace().next())
-        .and_then(|kib| kib.parse().ok())
-        .with_context(|| format!("no VmRSS in /proc/{pid}/status"))
-}
-
-/// Per-replica MiB, `a / b` for several replicas.
-fn mib_list(kib: &[u64]) -> String {
-    kib.iter()
-        .map(|k| format!("{:.1}", *k as f64 / 1024.0))
-        .collect::<Vec<_>>()
-        .join(" / ")
-}
-
-/// SIGTERM (the worker's graceful shutdown), then SIGKILL if it is still running after
-/// its 25 s shutdown timeout and some slack.
-async fn stop(child: &mut Child) -> anyhow::Result<()> {
-    if child.try_wait()?.is_some() {
-        return Ok(());
-    }
-    let status = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .context("run kill")?;
-    if !status.success() {
-        bail!("kill -TERM failed: {status}");
-    }
-    let deadline = Instant::now() + Duration::from_secs(40);
-    while Instant::now() < deadline {
-        if child.try_wait()?.is_some() {
-            return Ok(());
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    child.kill()?;
-    child.wait()?;
-    bail!("did not stop within 40 s of SIGTERM; killed")
-}
-
-async fn drop_database(admin_url: &str, db_name: &str) -> anyhow::Result<()> {
-    let mut admin = PgConnection::connect(admin_url).await?;
-    sqlx::query(&format!("drop database if exists {db_name} with (force)"))
-        .execute(&mut admin)
-        .await?;
-    admin.close().await?;
-    Ok(())
-}
-
-/// Deletes every key under the run's prefix (task data and metadata of every effect).
-async fn delete_keys(redis_url: &str, prefix: &str) -> anyhow::Result<()> {
-    let mut conn = redis_connection(redis_url).await?;
-    let pattern = format!("{prefix}*");
-    let mut cursor: u64 = 0;
-    loop {
-        let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
-            .arg(cursor)
-            .arg("MATCH")
-            .arg(&pattern)
-            .arg("COUNT")
-            .arg(1000)
-            .query_async(&mut conn)
-            .await?;
-        if !keys.is_empty() {
-            let () = redis::cmd("UNLINK")
-                .arg(&keys)
-                .query_async(&mut conn)
-                .await?;
-        }
-        if next == 0 {
-            return Ok(());
-        }
-        cursor = next;
-    }
 }
