@@ -27,14 +27,14 @@ ensure_smtp_standin() {
 }
 
 # Prism (the contract stand-in for providers' HTTP APIs, see ../shared/notes/provider-standins.md),
-# pinned; skipped when that version is already installed.
-PRISM_VERSION=5.16.0
+# pinned by scripts/prism/package-lock.json; reinstalled only when the lockfile changes.
 ensure_prism() {
-  local installed
-  installed=$(node -p "require('./.standins/prism/node_modules/@stoplight/prism-cli/package.json').version" 2>/dev/null || true)
-  if [ "$installed" != "$PRISM_VERSION" ]; then
-    echo "installing Prism $PRISM_VERSION into .standins/prism"
-    SCARF_ANALYTICS=false npm install --prefix .standins/prism "@stoplight/prism-cli@$PRISM_VERSION" --no-audit --no-fund >/dev/null
+  if [ ! -x .standins/prism/node_modules/.bin/prism ] ||
+    ! cmp -s scripts/prism/package-lock.json .standins/prism/package-lock.json; then
+    echo "installing Prism into .standins/prism (npm ci)"
+    mkdir -p .standins/prism
+    cp scripts/prism/package.json scripts/prism/package-lock.json .standins/prism/
+    SCARF_ANALYTICS=false npm ci --prefix .standins/prism --no-audit --no-fund >/dev/null
   fi
 }
 
