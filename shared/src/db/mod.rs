@@ -8,10 +8,12 @@
 pub mod courses;
 pub mod deliveries;
 pub mod delivery_messages;
+pub mod delivery_reports;
 pub mod effects;
 pub mod groups;
 pub mod idempotency;
 pub mod sessions;
+pub mod student_messages;
 pub mod twilio_events;
 pub mod user_tokens;
 pub mod users;

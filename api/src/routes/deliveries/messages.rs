@@ -5,7 +5,8 @@ use axum::extract::{Path, State};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{DateTime, Utc};
-use herald_shared::db::deliveries::{self as db, AnswerRow, MessageRow};
+use herald_shared::db::deliveries as db;
+use herald_shared::db::delivery_reports::{self as reports, AnswerRow, MessageRow};
 use herald_shared::effects::EffectState;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -134,7 +135,8 @@ async fn list_messages(
     db::get(&state.db, auth.account_id, id)
         .await?
         .ok_or(ApiError::NotFound("delivery"))?;
-    let mut rows = db::messages(&state.db, id, state_filter, student, after, limit + 1).await?;
+    let mut rows =
+        reports::messages(&state.db, id, state_filter, student, after, limit + 1).await?;
     let next_cursor = if rows.len() as i64 > limit {
         rows.truncate(usize::try_from(limit).unwrap_or(50));
         rows.last()
@@ -225,7 +227,7 @@ async fn list_answers(
     db::get(&state.db, auth.account_id, id)
         .await?
         .ok_or(ApiError::NotFound("delivery"))?;
-    let rows = db::answers(&state.db, id, page.after, page.fetch_limit()).await?;
+    let rows = reports::answers(&state.db, id, page.after, page.fetch_limit()).await?;
     let (rows, next_cursor) = page.finish(rows, |row| (row.received_at, row.id));
     Ok(Json(AnswerPage {
         items: rows.into_iter().map(Into::into).collect(),

@@ -5,8 +5,8 @@
 
 use chrono::Utc;
 use chrono_tz::Tz;
-use herald_shared::db::deliveries;
 use herald_shared::db::groups::StudentRow;
+use herald_shared::db::student_messages;
 use herald_shared::deliveries::shift_zone;
 use sqlx::PgConnection;
 
@@ -19,7 +19,7 @@ pub async fn apply(
     after: &StudentRow,
 ) -> Result<(), ApiError> {
     if before.subscribed && !after.subscribed {
-        deliveries::skip_unsent_for_students(&mut *conn, &[after.id], "student unsubscribed")
+        student_messages::skip_unsent_for_students(&mut *conn, &[after.id], "student unsubscribed")
             .await?;
         return Ok(());
     }
@@ -27,7 +27,7 @@ pub async fn apply(
         && let (Ok(old), Ok(new)) = (before.timezone.parse::<Tz>(), after.timezone.parse::<Tz>())
     {
         let now = Utc::now();
-        let moved: Vec<_> = deliveries::unsent_on_own_clock(&mut *conn, after.id)
+        let moved: Vec<_> = student_messages::unsent_on_own_clock(&mut *conn, after.id)
             .await?
             .into_iter()
             .map(|message| {
@@ -37,7 +37,7 @@ pub async fn apply(
                 )
             })
             .collect();
-        deliveries::move_unsent(conn, &moved).await?;
+        student_messages::move_unsent(conn, &moved).await?;
     }
     Ok(())
 }

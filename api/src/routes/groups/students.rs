@@ -6,9 +6,9 @@ use std::collections::HashMap;
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use herald_shared::db::deliveries;
 use herald_shared::db::groups as db;
 use herald_shared::db::on_unique_violation;
+use herald_shared::db::student_messages;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
@@ -300,7 +300,7 @@ async fn delete_student(
     db::lock_student(&mut tx, auth.account_id, id)
         .await?
         .ok_or(ApiError::NotFound("student"))?;
-    deliveries::skip_unsent_for_students(&mut *tx, &[id], "student removed").await?;
+    student_messages::skip_unsent_for_students(&mut *tx, &[id], "student removed").await?;
     db::delete_student(&mut *tx, id).await?;
     tx.commit().await?;
     Ok(StatusCode::NO_CONTENT)

@@ -10,7 +10,7 @@ use axum::extract::{OriginalUri, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use herald_shared::courses;
-use herald_shared::db::{deliveries, twilio_events};
+use herald_shared::db::{student_messages, twilio_events};
 use secrecy::ExposeSecret;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -93,8 +93,12 @@ async fn inbound_message(
     let mut tx = state.db.begin().await?;
     if STOP_WORDS.contains(&keyword.as_str()) {
         let students = twilio_events::set_subscribed(&mut *tx, &phone, false).await?;
-        deliveries::skip_unsent_for_students(&mut *tx, &students, "student unsubscribed (STOP)")
-            .await?;
+        student_messages::skip_unsent_for_students(
+            &mut *tx,
+            &students,
+            "student unsubscribed (STOP)",
+        )
+        .await?;
         tracing::info!(students = students.len(), "opt-out keyword received");
     } else if START_WORDS.contains(&keyword.as_str()) {
         let students = twilio_events::set_subscribed(&mut *tx, &phone, true).await?;

@@ -1,0 +1,79 @@
+//! A student's unsent course messages, when the student changes: unsubscribing or removal
+//! skips them, a new time zone moves them.
+
+use chrono::{DateTime, Utc};
+use sqlx::{FromRow, PgConnection, PgExecutor};
+use uuid::Uuid;
+
+/// Rows per bulk update statement.
+const CHUNK: usize = 5_000;
+
+/// Skips (cancels) every unsent message of these students: they unsubscribed or were
+/// removed. A message already `sending` is in the provider's hands and is left alone.
+pub async fn skip_unsent_for_students(
+    executor: impl PgExecutor<'_>,
+    student_ids: &[Uuid],
+    reason: &str,
+) -> Result<u64, sqlx::Error> {
+    let done = sqlx::query(
+        "update effects e set state = 'canceled', last_error = $2, finished_at = now()
+         from delivery_messages m
+         where m.effect_id = e.id and m.student_id = any($1)
+           and e.state in ('planned', 'queued', 'retrying', 'held')",
+    )
+    .bind(student_ids)
+    .bind(reason)
+    .execute(executor)
+    .await?;
+    Ok(done.rows_affected())
+}
+
+/// An unsent message of a student whose delivery follows the student's own clock.
+#[derive(Debug, Clone, FromRow)]
+pub struct UnsentMessage {
+    pub effect_id: Uuid,
+    pub next_attempt_at: DateTime<Utc>,
+}
+
+/// The student's messages not yet handed over (`planned`, `queued`, `retrying`) in
+/// deliveries without a fixed zone: the ones a new time zone moves. (`held` messages are
+/// re-planned on resume, in the zone the student has then.)
+pub async fn unsent_on_own_clock(
+    executor: impl PgExecutor<'_>,
+    student_id: Uuid,
+) -> Result<Vec<UnsentMessage>, sqlx::Error> {
+    sqlx::query_as(
+        "select e.id as effect_id, e.next_attempt_at
+         from delivery_messages m
+         join deliveries d on d.id = m.delivery_id
+         join effects e on e.id = m.effect_id
+         where m.student_id = $1 and d.timezone is null
+           and e.state in ('planned', 'queued', 'retrying')",
+    )
+    .bind(student_id)
+    .fetch_all(executor)
+    .await
+}
+
+/// Moves unsent messages to new instants. A `queued` one goes back to `planned`: its Redis
+/// copy then finds it no longer queued and does nothing.
+pub async fn move_unsent(
+    conn: &mut PgConnection,
+    plan: &[(Uuid, DateTime<Utc>)],
+) -> Result<(), sqlx::Error> {
+    for chunk in plan.chunks(CHUNK) {
+        let ids: Vec<Uuid> = chunk.iter().map(|(id, _)| *id).collect();
+        let ats: Vec<DateTime<Utc>> = chunk.iter().map(|(_, at)| *at).collect();
+        sqlx::query(
+            "update effects e set state = case when e.state = 'queued' then 'planned' else e.state end,
+                 next_attempt_at = p.at
+             from unnest($1::uuid[], $2::timestamptz[]) as p(id, at)
+             where e.id = p.id and e.state in ('planned', 'queued', 'retrying')",
+        )
+        .bind(&ids)
+        .bind(&ats)
+        .execute(&mut *conn)
+        .await?;
+    }
+    Ok(())
+}
