@@ -96,6 +96,7 @@ pub struct WorkerConfig {
     pub stuck_sending_grace_secs: u64,
     pub sweep_interval_secs: u64,
     pub redis_task_retention_secs: u64,
+    pub retention_days: u32,
     pub shutdown_timeout_secs: u64,
     pub replica_name: String,
 }

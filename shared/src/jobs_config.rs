@@ -20,6 +20,8 @@ struct RawJobs {
     defaults: RawJob,
     #[serde(default)]
     job: BTreeMap<String, RawJob>,
+    #[serde(default)]
+    cron: BTreeMap<String, crate::triggers::RawTrigger>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -82,6 +84,7 @@ impl JobSettings {
 #[derive(Debug, Clone)]
 pub struct JobsConfig {
     kinds: BTreeMap<EffectKind, JobSettings>,
+    triggers: Vec<crate::triggers::CronTrigger>,
 }
 
 impl JobsConfig {
@@ -164,7 +167,8 @@ impl JobsConfig {
                 });
             }
         }
-        Ok(Self { kinds })
+        let triggers = crate::triggers::parse(&raw.cron)?;
+        Ok(Self { kinds, triggers })
     }
 
     /// Reads the file named by `HERALD_JOBS` if set, else the embedded `jobs.toml`.
@@ -184,6 +188,17 @@ impl JobsConfig {
     /// The settings of one kind (every kind is present after `parse`).
     pub fn get(&self, kind: EffectKind) -> &JobSettings {
         &self.kinds[&kind]
+    }
+
+    /// The cron triggers.
+    pub fn triggers(&self) -> &[crate::triggers::CronTrigger] {
+        &self.triggers
+    }
+
+    /// Replaces the cron triggers; for tests and benchmarks.
+    pub fn with_triggers(mut self, triggers: Vec<crate::triggers::CronTrigger>) -> Self {
+        self.triggers = triggers;
+        self
     }
 
     /// Every kind's settings.

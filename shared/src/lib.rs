@@ -4,6 +4,8 @@
 pub mod config;
 /// Course content rules: grading, message rendering, channel limits.
 pub mod courses;
+/// Cron expressions (crontab(5)) and their fire instants under the DST rules.
+pub mod cron;
 /// PostgreSQL pool, migrations and queries.
 pub mod db;
 /// Planning course deliveries: each message's instant per student.
@@ -27,3 +29,5 @@ pub mod telemetry;
 pub mod testing;
 /// Local-time resolution (DST gaps and repeats) for deliveries and cron.
 pub mod time_rules;
+/// Cron triggers from jobs.toml (`[cron.<name>]`).
+pub mod triggers;

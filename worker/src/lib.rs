@@ -7,8 +7,10 @@
 /// Helpers for the benchmark binaries in `src/bin/` (not used by the worker).
 pub mod bench;
 pub mod context;
+pub mod cron;
 pub mod dispatcher;
 pub mod health;
+pub mod housekeeping;
 pub mod jobs;
 pub mod queue;
 pub mod rate_limit;
@@ -82,6 +84,7 @@ pub async fn run(
     }
     tasks.spawn(dispatcher::run(ctx.clone(), stop_rx.clone()));
     tasks.spawn(sweep::run(ctx.clone(), stop_rx.clone()));
+    tasks.spawn(cron::run(ctx.clone(), stop_rx.clone()));
     let health = tokio::spawn({
         let router = health::router(ctx.clone());
         let mut stop = stop_rx.clone();

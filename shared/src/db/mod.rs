@@ -6,6 +6,7 @@
 //! so building Herald needs no database.
 
 pub mod courses;
+pub mod cron_fires;
 pub mod deliveries;
 pub mod delivery_messages;
 pub mod delivery_reports;

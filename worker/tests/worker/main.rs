@@ -9,6 +9,7 @@
     reason = "a test fails loudly on any error"
 )]
 
+mod cron;
 mod delivery;
 mod dispatch;
 mod helpers;

@@ -1,0 +1,99 @@
+//! Queries on `cron_fires`: recording fires (once, whoever comes first), claiming due ones,
+//! and recording their outcome.
+
+use chrono::{DateTime, Utc};
+use sqlx::{FromRow, PgExecutor};
+use uuid::Uuid;
+
+/// The latest fire recorded for a trigger, whatever its state.
+pub async fn last_fire(
+    executor: impl PgExecutor<'_>,
+    trigger: &str,
+) -> Result<Option<DateTime<Utc>>, sqlx::Error> {
+    sqlx::query_scalar("select max(fire_at) from cron_fires where trigger = $1")
+        .bind(trigger)
+        .fetch_one(executor)
+        .await
+}
+
+/// Records fires; ones already recorded (by another replica) are left alone.
+pub async fn record(
+    executor: impl PgExecutor<'_>,
+    trigger: &str,
+    fires: &[DateTime<Utc>],
+    state: &str,
+) -> Result<u64, sqlx::Error> {
+    let done = sqlx::query(
+        "insert into cron_fires (trigger, fire_at, state, finished_at)
+         select $1, f, $3, case when $3 = 'missed' then now() end from unnest($2::timestamptz[]) as f
+         on conflict on constraint cron_fires_once do nothing",
+    )
+    .bind(trigger)
+    .bind(fires)
+    .bind(state)
+    .execute(executor)
+    .await?;
+    Ok(done.rows_affected())
+}
+
+/// A fire this replica claimed.
+#[derive(Debug, Clone, FromRow)]
+pub struct Claimed {
+    pub id: Uuid,
+    pub trigger: String,
+    pub fire_at: DateTime<Utc>,
+}
+
+/// Claims every due fire of `triggers` for this replica (`skip locked`: a fire another
+/// replica is claiming is skipped).
+pub async fn claim_due(
+    executor: impl PgExecutor<'_>,
+    triggers: &[String],
+    runner: &str,
+) -> Result<Vec<Claimed>, sqlx::Error> {
+    sqlx::query_as(
+        "update cron_fires set state = 'running', runs = runs + 1, runner = $2, started_at = now()
+         where id in (
+             select id from cron_fires
+             where state = 'planned' and fire_at <= now() and trigger = any($1)
+             order by fire_at
+             for update skip locked)
+         returning id, trigger, fire_at",
+    )
+    .bind(triggers)
+    .bind(runner)
+    .fetch_all(executor)
+    .await
+}
+
+/// Records how a claimed fire ended: `done`, `failed` (with the error) or `missed`.
+pub async fn finish(
+    executor: impl PgExecutor<'_>,
+    id: Uuid,
+    state: &str,
+    error: Option<&str>,
+) -> Result<(), sqlx::Error> {
+    sqlx::query("update cron_fires set state = $2, error = $3, finished_at = now() where id = $1 and state = 'running'")
+        .bind(id)
+        .bind(state)
+        .bind(error)
+        .execute(executor)
+        .await?;
+    Ok(())
+}
+
+/// Fires claimed by a replica that died before finishing them go back to `planned` (they are
+/// re-run, or recorded `missed` if now too late).
+pub async fn release_stale(
+    executor: impl PgExecutor<'_>,
+    older_than_secs: f64,
+) -> Result<u64, sqlx::Error> {
+    let done = sqlx::query(
+        "update cron_fires set state = 'planned'
+         where state = 'running' and started_at < now() - make_interval(secs => $1)",
+    )
+    .bind(older_than_secs)
+    .execute(executor)
+    .await?;
+    Ok(done.rows_affected())
+}

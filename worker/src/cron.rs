@@ -1,0 +1,129 @@
+//! The cron runner, in every replica: records each trigger's fires as rows (unique per
+//! trigger and instant, so whoever records first wins and the rest do nothing), claims the due
+//! ones with `skip locked`, and runs them — so N replicas run each fire once. It sleeps until
+//! the next fire instant (computed by `herald_shared::cron` with DESIGN.md's DST rules).
+//!
+//! Catch-up: after downtime, the fires since the trigger's last recorded one are recorded too;
+//! those at most `catch_up` late run, older ones are recorded `missed` (at most
+//! `MAX_BACKFILL` per trigger and pass). A trigger with no history starts from now.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use herald_shared::db::cron_fires;
+use herald_shared::triggers::{CronJob, CronTrigger};
+use tokio::sync::watch;
+
+use crate::context::WorkerContext;
+
+/// Most fires recorded per trigger in one pass (a per-second trigger after a day's downtime
+/// would otherwise write 86,400 `missed` rows).
+const MAX_BACKFILL: usize = 1_000;
+/// Longest sleep between passes, so a changed clock or a lost wake-up heals.
+const MAX_SLEEP: Duration = Duration::from_secs(30);
+/// A fire `running` this long was claimed by a replica that died; it is released.
+const STALE_RUNNING_SECS: f64 = 600.0;
+
+/// Runs until `shutdown` turns true.
+pub async fn run(ctx: WorkerContext, mut shutdown: watch::Receiver<bool>) {
+    let triggers: Vec<CronTrigger> = ctx.jobs.triggers().to_vec();
+    if triggers.is_empty() {
+        return;
+    }
+    let names: Vec<String> = triggers.iter().map(|t| t.name.clone()).collect();
+    loop {
+        if let Err(err) = pass(&ctx, &triggers, &names).await {
+            tracing::error!(error = %err, "cron pass failed");
+        }
+        let now = Utc::now();
+        let next = triggers
+            .iter()
+            .filter_map(|t| t.schedule.next_after(t.zone, now))
+            .min();
+        let wait = next
+            .and_then(|at| (at - Utc::now()).to_std().ok())
+            .unwrap_or_default()
+            .min(MAX_SLEEP);
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = crate::context::stopped(&mut shutdown) => return,
+        }
+    }
+}
+
+/// Records due fires, then claims and runs them.
+pub async fn pass(
+    ctx: &WorkerContext,
+    triggers: &[CronTrigger],
+    names: &[String],
+) -> anyhow::Result<()> {
+    let now = Utc::now();
+    for trigger in triggers {
+        record_due(ctx, trigger, now).await?;
+    }
+    cron_fires::release_stale(&ctx.db, STALE_RUNNING_SECS).await?;
+    for fire in cron_fires::claim_due(&ctx.db, names, &ctx.replica).await? {
+        let Some(trigger) = triggers.iter().find(|t| t.name == fire.trigger) else {
+            continue;
+        };
+        let late = (Utc::now() - fire.fire_at).to_std().unwrap_or_default();
+        if late > trigger.catch_up {
+            cron_fires::finish(&ctx.db, fire.id, "missed", None).await?;
+            continue;
+        }
+        metrics::histogram!("herald_cron_lateness_seconds", "trigger" => trigger.name.clone())
+            .record(late.as_secs_f64());
+        let outcome = run_job(ctx, trigger.job).await;
+        match outcome {
+            Ok(()) => cron_fires::finish(&ctx.db, fire.id, "done", None).await?,
+            Err(err) => {
+                tracing::error!(trigger = %trigger.name, error = %err, "cron job failed");
+                cron_fires::finish(&ctx.db, fire.id, "failed", Some(&err.to_string())).await?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Records the trigger's fires up to `now`: late ones as `missed`, the rest as `planned`.
+async fn record_due(
+    ctx: &WorkerContext,
+    trigger: &CronTrigger,
+    now: DateTime<Utc>,
+) -> anyhow::Result<()> {
+    let from = match cron_fires::last_fire(&ctx.db, &trigger.name).await? {
+        Some(last) => last,
+        // no history: the trigger starts now (fires before it existed are not owed)
+        None => now - chrono::Duration::milliseconds(1),
+    };
+    let due: Vec<DateTime<Utc>> = trigger
+        .schedule
+        .fires(trigger.zone, from)
+        .take_while(|at| *at <= now)
+        .collect();
+    let keep_from = due.len().saturating_sub(MAX_BACKFILL);
+    let catch_up = chrono::Duration::from_std(trigger.catch_up).unwrap_or(chrono::Duration::MAX);
+    let (missed, planned): (Vec<_>, Vec<_>) = due[keep_from..]
+        .iter()
+        .partition(|at| now - **at > catch_up);
+    if !missed.is_empty() {
+        let recorded = cron_fires::record(&ctx.db, &trigger.name, &missed, "missed").await?;
+        if recorded > 0 {
+            tracing::warn!(trigger = %trigger.name, fires = recorded, "cron fires missed while no worker ran");
+        }
+    }
+    cron_fires::record(&ctx.db, &trigger.name, &planned, "planned").await?;
+    Ok(())
+}
+
+async fn run_job(ctx: &WorkerContext, job: CronJob) -> anyhow::Result<()> {
+    match job {
+        CronJob::Housekeeping => {
+            let cleaned =
+                crate::housekeeping::run(&ctx.db, ctx.config.worker.retention_days).await?;
+            tracing::info!(?cleaned, "housekeeping done");
+        }
+        CronJob::Heartbeat => tracing::debug!("cron heartbeat"),
+    }
+    Ok(())
+}

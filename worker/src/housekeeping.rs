@@ -1,0 +1,48 @@
+//! The `housekeeping` cron job: deletes finished rows older than `worker.retention_days`.
+//! E-mail effects go; course-message effects stay while a delivery's history refers to them.
+
+use sqlx::PgPool;
+
+/// What one run deleted.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Cleaned {
+    pub effects: u64,
+    pub cron_fires: u64,
+    pub tokens: u64,
+}
+
+/// One housekeeping run.
+pub async fn run(db: &PgPool, retention_days: u32) -> Result<Cleaned, sqlx::Error> {
+    let days = i32::try_from(retention_days).unwrap_or(i32::MAX);
+    let effects = sqlx::query(
+        "delete from effects e
+         where e.state in ('sent', 'sandboxed', 'failed', 'dead', 'unknown', 'canceled')
+           and e.finished_at < now() - make_interval(days => $1)
+           and not exists (select 1 from delivery_messages m where m.effect_id = e.id)",
+    )
+    .bind(days)
+    .execute(db)
+    .await?
+    .rows_affected();
+    let cron_fires = sqlx::query(
+        "delete from cron_fires where state in ('done', 'failed', 'missed')
+           and fire_at < now() - make_interval(days => $1)",
+    )
+    .bind(days)
+    .execute(db)
+    .await?
+    .rows_affected();
+    let mut tokens = 0;
+    for statement in [
+        "delete from idempotency_keys where created_at < now() - interval '1 day'",
+        "delete from user_tokens where expires_at < now() - interval '1 day'",
+        "delete from refresh_tokens where expires_at < now()",
+    ] {
+        tokens += sqlx::query(statement).execute(db).await?.rows_affected();
+    }
+    Ok(Cleaned {
+        effects,
+        cron_fires,
+        tokens,
+    })
+}
