@@ -52,6 +52,7 @@ fn api_router() -> OpenApiRouter<AppState> {
         .merge(routes::auth::router())
         .merge(routes::jobs::router())
         .merge(routes::courses::router())
+        .merge(routes::cron::router())
         .merge(routes::deliveries::router())
         .merge(routes::webhooks::twilio::router())
         .merge(routes::groups::router())

@@ -2,6 +2,7 @@
 
 pub mod auth;
 pub mod courses;
+pub mod cron;
 pub mod deliveries;
 pub mod groups;
 pub mod health;

@@ -9,6 +9,7 @@
 
 mod auth;
 mod courses;
+mod cron;
 mod deliveries;
 mod groups;
 mod health;
