@@ -76,7 +76,7 @@ fn fixed_candidate(
         if offset_before > offset {
             // The clock went back: local times before `at + offset_before` were shown by the
             // previous piece, and fired at their earlier instant there.
-            let _ = at;
+            local_from = local_from.max(at + offset_before);
         } else {
             // The clock went forward: local times in the gap fire at `gap time − offset
             // before`, between `at` and `at + gap`.

@@ -21,8 +21,11 @@
 //! [`Kind::FixedTime`] schedule: it fires once per matching local date-time, at the instant
 //! `time_rules::resolve_local` gives it (02:30 in a gap fires at 03:30; 01:30 in a repeated
 //! hour fires once, at the earlier instant). The seconds field plays no part in the kind.
-//! Fire instants strictly increase: when several local date-times resolve to one instant, it
-//! fires once. See `fires` for how the instants are found without walking minute by minute.
+//! Fire instants strictly increase: a fixed-time schedule fires at the *set* of its resolved
+//! instants, in time order, so when several local date-times resolve to one instant it fires
+//! once, and a real time just after a gap that comes before a shifted gap time still fires
+//! (Lord Howe's 30-minute gap: `10,35 2 * * *` fires at 02:35, then at 02:40 for 02:10). See
+//! `fires` for how the instants are found without walking minute by minute.
 
 mod calendar;
 mod fires;

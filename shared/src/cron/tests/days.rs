@@ -123,3 +123,30 @@ fn preview_lists_the_next_fires_and_caps_the_count() {
     let refused = preview("0 0 * * 8", UTC, utc("2026-01-01T00:00:00Z"), 1).unwrap_err();
     assert_eq!(refused.field, Field::DayOfWeek);
 }
+
+#[test]
+fn samoa_skipping_a_whole_day_moves_its_noon_a_day_forward_onto_the_next_noon() {
+    // Apia went from 2011-12-29 24:00 (−10) straight to 2011-12-31 00:00 (+14)
+    let got = fires(
+        "0 12 * * *",
+        chrono_tz::Pacific::Apia,
+        "2011-12-28T00:00:00Z",
+        4,
+    );
+    let expected = ["2011-12-28", "2011-12-29", "2011-12-30", "2011-12-31"];
+    assert_eq!(got, expected.map(|d| format!("{d}T22:00:00Z")));
+    let hourly = fires(
+        "0 * * * *",
+        chrono_tz::Pacific::Apia,
+        "2011-12-30T08:30:00Z",
+        3,
+    );
+    assert_eq!(
+        hourly,
+        [
+            "2011-12-30T09:00:00Z",
+            "2011-12-30T10:00:00Z",
+            "2011-12-30T11:00:00Z"
+        ]
+    );
+}

@@ -4,6 +4,7 @@
 mod days;
 mod parsing;
 mod properties;
+mod reference;
 mod zones;
 
 use chrono::{DateTime, Utc};
