@@ -10,6 +10,7 @@
 
 mod config;
 mod crash;
+mod cron;
 mod deliveries;
 mod flow;
 mod stack;

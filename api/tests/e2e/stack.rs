@@ -162,6 +162,11 @@ impl Stack {
         ]
     }
 
+    /// Adds `extra` (e.g. `[cron.*]` sections) to the jobs.toml the next processes read.
+    pub fn add_jobs(&self, extra: &str) {
+        std::fs::write(&self.jobs_file, format!("{TEST_JOBS}\n{extra}")).expect("jobs file");
+    }
+
     /// Starts `herald-api serve` and waits until it is ready.
     pub async fn start_api(&mut self) {
         let mut child = self
