@@ -3,13 +3,14 @@
 //! - rows `queued` too long (Redis flushed, a worker killed before starting them) are
 //!   dispatched again;
 //! - rows stuck in `sending` (a worker killed mid-send) become `unknown`, visibly;
+//! - Twilio status callbacks that arrived before their message's SID was recorded are applied;
 //! - finished apalis tasks older than the retention are trimmed from Redis, which
 //!   apalis-redis never does itself. Only `done`/`dead` tasks are touched; a task waiting for
 //!   an apalis retry is never deleted (deleting one poisons the queue).
 
 use std::time::Duration;
 
-use herald_shared::db::effects;
+use herald_shared::db::{effects, twilio_events};
 use tokio::sync::watch;
 
 use crate::context::WorkerContext;
@@ -34,6 +35,8 @@ pub struct Swept {
     pub requeued: u64,
     pub unknown: u64,
     pub trimmed: u64,
+    /// Twilio status callbacks that had arrived before their SID was recorded, now applied.
+    pub early_statuses: u64,
 }
 
 /// One pass of every step.
@@ -49,6 +52,8 @@ pub async fn sweep_once(ctx: &WorkerContext) -> anyhow::Result<Swept> {
             effects::resolve_stuck_sending(&ctx.db, settings.kind, stuck_after).await?;
         swept.trimmed += trim_finished(ctx, &ctx.redis_queue(&settings.queue)).await?;
     }
+    let mut conn = ctx.db.acquire().await?;
+    swept.early_statuses = twilio_events::apply_early_statuses(&mut conn).await?;
     if swept.requeued > 0 {
         tracing::warn!(
             rows = swept.requeued,

@@ -143,6 +143,16 @@ async fn status_callbacks_are_recorded_and_never_move_backwards() {
         Some("delivered")
     );
 
+    // a callback for a SID the worker has not recorded yet is kept for the sweep
+    let early = [("MessageSid", "SM9999"), ("MessageStatus", "sent")];
+    assert_eq!(
+        post_form(&app, path, &early, Some(sign(path, &early)))
+            .await
+            .status(),
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(app.count("early_statuses where sid = 'SM9999'").await, 1);
+
     mark_sent(&app, &delivery, 2, 0, "SM0002").await;
     let failed = [
         ("MessageSid", "SM0002"),

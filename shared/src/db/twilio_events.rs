@@ -24,6 +24,74 @@ const RANK_SQL: &str = "case provider_status
     when 'delivered' then 4 when 'undelivered' then 4 when 'failed' then 4 when 'read' then 4
     when 'canceled' then 4 else 0 end";
 
+/// What recording a status callback did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Recorded {
+    /// The message moved forward.
+    Updated,
+    /// The message already has this or a later status.
+    Stale,
+    /// No message has this SID yet: kept in `early_statuses` for the sweep to apply.
+    Early,
+}
+
+/// Records a status callback, or keeps it for later when the SID is not recorded yet (the
+/// worker records it a few milliseconds after Twilio answers, and Twilio may call back first).
+pub async fn record_or_keep_status(
+    conn: &mut PgConnection,
+    sid: &str,
+    status: &str,
+    error_code: Option<i32>,
+    error_message: Option<&str>,
+) -> Result<Recorded, sqlx::Error> {
+    if record_status(&mut *conn, sid, status, error_code, error_message).await? {
+        return Ok(Recorded::Updated);
+    }
+    let known: bool =
+        sqlx::query_scalar("select exists(select 1 from effects where provider_id = $1)")
+            .bind(sid)
+            .fetch_one(&mut *conn)
+            .await?;
+    if known {
+        return Ok(Recorded::Stale);
+    }
+    sqlx::query(
+        "insert into early_statuses (sid, status, error_code, error_message) values ($1, $2, $3, $4)
+         on conflict do nothing",
+    )
+    .bind(sid)
+    .bind(status)
+    .bind(error_code)
+    .bind(error_message)
+    .execute(conn)
+    .await?;
+    Ok(Recorded::Early)
+}
+
+/// Applies kept callbacks whose SID is now recorded, oldest first, and forgets ones older
+/// than a day (a SID Herald never sent). Returns how many were applied.
+pub async fn apply_early_statuses(conn: &mut PgConnection) -> Result<u64, sqlx::Error> {
+    let matched: Vec<(String, String, Option<i32>, Option<String>)> = sqlx::query_as(
+        "delete from early_statuses es using effects e
+         where e.provider_id = es.sid
+         returning es.sid, es.status, es.error_code, es.error_message",
+    )
+    .fetch_all(&mut *conn)
+    .await?;
+    let mut ordered = matched;
+    ordered.sort_by_key(|(_, status, _, _)| status_rank(status).unwrap_or(0));
+    let mut applied = 0;
+    for (sid, status, code, message) in &ordered {
+        if record_status(&mut *conn, sid, status, *code, message.as_deref()).await? {
+            applied += 1;
+        }
+    }
+    sqlx::query("delete from early_statuses where received_at < now() - interval '1 day'")
+        .execute(conn)
+        .await?;
+    Ok(applied)
+}
+
 /// Records a status callback for the message Twilio knows as `sid`. Returns whether a row
 /// changed (false: unknown SID, or the callback was older than what is recorded).
 pub async fn record_status(

@@ -5,6 +5,8 @@ use chrono::Utc;
 use serde_json::json;
 use uuid::Uuid;
 
+use herald_shared::db::twilio_events::{self, Recorded};
+
 use crate::helpers::{PATIENCE, TestWorker, in_millis, wait_until};
 
 /// Puts row `id` into `state` by hand, as if that step had happened `minutes_ago`.
@@ -127,5 +129,59 @@ async fn finished_tasks_are_trimmed_from_redis_after_the_retention() {
             "trimming leaves the rows alone"
         );
     }
+    test.finish().await;
+}
+
+#[tokio::test]
+async fn a_status_callback_that_beats_the_sid_is_kept_and_applied_by_the_sweep() {
+    let test = TestWorker::spawn(&[], |jobs| jobs).await;
+    let delivery = test.create_delivery().await;
+    let student = test.add_student(delivery, "+14155550123", "sms").await;
+    let planned = test
+        .plan_message(
+            delivery,
+            student,
+            0,
+            "hello",
+            chrono::Utc::now() + chrono::Duration::days(1),
+        )
+        .await;
+    let mut conn = test.db().acquire().await.unwrap();
+    // Twilio calls back before the worker has recorded the SID
+    for status in ["sent", "delivered"] {
+        let recorded = twilio_events::record_or_keep_status(&mut conn, "SM42", status, None, None)
+            .await
+            .unwrap();
+        assert_eq!(recorded, Recorded::Early);
+    }
+    sqlx::query("update effects set state = 'sent', provider_id = 'SM42' where id = $1")
+        .bind(planned.effect_id)
+        .execute(test.db())
+        .await
+        .unwrap();
+    let swept = herald_worker::sweep::sweep_once(test.ctx()).await.unwrap();
+    assert_eq!(swept.early_statuses, 2);
+    let status: Option<String> =
+        sqlx::query_scalar("select provider_status from delivery_messages where id = $1")
+            .bind(planned.message_id)
+            .fetch_one(test.db())
+            .await
+            .unwrap();
+    assert_eq!(
+        status.as_deref(),
+        Some("delivered"),
+        "applied in order: the later status wins"
+    );
+    let left: i64 = sqlx::query_scalar("select count(*) from early_statuses")
+        .fetch_one(test.db())
+        .await
+        .unwrap();
+    assert_eq!(left, 0);
+    // once the SID is known, an older callback is just stale
+    let late = twilio_events::record_or_keep_status(&mut conn, "SM42", "sent", None, None)
+        .await
+        .unwrap();
+    assert_eq!(late, Recorded::Stale);
+    drop(conn);
     test.finish().await;
 }

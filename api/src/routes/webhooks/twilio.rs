@@ -31,7 +31,8 @@ const STOP_WORDS: [&str; 6] = ["STOP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END"
 const START_WORDS: [&str; 2] = ["START", "UNSTOP"];
 
 /// Records a message's delivery status (`sent`, `delivered`, `undelivered`, `failed`, …) with
-/// Twilio's error code. A callback older than what is recorded changes nothing.
+/// Twilio's error code. A callback older than what is recorded changes nothing; one that
+/// arrives before the worker has recorded the message's SID is kept and applied shortly after.
 #[utoipa::path(post, path = "/webhooks/twilio/status", tag = "webhooks", operation_id = "webhooks.twilio.status",
     request_body(content = String, content_type = "application/x-www-form-urlencoded",
         description = "Twilio's status callback parameters (MessageSid, MessageStatus, ErrorCode, …)"),
@@ -57,7 +58,8 @@ async fn status_callback(
     };
     let error_code = param(&params, "ErrorCode").and_then(|code| code.parse::<i32>().ok());
     let error_message = param(&params, "ErrorMessage");
-    twilio_events::record_status(&state.db, sid, status, error_code, error_message).await?;
+    let mut conn = state.db.acquire().await?;
+    twilio_events::record_or_keep_status(&mut conn, sid, status, error_code, error_message).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
