@@ -4,8 +4,8 @@
 //! the next fire instant (computed by `herald_shared::cron` with DESIGN.md's DST rules).
 //!
 //! Catch-up: after downtime, the fires since the trigger's last recorded one are recorded too;
-//! those at most `catch_up` late run, older ones are recorded `missed` (at most
-//! `MAX_BACKFILL` per trigger and pass). A trigger with no history starts from now.
+//! those at most `catch_up` late run, older ones are recorded `missed`. A trigger with no
+//! history starts from now; housekeeping keeps each trigger's latest fire for that reason.
 
 use std::time::Duration;
 
@@ -16,8 +16,7 @@ use tokio::sync::watch;
 
 use crate::context::WorkerContext;
 
-/// Most fires recorded per trigger in one pass (a per-second trigger after a day's downtime
-/// would otherwise write 86,400 `missed` rows).
+/// Most fires recorded per insert (a per-second trigger after a day's downtime has 86,400).
 const MAX_BACKFILL: usize = 1_000;
 /// Longest sleep between passes, so a changed clock or a lost wake-up heals.
 const MAX_SLEEP: Duration = Duration::from_secs(30);
@@ -62,58 +61,61 @@ pub async fn pass(
         record_due(ctx, trigger, now).await?;
     }
     cron_fires::release_stale(&ctx.db, STALE_RUNNING_SECS).await?;
-    for fire in cron_fires::claim_due(&ctx.db, names, &ctx.replica).await? {
+    while let Some(fire) = cron_fires::claim_next(&ctx.db, names, &ctx.replica).await? {
         let Some(trigger) = triggers.iter().find(|t| t.name == fire.trigger) else {
             continue;
         };
         let late = (Utc::now() - fire.fire_at).to_std().unwrap_or_default();
         if late > trigger.catch_up {
-            cron_fires::finish(&ctx.db, fire.id, "missed", None).await?;
+            cron_fires::finish(&ctx.db, &fire, &ctx.replica, "missed", None).await?;
             continue;
         }
         metrics::histogram!("herald_cron_lateness_seconds", "trigger" => trigger.name.clone())
             .record(late.as_secs_f64());
-        let outcome = run_job(ctx, trigger.job).await;
-        match outcome {
-            Ok(()) => cron_fires::finish(&ctx.db, fire.id, "done", None).await?,
+        match run_job(ctx, trigger.job).await {
+            Ok(()) => cron_fires::finish(&ctx.db, &fire, &ctx.replica, "done", None).await?,
             Err(err) => {
                 tracing::error!(trigger = %trigger.name, error = %err, "cron job failed");
-                cron_fires::finish(&ctx.db, fire.id, "failed", Some(&err.to_string())).await?;
+                let error = err.to_string();
+                cron_fires::finish(&ctx.db, &fire, &ctx.replica, "failed", Some(&error)).await?;
             }
         }
     }
     Ok(())
 }
 
-/// Records the trigger's fires up to `now`: late ones as `missed`, the rest as `planned`.
+/// Records the trigger's fires up to `now`: late ones as `missed`, the rest as `planned`, in
+/// chunks of `MAX_BACKFILL` so a long downtime is recorded completely without one huge insert.
 async fn record_due(
     ctx: &WorkerContext,
     trigger: &CronTrigger,
     now: DateTime<Utc>,
 ) -> anyhow::Result<()> {
-    let from = match cron_fires::last_fire(&ctx.db, &trigger.name).await? {
-        Some(last) => last,
-        // no history: the trigger starts now (fires before it existed are not owed)
-        None => now - chrono::Duration::milliseconds(1),
-    };
-    let due: Vec<DateTime<Utc>> = trigger
-        .schedule
-        .fires(trigger.zone, from)
-        .take_while(|at| *at <= now)
-        .collect();
-    let keep_from = due.len().saturating_sub(MAX_BACKFILL);
     let catch_up = chrono::Duration::from_std(trigger.catch_up).unwrap_or(chrono::Duration::MAX);
-    let (missed, planned): (Vec<_>, Vec<_>) = due[keep_from..]
-        .iter()
-        .partition(|at| now - **at > catch_up);
-    if !missed.is_empty() {
-        let recorded = cron_fires::record(&ctx.db, &trigger.name, &missed, "missed").await?;
-        if recorded > 0 {
-            tracing::warn!(trigger = %trigger.name, fires = recorded, "cron fires missed while no worker ran");
+    loop {
+        let from = match cron_fires::last_fire(&ctx.db, &trigger.name).await? {
+            Some(last) => last,
+            // no history: the trigger starts now (fires before it existed are not owed)
+            None => now - chrono::Duration::milliseconds(1),
+        };
+        let due: Vec<DateTime<Utc>> = trigger
+            .schedule
+            .fires(trigger.zone, from)
+            .take_while(|at| *at <= now)
+            .take(MAX_BACKFILL)
+            .collect();
+        let (missed, planned): (Vec<_>, Vec<_>) = due.iter().partition(|at| now - **at > catch_up);
+        if !missed.is_empty() {
+            let recorded = cron_fires::record(&ctx.db, &trigger.name, &missed, "missed").await?;
+            if recorded > 0 {
+                tracing::warn!(trigger = %trigger.name, fires = recorded, "cron fires missed while no worker ran");
+            }
+        }
+        cron_fires::record(&ctx.db, &trigger.name, &planned, "planned").await?;
+        if due.len() < MAX_BACKFILL {
+            return Ok(());
         }
     }
-    cron_fires::record(&ctx.db, &trigger.name, &planned, "planned").await?;
-    Ok(())
 }
 
 async fn run_job(ctx: &WorkerContext, job: CronJob) -> anyhow::Result<()> {

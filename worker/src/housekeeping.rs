@@ -25,8 +25,10 @@ pub async fn run(db: &PgPool, retention_days: u32) -> Result<Cleaned, sqlx::Erro
     .await?
     .rows_affected();
     let cron_fires = sqlx::query(
-        "delete from cron_fires where state in ('done', 'failed', 'missed')
-           and fire_at < now() - make_interval(days => $1)",
+        // each trigger's latest fire stays: it is where catch-up after downtime starts
+        "delete from cron_fires f where state in ('done', 'failed', 'missed')
+           and fire_at < now() - make_interval(days => $1)
+           and fire_at < (select max(l.fire_at) from cron_fires l where l.trigger = f.trigger)",
     )
     .bind(days)
     .execute(db)

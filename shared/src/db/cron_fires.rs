@@ -42,43 +42,53 @@ pub struct Claimed {
     pub id: Uuid,
     pub trigger: String,
     pub fire_at: DateTime<Utc>,
+    /// This claim's run number; `finish` only counts for the claim that is still current.
+    pub runs: i32,
 }
 
-/// Claims every due fire of `triggers` for this replica (`skip locked`: a fire another
-/// replica is claiming is skipped).
-pub async fn claim_due(
+/// Claims the oldest due fire of `triggers` for this replica (`skip locked`: a fire another
+/// replica is claiming is skipped). One at a time, so `started_at` is when it really starts.
+pub async fn claim_next(
     executor: impl PgExecutor<'_>,
     triggers: &[String],
     runner: &str,
-) -> Result<Vec<Claimed>, sqlx::Error> {
+) -> Result<Option<Claimed>, sqlx::Error> {
     sqlx::query_as(
         "update cron_fires set state = 'running', runs = runs + 1, runner = $2, started_at = now()
-         where id in (
+         where id = (
              select id from cron_fires
              where state = 'planned' and fire_at <= now() and trigger = any($1)
              order by fire_at
+             limit 1
              for update skip locked)
-         returning id, trigger, fire_at",
+         returning id, trigger, fire_at, runs",
     )
     .bind(triggers)
     .bind(runner)
-    .fetch_all(executor)
+    .fetch_optional(executor)
     .await
 }
 
-/// Records how a claimed fire ended: `done`, `failed` (with the error) or `missed`.
+/// Records how a claimed fire ended: `done`, `failed` (with the error) or `missed` — only if
+/// this replica's claim is still the current one (it was not released and re-claimed).
 pub async fn finish(
     executor: impl PgExecutor<'_>,
-    id: Uuid,
+    claimed: &Claimed,
+    runner: &str,
     state: &str,
     error: Option<&str>,
 ) -> Result<(), sqlx::Error> {
-    sqlx::query("update cron_fires set state = $2, error = $3, finished_at = now() where id = $1 and state = 'running'")
-        .bind(id)
-        .bind(state)
-        .bind(error)
-        .execute(executor)
-        .await?;
+    sqlx::query(
+        "update cron_fires set state = $2, error = $3, finished_at = now()
+         where id = $1 and state = 'running' and runner = $4 and runs = $5",
+    )
+    .bind(claimed.id)
+    .bind(state)
+    .bind(error)
+    .bind(runner)
+    .bind(claimed.runs)
+    .execute(executor)
+    .await?;
     Ok(())
 }
 

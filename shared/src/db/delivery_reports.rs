@@ -44,8 +44,9 @@ pub async fn messages(
          where m.delivery_id = $1
            and ($2::text is null or e.state = $2)
            and ($3::uuid is null or m.student_id = $3)
-           and ($4::int is null or (m.day, m.seq, m.student_id) > ($4, $5, $6))
-         order by m.day, m.seq, m.student_id
+           and ($4::int is null
+                or (m.day, m.seq, coalesce(m.student_id, '00000000-0000-0000-0000-000000000000'::uuid)) > ($4, $5, $6))
+         order by m.day, m.seq, coalesce(m.student_id, '00000000-0000-0000-0000-000000000000'::uuid)
          limit $7",
     )
     .bind(delivery_id)

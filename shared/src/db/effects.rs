@@ -262,6 +262,44 @@ pub async fn finish_skipped(
     Ok(done.rows_affected() == 1)
 }
 
+/// Parks a started course message because its delivery was not `scheduled` when the handler
+/// looked. The delivery is read again under a share lock, which waits for a pause, resume or
+/// stop in progress: so the row ends `held` only if the delivery is still paused (a resume
+/// that committed meanwhile would never re-plan it), `canceled` if it was stopped, and back to
+/// `planned`, due now, if it is scheduled again.
+pub async fn park_for_delivery(
+    pool: &sqlx::PgPool,
+    id: Uuid,
+    reason: &str,
+) -> Result<bool, sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    let status: Option<String> = sqlx::query_scalar(
+        "select d.status from deliveries d join delivery_messages m on m.delivery_id = d.id
+         where m.effect_id = $1 for share of d",
+    )
+    .bind(id)
+    .fetch_optional(&mut *tx)
+    .await?;
+    let (state, error) = match status.as_deref() {
+        Some("paused") => ("held", Some(reason)),
+        Some("scheduled") => ("planned", None),
+        _ => ("canceled", Some("delivery stopped")),
+    };
+    let done = sqlx::query(
+        "update effects set state = $2, last_error = coalesce($3, last_error),
+             next_attempt_at = case when $2 = 'planned' then now() else next_attempt_at end,
+             finished_at = case when $2 = 'canceled' then now() else null end
+         where id = $1 and state = 'sending'",
+    )
+    .bind(id)
+    .bind(state)
+    .bind(error)
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(done.rows_affected() == 1)
+}
+
 /// Puts a started row back, due at `at`, without counting the attempt: nothing was tried
 /// (the sender's rate limit had no slot soon enough). It goes back to `planned`, or to
 /// `retrying` when earlier attempts failed, so `last_error` keeps the latest real failure.

@@ -53,6 +53,10 @@ pub async fn record_or_keep_status(
             .fetch_one(&mut *conn)
             .await?;
     if known {
+        // the worker may have recorded the SID between the two statements above: try again
+        if record_status(&mut *conn, sid, status, error_code, error_message).await? {
+            return Ok(Recorded::Updated);
+        }
         return Ok(Recorded::Stale);
     }
     sqlx::query(

@@ -256,13 +256,18 @@ impl Twilio {
             })?;
         let status = response.status();
         let retry_after = retry_after(response.headers());
-        let body = response
-            .bytes()
-            .await
-            .map_err(|err| TwilioError::Retryable {
-                message: format!("twilio answer unreadable: {}", error_chain(&err)),
-                retry_after,
-            })?;
+        let body = match response.bytes().await {
+            Ok(body) => body,
+            // A 2xx status line already says Twilio accepted the message: retrying would send
+            // it twice, so it counts as sent even if the body cannot be read.
+            Err(_) if status.is_success() => return Ok(Delivery::Sent { sid: None }),
+            Err(err) => {
+                return Err(TwilioError::Retryable {
+                    message: format!("twilio answer unreadable: {}", error_chain(&err)),
+                    retry_after,
+                });
+            }
+        };
         classify(status, retry_after, &body)
     }
 }

@@ -164,7 +164,8 @@ async fn record(
         }
         Ok(Outcome::Held { reason }) => {
             tracing::info!(effect_id = %id, %reason, "effect held");
-            effects::finish_skipped(&ctx.db, id, EffectState::Held, &reason).await?;
+            // re-checks the delivery under a lock: a resume or stop may have just committed
+            effects::park_for_delivery(&ctx.db, id, &reason).await?;
             Ok(format!("held: {reason}"))
         }
         Ok(Outcome::Deferred { until }) => {

@@ -135,7 +135,12 @@ fn verified_params(
 ) -> Option<Vec<(String, String)>> {
     let token = state.config.twilio.auth_token.expose_secret();
     let given = headers.get("x-twilio-signature")?.to_str().ok()?;
-    let base = state.config.twilio.public_base_url.trim_end_matches('/');
+    let base = state
+        .config
+        .twilio
+        .public_base_url
+        .trim()
+        .trim_end_matches('/');
     let path = uri
         .path_and_query()
         .map(|p| p.as_str())
