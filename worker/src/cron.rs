@@ -5,7 +5,8 @@
 //!
 //! Catch-up: after downtime, the fires since the trigger's last recorded one are recorded too;
 //! those at most `catch_up` late run, older ones are recorded `missed`. A trigger with no
-//! history starts from now; housekeeping keeps each trigger's latest fire for that reason.
+//! history starts when the worker process starts; housekeeping keeps each trigger's latest
+//! fire for that reason.
 
 use std::time::Duration;
 
@@ -30,8 +31,11 @@ pub async fn run(ctx: WorkerContext, mut shutdown: watch::Receiver<bool>) {
         return;
     }
     let names: Vec<String> = triggers.iter().map(|t| t.name.clone()).collect();
+    // A trigger with no recorded fire starts at this process's start: fires before it are not
+    // owed, and every fire after it is (however late this loop wakes up).
+    let booted = Utc::now();
     loop {
-        if let Err(err) = pass(&ctx, &triggers, &names).await {
+        if let Err(err) = pass(&ctx, &triggers, &names, booted).await {
             tracing::error!(error = %err, "cron pass failed");
         }
         let now = Utc::now();
@@ -55,10 +59,11 @@ pub async fn pass(
     ctx: &WorkerContext,
     triggers: &[CronTrigger],
     names: &[String],
+    booted: DateTime<Utc>,
 ) -> anyhow::Result<()> {
     let now = Utc::now();
     for trigger in triggers {
-        record_due(ctx, trigger, now).await?;
+        record_due(ctx, trigger, now, booted).await?;
     }
     cron_fires::release_stale(&ctx.db, STALE_RUNNING_SECS).await?;
     while let Some(fire) = cron_fires::claim_next(&ctx.db, names, &ctx.replica).await? {
@@ -90,13 +95,13 @@ async fn record_due(
     ctx: &WorkerContext,
     trigger: &CronTrigger,
     now: DateTime<Utc>,
+    booted: DateTime<Utc>,
 ) -> anyhow::Result<()> {
     let catch_up = chrono::Duration::from_std(trigger.catch_up).unwrap_or(chrono::Duration::MAX);
     loop {
         let from = match cron_fires::last_fire(&ctx.db, &trigger.name).await? {
             Some(last) => last,
-            // no history: the trigger starts now (fires before it existed are not owed)
-            None => now - chrono::Duration::milliseconds(1),
+            None => booted,
         };
         let due: Vec<DateTime<Utc>> = trigger
             .schedule

@@ -185,3 +185,39 @@ async fn a_status_callback_that_beats_the_sid_is_kept_and_applied_by_the_sweep()
     drop(conn);
     test.finish().await;
 }
+
+#[tokio::test]
+async fn a_message_parked_after_its_delivery_resumed_or_stopped_is_not_left_held() {
+    let test = TestWorker::spawn(&[], |jobs| jobs).await;
+    let delivery = test.create_delivery().await;
+    let student = test.add_student(delivery, "+14155550124", "sms").await;
+    let due = Utc::now() + chrono::Duration::days(1);
+    let mut parked = Vec::new();
+    for (seq, status) in [(0, "paused"), (1, "scheduled"), (2, "stopped")] {
+        let planned = test.plan_message(delivery, student, seq, "m", due).await;
+        // the handler saw a paused delivery; the delivery is now `status`
+        sqlx::query("update effects set state = 'sending' where id = $1")
+            .bind(planned.effect_id)
+            .execute(test.db())
+            .await
+            .unwrap();
+        sqlx::query("update deliveries set status = $2 where id = $1")
+            .bind(delivery.delivery_id)
+            .bind(status)
+            .execute(test.db())
+            .await
+            .unwrap();
+        assert!(
+            herald_shared::db::effects::park_for_delivery(
+                test.db(),
+                planned.effect_id,
+                "delivery paused"
+            )
+            .await
+            .unwrap()
+        );
+        parked.push(test.state(planned.effect_id).await);
+    }
+    assert_eq!(parked, ["held", "planned", "canceled"]);
+    test.finish().await;
+}
