@@ -198,3 +198,9 @@ impl<S: Send + Sync> FromRequestParts<S> for ClientIp {
         Ok(Self(ip))
     }
 }
+
+/// A resource id from the path. An id that is not a UUID names nothing of the caller's, so it
+/// answers the same 404 as an unknown id.
+pub fn path_id(raw: &str, what: &'static str) -> Result<Uuid, ApiError> {
+    raw.parse().map_err(|_| ApiError::NotFound(what))
+}

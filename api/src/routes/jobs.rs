@@ -15,7 +15,7 @@ use utoipa_axum::routes;
 use uuid::Uuid;
 
 use crate::error::{ApiError, FieldErrors, Problem};
-use crate::extract::{ApiQuery, AuthUser, IdempotencyKey};
+use crate::extract::{ApiQuery, AuthUser, IdempotencyKey, path_id};
 use crate::idempotency::{self, Claim};
 use crate::pagination::PageRequest;
 use crate::state::AppState;
@@ -150,7 +150,7 @@ async fn get_job(
     auth: AuthUser,
     Path(id): Path<String>,
 ) -> Result<Json<JobOut>, ApiError> {
-    let id = parse_id(&id)?;
+    let id = path_id(&id, "job")?;
     let row = effects::get(&state.db, auth.account_id, id)
         .await?
         .ok_or(ApiError::NotFound("job"))?;
@@ -203,7 +203,7 @@ async fn transition(
     key: Option<String>,
     transition: Transition,
 ) -> Result<Response, ApiError> {
-    let id = parse_id(id)?;
+    let id = path_id(id, "job")?;
     let (from, to, route): (&[EffectState], _, _) = match transition {
         Transition::Retry => (
             &EffectState::RETRYABLE_BY_OPERATOR,
@@ -251,9 +251,4 @@ async fn transition(
     .await?;
     tx.commit().await?;
     Ok((StatusCode::OK, Json(out)).into_response())
-}
-
-fn parse_id(raw: &str) -> Result<Uuid, ApiError> {
-    // An id that is not a UUID names no job of the caller's: the same answer as an unknown id.
-    raw.parse().map_err(|_| ApiError::NotFound("job"))
 }

@@ -12,9 +12,9 @@ use utoipa_axum::routes;
 use uuid::Uuid;
 
 use super::content::{self, DayIn, DayOut, MAX_DAYS};
-use super::parse_course_id;
 use crate::error::{ApiError, FieldErrors, Problem};
-use crate::extract::{ApiJson, ApiQuery, AuthUser};
+use crate::extract::{ApiJson, ApiQuery, AuthUser, path_id};
+use crate::pagination::PageRequest;
 use crate::state::AppState;
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -59,7 +59,7 @@ async fn append_day(
     Path(id): Path<String>,
     ApiJson(body): ApiJson<DayIn>,
 ) -> Result<(StatusCode, Json<DayOut>), ApiError> {
-    let course_id = parse_course_id(&id)?;
+    let course_id = path_id(&id, "course")?;
     let mut errors = FieldErrors::default();
     let (text, questions) = content::check_day(&body, "", &mut errors);
     errors.finish()?;
@@ -102,18 +102,10 @@ async fn list_days(
     Path(id): Path<String>,
     ApiQuery(query): ApiQuery<DayPageQuery>,
 ) -> Result<Json<DayPage>, ApiError> {
-    let course_id = parse_course_id(&id)?;
+    let course_id = path_id(&id, "course")?;
     let mut errors = FieldErrors::default();
-    let limit = match query.limit.as_deref() {
-        None => Some(50),
-        Some(raw) => errors.check(
-            "limit",
-            raw.parse::<i64>()
-                .ok()
-                .filter(|n| (1..=200).contains(n))
-                .ok_or_else(|| "must be a number from 1 to 200".to_owned()),
-        ),
-    };
+    // the page size rules are the shared ones; the cursor (a day number) is this list's own
+    let limit = PageRequest::parse(query.limit.as_deref(), None, &mut errors).limit;
     let after = match query.cursor.as_deref() {
         None => Some(0),
         Some(raw) => errors.check(
@@ -125,7 +117,7 @@ async fn list_days(
         ),
     };
     errors.finish()?;
-    let (limit, after) = (limit.unwrap_or(50), after.unwrap_or(0));
+    let after = after.unwrap_or(0);
     let mut conn = state.db.acquire().await?;
     db::get_course(&mut *conn, auth.account_id, course_id)
         .await?
@@ -159,7 +151,7 @@ async fn get_day(
     auth: AuthUser,
     Path((id, day)): Path<(String, String)>,
 ) -> Result<Json<DayOut>, ApiError> {
-    let (course_id, day_number) = (parse_course_id(&id)?, parse_day(&day)?);
+    let (course_id, day_number) = (path_id(&id, "course")?, parse_day(&day)?);
     let mut conn = state.db.acquire().await?;
     db::get_course(&mut *conn, auth.account_id, course_id)
         .await?
@@ -179,7 +171,7 @@ async fn update_day(
     Path((id, day)): Path<(String, String)>,
     ApiJson(body): ApiJson<DayUpdate>,
 ) -> Result<Json<DayOut>, ApiError> {
-    let (course_id, day_number) = (parse_course_id(&id)?, parse_day(&day)?);
+    let (course_id, day_number) = (path_id(&id, "course")?, parse_day(&day)?);
     let mut errors = FieldErrors::default();
     let text = content::check_text(&body.text, "text", &mut errors);
     errors.finish()?;
@@ -205,7 +197,7 @@ async fn delete_day(
     auth: AuthUser,
     Path((id, day)): Path<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
-    let (course_id, day_number) = (parse_course_id(&id)?, parse_day(&day)?);
+    let (course_id, day_number) = (path_id(&id, "course")?, parse_day(&day)?);
     let mut tx = state.db.begin().await?;
     db::lock_course(&mut tx, auth.account_id, course_id)
         .await?

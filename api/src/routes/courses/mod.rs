@@ -22,7 +22,7 @@ use uuid::Uuid;
 
 use self::content::{DayIn, DayOut, MAX_DAYS};
 use crate::error::{ApiError, FieldErrors, Problem};
-use crate::extract::{ApiJson, ApiQuery, AuthUser};
+use crate::extract::{ApiJson, ApiQuery, AuthUser, path_id};
 use crate::pagination::PageRequest;
 use crate::state::AppState;
 
@@ -198,7 +198,7 @@ async fn get_course(
     auth: AuthUser,
     Path(id): Path<String>,
 ) -> Result<Json<CourseOut>, ApiError> {
-    let id = parse_course_id(&id)?;
+    let id = path_id(&id, "course")?;
     let mut conn = state.db.acquire().await?;
     let course = db::get_course(&mut *conn, auth.account_id, id)
         .await?
@@ -218,7 +218,7 @@ async fn update_course(
     Path(id): Path<String>,
     ApiJson(body): ApiJson<CourseUpdate>,
 ) -> Result<Json<CourseOut>, ApiError> {
-    let id = parse_course_id(&id)?;
+    let id = path_id(&id, "course")?;
     let mut errors = FieldErrors::default();
     let (name, author, description) =
         check_fields(&body.name, &body.author, &body.description, &mut errors);
@@ -244,7 +244,7 @@ async fn delete_course(
     auth: AuthUser,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    let id = parse_course_id(&id)?;
+    let id = path_id(&id, "course")?;
     let mut tx = state.db.begin().await?;
     db::lock_course(&mut tx, auth.account_id, id)
         .await?
@@ -290,9 +290,4 @@ pub async fn course_out(conn: &mut PgConnection, course: CourseRow) -> Result<Co
         created_at: course.created_at,
         updated_at: course.updated_at,
     })
-}
-
-/// An id that is not a UUID names no course of the caller's.
-pub fn parse_course_id(raw: &str) -> Result<Uuid, ApiError> {
-    raw.parse().map_err(|_| ApiError::NotFound("course"))
 }

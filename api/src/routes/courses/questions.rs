@@ -9,13 +9,11 @@ use serde::Serialize;
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
-use uuid::Uuid;
 
 use super::content::{self, MAX_QUESTIONS_PER_DAY, QuestionIn, QuestionOut};
 use super::days::parse_day;
-use super::parse_course_id;
 use crate::error::{ApiError, FieldErrors, Problem};
-use crate::extract::{ApiJson, AuthUser};
+use crate::extract::{ApiJson, AuthUser, path_id};
 use crate::state::AppState;
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -44,7 +42,7 @@ async fn add_question(
     Path((id, day)): Path<(String, String)>,
     ApiJson(body): ApiJson<QuestionIn>,
 ) -> Result<(StatusCode, Json<QuestionOut>), ApiError> {
-    let (course_id, day_number) = (parse_course_id(&id)?, parse_day(&day)?);
+    let (course_id, day_number) = (path_id(&id, "course")?, parse_day(&day)?);
     let mut errors = FieldErrors::default();
     let question = content::check_question(&body, "", &mut errors);
     errors.finish()?;
@@ -79,7 +77,7 @@ async fn list_questions(
     auth: AuthUser,
     Path((id, day)): Path<(String, String)>,
 ) -> Result<Json<QuestionList>, ApiError> {
-    let (course_id, day_number) = (parse_course_id(&id)?, parse_day(&day)?);
+    let (course_id, day_number) = (path_id(&id, "course")?, parse_day(&day)?);
     let mut conn = state.db.acquire().await?;
     db::get_course(&mut *conn, auth.account_id, course_id)
         .await?
@@ -105,7 +103,7 @@ async fn update_question(
     Path(id): Path<String>,
     ApiJson(body): ApiJson<QuestionIn>,
 ) -> Result<Json<QuestionOut>, ApiError> {
-    let id = parse_question_id(&id)?;
+    let id = path_id(&id, "question")?;
     let mut errors = FieldErrors::default();
     let question = content::check_question(&body, "", &mut errors);
     errors.finish()?;
@@ -130,7 +128,7 @@ async fn delete_question(
     auth: AuthUser,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    let id = parse_question_id(&id)?;
+    let id = path_id(&id, "question")?;
     let mut tx = state.db.begin().await?;
     let (question, _) = db::lock_question(&mut tx, auth.account_id, id)
         .await?
@@ -138,8 +136,4 @@ async fn delete_question(
     db::delete_question(&mut tx, &question).await?;
     tx.commit().await?;
     Ok(StatusCode::NO_CONTENT)
-}
-
-fn parse_question_id(raw: &str) -> Result<Uuid, ApiError> {
-    raw.parse().map_err(|_| ApiError::NotFound("question"))
 }

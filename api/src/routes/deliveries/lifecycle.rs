@@ -13,9 +13,9 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
-use super::{DeliveryOut, delivery_out, parse_delivery_id};
+use super::{DeliveryOut, delivery_out};
 use crate::error::{ApiError, Problem};
-use crate::extract::AuthUser;
+use crate::extract::{AuthUser, path_id};
 use crate::state::AppState;
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -82,7 +82,7 @@ async fn transition(
     id: &str,
     action: Action,
 ) -> Result<Json<DeliveryOut>, ApiError> {
-    let id = parse_delivery_id(id)?;
+    let id = path_id(id, "delivery")?;
     let mut tx = state.db.begin().await?;
     let row = db::lock(&mut tx, auth.account_id, id)
         .await?

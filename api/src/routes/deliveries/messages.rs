@@ -14,9 +14,8 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
-use super::parse_delivery_id;
 use crate::error::{ApiError, FieldErrors, Problem};
-use crate::extract::{ApiQuery, AuthUser};
+use crate::extract::{ApiQuery, AuthUser, path_id};
 use crate::pagination::PageRequest;
 use crate::routes::courses::PageQuery;
 use crate::state::AppState;
@@ -103,7 +102,7 @@ async fn list_messages(
     Path(id): Path<String>,
     ApiQuery(query): ApiQuery<MessageQuery>,
 ) -> Result<Json<MessagePage>, ApiError> {
-    let id = parse_delivery_id(&id)?;
+    let id = path_id(&id, "delivery")?;
     let mut errors = FieldErrors::default();
     let state_filter = query.state.as_deref().and_then(|raw| {
         errors.check(
@@ -220,7 +219,7 @@ async fn list_answers(
     Path(id): Path<String>,
     ApiQuery(query): ApiQuery<PageQuery>,
 ) -> Result<Json<AnswerPage>, ApiError> {
-    let id = parse_delivery_id(&id)?;
+    let id = path_id(&id, "delivery")?;
     let mut errors = FieldErrors::default();
     let page = PageRequest::parse(query.limit.as_deref(), query.cursor.as_deref(), &mut errors);
     errors.finish()?;

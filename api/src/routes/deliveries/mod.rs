@@ -25,7 +25,7 @@ use uuid::Uuid;
 
 use self::plan::DeliveryIn;
 use crate::error::{ApiError, FieldErrors, Problem};
-use crate::extract::{ApiJson, ApiQuery, AuthUser, IdempotencyKey};
+use crate::extract::{ApiJson, ApiQuery, AuthUser, IdempotencyKey, path_id};
 use crate::idempotency::{self, Claim};
 use crate::pagination::PageRequest;
 use crate::routes::courses::PageQuery;
@@ -260,15 +260,10 @@ async fn get_delivery(
     auth: AuthUser,
     Path(id): Path<String>,
 ) -> Result<Json<DeliveryOut>, ApiError> {
-    let id = parse_delivery_id(&id)?;
+    let id = path_id(&id, "delivery")?;
     let mut conn = state.db.acquire().await?;
     let row = db::get(&mut *conn, auth.account_id, id)
         .await?
         .ok_or(ApiError::NotFound("delivery"))?;
     Ok(Json(delivery_out(&mut conn, row).await?))
-}
-
-/// An id that is not a UUID names no delivery of the caller's.
-pub fn parse_delivery_id(raw: &str) -> Result<Uuid, ApiError> {
-    raw.parse().map_err(|_| ApiError::NotFound("delivery"))
 }

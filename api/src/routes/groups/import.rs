@@ -12,9 +12,8 @@ use utoipa_axum::routes;
 
 use super::csv_body::{CsvBody, ImportRefused};
 use super::csv_rows::read_rows;
-use super::parse_group_id;
 use crate::error::{ApiError, Problem};
-use crate::extract::AuthUser;
+use crate::extract::{AuthUser, path_id};
 use crate::state::AppState;
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -67,7 +66,7 @@ async fn import_students(
     Path(id): Path<String>,
     CsvBody(bytes): CsvBody,
 ) -> Result<Json<ImportOut>, ImportRefused> {
-    let group_id = parse_group_id(&id)?;
+    let group_id = path_id(&id, "group")?;
     // Checking 10,000 phone numbers takes a noticeable moment of CPU; keep it off the
     // threads that serve other requests.
     let rows = tokio::task::spawn_blocking(move || read_rows(&bytes))

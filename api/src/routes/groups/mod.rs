@@ -22,7 +22,7 @@ use utoipa_axum::routes;
 use uuid::Uuid;
 
 use crate::error::{ApiError, FieldErrors, Problem};
-use crate::extract::{ApiJson, ApiQuery, AuthUser};
+use crate::extract::{ApiJson, ApiQuery, AuthUser, path_id};
 use crate::pagination::PageRequest;
 use crate::state::AppState;
 
@@ -146,7 +146,7 @@ async fn get_group(
     auth: AuthUser,
     Path(id): Path<String>,
 ) -> Result<Json<GroupOut>, ApiError> {
-    let id = parse_group_id(&id)?;
+    let id = path_id(&id, "group")?;
     let group = db::get_group(&state.db, auth.account_id, id)
         .await?
         .ok_or(ApiError::NotFound("group"))?;
@@ -165,7 +165,7 @@ async fn update_group(
     Path(id): Path<String>,
     ApiJson(body): ApiJson<GroupIn>,
 ) -> Result<Json<GroupOut>, ApiError> {
-    let id = parse_group_id(&id)?;
+    let id = path_id(&id, "group")?;
     let mut errors = FieldErrors::default();
     let name = check_name(&body.name, &mut errors);
     errors.finish()?;
@@ -193,7 +193,7 @@ async fn delete_group(
     auth: AuthUser,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    let id = parse_group_id(&id)?;
+    let id = path_id(&id, "group")?;
     let mut tx = state.db.begin().await?;
     db::lock_group(&mut tx, auth.account_id, id)
         .await?
@@ -208,9 +208,4 @@ async fn delete_group(
     db::delete_group(&mut *tx, id).await?;
     tx.commit().await?;
     Ok(StatusCode::NO_CONTENT)
-}
-
-/// An id that is not a UUID names no group of the caller's.
-pub fn parse_group_id(raw: &str) -> Result<Uuid, ApiError> {
-    raw.parse().map_err(|_| ApiError::NotFound("group"))
 }

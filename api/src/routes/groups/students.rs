@@ -17,9 +17,8 @@ use uuid::Uuid;
 
 use super::changes;
 use super::fields::{self, StudentIn, StudentOut, StudentUpdate};
-use super::parse_group_id;
 use crate::error::{ApiError, FieldErrors, Problem};
-use crate::extract::{ApiJson, ApiQuery, AuthUser, parse_json};
+use crate::extract::{ApiJson, ApiQuery, AuthUser, parse_json, path_id};
 use crate::pagination::PageRequest;
 use crate::state::AppState;
 
@@ -101,7 +100,7 @@ async fn add_students(
     Path(id): Path<String>,
     ApiJson(body): ApiJson<serde_json::Value>,
 ) -> Result<(StatusCode, Json<StudentsAdded>), ApiError> {
-    let group_id = parse_group_id(&id)?;
+    let group_id = path_id(&id, "group")?;
     // The two forms are told apart by the `students` key, so each is then read strictly and
     // its errors name the right fields (an untagged enum would only say "no variant matched").
     let many = body.as_object().is_some_and(|o| o.contains_key("students"));
@@ -203,7 +202,7 @@ async fn list_students(
     Path(id): Path<String>,
     ApiQuery(query): ApiQuery<StudentPageQuery>,
 ) -> Result<Json<StudentPage>, ApiError> {
-    let group_id = parse_group_id(&id)?;
+    let group_id = path_id(&id, "group")?;
     let mut errors = FieldErrors::default();
     let page = PageRequest::parse(query.limit.as_deref(), query.cursor.as_deref(), &mut errors);
     let subscribed = match query.subscribed.as_deref() {
@@ -244,7 +243,7 @@ async fn get_student(
     auth: AuthUser,
     Path(id): Path<String>,
 ) -> Result<Json<StudentOut>, ApiError> {
-    let id = parse_student_id(&id)?;
+    let id = path_id(&id, "student")?;
     let row = db::get_student(&state.db, auth.account_id, id)
         .await?
         .ok_or(ApiError::NotFound("student"))?;
@@ -267,7 +266,7 @@ async fn update_student(
     Path(id): Path<String>,
     ApiJson(body): ApiJson<StudentUpdate>,
 ) -> Result<Json<StudentOut>, ApiError> {
-    let id = parse_student_id(&id)?;
+    let id = path_id(&id, "student")?;
     let mut errors = FieldErrors::default();
     let student = fields::check_into((&body).into(), "", &mut errors);
     errors.finish()?;
@@ -295,7 +294,7 @@ async fn delete_student(
     auth: AuthUser,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    let id = parse_student_id(&id)?;
+    let id = path_id(&id, "student")?;
     let mut tx = state.db.begin().await?;
     db::lock_student(&mut tx, auth.account_id, id)
         .await?
@@ -311,9 +310,4 @@ fn student_exists(phone: &str) -> ApiError {
         code: "student_exists",
         detail: format!("a student with phone {phone} is already in the group"),
     }
-}
-
-/// An id that is not a UUID names no student of the caller's.
-fn parse_student_id(raw: &str) -> Result<Uuid, ApiError> {
-    raw.parse().map_err(|_| ApiError::NotFound("student"))
 }
