@@ -62,6 +62,7 @@ pub struct Config {
     pub auth: AuthConfig,
     pub email: EmailConfig,
     pub twilio: TwilioConfig,
+    pub schedules: SchedulesConfig,
     pub log: LogConfig,
 }
 
@@ -255,6 +256,22 @@ fn is_sid(sid: &str, prefix: &str) -> bool {
         .is_some_and(|rest| rest.len() == 32 && rest.bytes().all(|b| b.is_ascii_hexdigit()))
 }
 
+/// Planning of API schedules (recurring group messages).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SchedulesConfig {
+    /// Fires up to this many seconds ahead are planned as effect rows.
+    pub horizon_secs: u64,
+    /// A fire planned this many seconds late still sends; older ones are `missed`.
+    pub catch_up_secs: u64,
+    /// Most fires per zone one planning pass writes.
+    pub max_fires_per_zone: usize,
+    /// How often each worker replica's planner looks for schedules to extend, in ms.
+    pub plan_interval_ms: u64,
+    /// Most schedules one planning transaction takes.
+    pub plan_batch: u32,
+}
+
 /// Log output format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -371,6 +388,9 @@ impl Config {
                 self.worker.sweep_interval_secs,
             ),
             ("email.smtp_timeout_secs", self.email.smtp_timeout_secs),
+            ("schedules.horizon_secs", self.schedules.horizon_secs),
+            ("schedules.plan_interval_ms", self.schedules.plan_interval_ms),
+            ("schedules.plan_batch", u64::from(self.schedules.plan_batch)),
         ] {
             if value == 0 {
                 return Err(ConfigError::new(setting, "must be greater than 0"));
@@ -394,6 +414,12 @@ impl Config {
             return Err(ConfigError::new(
                 "email.smtp_username",
                 "username and password must be set together",
+            ));
+        }
+        if self.schedules.max_fires_per_zone == 0 {
+            return Err(ConfigError::new(
+                "schedules.max_fires_per_zone",
+                "must be at least 1",
             ));
         }
         self.twilio.validate()?;

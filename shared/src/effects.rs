@@ -138,12 +138,20 @@ pub struct EmailPayload {
     pub text: String,
 }
 
-/// The payload of a `message` effect: the delivery message to send. Phone and channel are
+/// The payload of a `message` effect: which message row it sends. Phone and channel are
 /// read from the student at send time, so a changed number is used from then on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct MessagePayload {
-    pub delivery_message_id: uuid::Uuid,
+#[serde(untagged)]
+pub enum MessagePayload {
+    /// A course delivery's message (`delivery_messages`).
+    Delivery { delivery_message_id: uuid::Uuid },
+    /// A schedule's message (`schedule_messages`, keyed by the effect's own id); the fields
+    /// say what it is in the jobs API.
+    Schedule {
+        schedule_id: uuid::Uuid,
+        student_id: uuid::Uuid,
+        fire_at: chrono::DateTime<chrono::Utc>,
+    },
 }
 
 /// The apalis task: only the id of the effect row. Handlers re-read the row.
@@ -167,5 +175,19 @@ mod tests {
             assert_eq!(json, format!("\"{state}\""));
         }
         assert!("fax".parse::<EffectKind>().is_err());
+    }
+
+    #[test]
+    fn message_payloads_read_both_shapes() {
+        let id = uuid::Uuid::new_v4();
+        let delivery: MessagePayload =
+            serde_json::from_value(serde_json::json!({ "delivery_message_id": id })).unwrap();
+        assert_eq!(delivery, MessagePayload::Delivery { delivery_message_id: id });
+        let schedule: MessagePayload = serde_json::from_value(serde_json::json!({
+            "schedule_id": id, "student_id": id, "fire_at": "2026-03-08T07:30:00Z"
+        }))
+        .unwrap();
+        assert!(matches!(schedule, MessagePayload::Schedule { schedule_id, .. } if schedule_id == id));
+        assert!(serde_json::from_value::<MessagePayload>(serde_json::json!({ "id": id })).is_err());
     }
 }

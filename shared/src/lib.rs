@@ -22,6 +22,8 @@ pub mod phone;
 pub mod providers;
 /// Redis connections with sane timeouts.
 pub mod redis_conn;
+/// Planning schedules (recurring group messages) ahead of their fires.
+pub mod schedules;
 /// Logging setup.
 pub mod telemetry;
 /// Fresh database and Redis namespace per test.

@@ -1,5 +1,6 @@
 //! The `housekeeping` cron job: deletes finished rows older than `worker.retention_days`.
-//! E-mail effects go; course-message effects stay while a delivery's history refers to them.
+//! E-mail effects and old schedule fires (with their messages) go; course-message effects
+//! stay while a delivery's history refers to them.
 
 use sqlx::PgPool;
 
@@ -8,17 +9,33 @@ use sqlx::PgPool;
 pub struct Cleaned {
     pub effects: u64,
     pub cron_fires: u64,
+    pub schedule_fires: u64,
     pub tokens: u64,
 }
 
 /// One housekeeping run.
 pub async fn run(db: &PgPool, retention_days: u32) -> Result<Cleaned, sqlx::Error> {
     let days = i32::try_from(retention_days).unwrap_or(i32::MAX);
+    // a fire goes once every message of it is finished; its message rows go with it, and
+    // their effects just below
+    let schedule_fires = sqlx::query(
+        "delete from schedule_fires f
+         where f.fire_at < now() - make_interval(days => $1)
+           and not exists (
+               select 1 from schedule_messages m join effects e on e.id = m.effect_id
+               where m.fire_id = f.id
+                 and e.state not in ('sent', 'sandboxed', 'failed', 'dead', 'unknown', 'canceled'))",
+    )
+    .bind(days)
+    .execute(db)
+    .await?
+    .rows_affected();
     let effects = sqlx::query(
         "delete from effects e
          where e.state in ('sent', 'sandboxed', 'failed', 'dead', 'unknown', 'canceled')
            and e.finished_at < now() - make_interval(days => $1)
-           and not exists (select 1 from delivery_messages m where m.effect_id = e.id)",
+           and not exists (select 1 from delivery_messages m where m.effect_id = e.id)
+           and not exists (select 1 from schedule_messages m where m.effect_id = e.id)",
     )
     .bind(days)
     .execute(db)
@@ -45,6 +62,7 @@ pub async fn run(db: &PgPool, retention_days: u32) -> Result<Cleaned, sqlx::Erro
     Ok(Cleaned {
         effects,
         cron_fires,
+        schedule_fires,
         tokens,
     })
 }

@@ -13,6 +13,7 @@ pub mod delivery_reports;
 pub mod effects;
 pub mod groups;
 pub mod idempotency;
+pub mod schedules;
 pub mod sessions;
 pub mod student_messages;
 pub mod twilio_events;

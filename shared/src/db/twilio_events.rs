@@ -96,10 +96,11 @@ pub async fn apply_early_statuses(conn: &mut PgConnection) -> Result<u64, sqlx::
     Ok(applied)
 }
 
-/// Records a status callback for the message Twilio knows as `sid`. Returns whether a row
-/// changed (false: unknown SID, or the callback was older than what is recorded).
+/// Records a status callback for the message Twilio knows as `sid` (a course delivery's or a
+/// schedule's). Returns whether a row changed (false: unknown SID, or the callback was older
+/// than what is recorded).
 pub async fn record_status(
-    executor: impl PgExecutor<'_>,
+    conn: &mut PgConnection,
     sid: &str,
     status: &str,
     error_code: Option<i32>,
@@ -108,21 +109,25 @@ pub async fn record_status(
     let Some(rank) = status_rank(status) else {
         return Ok(false);
     };
-    let done = sqlx::query(&format!(
-        "update delivery_messages m
-         set provider_status = $2, error_code = coalesce($3, m.error_code),
-             error_message = coalesce($4, m.error_message)
-         from effects e
-         where e.id = m.effect_id and e.provider_id = $1 and ({RANK_SQL}) < $5"
-    ))
-    .bind(sid)
-    .bind(status)
-    .bind(error_code)
-    .bind(error_message)
-    .bind(rank)
-    .execute(executor)
-    .await?;
-    Ok(done.rows_affected() > 0)
+    let mut changed = 0;
+    for table in ["delivery_messages", "schedule_messages"] {
+        changed += sqlx::query(&format!(
+            "update {table} m
+             set provider_status = $2, error_code = coalesce($3, m.error_code),
+                 error_message = coalesce($4, m.error_message)
+             from effects e
+             where e.id = m.effect_id and e.provider_id = $1 and ({RANK_SQL}) < $5"
+        ))
+        .bind(sid)
+        .bind(status)
+        .bind(error_code)
+        .bind(error_message)
+        .bind(rank)
+        .execute(&mut *conn)
+        .await?
+        .rows_affected();
+    }
+    Ok(changed > 0)
 }
 
 /// Sets `subscribed` on every student with this phone (in every group of every account: an

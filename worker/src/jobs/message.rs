@@ -1,4 +1,4 @@
-//! The `message` kind: one course message to a student over SMS or WhatsApp through Twilio,
+//! The `message` kind: one course or schedule message to a student over SMS or WhatsApp through Twilio,
 //! or recorded in sandbox mode.
 //!
 //! Everything that may have changed since the message was planned is read at send time: a
@@ -13,7 +13,7 @@
 
 use std::time::Duration;
 
-use herald_shared::db::delivery_messages::{self, ToSend};
+use herald_shared::db::{delivery_messages, schedules};
 use herald_shared::db::effects::Started;
 use herald_shared::effects::{EffectKind, MessagePayload};
 use herald_shared::providers::twilio::{Channel, Delivery, Outgoing, TwilioError};
@@ -25,22 +25,15 @@ use crate::rate_limit::{self, Slot};
 /// Room kept for the database writes around the Twilio call within the job's timeout.
 const MARGIN: Duration = Duration::from_secs(1);
 
-/// Sends the delivery message named in the row's payload.
+/// Sends the delivery or schedule message named in the row's payload.
 pub async fn send(ctx: &WorkerContext, started: &Started) -> Result<Outcome, JobError> {
     let payload: MessagePayload = serde_json::from_value(started.payload.clone())
         .map_err(|err| JobError::Permanent(format!("invalid message payload: {err}")))?;
-    let found = delivery_messages::find_to_send(&ctx.db, payload.delivery_message_id)
-        .await
-        .map_err(|err| JobError::Retryable {
-            message: format!("read the delivery message: {err}"),
-            retry_after: None,
-        })?;
-    let Some(message) = found else {
-        return Ok(Outcome::Skipped {
-            reason: "not sent: the delivery message no longer exists".to_owned(),
-        });
+    let message = match load(ctx, started.id, payload).await? {
+        Ok(message) => message,
+        Err(outcome) => return Ok(outcome),
     };
-    let (phone, channel) = match recipient(&message)? {
+    let (phone, channel) = match recipient(&message.student)? {
         Ok(recipient) => recipient,
         Err(outcome) => return Ok(outcome),
     };
@@ -72,13 +65,21 @@ pub async fn send(ctx: &WorkerContext, started: &Started) -> Result<Outcome, Job
         } => {
             let code = code.and_then(|code| i32::try_from(code).ok());
             // The effect row records the failure whatever happens here; the message row's
-            // copy is for the deliveries API, so a write error must not turn a permanent
-            // refusal into a retry (Twilio would refuse again).
-            if let Err(db_err) =
-                delivery_messages::record_error(&ctx.db, payload.delivery_message_id, code, message)
-                    .await
-            {
-                tracing::warn!(delivery_message_id = %payload.delivery_message_id, error = %db_err, "could not record Twilio's error on the message");
+            // copy is for the deliveries and schedules APIs, so a write error must not turn a
+            // permanent refusal into a retry (Twilio would refuse again).
+            let recorded = match payload {
+                MessagePayload::Delivery {
+                    delivery_message_id,
+                } => {
+                    delivery_messages::record_error(&ctx.db, delivery_message_id, code, message)
+                        .await
+                }
+                MessagePayload::Schedule { .. } => {
+                    schedules::record_error(&ctx.db, started.id, code, message).await
+                }
+            };
+            if let Err(db_err) = recorded {
+                tracing::warn!(effect_id = %started.id, error = %db_err, "could not record Twilio's error on the message");
             }
             Err(JobError::Permanent(err.to_string()))
         }
@@ -86,23 +87,120 @@ pub async fn send(ctx: &WorkerContext, started: &Started) -> Result<Outcome, Job
     }
 }
 
-/// The student's current phone and channel, or why the message is not to be sent.
-fn recipient(message: &ToSend) -> Result<Result<(String, Channel), Outcome>, JobError> {
-    match message.delivery_status.as_str() {
-        "scheduled" => {}
-        "paused" => {
-            return Ok(Err(Outcome::Held {
-                reason: "not sent: the delivery is paused; resuming re-plans it".to_owned(),
-            }));
+/// A message as it is to be sent now.
+struct ToSend {
+    student: Student,
+    body: String,
+}
+
+/// The student's current phone, channel and subscription; all `None` once removed.
+struct Student {
+    phone: Option<String>,
+    channel: Option<String>,
+    subscribed: Option<bool>,
+}
+
+/// Reads the message row with what decides whether it still goes: `Err(outcome)` when it
+/// does not (its delivery or schedule changed, or it is gone).
+async fn load(
+    ctx: &WorkerContext,
+    effect_id: uuid::Uuid,
+    payload: MessagePayload,
+) -> Result<Result<ToSend, Outcome>, JobError> {
+    let read_error = |err: sqlx::Error| JobError::Retryable {
+        message: format!("read the message: {err}"),
+        retry_after: None,
+    };
+    let gone = || Outcome::Skipped {
+        reason: "not sent: the message no longer exists".to_owned(),
+    };
+    match payload {
+        MessagePayload::Delivery {
+            delivery_message_id,
+        } => {
+            let Some(found) = delivery_messages::find_to_send(&ctx.db, delivery_message_id)
+                .await
+                .map_err(read_error)?
+            else {
+                return Ok(Err(gone()));
+            };
+            if let Some(outcome) = delivery_gate(&found.delivery_status) {
+                return Ok(Err(outcome));
+            }
+            Ok(Ok(ToSend {
+                student: Student {
+                    phone: found.phone,
+                    channel: found.channel,
+                    subscribed: found.subscribed,
+                },
+                body: found.body,
+            }))
         }
-        status => {
-            return Ok(Err(Outcome::Skipped {
-                reason: format!("not sent: the delivery is {status}"),
-            }));
+        MessagePayload::Schedule { .. } => {
+            let Some(found) = schedules::find_to_send(&ctx.db, effect_id)
+                .await
+                .map_err(read_error)?
+            else {
+                return Ok(Err(gone()));
+            };
+            if let Some(outcome) = schedule_gate(&found) {
+                return Ok(Err(outcome));
+            }
+            Ok(Ok(ToSend {
+                student: Student {
+                    phone: found.phone,
+                    channel: found.channel,
+                    subscribed: found.subscribed,
+                },
+                body: found.body,
+            }))
         }
     }
+}
+
+/// Why a course message is not sent now, by its delivery's status.
+fn delivery_gate(status: &str) -> Option<Outcome> {
+    match status {
+        "scheduled" => None,
+        "paused" => Some(Outcome::Held {
+            reason: "not sent: the delivery is paused; resuming re-plans it".to_owned(),
+        }),
+        status => Some(Outcome::Skipped {
+            reason: format!("not sent: the delivery is {status}"),
+        }),
+    }
+}
+
+/// Why a schedule message is not sent now: a paused schedule skips its fires (resuming
+/// plans only later ones), and a student who moved to another group or zone after the fire
+/// was planned gets the fires planned for where they are now instead.
+fn schedule_gate(message: &schedules::ToSend) -> Option<Outcome> {
+    let skip = |reason: &str| {
+        Some(Outcome::Skipped {
+            reason: format!("not sent: {reason}"),
+        })
+    };
+    if message.schedule_status != "active" {
+        return skip("the schedule is paused");
+    }
+    if message.student_group_id.is_some_and(|group| group != message.group_id) {
+        return skip("the student is no longer in the schedule's group");
+    }
+    if message.per_recipient_zone
+        && message
+            .student_timezone
+            .as_ref()
+            .is_some_and(|zone| *zone != message.fire_timezone)
+    {
+        return skip("the student moved to another time zone after this fire was planned");
+    }
+    None
+}
+
+/// The student's current phone and channel, or why the message is not to be sent.
+fn recipient(student: &Student) -> Result<Result<(String, Channel), Outcome>, JobError> {
     let (Some(phone), Some(channel), Some(subscribed)) =
-        (&message.phone, &message.channel, message.subscribed)
+        (&student.phone, &student.channel, student.subscribed)
     else {
         return Ok(Err(Outcome::Skipped {
             reason: "not sent: the student was removed".to_owned(),

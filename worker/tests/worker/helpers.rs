@@ -725,7 +725,7 @@ impl TestWorker {
             kind: EffectKind::Message,
             queue: self.jobs.get(EffectKind::Message).queue.clone(),
             idempotency_key: format!("message:{message_id}"),
-            payload: serde_json::to_value(MessagePayload {
+            payload: serde_json::to_value(MessagePayload::Delivery {
                 delivery_message_id: message_id,
             })
             .unwrap(),

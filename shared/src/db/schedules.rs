@@ -1,0 +1,536 @@
+//! Queries on `schedules`, `schedule_fires` and `schedule_messages`: the API's CRUD and
+//! transitions, the planner's bulk writes (fires, message and effect rows) and the fires
+//! history. What to plan is decided in `crate::schedules`.
+
+use chrono::{DateTime, NaiveDateTime, Utc};
+use sqlx::{FromRow, PgConnection, PgExecutor};
+use uuid::Uuid;
+
+/// Rows per bulk insert statement.
+const CHUNK: usize = 5_000;
+
+/// Effect states that mean "not handed to a provider yet": what pausing, changing or deleting
+/// a schedule cancels.
+const UNSENT: &str = "('planned', 'queued', 'retrying')";
+
+#[derive(Debug, Clone, FromRow)]
+pub struct ScheduleRow {
+    pub id: Uuid,
+    pub account_id: Uuid,
+    pub name: String,
+    pub cron: String,
+    /// `None`: each recipient's own zone.
+    pub timezone: Option<String>,
+    pub group_id: Uuid,
+    pub text: String,
+    /// `active` or `paused`.
+    pub status: String,
+    pub active_from: DateTime<Utc>,
+    pub planned_until: DateTime<Utc>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+const COLUMNS: &str = "id, account_id, name, cron, timezone, group_id, text, status, active_from, \
+                       planned_until, created_at, updated_at";
+
+/// What a schedule is made of, for create and update.
+#[derive(Debug, Clone)]
+pub struct ScheduleFields<'a> {
+    pub name: &'a str,
+    pub cron: &'a str,
+    pub timezone: Option<&'a str>,
+    pub group_id: Uuid,
+    pub text: &'a str,
+}
+
+pub async fn insert(
+    conn: &mut PgConnection,
+    account_id: Uuid,
+    fields: &ScheduleFields<'_>,
+) -> Result<ScheduleRow, sqlx::Error> {
+    sqlx::query_as(&format!(
+        "insert into schedules (account_id, name, cron, timezone, group_id, text)
+         values ($1, $2, $3, $4, $5, $6) returning {COLUMNS}"
+    ))
+    .bind(account_id)
+    .bind(fields.name)
+    .bind(fields.cron)
+    .bind(fields.timezone)
+    .bind(fields.group_id)
+    .bind(fields.text)
+    .fetch_one(conn)
+    .await
+}
+
+pub async fn get(
+    executor: impl PgExecutor<'_>,
+    account_id: Uuid,
+    id: Uuid,
+) -> Result<Option<ScheduleRow>, sqlx::Error> {
+    sqlx::query_as(&format!(
+        "select {COLUMNS} from schedules where account_id = $1 and id = $2"
+    ))
+    .bind(account_id)
+    .bind(id)
+    .fetch_optional(executor)
+    .await
+}
+
+/// Reads and locks the account's schedule for a change (update, pause, resume, delete).
+pub async fn lock(
+    conn: &mut PgConnection,
+    account_id: Uuid,
+    id: Uuid,
+) -> Result<Option<ScheduleRow>, sqlx::Error> {
+    sqlx::query_as(&format!(
+        "select {COLUMNS} from schedules where account_id = $1 and id = $2 for update"
+    ))
+    .bind(account_id)
+    .bind(id)
+    .fetch_optional(conn)
+    .await
+}
+
+/// A page of the account's schedules, newest first, after the keyset cursor.
+pub async fn list(
+    executor: impl PgExecutor<'_>,
+    account_id: Uuid,
+    after: Option<(DateTime<Utc>, Uuid)>,
+    limit: i64,
+) -> Result<Vec<ScheduleRow>, sqlx::Error> {
+    let (after_at, after_id) = after.unzip();
+    sqlx::query_as(&format!(
+        "select {COLUMNS} from schedules
+         where account_id = $1 and ($2::timestamptz is null or (created_at, id) < ($2, $3))
+         order by created_at desc, id desc
+         limit $4"
+    ))
+    .bind(account_id)
+    .bind(after_at)
+    .bind(after_id)
+    .bind(limit)
+    .fetch_all(executor)
+    .await
+}
+
+/// Replaces the schedule's definition; planning restarts at `from` (nothing at or before it
+/// is planned again).
+pub async fn update(
+    conn: &mut PgConnection,
+    id: Uuid,
+    fields: &ScheduleFields<'_>,
+    from: DateTime<Utc>,
+) -> Result<ScheduleRow, sqlx::Error> {
+    sqlx::query_as(&format!(
+        "update schedules set name = $2, cron = $3, timezone = $4, group_id = $5, text = $6,
+             active_from = $7, planned_until = $7
+         where id = $1 returning {COLUMNS}"
+    ))
+    .bind(id)
+    .bind(fields.name)
+    .bind(fields.cron)
+    .bind(fields.timezone)
+    .bind(fields.group_id)
+    .bind(fields.text)
+    .bind(from)
+    .fetch_one(conn)
+    .await
+}
+
+/// Pauses (`active = false`) or resumes a schedule; a resume plans from `from` on, so the
+/// paused period never fires.
+pub async fn set_active(
+    conn: &mut PgConnection,
+    id: Uuid,
+    active: bool,
+    from: DateTime<Utc>,
+) -> Result<ScheduleRow, sqlx::Error> {
+    sqlx::query_as(&format!(
+        "update schedules set status = case when $2 then 'active' else 'paused' end,
+             active_from = case when $2 then $3 else active_from end,
+             planned_until = case when $2 then $3 else planned_until end
+         where id = $1 returning {COLUMNS}"
+    ))
+    .bind(id)
+    .bind(active)
+    .bind(from)
+    .fetch_one(conn)
+    .await
+}
+
+pub async fn delete(executor: impl PgExecutor<'_>, id: Uuid) -> Result<(), sqlx::Error> {
+    sqlx::query("delete from schedules where id = $1")
+        .bind(id)
+        .execute(executor)
+        .await?;
+    Ok(())
+}
+
+/// Cancels the schedule's fires after `after` and their unsent messages (pause, update,
+/// delete). A message the dispatcher already handed to a worker is not stopped here; the
+/// handler reads the schedule again before sending. Returns the messages canceled.
+pub async fn cancel_fires_after(
+    conn: &mut PgConnection,
+    schedule_id: Uuid,
+    after: DateTime<Utc>,
+) -> Result<u64, sqlx::Error> {
+    let canceled = sqlx::query(&format!(
+        "update effects e set state = 'canceled', finished_at = now(),
+             last_error = 'not sent: the schedule was paused, changed or deleted'
+         from schedule_messages m join schedule_fires f on f.id = m.fire_id
+         where m.effect_id = e.id and m.schedule_id = $1 and f.fire_at > $2
+           and e.state in {UNSENT}"
+    ))
+    .bind(schedule_id)
+    .bind(after)
+    .execute(&mut *conn)
+    .await?
+    .rows_affected();
+    sqlx::query(
+        "update schedule_fires set state = 'canceled'
+         where schedule_id = $1 and fire_at > $2 and state = 'planned'",
+    )
+    .bind(schedule_id)
+    .bind(after)
+    .execute(conn)
+    .await?;
+    Ok(canceled)
+}
+
+/// Whether any schedule sends to the group (a group in use cannot be deleted).
+pub async fn uses_group(executor: impl PgExecutor<'_>, group_id: Uuid) -> Result<bool, sqlx::Error> {
+    sqlx::query_scalar("select exists(select 1 from schedules where group_id = $1)")
+        .bind(group_id)
+        .fetch_one(executor)
+        .await
+}
+
+/// A subscribed student of a schedule's group, as the planner needs them.
+#[derive(Debug, Clone, FromRow)]
+pub struct Recipient {
+    pub id: Uuid,
+    pub timezone: String,
+}
+
+/// The group's subscribed students.
+pub async fn recipients(
+    executor: impl PgExecutor<'_>,
+    group_id: Uuid,
+) -> Result<Vec<Recipient>, sqlx::Error> {
+    sqlx::query_as(
+        "select id, timezone from students where group_id = $1 and subscribed
+         order by created_at, id",
+    )
+    .bind(group_id)
+    .fetch_all(executor)
+    .await
+}
+
+/// The distinct zones of the group's subscribed students.
+pub async fn recipient_zones(
+    executor: impl PgExecutor<'_>,
+    group_id: Uuid,
+) -> Result<Vec<String>, sqlx::Error> {
+    sqlx::query_scalar(
+        "select distinct timezone from students where group_id = $1 and subscribed order by 1",
+    )
+    .bind(group_id)
+    .fetch_all(executor)
+    .await
+}
+
+/// Claims up to `limit` active schedules whose plan ends before `before`, locked until the
+/// caller's transaction ends; other replicas skip them.
+pub async fn claim_to_plan(
+    conn: &mut PgConnection,
+    before: DateTime<Utc>,
+    limit: i64,
+) -> Result<Vec<ScheduleRow>, sqlx::Error> {
+    sqlx::query_as(&format!(
+        "select {COLUMNS} from schedules
+         where status = 'active' and planned_until < $1
+         order by planned_until
+         limit $2
+         for update skip locked"
+    ))
+    .bind(before)
+    .bind(limit)
+    .fetch_all(conn)
+    .await
+}
+
+pub async fn set_planned_until(
+    executor: impl PgExecutor<'_>,
+    id: Uuid,
+    until: DateTime<Utc>,
+) -> Result<(), sqlx::Error> {
+    sqlx::query("update schedules set planned_until = greatest(planned_until, $2) where id = $1")
+        .bind(id)
+        .bind(until)
+        .execute(executor)
+        .await?;
+    Ok(())
+}
+
+/// A fire to record.
+#[derive(Debug, Clone)]
+pub struct NewFire {
+    pub timezone: String,
+    pub fire_at: DateTime<Utc>,
+    pub local_time: NaiveDateTime,
+    /// `false`: later than catch-up allows; recorded as `missed`, nothing sent.
+    pub send: bool,
+    /// The students it sends to (empty when missed).
+    pub students: Vec<Uuid>,
+}
+
+/// Writes fires with their message and effect rows, inside the caller's transaction.
+///
+/// Idempotent: a fire already planned is left as it is, and a fire canceled by a pause or an
+/// update is planned again with the schedule's current text. The effect key is (schedule,
+/// fire instant, student), so a student gets at most one message per instant whatever
+/// re-planning happens; a message already handed to a worker is never planned twice.
+/// Returns the messages written.
+pub async fn write_fires(
+    conn: &mut PgConnection,
+    schedule: &ScheduleRow,
+    queue: &str,
+    fires: &[NewFire],
+) -> Result<u64, sqlx::Error> {
+    if fires.is_empty() {
+        return Ok(0);
+    }
+    let zones: Vec<&str> = fires.iter().map(|f| f.timezone.as_str()).collect();
+    let ats: Vec<DateTime<Utc>> = fires.iter().map(|f| f.fire_at).collect();
+    let locals: Vec<NaiveDateTime> = fires.iter().map(|f| f.local_time).collect();
+    let states: Vec<&str> = fires
+        .iter()
+        .map(|f| if f.send { "planned" } else { "missed" })
+        .collect();
+    let counts: Vec<i32> = fires
+        .iter()
+        .map(|f| i32::try_from(f.students.len()).unwrap_or(i32::MAX))
+        .collect();
+    // (re)planned fires come back with their id; ones already planned or missed do not
+    let written: Vec<(Uuid, String, DateTime<Utc>)> = sqlx::query_as(
+        "insert into schedule_fires (schedule_id, timezone, fire_at, local_time, state, recipients)
+         select $1, f.zone, f.at, f.local, f.state, f.recipients
+         from unnest($2::text[], $3::timestamptz[], $4::timestamp[], $5::text[], $6::int[])
+              as f(zone, at, local, state, recipients)
+         on conflict (schedule_id, timezone, fire_at) do update
+             set state = excluded.state, recipients = excluded.recipients
+             where schedule_fires.state = 'canceled'
+         returning id, timezone, fire_at",
+    )
+    .bind(schedule.id)
+    .bind(&zones)
+    .bind(&ats)
+    .bind(&locals)
+    .bind(&states)
+    .bind(&counts)
+    .fetch_all(&mut *conn)
+    .await?;
+
+    let mut fire_ids = Vec::new();
+    let mut students = Vec::new();
+    let mut due = Vec::new();
+    for (fire_id, zone, at) in &written {
+        let Some(fire) = fires
+            .iter()
+            .find(|f| f.send && f.fire_at == *at && &f.timezone == zone)
+        else {
+            continue;
+        };
+        for student in &fire.students {
+            fire_ids.push(*fire_id);
+            students.push(*student);
+            due.push(*at);
+        }
+    }
+    let mut messages = 0;
+    for ((fire_ids, students), due) in fire_ids
+        .chunks(CHUNK)
+        .zip(students.chunks(CHUNK))
+        .zip(due.chunks(CHUNK))
+    {
+        messages += write_messages(conn, schedule, queue, fire_ids, students, due).await?;
+    }
+    Ok(messages)
+}
+
+/// One chunk of `write_fires`: effect rows (new, or revived from `canceled`), then their
+/// message rows.
+async fn write_messages(
+    conn: &mut PgConnection,
+    schedule: &ScheduleRow,
+    queue: &str,
+    fire_ids: &[Uuid],
+    students: &[Uuid],
+    due: &[DateTime<Utc>],
+) -> Result<u64, sqlx::Error> {
+    let keys: Vec<String> = students
+        .iter()
+        .zip(due)
+        .map(|(student, at)| format!("schedule:{}:{}:{student}", schedule.id, at.timestamp()))
+        .collect();
+    let new_ids: Vec<Uuid> = students.iter().map(|_| Uuid::new_v4()).collect();
+    let effects: Vec<(Uuid, String)> = sqlx::query_as(
+        "insert into effects (id, account_id, kind, queue, idempotency_key, payload, due_at, next_attempt_at)
+         select e.id, $1, 'message', $2, e.key,
+                jsonb_build_object('schedule_id', $3::uuid, 'student_id', e.student, 'fire_at', e.at),
+                e.at, e.at
+         from unnest($4::uuid[], $5::text[], $6::uuid[], $7::timestamptz[]) as e(id, key, student, at)
+         on conflict (idempotency_key) do update
+             set state = 'planned', due_at = excluded.due_at,
+                 next_attempt_at = excluded.next_attempt_at, attempts = 0, last_error = null,
+                 finished_at = null
+             where effects.state = 'canceled'
+         returning id, idempotency_key",
+    )
+    .bind(schedule.account_id)
+    .bind(queue)
+    .bind(schedule.id)
+    .bind(&new_ids)
+    .bind(&keys)
+    .bind(students)
+    .bind(due)
+    .fetch_all(&mut *conn)
+    .await?;
+    let by_key: std::collections::HashMap<&str, usize> = keys
+        .iter()
+        .enumerate()
+        .map(|(index, key)| (key.as_str(), index))
+        .collect();
+    let mut effect_ids = Vec::with_capacity(effects.len());
+    let mut message_fires = Vec::with_capacity(effects.len());
+    let mut message_students = Vec::with_capacity(effects.len());
+    for (effect_id, key) in &effects {
+        if let Some(&index) = by_key.get(key.as_str()) {
+            effect_ids.push(*effect_id);
+            message_fires.push(fire_ids[index]);
+            message_students.push(students[index]);
+        }
+    }
+    sqlx::query(
+        "insert into schedule_messages (effect_id, schedule_id, fire_id, student_id, body)
+         select m.effect_id, $1, m.fire_id, m.student_id, $2
+         from unnest($3::uuid[], $4::uuid[], $5::uuid[]) as m(effect_id, fire_id, student_id)
+         on conflict (effect_id) do update
+             set fire_id = excluded.fire_id, student_id = excluded.student_id,
+                 body = excluded.body, provider_status = null, error_code = null,
+                 error_message = null",
+    )
+    .bind(schedule.id)
+    .bind(&schedule.text)
+    .bind(&effect_ids)
+    .bind(&message_fires)
+    .bind(&message_students)
+    .execute(conn)
+    .await?;
+    Ok(effects.len() as u64)
+}
+
+/// A past or planned fire with its messages counted by state.
+#[derive(Debug, Clone, FromRow)]
+pub struct FireOutcome {
+    pub id: Uuid,
+    pub timezone: String,
+    pub fire_at: DateTime<Utc>,
+    pub local_time: NaiveDateTime,
+    pub state: String,
+    pub recipients: i32,
+    /// Sent, or recorded in sandbox mode.
+    pub sent: i64,
+    /// Failed, dead or unknown.
+    pub failed: i64,
+    /// Canceled, or skipped at send time (unsubscribed, removed, moved zone).
+    pub skipped: i64,
+    /// Not finished yet.
+    pub pending: i64,
+}
+
+/// The schedule's fires at or before `until`, latest first.
+pub async fn past_fires(
+    executor: impl PgExecutor<'_>,
+    schedule_id: Uuid,
+    until: DateTime<Utc>,
+    limit: i64,
+) -> Result<Vec<FireOutcome>, sqlx::Error> {
+    sqlx::query_as(
+        "select f.id, f.timezone, f.fire_at, f.local_time, f.state, f.recipients,
+                count(e.id) filter (where e.state in ('sent', 'sandboxed')) as sent,
+                count(e.id) filter (where e.state in ('failed', 'dead', 'unknown')) as failed,
+                count(e.id) filter (where e.state in ('canceled', 'held')) as skipped,
+                count(e.id) filter (where e.state in ('planned', 'queued', 'sending', 'retrying'))
+                    as pending
+         from (select * from schedule_fires where schedule_id = $1 and fire_at <= $2
+               order by fire_at desc, timezone limit $3) f
+         left join schedule_messages m on m.fire_id = f.id
+         left join effects e on e.id = m.effect_id
+         group by f.id, f.timezone, f.fire_at, f.local_time, f.state, f.recipients
+         order by f.fire_at desc, f.timezone",
+    )
+    .bind(schedule_id)
+    .bind(until)
+    .bind(limit)
+    .fetch_all(executor)
+    .await
+}
+
+/// A schedule message as the sender sees it.
+#[derive(Debug, Clone, FromRow)]
+pub struct ToSend {
+    /// `active` or `paused` (a deleted schedule's messages are gone with it).
+    pub schedule_status: String,
+    /// The fire's zone, and whether the schedule reads the cron in each recipient's zone.
+    pub fire_timezone: String,
+    pub per_recipient_zone: bool,
+    pub group_id: Uuid,
+    pub student_id: Option<Uuid>,
+    pub student_group_id: Option<Uuid>,
+    pub student_timezone: Option<String>,
+    pub phone: Option<String>,
+    pub channel: Option<String>,
+    pub subscribed: Option<bool>,
+    pub body: String,
+}
+
+/// Reads a schedule message by its effect, with its schedule and student as they are now.
+pub async fn find_to_send(
+    executor: impl PgExecutor<'_>,
+    effect_id: Uuid,
+) -> Result<Option<ToSend>, sqlx::Error> {
+    sqlx::query_as(
+        "select sc.status as schedule_status, f.timezone as fire_timezone,
+                sc.timezone is null as per_recipient_zone, sc.group_id,
+                m.student_id, s.group_id as student_group_id, s.timezone as student_timezone,
+                s.phone, s.channel, s.subscribed, m.body
+         from schedule_messages m
+         join schedule_fires f on f.id = m.fire_id
+         join schedules sc on sc.id = m.schedule_id
+         left join students s on s.id = m.student_id
+         where m.effect_id = $1",
+    )
+    .bind(effect_id)
+    .fetch_optional(executor)
+    .await
+}
+
+/// Records why the provider refused the message.
+pub async fn record_error(
+    executor: impl PgExecutor<'_>,
+    effect_id: Uuid,
+    code: Option<i32>,
+    message: &str,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "update schedule_messages set error_code = $2, error_message = $3 where effect_id = $1",
+    )
+    .bind(effect_id)
+    .bind(code)
+    .bind(message)
+    .execute(executor)
+    .await?;
+    Ok(())
+}

@@ -1,0 +1,166 @@
+//! Planning schedules (recurring group messages): which fires fall in the planning horizon,
+//! in which zones, to which students. The API plans the first horizon when a schedule is
+//! created, changed or resumed; every worker replica's planner extends it as time passes
+//! (`claim_to_plan` hands each schedule to one replica at a time).
+//!
+//! A fire is planned ahead as effect rows due at its instant, so the dispatcher starts it on
+//! time like any other message: no work happens at the fire instant except sending. With
+//! `timezone = recipient` a schedule fires separately in each zone its subscribed students
+//! live in, at that zone's wall-clock time. Decisions, written down:
+//! - Students are read when a fire is planned (up to `horizon` ahead). A student added later
+//!   gets the fires planned after that; an unsubscribed or removed one is skipped at send time.
+//! - A student whose zone changed after the fire was planned is skipped by that fire (the
+//!   handler compares zones), and gets the next one planned in the new zone: a zone change
+//!   never sends the same day's message twice.
+//! - A fire found later than `catch_up` after its instant (every worker was down) is recorded
+//!   as `missed` and sends nothing; within `catch_up` it is sent at once.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use chrono_tz::Tz;
+use sqlx::PgConnection;
+use uuid::Uuid;
+
+use crate::config::SchedulesConfig;
+use crate::cron::Schedule;
+use crate::db::schedules::{self, NewFire, ScheduleRow};
+use crate::time_rules::parse_zone;
+
+/// The literal that means "each recipient's own zone" in the API.
+pub const RECIPIENT_ZONE: &str = "recipient";
+
+/// How far ahead and how late fires are planned.
+#[derive(Debug, Clone)]
+pub struct PlanSettings {
+    /// Fires up to this far ahead of now are planned.
+    pub horizon: Duration,
+    /// A fire found this late still sends; later ones are `missed`.
+    pub catch_up: Duration,
+    /// At most this many fires per zone in one planning pass (a per-second schedule plans
+    /// its horizon over several passes).
+    pub max_fires_per_zone: usize,
+    /// The queue of `message` effects (from jobs.toml).
+    pub queue: String,
+}
+
+impl PlanSettings {
+    pub fn new(config: &SchedulesConfig, queue: &str) -> Self {
+        Self {
+            horizon: Duration::from_secs(config.horizon_secs),
+            catch_up: Duration::from_secs(config.catch_up_secs),
+            max_fires_per_zone: config.max_fires_per_zone,
+            queue: queue.to_owned(),
+        }
+    }
+}
+
+/// What one planning pass wrote.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Planned {
+    /// Fires looked at (planned now, already planned, or missed).
+    pub fires: usize,
+    pub missed: usize,
+    /// Message (and effect) rows written.
+    pub messages: u64,
+}
+
+/// Why a schedule could not be planned.
+#[derive(Debug, thiserror::Error)]
+pub enum PlanError {
+    /// The stored definition no longer parses (never written by the API; kept for safety).
+    #[error("schedule {id}: {reason}")]
+    Invalid { id: Uuid, reason: String },
+    #[error(transparent)]
+    Database(#[from] sqlx::Error),
+}
+
+/// Plans the schedule's fires after its plan's end, up to `now + horizon`, inside the
+/// caller's transaction. Paused schedules plan nothing.
+pub async fn plan(
+    conn: &mut PgConnection,
+    schedule: &ScheduleRow,
+    now: DateTime<Utc>,
+    settings: &PlanSettings,
+) -> Result<Planned, PlanError> {
+    if schedule.status != "active" {
+        return Ok(Planned::default());
+    }
+    let invalid = |reason: String| PlanError::Invalid {
+        id: schedule.id,
+        reason,
+    };
+    let cron = Schedule::parse(&schedule.cron).map_err(|err| invalid(err.to_string()))?;
+    let start = schedule.active_from.max(schedule.planned_until);
+    let horizon = chrono::Duration::from_std(settings.horizon).unwrap_or(chrono::Duration::MAX);
+    let catch_up = chrono::Duration::from_std(settings.catch_up).unwrap_or(chrono::Duration::MAX);
+    let until = now.checked_add_signed(horizon).unwrap_or(now);
+    let send_from = now.checked_sub_signed(catch_up).unwrap_or(now);
+
+    let audiences = audiences(conn, schedule).await?;
+    let mut planned_until = until;
+    let mut fires = Vec::new();
+    for (zone, students) in audiences {
+        let tz = parse_zone(&zone).map_err(invalid)?;
+        let mut count = 0;
+        for at in cron.fires(tz, start).take_while(|at| *at <= until) {
+            let send = at >= send_from;
+            fires.push(NewFire {
+                timezone: zone.clone(),
+                fire_at: at,
+                local_time: at.with_timezone(&tz).naive_local(),
+                send,
+                students: if send { students.clone() } else { Vec::new() },
+            });
+            count += 1;
+            if count == settings.max_fires_per_zone {
+                // the rest of this zone's horizon comes in the next pass
+                planned_until = planned_until.min(at);
+                break;
+            }
+        }
+    }
+    let messages = schedules::write_fires(conn, schedule, &settings.queue, &fires).await?;
+    schedules::set_planned_until(&mut *conn, schedule.id, planned_until).await?;
+    Ok(Planned {
+        fires: fires.len(),
+        missed: fires.iter().filter(|f| !f.send).count(),
+        messages,
+    })
+}
+
+/// The zones the schedule fires in, each with the students it sends to there.
+async fn audiences(
+    conn: &mut PgConnection,
+    schedule: &ScheduleRow,
+) -> Result<BTreeMap<String, Vec<Uuid>>, sqlx::Error> {
+    let recipients = schedules::recipients(&mut *conn, schedule.group_id).await?;
+    let mut audiences: BTreeMap<String, Vec<Uuid>> = BTreeMap::new();
+    match &schedule.timezone {
+        // a fixed zone fires (and is recorded) even for an empty group
+        Some(zone) => {
+            audiences.insert(zone.clone(), recipients.iter().map(|r| r.id).collect());
+        }
+        None => {
+            for recipient in recipients {
+                audiences
+                    .entry(recipient.timezone)
+                    .or_default()
+                    .push(recipient.id);
+            }
+        }
+    }
+    Ok(audiences)
+}
+
+/// The zone a schedule's cron is read in, as stored (`None`: each recipient's) from the API's
+/// `timezone` value.
+pub fn parse_schedule_zone(value: &str) -> Result<Option<Tz>, String> {
+    if value == RECIPIENT_ZONE {
+        return Ok(None);
+    }
+    parse_zone(value)
+        .map(Some)
+        .map_err(|reason| format!("{reason}, or \"{RECIPIENT_ZONE}\" for each recipient's own zone"))
+}
