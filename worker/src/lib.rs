@@ -2,7 +2,8 @@
 //! providers, exactly once per effect (bar the documented crash-mid-send window).
 //!
 //! One process runs: a dispatcher, one supervised apalis worker per queue, the recovery
-//! sweep and a small health/metrics HTTP server. Run as many replicas as needed.
+//! sweep, the cron runner, the schedule planner and a small health/metrics HTTP server. Run
+//! as many replicas as needed.
 
 /// Helpers for the benchmark binaries in `src/bin/` (not used by the worker).
 pub mod bench;
@@ -14,6 +15,7 @@ pub mod housekeeping;
 pub mod jobs;
 pub mod queue;
 pub mod rate_limit;
+pub mod schedule_planner;
 pub mod sweep;
 
 use std::future::Future;
@@ -85,6 +87,7 @@ pub async fn run(
     tasks.spawn(dispatcher::run(ctx.clone(), stop_rx.clone()));
     tasks.spawn(sweep::run(ctx.clone(), stop_rx.clone()));
     tasks.spawn(cron::run(ctx.clone(), stop_rx.clone()));
+    tasks.spawn(schedule_planner::run(ctx.clone(), stop_rx.clone()));
     let health = tokio::spawn({
         let router = health::router(ctx.clone());
         let mut stop = stop_rx.clone();

@@ -168,13 +168,16 @@ pub async fn delete(executor: impl PgExecutor<'_>, id: Uuid) -> Result<(), sqlx:
 }
 
 /// Cancels the schedule's fires after `after` and their unsent messages (pause, update,
-/// delete). A message the dispatcher already handed to a worker is not stopped here; the
-/// handler reads the schedule again before sending. Returns the messages canceled.
+/// delete; `DateTime::<Utc>::MIN_UTC`: every fire). A message a worker is already sending is
+/// not stopped here; the handler reads the schedule again before sending. Returns the
+/// messages canceled.
 pub async fn cancel_fires_after(
     conn: &mut PgConnection,
     schedule_id: Uuid,
     after: DateTime<Utc>,
 ) -> Result<u64, sqlx::Error> {
+    // PostgreSQL's timestamps start in 4713 BC, chrono's much earlier
+    let after = after.max(DateTime::UNIX_EPOCH);
     let canceled = sqlx::query(&format!(
         "update effects e set state = 'canceled', finished_at = now(),
              last_error = 'not sent: the schedule was paused, changed or deleted'

@@ -17,4 +17,5 @@ mod lifecycle;
 mod messages;
 mod rate_limits;
 mod recovery;
+mod schedules;
 mod twilio_contract;
