@@ -389,7 +389,10 @@ impl Config {
             ),
             ("email.smtp_timeout_secs", self.email.smtp_timeout_secs),
             ("schedules.horizon_secs", self.schedules.horizon_secs),
-            ("schedules.plan_interval_ms", self.schedules.plan_interval_ms),
+            (
+                "schedules.plan_interval_ms",
+                self.schedules.plan_interval_ms,
+            ),
             ("schedules.plan_batch", u64::from(self.schedules.plan_batch)),
         ] {
             if value == 0 {

@@ -182,12 +182,19 @@ mod tests {
         let id = uuid::Uuid::new_v4();
         let delivery: MessagePayload =
             serde_json::from_value(serde_json::json!({ "delivery_message_id": id })).unwrap();
-        assert_eq!(delivery, MessagePayload::Delivery { delivery_message_id: id });
+        assert_eq!(
+            delivery,
+            MessagePayload::Delivery {
+                delivery_message_id: id
+            }
+        );
         let schedule: MessagePayload = serde_json::from_value(serde_json::json!({
             "schedule_id": id, "student_id": id, "fire_at": "2026-03-08T07:30:00Z"
         }))
         .unwrap();
-        assert!(matches!(schedule, MessagePayload::Schedule { schedule_id, .. } if schedule_id == id));
+        assert!(
+            matches!(schedule, MessagePayload::Schedule { schedule_id, .. } if schedule_id == id)
+        );
         assert!(serde_json::from_value::<MessagePayload>(serde_json::json!({ "id": id })).is_err());
     }
 }

@@ -160,7 +160,7 @@ pub fn parse_schedule_zone(value: &str) -> Result<Option<Tz>, String> {
     if value == RECIPIENT_ZONE {
         return Ok(None);
     }
-    parse_zone(value)
-        .map(Some)
-        .map_err(|reason| format!("{reason}, or \"{RECIPIENT_ZONE}\" for each recipient's own zone"))
+    parse_zone(value).map(Some).map_err(|reason| {
+        format!("{reason}, or \"{RECIPIENT_ZONE}\" for each recipient's own zone")
+    })
 }

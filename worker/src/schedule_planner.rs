@@ -101,8 +101,7 @@ pub async fn pass(
             .increment(total.planned.fires as u64);
         metrics::counter!("herald_schedule_fires_missed_total")
             .increment(total.planned.missed as u64);
-        metrics::histogram!("herald_schedule_plan_seconds")
-            .record(started.elapsed().as_secs_f64());
+        metrics::histogram!("herald_schedule_plan_seconds").record(started.elapsed().as_secs_f64());
         tracing::debug!(
             schedules = total.schedules,
             fires = total.planned.fires,

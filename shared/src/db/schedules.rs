@@ -202,7 +202,10 @@ pub async fn cancel_fires_after(
 }
 
 /// Whether any schedule sends to the group (a group in use cannot be deleted).
-pub async fn uses_group(executor: impl PgExecutor<'_>, group_id: Uuid) -> Result<bool, sqlx::Error> {
+pub async fn uses_group(
+    executor: impl PgExecutor<'_>,
+    group_id: Uuid,
+) -> Result<bool, sqlx::Error> {
     sqlx::query_scalar("select exists(select 1 from schedules where group_id = $1)")
         .bind(group_id)
         .fetch_one(executor)
@@ -518,6 +521,21 @@ pub async fn find_to_send(
     .bind(effect_id)
     .fetch_optional(executor)
     .await
+}
+
+/// Records the fire of this message as `missed` (found too late to send).
+pub async fn mark_fire_missed(
+    executor: impl PgExecutor<'_>,
+    effect_id: Uuid,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "update schedule_fires f set state = 'missed' from schedule_messages m
+         where m.effect_id = $1 and f.id = m.fire_id and f.state = 'planned'",
+    )
+    .bind(effect_id)
+    .execute(executor)
+    .await?;
+    Ok(())
 }
 
 /// Records why the provider refused the message.

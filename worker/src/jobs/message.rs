@@ -13,8 +13,10 @@
 
 use std::time::Duration;
 
-use herald_shared::db::{delivery_messages, schedules};
+use chrono::Utc;
+
 use herald_shared::db::effects::Started;
+use herald_shared::db::{delivery_messages, schedules};
 use herald_shared::effects::{EffectKind, MessagePayload};
 use herald_shared::providers::twilio::{Channel, Delivery, Outgoing, TwilioError};
 
@@ -29,7 +31,7 @@ const MARGIN: Duration = Duration::from_secs(1);
 pub async fn send(ctx: &WorkerContext, started: &Started) -> Result<Outcome, JobError> {
     let payload: MessagePayload = serde_json::from_value(started.payload.clone())
         .map_err(|err| JobError::Permanent(format!("invalid message payload: {err}")))?;
-    let message = match load(ctx, started.id, payload).await? {
+    let message = match load(ctx, started, payload).await? {
         Ok(message) => message,
         Err(outcome) => return Ok(outcome),
     };
@@ -104,7 +106,7 @@ struct Student {
 /// does not (its delivery or schedule changed, or it is gone).
 async fn load(
     ctx: &WorkerContext,
-    effect_id: uuid::Uuid,
+    started: &Started,
     payload: MessagePayload,
 ) -> Result<Result<ToSend, Outcome>, JobError> {
     let read_error = |err: sqlx::Error| JobError::Retryable {
@@ -137,7 +139,10 @@ async fn load(
             }))
         }
         MessagePayload::Schedule { .. } => {
-            let Some(found) = schedules::find_to_send(&ctx.db, effect_id)
+            if let Some(outcome) = missed(ctx, started).await.map_err(read_error)? {
+                return Ok(Err(outcome));
+            }
+            let Some(found) = schedules::find_to_send(&ctx.db, started.id)
                 .await
                 .map_err(read_error)?
             else {
@@ -156,6 +161,24 @@ async fn load(
             }))
         }
     }
+}
+
+/// A schedule message whose attempt is picked up more than `schedules.catch_up_secs` after
+/// it was due (every worker was down) is not sent late: its fire is recorded `missed`, as
+/// the planner records fires it finds that late. (A retry or a rate-limit deferral is due
+/// at its own new time, so it is not affected.)
+async fn missed(ctx: &WorkerContext, started: &Started) -> Result<Option<Outcome>, sqlx::Error> {
+    let late = (Utc::now() - started.due).to_std().unwrap_or_default();
+    if late <= Duration::from_secs(ctx.config.schedules.catch_up_secs) {
+        return Ok(None);
+    }
+    schedules::mark_fire_missed(&ctx.db, started.id).await?;
+    Ok(Some(Outcome::Skipped {
+        reason: format!(
+            "missed: picked up {}s after it was due, more than schedules.catch_up_secs",
+            late.as_secs()
+        ),
+    }))
 }
 
 /// Why a course message is not sent now, by its delivery's status.
@@ -183,7 +206,10 @@ fn schedule_gate(message: &schedules::ToSend) -> Option<Outcome> {
     if message.schedule_status != "active" {
         return skip("the schedule is paused");
     }
-    if message.student_group_id.is_some_and(|group| group != message.group_id) {
+    if message
+        .student_group_id
+        .is_some_and(|group| group != message.group_id)
+    {
         return skip("the student is no longer in the schedule's group");
     }
     if message.per_recipient_zone

@@ -75,7 +75,9 @@ async fn schedule(
         group_id,
         text: "Class at 9",
     };
-    let row = db::insert(&mut conn, test.account_id, &fields).await.unwrap();
+    let row = db::insert(&mut conn, test.account_id, &fields)
+        .await
+        .unwrap();
     sqlx::query("update schedules set active_from = $2, planned_until = $2 where id = $1")
         .bind(row.id)
         .bind(from)
@@ -86,7 +88,10 @@ async fn schedule(
 }
 
 async fn reload(test: &TestWorker, id: Uuid) -> ScheduleRow {
-    db::get(test.db(), test.account_id, id).await.unwrap().unwrap()
+    db::get(test.db(), test.account_id, id)
+        .await
+        .unwrap()
+        .unwrap()
 }
 
 async fn plan_at(test: &TestWorker, id: Uuid, now: &str, settings: &PlanSettings) -> u64 {
@@ -134,9 +139,22 @@ async fn recipient_zones_fire_at_their_own_wall_clock_across_the_spring_forward_
     let zones = ["America/New_York", "Europe/London", "Asia/Kolkata"];
     let (group_id, students) = group(&test, &zones).await;
     // New York springs forward on 2026-03-08 at 02:00: 02:30 does not exist that night
-    let row = schedule(&test, group_id, "30 2 * * *", None, utc("2026-03-07T00:00:00Z")).await;
+    let row = schedule(
+        &test,
+        group_id,
+        "30 2 * * *",
+        None,
+        utc("2026-03-07T00:00:00Z"),
+    )
+    .await;
 
-    let written = plan_at(&test, row.id, "2026-03-07T00:00:00Z", &settings(&test, 72, 300)).await;
+    let written = plan_at(
+        &test,
+        row.id,
+        "2026-03-07T00:00:00Z",
+        &settings(&test, 72, 300),
+    )
+    .await;
 
     let planned = fires(&test, row.id).await;
     let new_york: Vec<(DateTime<Utc>, &str)> = planned
@@ -176,7 +194,13 @@ async fn recipient_zones_fire_at_their_own_wall_clock_across_the_spring_forward_
     }
     // planning again changes nothing
     assert_eq!(
-        plan_at(&test, row.id, "2026-03-07T00:00:10Z", &settings(&test, 72, 300)).await,
+        plan_at(
+            &test,
+            row.id,
+            "2026-03-07T00:00:10Z",
+            &settings(&test, 72, 300)
+        )
+        .await,
         0
     );
     assert_eq!(messages(&test, row.id).await.len(), 9);
@@ -209,7 +233,8 @@ async fn a_fixed_time_schedule_fires_once_in_the_repeated_hour_and_a_wildcard_on
     plan_at(&test, fixed.id, "2026-10-24T12:00:00Z", &settings).await;
     plan_at(&test, wildcard.id, "2026-10-24T23:00:00Z", &settings).await;
 
-    let fixed_fires: Vec<DateTime<Utc>> = fires(&test, fixed.id).await.iter().map(|f| f.1).collect();
+    let fixed_fires: Vec<DateTime<Utc>> =
+        fires(&test, fixed.id).await.iter().map(|f| f.1).collect();
     // once, at the earlier 01:30 (BST, 00:30Z)
     assert_eq!(fixed_fires, [utc("2026-10-25T00:30:00Z")]);
     let repeated: Vec<(DateTime<Utc>, String)> = fires(&test, wildcard.id)
@@ -229,10 +254,23 @@ async fn a_fixed_time_schedule_fires_once_in_the_repeated_hour_and_a_wildcard_on
 async fn after_downtime_recent_fires_still_send_and_older_ones_are_recorded_missed() {
     let test = no_replicas().await;
     let (group_id, _) = group(&test, &["UTC"]).await;
-    let row = schedule(&test, group_id, "*/5 * * * *", None, utc("2026-06-01T10:00:00Z")).await;
+    let row = schedule(
+        &test,
+        group_id,
+        "*/5 * * * *",
+        None,
+        utc("2026-06-01T10:00:00Z"),
+    )
+    .await;
 
     // every worker was down from 10:00 to 10:32; catch-up is 10 minutes
-    plan_at(&test, row.id, "2026-06-01T10:32:00Z", &settings(&test, 0, 600)).await;
+    plan_at(
+        &test,
+        row.id,
+        "2026-06-01T10:32:00Z",
+        &settings(&test, 0, 600),
+    )
+    .await;
 
     let states: Vec<(String, String, i32)> = fires(&test, row.id)
         .await
@@ -257,7 +295,14 @@ async fn after_downtime_recent_fires_still_send_and_older_ones_are_recorded_miss
 async fn pausing_and_resuming_revives_a_canceled_fire_without_a_second_message() {
     let test = no_replicas().await;
     let (group_id, students) = group(&test, &["Europe/London", "Europe/London"]).await;
-    let row = schedule(&test, group_id, "0 9 * * *", None, utc("2026-06-01T00:00:00Z")).await;
+    let row = schedule(
+        &test,
+        group_id,
+        "0 9 * * *",
+        None,
+        utc("2026-06-01T00:00:00Z"),
+    )
+    .await;
     let settings = settings(&test, 48, 300);
     plan_at(&test, row.id, "2026-06-01T00:00:00Z", &settings).await;
     let before = messages(&test, row.id).await;
@@ -283,7 +328,12 @@ async fn pausing_and_resuming_revives_a_canceled_fire_without_a_second_message()
         .unwrap();
     tx.commit().await.unwrap();
     assert_eq!(canceled, 4);
-    assert!(messages(&test, row.id).await.iter().all(|m| m.2 == "canceled"));
+    assert!(
+        messages(&test, row.id)
+            .await
+            .iter()
+            .all(|m| m.2 == "canceled")
+    );
     let mut tx = test.db().begin().await.unwrap();
     db::set_active(&mut tx, row.id, true, utc("2026-06-01T06:00:00Z"))
         .await
@@ -307,7 +357,14 @@ async fn pausing_and_resuming_revives_a_canceled_fire_without_a_second_message()
 async fn a_message_already_handed_to_a_worker_is_not_planned_again_by_an_update() {
     let test = no_replicas().await;
     let (group_id, _) = group(&test, &["UTC"]).await;
-    let row = schedule(&test, group_id, "0 9 * * *", None, utc("2026-06-01T00:00:00Z")).await;
+    let row = schedule(
+        &test,
+        group_id,
+        "0 9 * * *",
+        None,
+        utc("2026-06-01T00:00:00Z"),
+    )
+    .await;
     let settings = settings(&test, 24, 300);
     plan_at(&test, row.id, "2026-06-01T00:00:00Z", &settings).await;
     // a worker started sending the 09:00 message just before the update's cancel ran
@@ -346,7 +403,14 @@ async fn a_message_already_handed_to_a_worker_is_not_planned_again_by_an_update(
 async fn a_per_second_schedule_is_planned_over_several_passes() {
     let test = no_replicas().await;
     let (group_id, _) = group(&test, &["UTC"]).await;
-    let row = schedule(&test, group_id, "* * * * * *", None, utc("2026-06-01T00:00:00Z")).await;
+    let row = schedule(
+        &test,
+        group_id,
+        "* * * * * *",
+        None,
+        utc("2026-06-01T00:00:00Z"),
+    )
+    .await;
     let mut settings = settings(&test, 0, 300);
     settings.horizon = Duration::from_secs(100);
     settings.max_fires_per_zone = 30;
@@ -361,7 +425,11 @@ async fn a_per_second_schedule_is_planned_over_several_passes() {
     assert_eq!(passes, 4);
     let instants: Vec<DateTime<Utc>> = fires(&test, row.id).await.iter().map(|f| f.1).collect();
     assert_eq!(instants.len(), 100);
-    assert!(instants.windows(2).all(|w| (w[1] - w[0]).num_seconds() == 1));
+    assert!(
+        instants
+            .windows(2)
+            .all(|w| (w[1] - w[0]).num_seconds() == 1)
+    );
     test.finish().await;
 }
 
@@ -391,8 +459,8 @@ async fn two_replicas_send_each_fire_to_each_student_once_on_time_and_skip_who_l
         )
         .mount(&server)
         .await;
-    let test = TestWorker::spawn_with(Mail::Sandbox, &twilio(&server), |jobs| jobs, &["a", "b"])
-        .await;
+    let test =
+        TestWorker::spawn_with(Mail::Sandbox, &twilio(&server), |jobs| jobs, &["a", "b"]).await;
     let (group_id, students) = group(&test, &["America/New_York", "Asia/Kolkata", "UTC"]).await;
     // the third student unsubscribes after planning: skipped at send time
     let row = schedule(&test, group_id, "* * * * * *", None, Utc::now()).await;
@@ -439,7 +507,10 @@ async fn two_replicas_send_each_fire_to_each_student_once_on_time_and_skip_who_l
             assert_eq!(sent.len(), 1, "{student} at {instant}: {sent:?}");
             assert_eq!(sent[0].2, "sent");
             let late = (sent[0].3.unwrap() - *instant).num_milliseconds();
-            assert!((0..1_000).contains(&late), "started {late} ms after its fire");
+            assert!(
+                (0..1_000).contains(&late),
+                "started {late} ms after its fire"
+            );
         }
     }
     assert!(
@@ -475,8 +546,8 @@ async fn two_replicas_send_each_fire_to_each_student_once_on_time_and_skip_who_l
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_student_who_moved_zone_is_skipped_by_the_old_zones_fire_and_callbacks_reach_the_message(
-) {
+async fn a_student_who_moved_zone_is_skipped_by_the_old_zones_fire_and_callbacks_reach_the_message()
+{
     let server = MockServer::start().await;
     Mock::given(method("POST"))
         .and(path_regex("/Messages.json$"))
@@ -552,5 +623,76 @@ async fn a_student_who_moved_zone_is_skipped_by_the_old_zones_fire_and_callbacks
             .unwrap();
     assert_eq!(status.as_deref(), Some("delivered"));
     drop(conn);
+    test.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn messages_planned_before_every_worker_went_down_are_sent_within_catch_up_and_missed_after()
+{
+    let mut test = TestWorker::spawn_with(Mail::Sandbox, &[], |jobs| jobs, &[]).await;
+    let (group_id, _) = group(&test, &["UTC"]).await;
+    let now = Utc::now();
+    let row = schedule(
+        &test,
+        group_id,
+        "* * * * *",
+        None,
+        now - chrono::Duration::minutes(12),
+    )
+    .await;
+    // planned 11 minutes ago, 12 minutes ahead; then no worker ran until now
+    let mut settings = settings(&test, 0, 300);
+    settings.horizon = Duration::from_secs(12 * 60);
+    let mut tx = test.db().begin().await.unwrap();
+    plan(
+        &mut tx,
+        &row,
+        now - chrono::Duration::minutes(11),
+        &settings,
+    )
+    .await
+    .unwrap();
+    sqlx::query("update schedules set planned_until = $2 where id = $1")
+        .bind(row.id)
+        .bind(now + chrono::Duration::days(1))
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    test.start_replica("a").await;
+
+    let catch_up = now - chrono::Duration::seconds(300);
+    wait_until("every due message finished", PATIENCE, || async {
+        messages(&test, row.id)
+            .await
+            .iter()
+            .filter(|m| m.1 <= now)
+            .all(|m| m.2 == "sandboxed" || m.2 == "canceled")
+    })
+    .await;
+    let rows = messages(&test, row.id).await;
+    let due: Vec<_> = rows.iter().filter(|m| m.1 <= now).collect();
+    assert_eq!(due.len(), 12);
+    for (_, at, state) in &due {
+        // a second of slack on each side of the boundary for the time the test took
+        if *at < catch_up - chrono::Duration::seconds(1) {
+            assert_eq!(state, "canceled", "{at}");
+        } else if *at > catch_up + chrono::Duration::seconds(5) {
+            assert_eq!(state, "sandboxed", "{at}");
+        }
+    }
+    let missed: Vec<DateTime<Utc>> = fires(&test, row.id)
+        .await
+        .into_iter()
+        .filter(|f| f.3 == "missed")
+        .map(|f| f.1)
+        .collect();
+    assert!(missed.len() >= 5, "{missed:?}");
+    assert!(
+        missed
+            .iter()
+            .all(|at| *at < catch_up + chrono::Duration::seconds(5))
+    );
+    assert!(rows.iter().any(|m| m.1 > now && m.2 == "planned"));
     test.finish().await;
 }
