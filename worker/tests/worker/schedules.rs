@@ -104,6 +104,9 @@ async fn plan_at(test: &TestWorker, id: Uuid, now: &str, settings: &PlanSettings
 
 type FireRow = (String, DateTime<Utc>, String, String, i32);
 
+/// (student, due instant, effect state, sending_at) of a message.
+type StartedRow = (Uuid, DateTime<Utc>, String, Option<DateTime<Utc>>);
+
 /// (zone, instant, local time, state, recipients) of every fire, in time order.
 async fn fires(test: &TestWorker, schedule_id: Uuid) -> Vec<FireRow> {
     sqlx::query_as(
@@ -486,7 +489,7 @@ async fn two_replicas_send_each_fire_to_each_student_once_on_time_and_skip_who_l
     })
     .await;
 
-    let rows: Vec<(Uuid, DateTime<Utc>, String, Option<DateTime<Utc>>)> = sqlx::query_as(
+    let rows: Vec<StartedRow> = sqlx::query_as(
         "select m.student_id, e.due_at, e.state, e.sending_at from schedule_messages m
          join effects e on e.id = m.effect_id
          where m.schedule_id = $1 and e.due_at <= $2 order by e.due_at",
