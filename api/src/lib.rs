@@ -54,6 +54,7 @@ fn api_router() -> OpenApiRouter<AppState> {
         .merge(routes::courses::router())
         .merge(routes::cron::router())
         .merge(routes::deliveries::router())
+        .merge(routes::schedules::router())
         .merge(routes::webhooks::twilio::router())
         .merge(routes::groups::router())
 }

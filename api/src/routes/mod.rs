@@ -7,4 +7,5 @@ pub mod deliveries;
 pub mod groups;
 pub mod health;
 pub mod jobs;
+pub mod schedules;
 pub mod webhooks;

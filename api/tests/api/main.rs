@@ -16,4 +16,5 @@ mod health;
 mod helpers;
 mod jobs;
 mod openapi;
+mod schedules;
 mod webhooks;

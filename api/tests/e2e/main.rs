@@ -13,4 +13,5 @@ mod crash;
 mod cron;
 mod deliveries;
 mod flow;
+mod schedules;
 mod stack;

@@ -212,6 +212,19 @@ pub async fn uses_group(
         .await
 }
 
+/// Whether any student of the group gets SMS (a schedule's text must then fit SMS).
+pub async fn group_has_sms(
+    executor: impl PgExecutor<'_>,
+    group_id: Uuid,
+) -> Result<bool, sqlx::Error> {
+    sqlx::query_scalar(
+        "select exists(select 1 from students where group_id = $1 and channel = 'sms')",
+    )
+    .bind(group_id)
+    .fetch_one(executor)
+    .await
+}
+
 /// A subscribed student of a schedule's group, as the planner needs them.
 #[derive(Debug, Clone, FromRow)]
 pub struct Recipient {

@@ -15,6 +15,7 @@ use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
 use herald_shared::db::deliveries::{self, ActiveFor};
 use herald_shared::db::groups::{self as db, GroupSummary};
+use herald_shared::db::schedules;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
@@ -182,12 +183,13 @@ async fn update_group(
 }
 
 /// Deletes a group with all its students. While a delivery to the group still has messages to
-/// send it answers 409 `group_in_use`: stop the delivery (or let it complete) first.
+/// send, or a schedule sends to it, it answers 409 `group_in_use`: stop the delivery (or let it
+/// complete) and delete the schedule first.
 #[utoipa::path(delete, path = "/api/v1/groups/{id}", tag = "groups", operation_id = "v1.groups.delete",
     security(("bearer" = [])), params(("id" = Uuid, Path)),
     responses((status = 204),
         (status = 404, body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "an active delivery sends to the group", body = Problem, content_type = "application/problem+json")))]
+        (status = 409, description = "an active delivery or a schedule sends to the group", body = Problem, content_type = "application/problem+json")))]
 async fn delete_group(
     State(state): State<AppState>,
     auth: AuthUser,
@@ -202,6 +204,13 @@ async fn delete_group(
         return Err(ApiError::Conflict {
             code: "group_in_use",
             detail: "an active delivery sends to this group; stop it (or let it complete) first"
+                .to_owned(),
+        });
+    }
+    if schedules::uses_group(&mut *tx, id).await? {
+        return Err(ApiError::Conflict {
+            code: "group_in_use",
+            detail: "a schedule sends to this group; delete the schedule (or point it at another group) first"
                 .to_owned(),
         });
     }
