@@ -1,5 +1,5 @@
 //! Helpers shared by the benchmark binaries in `src/bin/` (`herald-bench`,
-//! `herald-bench-deliveries`); the worker itself uses none of this. They start real
+//! `herald-bench-deliveries`, `herald-bench-schedules`); the worker itself uses none of this. They start real
 //! processes, read their CPU time and memory from `/proc`, write a jobs.toml with overrides,
 //! sample the run while the workers drain it, query what the rows recorded, and remove a
 //! run's scratch database and Redis keys afterwards. Linux only (`/proc`).
@@ -14,7 +14,9 @@
 //!   the workers' RSS, and the CPU time the drain cost;
 //! - [`rows`]: which effect rows a run watches and what their timestamps say;
 //! - [`report`]: number formatting and the Markdown tables the reports print;
-//! - [`run`]: a run's life from creation to teardown, the benchmarks' `main`.
+//! - [`run`]: a run's life from creation to teardown, the benchmarks' `main`;
+//! - [`twilio_standin`]: an in-process Twilio Messages API that accepts everything at once;
+//! - [`zones`]: the 50 zones recipients are spread over.
 
 pub mod cpu;
 pub mod jobs;
@@ -24,7 +26,9 @@ pub mod rows;
 pub mod run;
 pub mod sampler;
 pub mod scratch;
+pub mod twilio_standin;
 pub mod workers;
+pub mod zones;
 
 pub use cpu::CpuUse;
 pub use jobs::jobs_toml;
@@ -34,4 +38,6 @@ pub use rows::{Recorded, Rows};
 pub use run::Run;
 pub use sampler::{Baseline, Drained, Peaks};
 pub use scratch::{Scratch, Servers, logs_have_errors, redis_connection};
+pub use twilio_standin::{ACCOUNT_SID, SERVICE_SID, Standin, Tally};
 pub use workers::Workers;
+pub use zones::ZONES;

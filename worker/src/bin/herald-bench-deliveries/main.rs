@@ -27,8 +27,8 @@
 //! cargo build --release --bins && target/release/herald-bench-deliveries --replicas 1
 //! ```
 //!
-//! Modules: [`setup`] owns the run's scratch state and processes, [`standin`] is the Twilio
-//! stand-in, [`api`] the herald-api client and [`students`] the group it imports; [`measure`]
+//! Modules: [`setup`] owns the run's scratch state and processes (with the Twilio stand-in
+//! of [`herald_worker::bench::Standin`]), [`api`] the herald-api client and [`students`] the group it imports; [`measure`]
 //! runs both parts ([`planning`], [`sending`]) and [`report`] prints them; the run's life
 //! (teardown whatever happens) is [`herald_worker::bench::run`].
 
@@ -38,7 +38,6 @@ mod planning;
 mod report;
 mod sending;
 mod setup;
-mod standin;
 mod students;
 
 use clap::Parser;

@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 use crate::Args;
 use crate::api::Api;
 use crate::setup::Bench;
-use crate::standin::Tally;
+use herald_worker::bench::Tally;
 
 /// Part 2 as measured.
 pub struct Sending {

@@ -8,10 +8,10 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, bail};
 use herald_shared::effects::EffectKind;
 use herald_worker::bench::{
-    Run, Scratch, Workers, free_port, get_ok, logs_have_errors, sibling_binary, stop_all,
+    ACCOUNT_SID, Run, SERVICE_SID, Scratch, Standin, Workers, free_port, get_ok, logs_have_errors,
+    sibling_binary, stop_all,
 };
 
-use crate::standin::{ACCOUNT_SID, SERVICE_SID, Standin};
 use crate::{Args, BENCH_APP, students};
 
 /// The scratch state of one run.

@@ -3,66 +3,14 @@
 
 use std::fmt::Write as _;
 
+pub use herald_worker::bench::ZONES;
+
 /// Rows per CSV import request (the endpoint's limit).
 pub const IMPORT_ROWS: usize = 10_000;
 /// Area codes for the students' phones: `+1 <area> 555 <4 digits>`, 10,000 per code.
 const AREAS: [u16; 10] = [201, 202, 212, 213, 305, 312, 415, 617, 646, 718];
 /// Most students the phone numbers above allow.
 pub const MAX: usize = AREAS.len() * 10_000;
-/// Zones the planning part spreads students over: every offset from −11 to +14, with
-/// and without daylight saving time, and the odd half and quarter hours.
-pub const ZONES: [&str; 50] = [
-    "Pacific/Pago_Pago",
-    "Pacific/Honolulu",
-    "America/Anchorage",
-    "America/Los_Angeles",
-    "America/Vancouver",
-    "America/Denver",
-    "America/Phoenix",
-    "America/Chicago",
-    "America/Mexico_City",
-    "America/New_York",
-    "America/Toronto",
-    "America/Bogota",
-    "America/Lima",
-    "America/Caracas",
-    "America/Halifax",
-    "America/Santiago",
-    "America/St_Johns",
-    "America/Sao_Paulo",
-    "America/Argentina/Buenos_Aires",
-    "Atlantic/Azores",
-    "Atlantic/Reykjavik",
-    "Europe/London",
-    "Europe/Lisbon",
-    "Africa/Lagos",
-    "Europe/Paris",
-    "Europe/Berlin",
-    "Europe/Madrid",
-    "Africa/Johannesburg",
-    "Africa/Cairo",
-    "Europe/Athens",
-    "Europe/Helsinki",
-    "Europe/Istanbul",
-    "Europe/Moscow",
-    "Africa/Nairobi",
-    "Asia/Tehran",
-    "Asia/Dubai",
-    "Asia/Karachi",
-    "Asia/Kolkata",
-    "Asia/Kathmandu",
-    "Asia/Dhaka",
-    "Asia/Bangkok",
-    "Asia/Jakarta",
-    "Asia/Shanghai",
-    "Asia/Singapore",
-    "Australia/Perth",
-    "Asia/Tokyo",
-    "Australia/Adelaide",
-    "Australia/Sydney",
-    "Pacific/Auckland",
-    "Pacific/Kiritimati",
-];
 
 /// The import CSV (with its header) of students `from..to`: student `n` is `Student <n>`,
 /// an SMS contact at `+1 <area> 555 <n mod 10,000>` in zone `n mod 50`.

@@ -1,16 +1,16 @@
 //! An in-process stand-in for the Twilio Messages API: answers every `Messages.json`
-//! request with 201 at once, so the sending part measures Herald and not a provider, and
+//! request with 201 at once, so a benchmark measures Herald and not a provider, and
 //! counts requests per (To, Body) so a message sent twice shows up as a duplicate.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 
+use super::seconds;
 use axum::extract::{Form, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use chrono::{DateTime, Utc};
-use herald_worker::bench::seconds;
 use serde_json::json;
 
 /// A well-formed Twilio account SID and Messaging Service SID for the stand-in.
