@@ -74,12 +74,11 @@ pub async fn measure(bench: &mut Bench, args: &Args) -> anyhow::Result<String> {
     }
     let planning = planning.elapsed();
     let planned_at = Utc::now();
-    let due_early: i64 = sqlx::query_scalar(&format!(
-        "select count(*) from effects where kind = 'message' and due_at <= $1"
-    ))
-    .bind(planned_at)
-    .fetch_one(&db)
-    .await?;
+    let due_early: i64 =
+        sqlx::query_scalar("select count(*) from effects where kind = 'message' and due_at <= $1")
+            .bind(planned_at)
+            .fetch_one(&db)
+            .await?;
     let bytes_after = table_bytes(&db).await?;
     let redis_after = used_memory(&mut redis).await?;
     let (fires, messages): (i64, i64) = sqlx::query_as(
