@@ -141,6 +141,21 @@ async fn a_recipient_schedule_lists_each_zones_fires_and_plans_the_first_horizon
     .await
     .unwrap();
     assert_eq!(distinct, 4);
+    // one fire row per (zone, instant), none beyond the two-day horizon
+    let fires_at: Vec<DateTime<Utc>> = sqlx::query_scalar(
+        "select fire_at from schedule_fires where schedule_id = $1::uuid and state = 'planned'",
+    )
+    .bind(id)
+    .fetch_all(&app.db)
+    .await
+    .unwrap();
+    assert_eq!(fires_at.len(), 4);
+    let horizon = Utc::now() + chrono::Duration::days(2);
+    assert!(fires_at.iter().all(|at| *at <= horizon), "{fires_at:?}");
+    assert!(
+        rows.iter().all(|(at, _)| fires_at.contains(at)),
+        "every message is due at its fire"
+    );
     // and it is listed, and readable alone
     let list: Value = app
         .get("/api/v1/schedules", Some(token))
@@ -211,6 +226,19 @@ async fn every_bad_input_names_its_field_and_writes_nothing() {
         let response = app.post("/api/v1/schedules", &bad, Some(token)).await;
         let problem = assert_field_error(response, field).await;
         assert!(problem["errors"].to_string().len() > 10, "{problem}");
+    }
+    // a cron problem names the part of the expression at fault
+    for (cron, part) in [("61 * * * *", "minute"), ("0 0 30 2 *", "day-of-month")] {
+        let response = app
+            .post(
+                "/api/v1/schedules",
+                &with(&["cron"], json!(cron)),
+                Some(token),
+            )
+            .await;
+        let problem = assert_field_error(response, "cron").await;
+        let message = problem["errors"][0]["message"].to_string();
+        assert!(message.contains(part), "{cron}: {problem}");
     }
     // several at once are all reported
     let response = app
@@ -335,6 +363,29 @@ async fn pause_cancels_planned_messages_and_resume_plans_only_later_fires() {
     .await
     .unwrap();
     assert_eq!(keys, 0);
+    // resuming an active schedule changes nothing
+    let before: (DateTime<Utc>, DateTime<Utc>) =
+        sqlx::query_as("select active_from, updated_at from schedules where id = $1::uuid")
+            .bind(id)
+            .fetch_one(&app.db)
+            .await
+            .unwrap();
+    let again = send(
+        &app,
+        Method::POST,
+        &format!("/api/v1/schedules/{id}/resume"),
+        token,
+    )
+    .await;
+    assert_eq!(again.status(), StatusCode::OK);
+    let after: (DateTime<Utc>, DateTime<Utc>) =
+        sqlx::query_as("select active_from, updated_at from schedules where id = $1::uuid")
+            .bind(id)
+            .fetch_one(&app.db)
+            .await
+            .unwrap();
+    assert_eq!(before, after);
+    assert_eq!(planned(&app, id).await, rows);
 }
 
 #[tokio::test]
@@ -461,6 +512,14 @@ async fn another_account_sees_none_of_it() {
         let response = send(&app, method, &path, token).await;
         assert_problem(response, StatusCode::NOT_FOUND, "not_found").await;
     }
+    let response = app
+        .request(Method::PATCH, &format!("/api/v1/schedules/{id}"))
+        .bearer_auth(token)
+        .json(&json!({"name": "mine now"}))
+        .send()
+        .await
+        .unwrap();
+    assert_problem(response, StatusCode::NOT_FOUND, "not_found").await;
     let list: Value = app
         .get("/api/v1/schedules", Some(token))
         .await
