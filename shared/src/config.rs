@@ -387,6 +387,10 @@ impl Config {
                 "worker.sweep_interval_secs",
                 self.worker.sweep_interval_secs,
             ),
+            (
+                "worker.redis_task_retention_secs",
+                self.worker.redis_task_retention_secs,
+            ),
             ("email.smtp_timeout_secs", self.email.smtp_timeout_secs),
             ("schedules.horizon_secs", self.schedules.horizon_secs),
             (
@@ -466,6 +470,18 @@ mod tests {
         assert_eq!(err.setting, "email.smtp_tls");
         let err = Config::from_figment(&with("database.url", "mysql://x")).unwrap_err();
         assert_eq!(err.setting, "database.url");
+    }
+
+    #[test]
+    fn a_zero_period_or_retention_is_refused() {
+        for key in [
+            "worker.sweep_interval_secs",
+            "worker.redis_task_retention_secs",
+        ] {
+            let figment = with("log.format", "json").merge(Serialized::default(key, 0));
+            let err = Config::from_figment(&figment).unwrap_err();
+            assert_eq!(err.setting, key);
+        }
     }
 
     #[test]

@@ -58,7 +58,9 @@ pub struct Args {
     #[command(flatten)]
     servers: Servers,
     /// Seconds from the population to the schedules' start (the first plan must be written
-    /// before the first fire for the storage figures to be clean).
+    /// before the first fire for the storage figures to be clean); below half of
+    /// `--horizon-secs`, since the planner takes a schedule only once its plan ends within
+    /// half the horizon.
     #[arg(long, default_value_t = 90)]
     lead_secs: u64,
     /// `schedules.horizon_secs` of the workers.

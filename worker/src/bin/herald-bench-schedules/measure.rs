@@ -1,5 +1,6 @@
 //! The three parts of a run (population, planning, firing) and the report.
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
@@ -31,6 +32,7 @@ pub async fn measure(bench: &mut Bench, args: &Args) -> anyhow::Result<String> {
         populating.elapsed().as_secs_f64()
     );
     let db = bench.scratch.pool()?.clone();
+    let prefix = bench.scratch.prefix.clone();
     let bytes_before = table_bytes(&db).await?;
     let redis_before = used_memory(&mut redis).await?;
 
@@ -81,6 +83,7 @@ pub async fn measure(bench: &mut Bench, args: &Args) -> anyhow::Result<String> {
             .await?;
     let bytes_after = table_bytes(&db).await?;
     let redis_after = used_memory(&mut redis).await?;
+    let held_planned = held(&mut redis, &prefix).await?;
     let (fires, messages): (i64, i64) = sqlx::query_as(
         "select (select count(*) from schedule_fires), (select count(*) from schedule_messages)",
     )
@@ -97,7 +100,10 @@ pub async fn measure(bench: &mut Bench, args: &Args) -> anyhow::Result<String> {
     let from = start + chrono::Duration::seconds(5);
     let to = from + chrono::Duration::seconds(i64::try_from(args.run_secs)?);
     let give_up = to + chrono::Duration::seconds(120);
+    let mut held_firing = Held::default();
+    let load_before = load_average();
     loop {
+        held_firing = held_firing.max(held(&mut redis, &prefix).await?);
         let unfinished: i64 = sqlx::query_scalar(&format!(
             "select count(*) from effects where kind = 'message' and due_at <= $1
                and state in {UNFINISHED}"
@@ -115,6 +121,7 @@ pub async fn measure(bench: &mut Bench, args: &Args) -> anyhow::Result<String> {
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
     analyzer.abort();
+    let load_after = load_average();
     let firing = Firing::read(&db, from, to).await?;
     bench.stop_workers().await;
     let sent_total: i64 = sqlx::query_scalar(
@@ -123,6 +130,11 @@ pub async fn measure(bench: &mut Bench, args: &Args) -> anyhow::Result<String> {
     .fetch_one(&db)
     .await?;
     let tally = bench.standin.tally();
+    let kept = held_by_kind(&mut redis, &prefix).await?;
+    let kept_total = kept.values().fold(Held::default(), |a, b| Held {
+        bytes: a.bytes + b.bytes,
+        keys: a.keys + b.keys,
+    });
 
     let mut out = String::new();
     let students = args.groups * args.students_per_group;
@@ -152,7 +164,7 @@ pub async fn measure(bench: &mut Bench, args: &Args) -> anyhow::Result<String> {
         .sum();
     writeln!(
         out,
-        "Storage: {pending} pending zone-fires; per zone-fire {:.2} rows (1 fire + {:.2} messages + {:.2} effects) and {:.0} bytes of PostgreSQL (tables and indexes: {}); Redis used_memory {} → {} bytes ({:+} for all pending fires: they are not in Redis until due).",
+        "Storage: {pending} pending zone-fires; per zone-fire {:.2} rows (1 fire + {:.2} messages + {:.2} effects) and {:.0} bytes of PostgreSQL (tables and indexes: {}). Redis: the run's keys hold {} bytes in {} keys with every fire pending (none is in Redis until due; the server's used_memory, shared with anything else on it, went {} → {} bytes); while firing, at most {} bytes in {} keys.",
         1.0 + 2.0 * messages as f64 / fires.max(1) as f64,
         messages as f64 / fires.max(1) as f64,
         messages as f64 / fires.max(1) as f64,
@@ -163,9 +175,12 @@ pub async fn measure(bench: &mut Bench, args: &Args) -> anyhow::Result<String> {
             .map(|(table, (a, b))| format!("{table} +{} KiB", (a - b) / 1024))
             .collect::<Vec<_>>()
             .join(", "),
+        held_planned.bytes,
+        held_planned.keys,
         redis_before,
         redis_after,
-        redis_after - redis_before,
+        held_firing.bytes,
+        held_firing.keys,
     )?;
     writeln!(
         out,
@@ -182,6 +197,22 @@ pub async fn measure(bench: &mut Bench, args: &Args) -> anyhow::Result<String> {
         firing.fire_ms[1],
         firing.fire_ms[2],
         herald_worker::bench::verdict(firing.fire_ms[1] <= 1_000.0),
+    )?;
+    writeln!(
+        out,
+        "Machine: 1-minute load average {load_before} at the window's start, {load_after} at its end ({} cores).",
+        std::thread::available_parallelism().map_or(0, std::num::NonZero::get),
+    )?;
+    writeln!(
+        out,
+        "Redis after the run (workers stopped, {sent_total} messages sent): the run's keys hold {} bytes in {} keys, {:.0} bytes per sent message: {}.",
+        kept_total.bytes,
+        kept_total.keys,
+        kept_total.bytes as f64 / sent_total.max(1) as f64,
+        kept.iter()
+            .map(|(kind, held)| format!("{kind} {} keys {} bytes", held.keys, held.bytes))
+            .collect::<Vec<_>>()
+            .join(", "),
     )?;
     writeln!(
         out,
@@ -286,6 +317,72 @@ async fn table_bytes(db: &PgPool) -> anyhow::Result<Vec<i64>> {
         );
     }
     Ok(sizes)
+}
+
+/// What the run's Redis keys hold.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+struct Held {
+    bytes: u64,
+    keys: u64,
+}
+
+/// `MEMORY USAGE` summed over every key under `prefix` (the run's queues, worker
+/// registrations and rate limiter state).
+async fn held(redis: &mut ConnectionManager, prefix: &str) -> anyhow::Result<Held> {
+    Ok(held_by_kind(redis, prefix)
+        .await?
+        .values()
+        .fold(Held::default(), |a, b| Held {
+            bytes: a.bytes + b.bytes,
+            keys: a.keys + b.keys,
+        }))
+}
+
+/// [`held`] per kind of key: the key after the prefix, up to the id of a per-task key
+/// (`messages:meta`, `messages:idempotency`, `messages:data`…).
+async fn held_by_kind(
+    redis: &mut ConnectionManager,
+    prefix: &str,
+) -> anyhow::Result<BTreeMap<String, Held>> {
+    let pattern = format!("{prefix}*");
+    let mut kinds = BTreeMap::<String, Held>::new();
+    let mut cursor: u64 = 0;
+    loop {
+        let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+            .arg(cursor)
+            .arg("MATCH")
+            .arg(&pattern)
+            .arg("COUNT")
+            .arg(1000)
+            .query_async(redis)
+            .await?;
+        for key in keys {
+            let bytes: Option<u64> = redis::cmd("MEMORY")
+                .arg("USAGE")
+                .arg(&key)
+                .arg("SAMPLES")
+                .arg(0)
+                .query_async(redis)
+                .await?;
+            let rest = key.strip_prefix(prefix).unwrap_or(&key);
+            let kind = rest.splitn(3, ':').take(2).collect::<Vec<_>>().join(":");
+            let held = kinds.entry(kind).or_default();
+            held.bytes += bytes.unwrap_or(0);
+            held.keys += 1;
+        }
+        if next == 0 {
+            return Ok(kinds);
+        }
+        cursor = next;
+    }
+}
+
+/// The 1-minute load average, as `/proc/loadavg` says it.
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|text| text.split_whitespace().next().map(str::to_owned))
+        .unwrap_or_else(|| "?".to_owned())
 }
 
 /// Redis `used_memory`, in bytes.
