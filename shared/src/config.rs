@@ -266,6 +266,9 @@ pub struct SchedulesConfig {
     pub catch_up_secs: u64,
     /// Most fires per zone one planning pass writes.
     pub max_fires_per_zone: usize,
+    /// Most messages one planning pass writes for one schedule (whole fires; the first
+    /// instant is always planned whole).
+    pub max_messages_per_pass: usize,
     /// How often each worker replica's planner looks for schedules to extend, in ms.
     pub plan_interval_ms: u64,
     /// Most schedules one planning transaction takes.
@@ -398,6 +401,15 @@ impl Config {
                 self.schedules.plan_interval_ms,
             ),
             ("schedules.plan_batch", u64::from(self.schedules.plan_batch)),
+            ("schedules.catch_up_secs", self.schedules.catch_up_secs),
+            (
+                "schedules.max_fires_per_zone",
+                self.schedules.max_fires_per_zone as u64,
+            ),
+            (
+                "schedules.max_messages_per_pass",
+                self.schedules.max_messages_per_pass as u64,
+            ),
         ] {
             if value == 0 {
                 return Err(ConfigError::new(setting, "must be greater than 0"));

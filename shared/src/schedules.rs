@@ -10,8 +10,11 @@
 //! - Students are read when a fire is planned (up to `horizon` ahead). A student added later
 //!   gets the fires planned after that; an unsubscribed or removed one is skipped at send time.
 //! - A student whose zone changed after the fire was planned is skipped by that fire (the
-//!   handler compares zones), and gets the next one planned in the new zone: a zone change
-//!   never sends the same day's message twice.
+//!   handler compares zones) and is included in the fires planned from then on in the new
+//!   zone: a new zone's fires already planned do not include them, and a move west can
+//!   repeat a local date's fire the student already got.
+//! - One pass writes at most `max_messages` per schedule, in whole instants, so planning a
+//!   frequent schedule to a large group never holds one long transaction.
 //! - A fire found later than `catch_up` after its instant (every worker was down) is recorded
 //!   as `missed` and sends nothing; within `catch_up` it is sent at once.
 
@@ -41,6 +44,9 @@ pub struct PlanSettings {
     /// At most this many fires per zone in one planning pass (a per-second schedule plans
     /// its horizon over several passes).
     pub max_fires_per_zone: usize,
+    /// At most about this many messages per schedule in one pass: whole instants, the first
+    /// always (a frequent schedule to a large group plans its horizon over several passes).
+    pub max_messages: usize,
     /// The queue of `message` effects (from jobs.toml).
     pub queue: String,
 }
@@ -51,6 +57,7 @@ impl PlanSettings {
             horizon: Duration::from_secs(config.horizon_secs),
             catch_up: Duration::from_secs(config.catch_up_secs),
             max_fires_per_zone: config.max_fires_per_zone,
+            max_messages: config.max_messages_per_pass,
             queue: queue.to_owned(),
         }
     }
@@ -121,6 +128,9 @@ pub async fn plan(
             }
         }
     }
+    if let Some(cut) = within_budget(&mut fires, settings.max_messages) {
+        planned_until = planned_until.min(cut);
+    }
     let messages = schedules::write_fires(conn, schedule, &settings.queue, &fires).await?;
     schedules::set_planned_until(&mut *conn, schedule.id, planned_until).await?;
     Ok(Planned {
@@ -128,6 +138,28 @@ pub async fn plan(
         missed: fires.iter().filter(|f| !f.send).count(),
         messages,
     })
+}
+
+/// Keeps the earliest instants whose messages fit in `budget` (the first instant whole,
+/// whatever its size) and returns the last instant kept when later ones were dropped: the
+/// plan ends there and the next pass goes on from it.
+fn within_budget(fires: &mut Vec<NewFire>, budget: usize) -> Option<DateTime<Utc>> {
+    fires.sort_by(|a, b| (a.fire_at, &a.timezone).cmp(&(b.fire_at, &b.timezone)));
+    let mut total = 0;
+    let mut index = 0;
+    while index < fires.len() {
+        let at = fires[index].fire_at;
+        let end = index + fires[index..].partition_point(|f| f.fire_at == at);
+        let size: usize = fires[index..end].iter().map(|f| f.students.len()).sum();
+        if index > 0 && total + size > budget {
+            let kept = fires[index - 1].fire_at;
+            fires.truncate(index);
+            return Some(kept);
+        }
+        total += size;
+        index = end;
+    }
+    None
 }
 
 /// The zones the schedule fires in, each with the students it sends to there.
@@ -163,4 +195,69 @@ pub fn parse_schedule_zone(value: &str) -> Result<Option<Tz>, String> {
     parse_zone(value).map(Some).map_err(|reason| {
         format!("{reason}, or \"{RECIPIENT_ZONE}\" for each recipient's own zone")
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fire(zone: &str, minute: u32, students: usize) -> NewFire {
+        let at = DateTime::parse_from_rfc3339(&format!("2026-03-08T07:{minute:02}:00Z"))
+            .unwrap()
+            .with_timezone(&Utc);
+        NewFire {
+            timezone: zone.to_owned(),
+            fire_at: at,
+            local_time: at.naive_utc(),
+            send: true,
+            students: (0..students).map(|_| Uuid::new_v4()).collect(),
+        }
+    }
+
+    fn kept(fires: &[NewFire]) -> Vec<(String, u32)> {
+        use chrono::Timelike;
+        fires
+            .iter()
+            .map(|f| (f.timezone.clone(), f.fire_at.minute()))
+            .collect()
+    }
+
+    #[test]
+    fn a_budget_keeps_whole_instants_in_time_order() {
+        let mut fires = vec![
+            fire("B", 2, 3),
+            fire("A", 1, 3),
+            fire("B", 1, 3),
+            fire("A", 2, 3),
+            fire("A", 3, 3),
+        ];
+        // 6 at :01, 12 with :02, 15 with :03: a budget of 13 ends the plan at :02
+        let cut = within_budget(&mut fires, 13);
+        assert_eq!(
+            cut.map(|at| at.to_rfc3339()),
+            Some("2026-03-08T07:02:00+00:00".into())
+        );
+        assert_eq!(
+            kept(&fires),
+            [("A", 1), ("B", 1), ("A", 2), ("B", 2)].map(|(z, m)| (z.to_owned(), m))
+        );
+    }
+
+    #[test]
+    fn the_first_instant_is_planned_whole_even_over_the_budget() {
+        let mut fires = vec![fire("A", 1, 50), fire("B", 1, 50), fire("A", 2, 1)];
+        let cut = within_budget(&mut fires, 10);
+        assert_eq!(
+            cut.map(|at| at.to_rfc3339()),
+            Some("2026-03-08T07:01:00+00:00".into())
+        );
+        assert_eq!(fires.len(), 2);
+    }
+
+    #[test]
+    fn fires_within_the_budget_are_all_kept() {
+        let mut fires = vec![fire("A", 1, 5), fire("A", 2, 5)];
+        assert_eq!(within_budget(&mut fires, 10), None);
+        assert_eq!(fires.len(), 2);
+    }
 }

@@ -62,7 +62,8 @@ pub struct Pass {
 
 /// Plans, in one transaction, up to `schedules.plan_batch` schedules whose plan ends within
 /// half the horizon of `now`. A schedule that cannot be planned (a definition that no longer
-/// parses) is logged and moved past the horizon so it does not block the others.
+/// parses) is logged and moved past the horizon so it does not block the others; one whose
+/// writes fail is rolled back alone and tried again next pass.
 pub async fn pass(
     ctx: &WorkerContext,
     settings: &PlanSettings,
@@ -79,14 +80,24 @@ pub async fn pass(
         planned: Planned::default(),
     };
     for schedule in &claimed {
-        match herald_shared::schedules::plan(&mut tx, schedule, now, settings).await {
+        // each schedule in its own savepoint: one that fails (a timeout, a constraint) is
+        // retried next pass without undoing the others
+        let mut one = sqlx::Acquire::begin(&mut *tx).await?;
+        let result = herald_shared::schedules::plan(&mut one, schedule, now, settings).await;
+        match result {
             Ok(planned) => {
+                one.commit().await?;
                 total.planned.fires += planned.fires;
                 total.planned.missed += planned.missed;
                 total.planned.messages += planned.messages;
             }
-            Err(PlanError::Database(err)) => return Err(err),
+            Err(PlanError::Database(err)) => {
+                one.rollback().await?;
+                tracing::error!(schedule_id = %schedule.id, error = %err, "planning a schedule failed; retried next pass");
+                metrics::counter!("herald_schedule_plan_errors_total").increment(1);
+            }
             Err(err @ PlanError::Invalid { .. }) => {
+                one.rollback().await?;
                 tracing::error!(error = %err, "schedule cannot be planned; skipped for a horizon");
                 let horizon =
                     chrono::Duration::from_std(settings.horizon).unwrap_or(chrono::Duration::MAX);

@@ -493,6 +493,91 @@ async fn an_update_replans_unsent_fires_and_delete_cancels_them() {
     assert_eq!(freed.status(), StatusCode::NO_CONTENT);
 }
 
+/// Effect id, state and body of the schedule's messages, by due instant.
+async fn messages(app: &TestApp, schedule: &str) -> Vec<(Uuid, String, String)> {
+    sqlx::query_as(
+        "select e.id, e.state, m.body from schedule_messages m join effects e on e.id = m.effect_id
+         where m.schedule_id = $1::uuid order by e.due_at",
+    )
+    .bind(schedule)
+    .fetch_all(&app.db)
+    .await
+    .unwrap()
+}
+
+#[tokio::test]
+async fn a_fire_being_sent_takes_new_text_and_stops_at_a_pause_and_an_operators_cancel_stays() {
+    let app = TestApp::spawn_with(&[("schedules.horizon_secs", Value::from(86_400 * 3))]).await;
+    let session = app.signup("ada@example.com").await;
+    let token = &session.access_token;
+    let group = group(&app, session.account_id, &["Europe/London"], "sms").await;
+    let schedule = create(&app, token, &body(group, "0 9 * * *", "Europe/London")).await;
+    let id = schedule["id"].as_str().unwrap();
+    let [first, second, third] = <[_; 3]>::try_from(messages(&app, id).await).unwrap();
+    // the first fire is under way (its instant passed; the message waits for a rate-limit
+    // slot), and an operator cancels the second through the jobs API
+    sqlx::query(
+        "update schedule_fires f set fire_at = now() - interval '30 seconds' from schedule_messages m
+         where m.effect_id = $1 and f.id = m.fire_id",
+    )
+    .bind(first.0)
+    .execute(&app.db)
+    .await
+    .unwrap();
+    sqlx::query(
+        "update effects set state = 'retrying', due_at = now() - interval '30 seconds' where id = $1",
+    )
+    .bind(first.0)
+    .execute(&app.db)
+    .await
+    .unwrap();
+    let canceled = send(
+        &app,
+        Method::POST,
+        &format!("/api/v1/jobs/{}/cancel", second.0),
+        token,
+    )
+    .await;
+    assert_eq!(canceled.status(), StatusCode::OK);
+
+    let response = app
+        .request(Method::PATCH, &format!("/api/v1/schedules/{id}"))
+        .bearer_auth(token)
+        .json(
+            &json!({"action": {"type": "group_message", "group_id": group, "text": "Class at 10"}}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let after = messages(&app, id).await;
+    let state_and_body = |effect: Uuid| {
+        after
+            .iter()
+            .find(|m| m.0 == effect)
+            .map(|m| (m.1.as_str(), m.2.as_str()))
+            .unwrap()
+    };
+    assert_eq!(state_and_body(first.0), ("retrying", "Class at 10"));
+    assert_eq!(
+        state_and_body(second.0),
+        ("canceled", "Class at 9"),
+        "re-planning never revives what an operator canceled"
+    );
+    assert_eq!(state_and_body(third.0), ("planned", "Class at 10"));
+
+    let paused = send(
+        &app,
+        Method::POST,
+        &format!("/api/v1/schedules/{id}/pause"),
+        token,
+    )
+    .await;
+    assert_eq!(paused.status(), StatusCode::OK);
+    let states: Vec<String> = messages(&app, id).await.into_iter().map(|m| m.1).collect();
+    assert_eq!(states, ["canceled", "canceled", "canceled"]);
+}
+
 #[tokio::test]
 async fn another_account_sees_none_of_it() {
     let app = TestApp::spawn().await;

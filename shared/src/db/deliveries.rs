@@ -53,16 +53,21 @@ pub async fn subscribed_students(
 }
 
 /// Whether the account has this group (it may have no students yet).
+/// Whether the account has the group, keeping it (`for key share`) until the caller's
+/// transaction ends: a group delete racing with a new delivery or schedule waits, then sees
+/// it and answers 409, instead of one of them failing on the foreign key.
 pub async fn group_exists(
     executor: impl PgExecutor<'_>,
     account_id: Uuid,
     group_id: Uuid,
 ) -> Result<bool, sqlx::Error> {
-    sqlx::query_scalar("select exists(select 1 from groups where account_id = $1 and id = $2)")
-        .bind(account_id)
-        .bind(group_id)
-        .fetch_one(executor)
-        .await
+    let found: Option<Uuid> =
+        sqlx::query_scalar("select id from groups where account_id = $1 and id = $2 for key share")
+            .bind(account_id)
+            .bind(group_id)
+            .fetch_optional(executor)
+            .await?;
+    Ok(found.is_some())
 }
 
 pub async fn insert(

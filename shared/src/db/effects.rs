@@ -323,13 +323,15 @@ pub async fn defer(
 
 /// Rows queued longer than `older_than_secs` (Redis flushed, a worker killed before it
 /// started them) go back to `planned`. A stale Redis copy that turns up later finds the row
-/// no longer `queued` and does nothing.
+/// no longer `queued` and does nothing. A past `next_attempt_at` stays (the row goes out at
+/// once either way): lateness checks, such as a schedule message's catch-up limit, still see
+/// how late the message really is.
 pub async fn requeue_stale(
     executor: impl PgExecutor<'_>,
     older_than_secs: f64,
 ) -> Result<u64, sqlx::Error> {
     let done = sqlx::query(
-        "update effects set state = 'planned', next_attempt_at = now(),
+        "update effects set state = 'planned', next_attempt_at = least(next_attempt_at, now()),
              last_error = 'dispatched again: not picked up from Redis in time'
          where state = 'queued' and queued_at < now() - make_interval(secs => $1)",
     )

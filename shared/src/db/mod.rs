@@ -41,6 +41,17 @@ pub async fn connect(config: &DatabaseConfig) -> Result<PgPool, sqlx::Error> {
         .await
 }
 
+/// The database's clock, the one the dispatcher and planners compare due times with (an API
+/// host's clock may drift from it). `statement_timestamp()`, not `now()`: read after a lock
+/// wait, it is the moment the caller acts, not when its transaction began.
+pub async fn now(
+    executor: impl sqlx::PgExecutor<'_>,
+) -> Result<chrono::DateTime<chrono::Utc>, sqlx::Error> {
+    sqlx::query_scalar("select statement_timestamp()")
+        .fetch_one(executor)
+        .await
+}
+
 /// True when the database answers a trivial query.
 pub async fn is_reachable(pool: &PgPool) -> bool {
     sqlx::query("select 1").execute(pool).await.is_ok()

@@ -167,38 +167,71 @@ pub async fn delete(executor: impl PgExecutor<'_>, id: Uuid) -> Result<(), sqlx:
     Ok(())
 }
 
-/// Cancels the schedule's fires after `after` and their unsent messages (pause, update,
-/// delete; `DateTime::<Utc>::MIN_UTC`: every fire). A message a worker is already sending is
-/// not stopped here; the handler reads the schedule again before sending. Returns the
-/// messages canceled.
+/// Why the schedule itself canceled a message: re-planning the same instant revives only
+/// rows canceled for this reason, never one an operator canceled through the jobs API.
+const CANCELED_BY_SCHEDULE: &str = "not sent: the schedule was paused, changed or deleted";
+
+/// Cancels the schedule's fires after `after` and their unsent messages (update, delete;
+/// `DateTime::<Utc>::MIN_UTC`: every fire). A message a worker is already sending is not
+/// stopped here; the handler reads the schedule again before sending. Returns the messages
+/// canceled.
 pub async fn cancel_fires_after(
+    conn: &mut PgConnection,
+    schedule_id: Uuid,
+    after: DateTime<Utc>,
+) -> Result<u64, sqlx::Error> {
+    let canceled = cancel_unsent_messages(&mut *conn, schedule_id, after).await?;
+    sqlx::query(
+        "update schedule_fires set state = 'canceled'
+         where schedule_id = $1 and fire_at > $2 and state = 'planned'",
+    )
+    .bind(schedule_id)
+    .bind(after.max(DateTime::UNIX_EPOCH))
+    .execute(conn)
+    .await?;
+    Ok(canceled)
+}
+
+/// Cancels the schedule's unsent messages of fires after `after`, including those of a fire
+/// still being sent (`MIN_UTC`), as a pause does: nothing more goes out once it answers.
+pub async fn cancel_unsent_messages(
     conn: &mut PgConnection,
     schedule_id: Uuid,
     after: DateTime<Utc>,
 ) -> Result<u64, sqlx::Error> {
     // PostgreSQL's timestamps start in 4713 BC, chrono's much earlier
     let after = after.max(DateTime::UNIX_EPOCH);
-    let canceled = sqlx::query(&format!(
-        "update effects e set state = 'canceled', finished_at = now(),
-             last_error = 'not sent: the schedule was paused, changed or deleted'
-         from schedule_messages m join schedule_fires f on f.id = m.fire_id
-         where m.effect_id = e.id and m.schedule_id = $1 and f.fire_at > $2
+    Ok(sqlx::query(&format!(
+        "update effects e set state = 'canceled', finished_at = now(), last_error = $3
+         from schedule_fires f join schedule_messages m on m.fire_id = f.id
+         where f.schedule_id = $1 and f.fire_at > $2 and m.effect_id = e.id
            and e.state in {UNSENT}"
     ))
     .bind(schedule_id)
     .bind(after)
-    .execute(&mut *conn)
-    .await?
-    .rows_affected();
-    sqlx::query(
-        "update schedule_fires set state = 'canceled'
-         where schedule_id = $1 and fire_at > $2 and state = 'planned'",
-    )
-    .bind(schedule_id)
-    .bind(after)
+    .bind(CANCELED_BY_SCHEDULE)
     .execute(conn)
-    .await?;
-    Ok(canceled)
+    .await?
+    .rows_affected())
+}
+
+/// Gives the schedule's unsent messages (a fire still being sent included) the new text: the
+/// sender reads a message's body when it sends it.
+pub async fn rewrite_unsent_text(
+    executor: impl PgExecutor<'_>,
+    schedule_id: Uuid,
+    text: &str,
+) -> Result<u64, sqlx::Error> {
+    Ok(sqlx::query(&format!(
+        "update schedule_messages m set body = $2 from effects e
+         where m.schedule_id = $1 and e.id = m.effect_id and e.state in {UNSENT}
+           and m.body <> $2"
+    ))
+    .bind(schedule_id)
+    .bind(text)
+    .execute(executor)
+    .await?
+    .rows_affected())
 }
 
 /// Whether any schedule sends to the group (a group in use cannot be deleted).
@@ -238,8 +271,10 @@ pub async fn recipients(
     group_id: Uuid,
 ) -> Result<Vec<Recipient>, sqlx::Error> {
     sqlx::query_as(
+        // kept until the plan commits: a student deleted meanwhile waits instead of failing
+        // the plan's insert on the foreign key
         "select id, timezone from students where group_id = $1 and subscribed
-         order by created_at, id",
+         order by created_at, id for key share",
     )
     .bind(group_id)
     .fetch_all(executor)
@@ -351,14 +386,16 @@ pub async fn write_fires(
     .fetch_all(&mut *conn)
     .await?;
 
+    let to_send: std::collections::HashMap<(&str, DateTime<Utc>), &NewFire> = fires
+        .iter()
+        .filter(|f| f.send)
+        .map(|f| ((f.timezone.as_str(), f.fire_at), f))
+        .collect();
     let mut fire_ids = Vec::new();
     let mut students = Vec::new();
     let mut due = Vec::new();
     for (fire_id, zone, at) in &written {
-        let Some(fire) = fires
-            .iter()
-            .find(|f| f.send && f.fire_at == *at && &f.timezone == zone)
-        else {
+        let Some(fire) = to_send.get(&(zone.as_str(), *at)) else {
             continue;
         };
         for student in &fire.students {
@@ -404,7 +441,7 @@ async fn write_messages(
              set state = 'planned', due_at = excluded.due_at,
                  next_attempt_at = excluded.next_attempt_at, attempts = 0, last_error = null,
                  finished_at = null
-             where effects.state = 'canceled'
+             where effects.state = 'canceled' and effects.last_error = $8
          returning id, idempotency_key",
     )
     .bind(schedule.account_id)
@@ -414,6 +451,7 @@ async fn write_messages(
     .bind(&keys)
     .bind(students)
     .bind(due)
+    .bind(CANCELED_BY_SCHEDULE)
     .fetch_all(&mut *conn)
     .await?;
     let by_key: std::collections::HashMap<&str, usize> = keys
@@ -536,14 +574,19 @@ pub async fn find_to_send(
     .await
 }
 
-/// Records the fire of this message as `missed` (found too late to send).
+/// Records the fire of this message as `missed` (found too late to send), unless some of
+/// its messages did go out: then the fire stays `planned` and its counts tell the rest.
 pub async fn mark_fire_missed(
     executor: impl PgExecutor<'_>,
     effect_id: Uuid,
 ) -> Result<(), sqlx::Error> {
     sqlx::query(
         "update schedule_fires f set state = 'missed' from schedule_messages m
-         where m.effect_id = $1 and f.id = m.fire_id and f.state = 'planned'",
+         where m.effect_id = $1 and f.id = m.fire_id and f.state = 'planned'
+           and not exists (
+               select 1 from schedule_messages o join effects e on e.id = o.effect_id
+               where o.fire_id = f.id and o.effect_id <> $1
+                 and e.state in ('sending', 'sent', 'sandboxed'))",
     )
     .bind(effect_id)
     .execute(executor)

@@ -44,10 +44,17 @@ pub async fn send(ctx: &WorkerContext, started: &Started) -> Result<Outcome, Job
         channel,
         body: &message.body,
     };
-    if !ctx.twilio.is_sandbox()
-        && let Some(outcome) = wait_for_slot(ctx, channel).await?
-    {
-        return Ok(outcome);
+    if !ctx.twilio.is_sandbox() {
+        match wait_for_slot(ctx, channel).await? {
+            Waited::Deferred(outcome) => return Ok(outcome),
+            // a pause, stop or unsubscribe may have come while this job waited: read again
+            Waited::Long => {
+                if let Err(outcome) = current(ctx, payload, started).await? {
+                    return Ok(outcome);
+                }
+            }
+            Waited::No => {}
+        }
     }
     let err = match ctx.twilio.send(outgoing).await {
         Ok(Delivery::Sent { sid }) => return Ok(Outcome::Sent { provider_id: sid }),
@@ -113,6 +120,24 @@ async fn load(
         message: format!("read the message: {err}"),
         retry_after: None,
     };
+    if let MessagePayload::Schedule { .. } = payload
+        && let Some(outcome) = missed(ctx, started).await.map_err(read_error)?
+    {
+        return Ok(Err(outcome));
+    }
+    current(ctx, payload, started).await
+}
+
+/// The message row as it is now, gated by its delivery's or schedule's current state.
+async fn current(
+    ctx: &WorkerContext,
+    payload: MessagePayload,
+    started: &Started,
+) -> Result<Result<ToSend, Outcome>, JobError> {
+    let read_error = |err: sqlx::Error| JobError::Retryable {
+        message: format!("read the message: {err}"),
+        retry_after: None,
+    };
     let gone = || Outcome::Skipped {
         reason: "not sent: the message no longer exists".to_owned(),
     };
@@ -139,9 +164,6 @@ async fn load(
             }))
         }
         MessagePayload::Schedule { .. } => {
-            if let Some(outcome) = missed(ctx, started).await.map_err(read_error)? {
-                return Ok(Err(outcome));
-            }
             let Some(found) = schedules::find_to_send(&ctx.db, started.id)
                 .await
                 .map_err(read_error)?
@@ -242,11 +264,24 @@ fn recipient(student: &Student) -> Result<Result<(String, Channel), Outcome>, Jo
     Ok(Ok((phone.clone(), channel)))
 }
 
-/// Waits for the sender's next rate-limit slot. `Some(Deferred)` when it is too far away to
+/// How the wait for a rate-limit slot ended.
+enum Waited {
+    /// The slot was free at once.
+    No,
+    /// The slot came after a wait long enough for the message's state to change.
+    Long,
+    /// No slot within the job's time: come back later.
+    Deferred(Outcome),
+}
+
+/// A wait after which the message is read again before sending.
+const LONG_WAIT: Duration = Duration::from_millis(100);
+
+/// Waits for the sender's next rate-limit slot. `Deferred` when it is too far away to
 /// wait for inside the job's timeout: the timeout less Twilio's own and a margin. (A kind-wide
 /// `rate_limit` for `message` in jobs.toml, unset by default, waits first and is not
 /// subtracted; with both, a long double wait ends in the attempt's timeout and a retry.)
-async fn wait_for_slot(ctx: &WorkerContext, channel: Channel) -> Result<Option<Outcome>, JobError> {
+async fn wait_for_slot(ctx: &WorkerContext, channel: Channel) -> Result<Waited, JobError> {
     let Some(sender) = ctx.twilio.sender(channel) else {
         return Err(JobError::Permanent(format!(
             "no {channel} sender: set twilio.{channel}_from or twilio.messaging_service_sid"
@@ -264,11 +299,12 @@ async fn wait_for_slot(ctx: &WorkerContext, channel: Channel) -> Result<Option<O
             retry_after: None,
         })?;
     match slot {
-        Slot::Now { .. } => Ok(None),
+        Slot::Now { waited } if waited >= LONG_WAIT => Ok(Waited::Long),
+        Slot::Now { .. } => Ok(Waited::No),
         Slot::Later { wait } => {
             metrics::counter!("herald_rate_limit_deferred_total", "limit" => format!("twilio:{channel}"))
                 .increment(1);
-            Ok(Some(Outcome::Deferred {
+            Ok(Waited::Deferred(Outcome::Deferred {
                 until: rate_limit::come_back_at(wait, max_wait),
             }))
         }

@@ -25,6 +25,7 @@ fn settings(test: &TestWorker, horizon_hours: u64, catch_up_secs: u64) -> PlanSe
         horizon: Duration::from_secs(horizon_hours * 3600),
         catch_up: Duration::from_secs(catch_up_secs),
         max_fires_per_zone: 1_000,
+        max_messages: 100_000,
         queue: test
             .jobs
             .get(herald_shared::effects::EffectKind::Message)
@@ -661,6 +662,18 @@ async fn messages_planned_before_every_worker_went_down_are_sent_within_catch_up
         .execute(&mut *tx)
         .await
         .unwrap();
+    // the oldest three had been handed to Redis when everything went down (and Redis lost
+    // them): the sweep dispatches them again, still as late as they are
+    let lost = sqlx::query(
+        "update effects set state = 'queued', queued_at = due_at, dispatches = 1
+         where id in (select effect_id from schedule_messages m join effects e on e.id = m.effect_id
+                      where m.schedule_id = $1 order by e.due_at limit 3)",
+    )
+    .bind(row.id)
+    .execute(&mut *tx)
+    .await
+    .unwrap();
+    assert_eq!(lost.rows_affected(), 3);
     tx.commit().await.unwrap();
     test.start_replica("a").await;
 

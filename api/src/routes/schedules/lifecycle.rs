@@ -1,11 +1,11 @@
-//! Pause and resume. Pausing cancels every unsent future message (a message already being
-//! sent goes out); resuming plans fires from the resume instant on, so a schedule never fires
+//! Pause and resume. Pausing cancels every unsent message, those of a fire still being sent
+//! included (a message already handed to Twilio goes out); resuming plans fires from the resume instant on, so a schedule never fires
 //! for the time it was paused. Both are idempotent: pausing a paused schedule (or resuming an
 //! active one) changes nothing and answers 200.
 
 use axum::Json;
 use axum::extract::{Path, State};
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use herald_shared::db::schedules as db;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -57,13 +57,15 @@ async fn transition(
         .await?
         .ok_or(ApiError::NotFound("schedule"))?;
     if (row.status == "active") != active {
-        let now = Utc::now();
+        let now = herald_shared::db::now(&mut *tx).await?;
         if !active {
+            // nothing more goes out once the pause answers, a fire being sent included
             db::cancel_fires_after(&mut tx, id, now).await?;
+            db::cancel_unsent_messages(&mut tx, id, DateTime::<Utc>::MIN_UTC).await?;
         }
         row = db::set_active(&mut tx, id, active, now).await?;
         if active {
-            plan_now(state, &mut tx, &row).await?;
+            plan_now(state, &mut tx, &row, now).await?;
         }
     }
     let out = schedule_out(&mut tx, row).await?;

@@ -130,17 +130,19 @@ pub async fn schedule_out(
     })
 }
 
-/// Plans the schedule's first horizon of fires in the caller's transaction.
+/// Plans the schedule's first horizon of fires from `now` (the database's clock) in the
+/// caller's transaction.
 pub async fn plan_now(
     state: &AppState,
     conn: &mut PgConnection,
     row: &ScheduleRow,
+    now: DateTime<Utc>,
 ) -> Result<(), ApiError> {
     let settings = PlanSettings::new(
         &state.config.schedules,
         &state.jobs.get(EffectKind::Message).queue,
     );
-    herald_shared::schedules::plan(conn, row, Utc::now(), &settings)
+    herald_shared::schedules::plan(conn, row, now, &settings)
         .await
         .map_err(|err| match err {
             PlanError::Database(err) => ApiError::from(err),
@@ -178,7 +180,8 @@ async fn create_schedule(
     }
     let checked = input::check(&mut tx, auth.account_id, &body).await?;
     let row = db::insert(&mut tx, auth.account_id, &checked.fields()).await?;
-    plan_now(&state, &mut tx, &row).await?;
+    let now = herald_shared::db::now(&mut *tx).await?;
+    plan_now(&state, &mut tx, &row, now).await?;
     let out =
         serde_json::to_value(schedule_out(&mut tx, row).await?).map_err(anyhow::Error::from)?;
     idempotency::save(
@@ -260,10 +263,13 @@ async fn update_schedule(
         .ok_or(ApiError::NotFound("schedule"))?;
     let merged = input::merged(&current, body);
     let checked = input::check(&mut tx, auth.account_id, &merged).await?;
-    let now = Utc::now();
+    let now = herald_shared::db::now(&mut *tx).await?;
+    // future fires are planned again from the new definition; a fire still being sent
+    // sends the new text to those it has not reached yet
     db::cancel_fires_after(&mut tx, id, now).await?;
+    db::rewrite_unsent_text(&mut *tx, id, checked.fields().text).await?;
     let row = db::update(&mut tx, id, &checked.fields(), now).await?;
-    plan_now(&state, &mut tx, &row).await?;
+    plan_now(&state, &mut tx, &row, now).await?;
     let out = schedule_out(&mut tx, row).await?;
     tx.commit().await?;
     Ok(Json(out))
