@@ -7,12 +7,13 @@
 //! time like any other message: no work happens at the fire instant except sending. With
 //! `timezone = recipient` a schedule fires separately in each zone its subscribed students
 //! live in, at that zone's wall-clock time. Decisions, written down:
-//! - Students are read when a fire is planned (up to `horizon` ahead). A student added later
-//!   gets the fires planned after that; an unsubscribed or removed one is skipped at send time.
-//! - A student whose zone changed after the fire was planned is skipped by that fire (the
-//!   handler compares zones) and is included in the fires planned from then on in the new
-//!   zone: a new zone's fires already planned do not include them, and a move west can
-//!   repeat a local date's fire the student already got.
+//! - Students are read when a fire is planned (up to `horizon` ahead), and again when the
+//!   API adds, re-subscribes or moves a student ([`refill`]): the group's planned future
+//!   fires then gain that student's messages at once. An unsubscribed or removed student is
+//!   skipped at send time.
+//! - A student whose zone changed after a fire was planned is skipped by the old zone's fire
+//!   (the handler compares zones) and gets the new zone's. A move west can repeat a local
+//!   date's fire the student already got; a move east can skip one.
 //! - One pass writes at most `max_messages` per schedule, in whole instants, so planning a
 //!   frequent schedule to a large group never holds one long transaction.
 //! - A fire found later than `catch_up` after its instant (every worker was down) is recorded
@@ -94,17 +95,62 @@ pub async fn plan(
     if schedule.status != "active" {
         return Ok(Planned::default());
     }
-    let invalid = |reason: String| PlanError::Invalid {
-        id: schedule.id,
-        reason,
-    };
-    let cron = Schedule::parse(&schedule.cron).map_err(|err| invalid(err.to_string()))?;
     let start = schedule.active_from.max(schedule.planned_until);
     let horizon = chrono::Duration::from_std(settings.horizon).unwrap_or(chrono::Duration::MAX);
     let catch_up = chrono::Duration::from_std(settings.catch_up).unwrap_or(chrono::Duration::MAX);
     let until = now.checked_add_signed(horizon).unwrap_or(now);
     let send_from = now.checked_sub_signed(catch_up).unwrap_or(now);
+    let (fires, planned_until) =
+        fires_between(conn, schedule, start, until, send_from, settings).await?;
+    let messages = schedules::write_fires(conn, schedule, &settings.queue, &fires).await?;
+    schedules::set_planned_until(&mut *conn, schedule.id, planned_until).await?;
+    Ok(Planned {
+        fires: fires.len(),
+        missed: fires.iter().filter(|f| !f.send).count(),
+        messages,
+    })
+}
 
+/// Brings the schedule's already planned future fires (after `now`, up to the plan's end)
+/// up to date with its group as it is now, inside the caller's transaction: a student added,
+/// re-subscribed or moved to another zone gets the messages of those fires at once instead
+/// of from the next plan on. Nothing already planned changes.
+pub async fn refill(
+    conn: &mut PgConnection,
+    schedule: &ScheduleRow,
+    now: DateTime<Utc>,
+    settings: &PlanSettings,
+) -> Result<Planned, PlanError> {
+    if schedule.status != "active" || schedule.planned_until <= now {
+        return Ok(Planned::default());
+    }
+    let start = schedule.active_from.max(now);
+    let (fires, _) =
+        fires_between(conn, schedule, start, schedule.planned_until, now, settings).await?;
+    let messages = schedules::write_fires(conn, schedule, &settings.queue, &fires).await?;
+    Ok(Planned {
+        fires: fires.len(),
+        missed: 0,
+        messages,
+    })
+}
+
+/// The schedule's fires after `start` up to `until` in each zone of its audience, fires
+/// before `send_from` marked missed, within the pass's limits; with the instant the plan
+/// reaches (`until` unless a limit cut it short).
+async fn fires_between(
+    conn: &mut PgConnection,
+    schedule: &ScheduleRow,
+    start: DateTime<Utc>,
+    until: DateTime<Utc>,
+    send_from: DateTime<Utc>,
+    settings: &PlanSettings,
+) -> Result<(Vec<NewFire>, DateTime<Utc>), PlanError> {
+    let invalid = |reason: String| PlanError::Invalid {
+        id: schedule.id,
+        reason,
+    };
+    let cron = Schedule::parse(&schedule.cron).map_err(|err| invalid(err.to_string()))?;
     let audiences = audiences(conn, schedule).await?;
     let mut planned_until = until;
     let mut fires = Vec::new();
@@ -131,13 +177,7 @@ pub async fn plan(
     if let Some(cut) = within_budget(&mut fires, settings.max_messages) {
         planned_until = planned_until.min(cut);
     }
-    let messages = schedules::write_fires(conn, schedule, &settings.queue, &fires).await?;
-    schedules::set_planned_until(&mut *conn, schedule.id, planned_until).await?;
-    Ok(Planned {
-        fires: fires.len(),
-        missed: fires.iter().filter(|f| !f.send).count(),
-        messages,
-    })
+    Ok((fires, planned_until))
 }
 
 /// Keeps the earliest instants whose messages fit in `budget` (the first instant whole,

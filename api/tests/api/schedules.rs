@@ -579,6 +579,82 @@ async fn a_fire_being_sent_takes_new_text_and_stops_at_a_pause_and_an_operators_
 }
 
 #[tokio::test]
+async fn students_added_or_moved_join_the_fires_already_planned() {
+    let app = TestApp::spawn_with(&[("schedules.horizon_secs", Value::from(86_400 * 3))]).await;
+    let session = app.signup("ada@example.com").await;
+    let token = &session.access_token;
+    let group = group(&app, session.account_id, &["Europe/London"], "sms").await;
+    let schedule = create(&app, token, &body(group, "0 9 * * *", "recipient")).await;
+    let id = schedule["id"].as_str().unwrap();
+    assert_eq!(planned(&app, id).await.len(), 3);
+    let per_zone = || async {
+        sqlx::query_as::<_, (String, i64, i64)>(
+            "select f.timezone, count(m.effect_id), max(f.recipients)::bigint from schedule_fires f
+             join schedule_messages m on m.fire_id = f.id
+             where f.schedule_id = $1::uuid and f.state = 'planned' group by 1 order by 1",
+        )
+        .bind(id)
+        .fetch_all(&app.db)
+        .await
+        .unwrap()
+    };
+
+    // one more Londoner and a student in Tokyo, a zone the schedule did not fire in yet
+    let added = app
+        .post(
+            &format!("/api/v1/groups/{group}/students"),
+            &json!({"students": [
+                {"name": "Bo", "phone": "+14155550900", "channel": "sms", "timezone": "Europe/London"},
+                {"name": "Cy", "phone": "+14155550901", "channel": "sms", "timezone": "Asia/Tokyo"}]}),
+            Some(token),
+        )
+        .await;
+    assert_eq!(added.status(), StatusCode::CREATED);
+    let added: Value = added.json().await.unwrap();
+    assert_eq!(
+        per_zone().await,
+        [
+            ("Asia/Tokyo".to_owned(), 3, 1),
+            ("Europe/London".to_owned(), 6, 2)
+        ]
+    );
+    // once per (fire, student) still: the keys are unique
+    let duplicates: i64 = sqlx::query_scalar(
+        "select count(*) - count(distinct e.idempotency_key) from schedule_messages m
+         join effects e on e.id = m.effect_id where m.schedule_id = $1::uuid",
+    )
+    .bind(id)
+    .fetch_one(&app.db)
+    .await
+    .unwrap();
+    assert_eq!(duplicates, 0);
+
+    // the Tokyo student moves to New York: New York's fires are planned for them at once
+    let cy = added["items"][1]["id"].as_str().unwrap();
+    let moved = app
+        .request(Method::PUT, &format!("/api/v1/students/{cy}"))
+        .bearer_auth(token)
+        .json(
+            &json!({"name": "Cy", "phone": "+14155550901", "channel": "sms",
+                      "timezone": "America/New_York", "subscribed": true}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(moved.status(), StatusCode::OK);
+    let zones: Vec<(String, i64)> = per_zone()
+        .await
+        .into_iter()
+        .map(|(zone, messages, _)| (zone, messages))
+        .collect();
+    assert!(
+        zones.contains(&("America/New_York".to_owned(), 3))
+            || zones.contains(&("America/New_York".to_owned(), 2)),
+        "{zones:?}"
+    );
+}
+
+#[tokio::test]
 async fn another_account_sees_none_of_it() {
     let app = TestApp::spawn().await;
     let ada = app.signup("ada@example.com").await;

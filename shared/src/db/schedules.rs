@@ -314,6 +314,21 @@ pub async fn claim_to_plan(
     .await
 }
 
+/// The group's active schedules, locked; one a planner holds right now is left out (its
+/// plan, being written, reads the students as they are then).
+pub async fn lock_active_for_group(
+    conn: &mut PgConnection,
+    group_id: Uuid,
+) -> Result<Vec<ScheduleRow>, sqlx::Error> {
+    sqlx::query_as(&format!(
+        "select {COLUMNS} from schedules where group_id = $1 and status = 'active'
+         order by id for update skip locked"
+    ))
+    .bind(group_id)
+    .fetch_all(conn)
+    .await
+}
+
 pub async fn set_planned_until(
     executor: impl PgExecutor<'_>,
     id: Uuid,
@@ -341,10 +356,11 @@ pub struct NewFire {
 
 /// Writes fires with their message and effect rows, inside the caller's transaction.
 ///
-/// Idempotent: a fire already planned is left as it is, and a fire canceled by a pause or an
-/// update is planned again with the schedule's current text. The effect key is (schedule,
-/// fire instant, student), so a student gets at most one message per instant whatever
-/// re-planning happens; a message already handed to a worker is never planned twice.
+/// Idempotent: a fire already planned keeps its messages and gains those of students it
+/// lacks, and a fire canceled by a pause or an update is planned again with the schedule's
+/// current text. The effect key is (schedule, fire instant, student), so a student gets at
+/// most one message per instant whatever re-planning happens; a message already handed to a
+/// worker is never planned twice.
 /// Returns the messages written.
 pub async fn write_fires(
     conn: &mut PgConnection,
@@ -366,15 +382,19 @@ pub async fn write_fires(
         .iter()
         .map(|f| i32::try_from(f.students.len()).unwrap_or(i32::MAX))
         .collect();
-    // (re)planned fires come back with their id; ones already planned or missed do not
+    // new, revived and already planned fires come back with their id (an already planned
+    // one gets the messages of students it does not have yet); missed ones do not
     let written: Vec<(Uuid, String, DateTime<Utc>)> = sqlx::query_as(
         "insert into schedule_fires (schedule_id, timezone, fire_at, local_time, state, recipients)
          select $1, f.zone, f.at, f.local, f.state, f.recipients
          from unnest($2::text[], $3::timestamptz[], $4::timestamp[], $5::text[], $6::int[])
               as f(zone, at, local, state, recipients)
          on conflict (schedule_id, timezone, fire_at) do update
-             set state = excluded.state, recipients = excluded.recipients
-             where schedule_fires.state = 'canceled'
+             set state = case when schedule_fires.state = 'canceled' then excluded.state
+                              else schedule_fires.state end,
+                 recipients = case when schedule_fires.state = 'canceled' then excluded.recipients
+                                   else greatest(schedule_fires.recipients, excluded.recipients) end
+             where schedule_fires.state in ('canceled', 'planned')
          returning id, timezone, fire_at",
     )
     .bind(schedule.id)

@@ -100,6 +100,7 @@ async fn import_students(
                 super::changes::apply(&mut tx, old, new).await?;
             }
         }
+        crate::routes::schedules::refill_group(&state, &mut tx, group_id).await?;
     }
     tx.commit().await.map_err(ApiError::from)?;
     Ok(Json(out))

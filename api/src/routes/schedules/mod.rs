@@ -151,6 +151,34 @@ pub async fn plan_now(
     Ok(())
 }
 
+/// Gives the group's students as they are now the messages of its active schedules' already
+/// planned future fires, in the caller's transaction: called after students are added,
+/// re-subscribed or moved to another zone, so they do not wait for the next plan.
+pub async fn refill_group(
+    state: &AppState,
+    conn: &mut PgConnection,
+    group_id: Uuid,
+) -> Result<(), ApiError> {
+    let schedules = db::lock_active_for_group(&mut *conn, group_id).await?;
+    if schedules.is_empty() {
+        return Ok(());
+    }
+    let settings = PlanSettings::new(
+        &state.config.schedules,
+        &state.jobs.get(EffectKind::Message).queue,
+    );
+    let now = herald_shared::db::now(&mut *conn).await?;
+    for schedule in &schedules {
+        herald_shared::schedules::refill(conn, schedule, now, &settings)
+            .await
+            .map_err(|err| match err {
+                PlanError::Database(err) => ApiError::from(err),
+                PlanError::Invalid { .. } => ApiError::Internal(err.into()),
+            })?;
+    }
+    Ok(())
+}
+
 /// Creates a schedule and plans its first fires (the next `schedules.horizon_secs`). All or
 /// nothing.
 #[utoipa::path(post, path = "/api/v1/schedules", tag = "schedules", operation_id = "v1.schedules.create",
