@@ -415,6 +415,14 @@ impl Config {
                 return Err(ConfigError::new(setting, "must be greater than 0"));
             }
         }
+        // planners extend a plan once it ends within half the horizon: they must look at
+        // least twice in that half, or fires are planned after they are due
+        if self.schedules.horizon_secs.saturating_mul(1000) < 4 * self.schedules.plan_interval_ms {
+            return Err(ConfigError::new(
+                "schedules.horizon_secs",
+                "must be at least 4 × schedules.plan_interval_ms",
+            ));
+        }
         if self.worker.dispatch_batch == 0 {
             return Err(ConfigError::new(
                 "worker.dispatch_batch",
@@ -494,6 +502,17 @@ mod tests {
             let err = Config::from_figment(&figment).unwrap_err();
             assert_eq!(err.setting, key);
         }
+    }
+
+    #[test]
+    fn a_horizon_the_planners_cannot_keep_up_with_is_refused() {
+        let figment = with("log.format", "json")
+            .merge(Serialized::default("schedules.horizon_secs", 3))
+            .merge(Serialized::default("schedules.plan_interval_ms", 1000));
+        let err = Config::from_figment(&figment).unwrap_err();
+        assert_eq!(err.setting, "schedules.horizon_secs");
+        let figment = figment.merge(Serialized::default("schedules.horizon_secs", 4));
+        Config::from_figment(&figment).unwrap();
     }
 
     #[test]
