@@ -31,7 +31,7 @@ const MARGIN: Duration = Duration::from_secs(1);
 pub async fn send(ctx: &WorkerContext, started: &Started) -> Result<Outcome, JobError> {
     let payload: MessagePayload = serde_json::from_value(started.payload.clone())
         .map_err(|err| JobError::Permanent(format!("invalid message payload: {err}")))?;
-    let message = match load(ctx, started, payload).await? {
+    let mut message = match load(ctx, started, payload).await? {
         Ok(message) => message,
         Err(outcome) => return Ok(outcome),
     };
@@ -39,23 +39,26 @@ pub async fn send(ctx: &WorkerContext, started: &Started) -> Result<Outcome, Job
         Ok(recipient) => recipient,
         Err(outcome) => return Ok(outcome),
     };
+    if !ctx.twilio.is_sandbox() {
+        match wait_for_slot(ctx, channel).await? {
+            Waited::Deferred(outcome) => return Ok(outcome),
+            // a pause, stop, unsubscribe or new text may have come while this job waited:
+            // read again (the slot was taken for this phone and channel, which stay)
+            Waited::Long => match current(ctx, payload, started).await? {
+                Ok(fresh) => match recipient(&fresh.student)? {
+                    Ok(_) => message.body = fresh.body,
+                    Err(outcome) => return Ok(outcome),
+                },
+                Err(outcome) => return Ok(outcome),
+            },
+            Waited::No => {}
+        }
+    }
     let outgoing = Outgoing {
         to: &phone,
         channel,
         body: &message.body,
     };
-    if !ctx.twilio.is_sandbox() {
-        match wait_for_slot(ctx, channel).await? {
-            Waited::Deferred(outcome) => return Ok(outcome),
-            // a pause, stop or unsubscribe may have come while this job waited: read again
-            Waited::Long => {
-                if let Err(outcome) = current(ctx, payload, started).await? {
-                    return Ok(outcome);
-                }
-            }
-            Waited::No => {}
-        }
-    }
     let err = match ctx.twilio.send(outgoing).await {
         Ok(Delivery::Sent { sid }) => return Ok(Outcome::Sent { provider_id: sid }),
         Ok(Delivery::Sandboxed) => return Ok(Outcome::Sandboxed),

@@ -712,3 +712,75 @@ async fn messages_planned_before_every_worker_went_down_are_sent_within_catch_up
     assert!(rows.iter().any(|m| m.1 > now && m.2 == "planned"));
     test.finish().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn messages_waiting_for_their_rate_limit_slot_are_not_sent_once_the_schedule_is_paused() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path_regex("/Messages.json$"))
+        .respond_with(
+            ResponseTemplate::new(201)
+                .set_body_json(json!({"sid": "SM0000000000000000000000000000000b"})),
+        )
+        .mount(&server)
+        .await;
+    // four students a second through a sender allowed one a second: jobs queue for slots
+    let mut settings = twilio(&server);
+    settings.push(("twilio.sms_per_second", Value::from(1)));
+    let test = TestWorker::spawn_with(Mail::Sandbox, &settings, |jobs| jobs, &["a"]).await;
+    let (group_id, _) = group(&test, &["UTC", "UTC", "UTC", "UTC"]).await;
+    let row = schedule(&test, group_id, "* * * * * *", None, Utc::now()).await;
+    wait_until("jobs wait for slots", PATIENCE, || async {
+        let waiting: i64 = sqlx::query_scalar(
+            "select count(*) from schedule_messages m join effects e on e.id = m.effect_id
+             where m.schedule_id = $1 and e.state = 'sending'",
+        )
+        .bind(row.id)
+        .fetch_one(test.db())
+        .await
+        .unwrap();
+        server.received_requests().await.unwrap().len() >= 2 && waiting >= 3
+    })
+    .await;
+
+    // the pause as the API makes it
+    let mut tx = test.db().begin().await.unwrap();
+    db::cancel_fires_after(&mut tx, row.id, Utc::now())
+        .await
+        .unwrap();
+    db::cancel_unsent_messages(&mut tx, row.id, DateTime::<Utc>::MIN_UTC)
+        .await
+        .unwrap();
+    db::set_active(&mut tx, row.id, false, Utc::now())
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    // jobs deferred past the wait they may take come back after it
+    wait_until("nothing in flight", Duration::from_secs(60), || async {
+        messages(&test, row.id)
+            .await
+            .iter()
+            .all(|m| m.2 == "sent" || m.2 == "canceled")
+    })
+    .await;
+
+    let (sent, skipped_after_waiting): (i64, i64) = sqlx::query_as(
+        "select count(*) filter (where e.state = 'sent'),
+                count(*) filter (where e.state = 'canceled' and e.attempts > 0
+                                   and e.last_error like '%paused%')
+         from schedule_messages m join effects e on e.id = m.effect_id where m.schedule_id = $1",
+    )
+    .bind(row.id)
+    .fetch_one(test.db())
+    .await
+    .unwrap();
+    assert!(
+        skipped_after_waiting >= 1,
+        "a job that was waiting for its slot read the pause"
+    );
+    assert_eq!(
+        server.received_requests().await.unwrap().len(),
+        usize::try_from(sent).unwrap()
+    );
+    test.finish().await;
+}
