@@ -128,6 +128,7 @@ async fn a_schedule_made_through_the_api_sends_each_fire_once_with_two_replicas_
         },
     )
     .await;
+    assert_fires_listing_tells_the_story(&client, &api, &token, &id, paused_at, resumed_at).await;
     let deleted = client
         .delete(format!("{api}/api/v1/schedules/{id}"))
         .bearer_auth(&token)
@@ -183,5 +184,56 @@ async fn a_schedule_made_through_the_api_sends_each_fire_once_with_two_replicas_
             .filter(|(at, _)| settled(at))
             .all(|(_, n)| *n == 2),
         "{per_instant:?}"
+    );
+}
+
+/// `GET /fires` reports what happened: fires before the pause `fired` with their one student
+/// each sent, fires inside the pause `canceled` with nothing sent (a second of slack at
+/// either edge, where a fire may go either way).
+async fn assert_fires_listing_tells_the_story(
+    client: &reqwest::Client,
+    api: &str,
+    token: &str,
+    id: &str,
+    paused_at: DateTime<Utc>,
+    resumed_at: DateTime<Utc>,
+) {
+    let fires: Value = client
+        .get(format!("{api}/api/v1/schedules/{id}/fires?count=100"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .expect("list the fires")
+        .json()
+        .await
+        .expect("fires as JSON");
+    let past = fires["past"].as_array().expect("past fires");
+    let second = chrono::Duration::seconds(1);
+    let (mut fired, mut canceled) = (0, 0);
+    for fire in past {
+        let at: DateTime<Utc> = fire["at"]
+            .as_str()
+            .and_then(|at| at.parse().ok())
+            .expect("a fire instant");
+        if at < paused_at - second {
+            assert_eq!(fire["state"], "fired", "{fire}");
+            assert_eq!(fire["recipients"], 1, "{fire}");
+            assert_eq!(
+                fire["outcome"],
+                json!({"sent": 1, "failed": 0, "skipped": 0, "pending": 0}),
+                "{fire}"
+            );
+            fired += 1;
+        } else if at > paused_at + second && at < resumed_at - second {
+            assert_eq!(fire["state"], "canceled", "{fire}");
+            assert_eq!(fire["outcome"]["sent"], 0, "{fire}");
+            canceled += 1;
+        }
+    }
+    // of the three fires sent before the pause at least two are clear of the slack, in each
+    // of the two zones; the pause lasts over three seconds, so at least one fire per zone
+    assert!(
+        fired >= 4 && canceled >= 2,
+        "{fired} fired, {canceled} canceled: {past:?}"
     );
 }

@@ -67,8 +67,10 @@ pub struct PastFire {
     pub timezone: String,
     pub at: DateTime<Utc>,
     pub local: String,
-    /// `planned` (its messages went to the sending path), `missed` (found too late: nothing
-    /// sent) or `canceled` (paused, changed or deleted before it fired).
+    /// `fired` (its messages went to the sending path: `outcome` says how they fared),
+    /// `missed` (found later than catch-up allows: nothing sent) or `canceled` (paused,
+    /// changed or deleted before it fired).
+    #[schema(example = "fired")]
     pub state: String,
     /// Students it was planned for.
     pub recipients: i32,
@@ -86,6 +88,16 @@ pub struct FireOutcomeOut {
     pub skipped: i64,
     /// Still on their way.
     pub pending: i64,
+}
+
+/// A past fire's state as clients see it: stored fires stay `planned` once their messages
+/// exist (the messages carry the progress), which at or before now means it fired.
+fn past_state(stored: String) -> String {
+    if stored == "planned" {
+        "fired".to_owned()
+    } else {
+        stored
+    }
 }
 
 /// The schedule's next fires per zone and its past fires with their outcome.
@@ -149,7 +161,7 @@ async fn list_fires(
             timezone: fire.timezone,
             at: fire.fire_at,
             local: fire.local_time.format(LOCAL_FORMAT).to_string(),
-            state: fire.state,
+            state: past_state(fire.state),
             recipients: fire.recipients,
             outcome: FireOutcomeOut {
                 sent: fire.sent,
