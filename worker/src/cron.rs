@@ -35,7 +35,7 @@ pub async fn run(ctx: WorkerContext, mut shutdown: watch::Receiver<bool>) {
     // owed, and every fire after it is (however late this loop wakes up).
     let booted = Utc::now();
     loop {
-        if let Err(err) = pass(&ctx, &triggers, &names, booted).await {
+        if let Err(err) = pass(&ctx, &triggers, &names, booted, &Utc::now).await {
             tracing::error!(error = %err, "cron pass failed");
         }
         let now = Utc::now();
@@ -54,23 +54,26 @@ pub async fn run(ctx: WorkerContext, mut shutdown: watch::Receiver<bool>) {
     }
 }
 
-/// Records due fires, then claims and runs them.
+/// Records due fires, then claims and runs them. `clock` is read when the pass starts and
+/// again as each fire is claimed (so a long job makes the next fire late, not early); tests
+/// pass a controlled one to walk across DST nights.
 pub async fn pass(
     ctx: &WorkerContext,
     triggers: &[CronTrigger],
     names: &[String],
     booted: DateTime<Utc>,
+    clock: &(dyn Fn() -> DateTime<Utc> + Sync),
 ) -> anyhow::Result<()> {
-    let now = Utc::now();
+    let now = clock();
     for trigger in triggers {
         record_due(ctx, trigger, now, booted).await?;
     }
     cron_fires::release_stale(&ctx.db, STALE_RUNNING_SECS).await?;
-    while let Some(fire) = cron_fires::claim_next(&ctx.db, names, &ctx.replica).await? {
+    while let Some(fire) = cron_fires::claim_next(&ctx.db, names, &ctx.replica, clock()).await? {
         let Some(trigger) = triggers.iter().find(|t| t.name == fire.trigger) else {
             continue;
         };
-        let late = (Utc::now() - fire.fire_at).to_std().unwrap_or_default();
+        let late = (clock() - fire.fire_at).to_std().unwrap_or_default();
         if late > trigger.catch_up {
             cron_fires::finish(&ctx.db, &fire, &ctx.replica, "missed", None).await?;
             continue;

@@ -19,7 +19,7 @@ async fn fires(stack: &Stack, trigger: &str) -> Vec<Fire> {
 #[tokio::test]
 async fn two_worker_processes_run_each_of_thirty_per_second_fires_exactly_once() {
     let mut stack = Stack::new(0.0).await;
-    stack.add_jobs("[cron.tick]\nschedule = \"* * * * * *\"\ntimezone = \"Europe/London\"\njob = \"heartbeat\"\ncatch_up_secs = 60\n");
+    stack.add_jobs("[cron.tick]\nschedule = \"* * * * * *\"\ntimezone = \"Europe/London\"\njob = \"heartbeat\"\ncatch_up = \"1m\"\n");
     let _one = stack.start_worker("one").await;
     let _two = stack.start_worker("two").await;
     wait_until(Duration::from_secs(60), "30 fires done", || async {
@@ -49,7 +49,7 @@ async fn two_worker_processes_run_each_of_thirty_per_second_fires_exactly_once()
 #[tokio::test]
 async fn fires_missed_while_every_worker_was_down_are_caught_up_or_recorded_missed() {
     let mut stack = Stack::new(0.0).await;
-    stack.add_jobs("[cron.pulse]\nschedule = \"*/2 * * * * *\"\ntimezone = \"UTC\"\njob = \"heartbeat\"\ncatch_up_secs = 3\n");
+    stack.add_jobs("[cron.pulse]\nschedule = \"*/2 * * * * *\"\ntimezone = \"UTC\"\njob = \"heartbeat\"\ncatch_up = 3\n");
     let worker = stack.start_worker("first").await;
     wait_until(Duration::from_secs(20), "two fires done", || async {
         fires(&stack, "pulse")

@@ -48,16 +48,18 @@ pub struct Claimed {
 
 /// Claims the oldest due fire of `triggers` for this replica (`skip locked`: a fire another
 /// replica is claiming is skipped). One at a time, so `started_at` is when it really starts.
+/// Due means at or before `now`, the runner's clock (which records the fires too).
 pub async fn claim_next(
     executor: impl PgExecutor<'_>,
     triggers: &[String],
     runner: &str,
+    now: DateTime<Utc>,
 ) -> Result<Option<Claimed>, sqlx::Error> {
     sqlx::query_as(
         "update cron_fires set state = 'running', runs = runs + 1, runner = $2, started_at = now()
          where id = (
              select id from cron_fires
-             where state = 'planned' and fire_at <= now() and trigger = any($1)
+             where state = 'planned' and fire_at <= $3 and trigger = any($1)
              order by fire_at
              limit 1
              for update skip locked)
@@ -65,6 +67,7 @@ pub async fn claim_next(
     )
     .bind(triggers)
     .bind(runner)
+    .bind(now)
     .fetch_optional(executor)
     .await
 }

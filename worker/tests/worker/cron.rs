@@ -10,13 +10,21 @@ use herald_shared::triggers::{CronJob, CronTrigger};
 use crate::helpers::{Mail, TestWorker, wait_until};
 
 fn trigger(name: &str, schedule: &str, catch_up_secs: u64) -> CronTrigger {
+    trigger_in(name, schedule, chrono_tz::Europe::London, catch_up_secs)
+}
+
+fn trigger_in(name: &str, schedule: &str, zone: chrono_tz::Tz, catch_up_secs: u64) -> CronTrigger {
     CronTrigger {
         name: name.to_owned(),
-        schedule: Schedule::parse(schedule).unwrap(),
-        zone: chrono_tz::Europe::London,
+        schedule: Schedule::parse(schedule).expect("a valid expression"),
+        zone,
         job: CronJob::Heartbeat,
         catch_up: Duration::from_secs(catch_up_secs),
     }
+}
+
+fn utc(text: &str) -> DateTime<Utc> {
+    text.parse().expect("an RFC 3339 instant")
 }
 
 type Fire = (DateTime<Utc>, String, i32, Option<DateTime<Utc>>);
@@ -135,5 +143,84 @@ async fn after_downtime_recent_fires_run_once_and_older_ones_are_recorded_missed
     for pair in rows.windows(2) {
         assert_eq!((pair[1].0 - pair[0].0).num_seconds(), 2);
     }
+    test.finish().await;
+}
+
+/// Runs the cron pass of one replica with a controlled clock from `from` to `to` in
+/// ten-minute steps, as a worker that was up all along would; returns each trigger's fires.
+async fn walk(
+    test: &TestWorker,
+    triggers: &[CronTrigger],
+    from: &str,
+    to: &str,
+) -> Vec<Vec<DateTime<Utc>>> {
+    let ctx = test.context("clocked").await;
+    let names: Vec<String> = triggers.iter().map(|t| t.name.clone()).collect();
+    let (from, to) = (utc(from), utc(to));
+    let mut now = from;
+    while now <= to {
+        herald_worker::cron::pass(&ctx, triggers, &names, from, &|| now)
+            .await
+            .expect("a cron pass");
+        now += chrono::Duration::minutes(10);
+    }
+    let mut all = Vec::new();
+    for name in &names {
+        let rows = fires(test, name).await;
+        assert!(
+            rows.iter().all(|f| f.1 == "done" && f.2 == 1),
+            "{name}: every fire runs once: {rows:?}"
+        );
+        all.push(rows.into_iter().map(|f| f.0).collect());
+    }
+    all
+}
+
+#[tokio::test]
+async fn triggers_follow_the_dst_rules_across_real_transitions_on_a_controlled_clock() {
+    let test = TestWorker::spawn_with(Mail::Sandbox, &[], |jobs| jobs, &[]).await;
+    let hour = 3_600;
+
+    // London falls back on 2026-10-25: 01:00–01:59 happens twice
+    let london = chrono_tz::Europe::London;
+    let fired = walk(
+        &test,
+        &[
+            trigger_in("london-0130", "30 1 * * *", london, hour),
+            trigger_in("london-hourly", "30 * * * *", london, hour),
+        ],
+        "2026-10-24T12:00:00Z",
+        "2026-10-25T12:00:00Z",
+    )
+    .await;
+    // fixed-time: the repeated 01:30 fires once, at its earlier instant (BST)
+    assert_eq!(fired[0], [utc("2026-10-25T00:30:00Z")]);
+    // wildcard: every real instant at :30, both 01:30s included: 24 in the 24 hours
+    assert_eq!(fired[1].len(), 24, "{:?}", fired[1]);
+    assert!(fired[1].contains(&utc("2026-10-25T00:30:00Z")));
+    assert!(fired[1].contains(&utc("2026-10-25T01:30:00Z")));
+
+    // New York springs forward on 2026-03-08: 02:00–02:59 does not exist
+    let new_york = chrono_tz::America::New_York;
+    let fired = walk(
+        &test,
+        &[
+            trigger_in("ny-0230", "30 2 * * *", new_york, hour),
+            trigger_in("ny-2am-half-hours", "*/30 2 * * *", new_york, hour),
+        ],
+        "2026-03-07T12:00:00Z",
+        "2026-03-09T12:00:00Z",
+    )
+    .await;
+    // fixed-time: the gap time moves forward by the gap, to 03:30 EDT
+    assert_eq!(
+        fired[0],
+        [utc("2026-03-08T07:30:00Z"), utc("2026-03-09T06:30:00Z")]
+    );
+    // wildcard: nothing on the night with no 02:xx, 02:00 and 02:30 EDT the next night
+    assert_eq!(
+        fired[1],
+        [utc("2026-03-09T06:00:00Z"), utc("2026-03-09T06:30:00Z")]
+    );
     test.finish().await;
 }
