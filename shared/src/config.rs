@@ -264,10 +264,10 @@ pub struct SchedulesConfig {
     pub horizon_secs: u64,
     /// A fire planned this many seconds late still sends; older ones are `missed`.
     pub catch_up_secs: u64,
-    /// Most fires per zone one planning pass writes.
+    /// Most fires still to send per zone one planning pass writes.
     pub max_fires_per_zone: usize,
     /// Most messages one planning pass writes for one schedule (whole fires; the first
-    /// instant is always planned whole).
+    /// instant is always planned whole; a fire without messages counts as one).
     pub max_messages_per_pass: usize,
     /// How often each worker replica's planner looks for schedules to extend, in ms.
     pub plan_interval_ms: u64,

@@ -15,7 +15,9 @@
 //!   (the handler compares zones) and gets the new zone's. A move west can repeat a local
 //!   date's fire the student already got; a move east can skip one.
 //! - One pass writes at most `max_messages` per schedule, in whole instants, so planning a
-//!   frequent schedule to a large group never holds one long transaction.
+//!   frequent schedule to a large group never holds one long transaction. Missed fires (no
+//!   messages) count one each and are not held to `max_fires_per_zone`, so a per-second
+//!   schedule after hours of downtime records them in a few passes, not hundreds.
 //! - A fire found later than `catch_up` after its instant (every worker was down) is recorded
 //!   as `missed` and sends nothing; within `catch_up` it is sent at once.
 
@@ -152,11 +154,16 @@ async fn fires_between(
     };
     let cron = Schedule::parse(&schedule.cron).map_err(|err| invalid(err.to_string()))?;
     let audiences = audiences(conn, schedule).await?;
+    // A missed fire is one row with no messages, so after a long downtime a frequent
+    // schedule records its missed fires in large steps (bounded by the message budget, which
+    // counts each as one) and reaches the fires it still sends within a few passes.
+    let max_missed_per_zone =
+        (settings.max_messages / audiences.len().max(1)).max(settings.max_fires_per_zone);
     let mut planned_until = until;
     let mut fires = Vec::new();
     for (zone, students) in audiences {
         let tz = parse_zone(&zone).map_err(invalid)?;
-        let mut count = 0;
+        let (mut sending, mut missed) = (0, 0);
         for at in cron.fires(tz, start).take_while(|at| *at <= until) {
             let send = at >= send_from;
             fires.push(NewFire {
@@ -166,8 +173,12 @@ async fn fires_between(
                 send,
                 students: if send { students.clone() } else { Vec::new() },
             });
-            count += 1;
-            if count == settings.max_fires_per_zone {
+            if send {
+                sending += 1;
+            } else {
+                missed += 1;
+            }
+            if sending == settings.max_fires_per_zone || missed == max_missed_per_zone {
                 // the rest of this zone's horizon comes in the next pass
                 planned_until = planned_until.min(at);
                 break;
@@ -181,8 +192,9 @@ async fn fires_between(
 }
 
 /// Keeps the earliest instants whose messages fit in `budget` (the first instant whole,
-/// whatever its size) and returns the last instant kept when later ones were dropped: the
-/// plan ends there and the next pass goes on from it.
+/// whatever its size; a fire without messages, missed or to nobody, counts as one) and
+/// returns the last instant kept when later ones were dropped: the plan ends there and the
+/// next pass goes on from it.
 fn within_budget(fires: &mut Vec<NewFire>, budget: usize) -> Option<DateTime<Utc>> {
     fires.sort_by(|a, b| (a.fire_at, &a.timezone).cmp(&(b.fire_at, &b.timezone)));
     let mut total = 0;
@@ -190,7 +202,10 @@ fn within_budget(fires: &mut Vec<NewFire>, budget: usize) -> Option<DateTime<Utc
     while index < fires.len() {
         let at = fires[index].fire_at;
         let end = index + fires[index..].partition_point(|f| f.fire_at == at);
-        let size: usize = fires[index..end].iter().map(|f| f.students.len()).sum();
+        let size: usize = fires[index..end]
+            .iter()
+            .map(|f| f.students.len().max(1))
+            .sum();
         if index > 0 && total + size > budget {
             let kept = fires[index - 1].fire_at;
             fires.truncate(index);
@@ -292,6 +307,22 @@ mod tests {
             Some("2026-03-08T07:01:00+00:00".into())
         );
         assert_eq!(fires.len(), 2);
+    }
+
+    #[test]
+    fn fires_without_messages_count_one_each() {
+        let mut fires: Vec<NewFire> = (1..=5)
+            .map(|minute| NewFire {
+                send: false,
+                ..fire("A", minute, 0)
+            })
+            .collect();
+        let cut = within_budget(&mut fires, 3);
+        assert_eq!(
+            cut.map(|at| at.to_rfc3339()),
+            Some("2026-03-08T07:03:00+00:00".into())
+        );
+        assert_eq!(fires.len(), 3);
     }
 
     #[test]

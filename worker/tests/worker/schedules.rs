@@ -437,6 +437,41 @@ async fn a_per_second_schedule_is_planned_over_several_passes() {
     test.finish().await;
 }
 
+#[tokio::test]
+async fn a_per_second_schedule_back_from_an_hours_downtime_records_the_missed_fires_in_one_pass() {
+    let test = no_replicas().await;
+    let (group_id, _) = group(&test, &["UTC"]).await;
+    let row = schedule(
+        &test,
+        group_id,
+        "* * * * * *",
+        None,
+        utc("2026-06-01T10:00:00Z"),
+    )
+    .await;
+    let mut settings = settings(&test, 0, 300);
+    settings.horizon = Duration::from_secs(60);
+    settings.max_fires_per_zone = 120;
+    settings.max_messages = 10_000;
+
+    // every worker was down from 10:00 to 11:00: 10:00:01–10:54:59 are past the 5-minute catch-up
+    let written = plan_at(&test, row.id, "2026-06-01T11:00:00Z", &settings).await;
+
+    let rows = fires(&test, row.id).await;
+    let missed = rows.iter().filter(|f| f.3 == "missed").count();
+    let planned: Vec<&FireRow> = rows.iter().filter(|f| f.3 == "planned").collect();
+    assert_eq!(missed, 3_299);
+    // the fires still owed, from the first within catch-up on, are planned in the same pass
+    assert_eq!(planned.len(), 120);
+    assert_eq!(planned[0].1, utc("2026-06-01T10:55:00Z"));
+    assert_eq!(written, 120);
+    assert!(
+        rows.windows(2)
+            .all(|w| (w[1].1 - w[0].1).num_seconds() == 1)
+    );
+    test.finish().await;
+}
+
 const ACCOUNT_SID: &str = "AC0123456789abcdef0123456789abcdef";
 
 fn twilio(server: &MockServer) -> Vec<(&'static str, Value)> {
