@@ -12,7 +12,8 @@
 //!   fires then gain that student's messages at once. An unsubscribed or removed student is
 //!   skipped at send time.
 //! - A student whose zone changed after a fire was planned is skipped by the old zone's fire
-//!   (the handler compares zones) and gets the new zone's. A move west can repeat a local
+//!   (the handler compares zones) and gets the new zone's — unless the schedule fires at that
+//!   same instant in the new zone: the message key is the same, so the old message is sent. A move west can repeat a local
 //!   date's fire the student already got; a move east can skip one.
 //! - One pass writes at most `max_messages` per schedule, in whole instants, so planning a
 //!   frequent schedule to a large group never holds one long transaction. Missed fires (no

@@ -133,6 +133,14 @@ impl Schedule {
         DateTime::from_timestamp(at, 0)
     }
 
+    /// Whether `at` is one of the fires with the wall clock in `zone`.
+    pub fn fires_at(&self, zone: Tz, at: DateTime<Utc>) -> bool {
+        // fires fall on whole seconds: the first one after the second before `at` is `at` or later
+        at.checked_sub_signed(chrono::Duration::seconds(1))
+            .and_then(|before| self.next_after(zone, before))
+            == Some(at)
+    }
+
     /// The fires strictly after `after`, in strictly increasing order.
     pub fn fires(&self, zone: Tz, after: DateTime<Utc>) -> impl Iterator<Item = DateTime<Utc>> {
         std::iter::successors(self.next_after(zone, after), move |&previous| {

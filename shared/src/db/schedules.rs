@@ -562,7 +562,10 @@ pub struct ToSend {
     pub schedule_status: String,
     /// The fire's zone, and whether the schedule reads the cron in each recipient's zone.
     pub fire_timezone: String,
+    pub fire_at: DateTime<Utc>,
     pub per_recipient_zone: bool,
+    /// The schedule's expression now.
+    pub cron: String,
     pub group_id: Uuid,
     pub student_id: Option<Uuid>,
     pub student_group_id: Option<Uuid>,
@@ -579,8 +582,8 @@ pub async fn find_to_send(
     effect_id: Uuid,
 ) -> Result<Option<ToSend>, sqlx::Error> {
     sqlx::query_as(
-        "select sc.status as schedule_status, f.timezone as fire_timezone,
-                sc.timezone is null as per_recipient_zone, sc.group_id,
+        "select sc.status as schedule_status, f.timezone as fire_timezone, f.fire_at,
+                sc.timezone is null as per_recipient_zone, sc.cron, sc.group_id,
                 m.student_id, s.group_id as student_group_id, s.timezone as student_timezone,
                 s.phone, s.channel, s.subscribed, m.body
          from schedule_messages m

@@ -15,10 +15,12 @@ use std::time::Duration;
 
 use chrono::Utc;
 
+use herald_shared::cron::Schedule;
 use herald_shared::db::effects::Started;
 use herald_shared::db::{delivery_messages, schedules};
 use herald_shared::effects::{EffectKind, MessagePayload};
 use herald_shared::providers::twilio::{Channel, Delivery, Outgoing, TwilioError};
+use herald_shared::time_rules::parse_zone;
 
 use super::{JobError, Outcome};
 use crate::context::WorkerContext;
@@ -221,7 +223,10 @@ fn delivery_gate(status: &str) -> Option<Outcome> {
 
 /// Why a schedule message is not sent now: a paused schedule skips its fires (resuming
 /// plans only later ones), and a student who moved to another group or zone after the fire
-/// was planned gets the fires planned for where they are now instead.
+/// was planned gets the fires planned for where they are now instead. A move to a zone where
+/// the schedule fires at this same instant (one with the same offset, say New York to
+/// Toronto) keeps the message: the new zone's fire has the same message key, so this message
+/// is the one that fire sends.
 fn schedule_gate(message: &schedules::ToSend) -> Option<Outcome> {
     let skip = |reason: &str| {
         Some(Outcome::Skipped {
@@ -241,11 +246,19 @@ fn schedule_gate(message: &schedules::ToSend) -> Option<Outcome> {
         && message
             .student_timezone
             .as_ref()
-            .is_some_and(|zone| *zone != message.fire_timezone)
+            .is_some_and(|zone| *zone != message.fire_timezone && !fires_then_in(message, zone))
     {
         return skip("the student moved to another time zone after this fire was planned");
     }
     None
+}
+
+/// Whether the message's schedule also fires at the message's instant on `zone`'s clock.
+fn fires_then_in(message: &schedules::ToSend, zone: &str) -> bool {
+    let (Ok(cron), Ok(zone)) = (Schedule::parse(&message.cron), parse_zone(zone)) else {
+        return false;
+    };
+    cron.fires_at(zone, message.fire_at)
 }
 
 /// The student's current phone and channel, or why the message is not to be sent.

@@ -599,9 +599,13 @@ async fn a_student_who_moved_zone_is_skipped_by_the_old_zones_fire_and_callbacks
     let test = TestWorker::spawn_with(Mail::Sandbox, &twilio(&server), |jobs| jobs, &[]).await;
     let (group_id, students) = group(&test, &["Europe/London", "Europe/Paris"]).await;
     let now = Utc::now();
-    let row = schedule(&test, group_id, "* * * * * *", None, now).await;
-    let mut tx = test.db().begin().await.unwrap();
     let due = now + chrono::Duration::seconds(1);
+    // every second of the current hour on London's and on Paris's clock, not on Tokyo's
+    let hours = [chrono_tz::Europe::London, chrono_tz::Europe::Paris]
+        .map(|zone| due.with_timezone(&zone).format("%-H").to_string());
+    let cron = format!("* * {} * * *", hours.join(","));
+    let row = schedule(&test, group_id, &cron, None, now).await;
+    let mut tx = test.db().begin().await.unwrap();
     let mut settings = settings(&test, 0, 300);
     settings.horizon = Duration::from_secs(1);
     plan(&mut tx, &row, now, &settings).await.unwrap();
@@ -613,8 +617,8 @@ async fn a_student_who_moved_zone_is_skipped_by_the_old_zones_fire_and_callbacks
         .await
         .unwrap();
     tx.commit().await.unwrap();
-    // the London student moves to Paris after the fire was planned
-    sqlx::query("update students set timezone = 'Europe/Paris' where id = $1")
+    // the London student moves to Tokyo after the fire was planned
+    sqlx::query("update students set timezone = 'Asia/Tokyo' where id = $1")
         .bind(students[0])
         .execute(test.db())
         .await
@@ -662,6 +666,51 @@ async fn a_student_who_moved_zone_is_skipped_by_the_old_zones_fire_and_callbacks
             .unwrap();
     assert_eq!(status.as_deref(), Some("delivered"));
     drop(conn);
+    test.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_student_who_moved_to_a_zone_on_the_same_clock_still_gets_the_planned_fire() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path_regex("/Messages.json$"))
+        .respond_with(
+            ResponseTemplate::new(201)
+                .set_body_json(json!({"sid": "SM0000000000000000000000000000000b"})),
+        )
+        .expect(1)
+        .mount(&server)
+        .await;
+    let mut test = TestWorker::spawn_with(Mail::Sandbox, &twilio(&server), |jobs| jobs, &[]).await;
+    let (group_id, students) = group(&test, &["Europe/London"]).await;
+    let now = Utc::now();
+    let row = schedule(&test, group_id, "* * * * * *", None, now).await;
+    let mut settings = settings(&test, 0, 300);
+    settings.horizon = Duration::from_secs(1);
+    let mut tx = test.db().begin().await.unwrap();
+    plan(&mut tx, &row, now, &settings).await.unwrap();
+    sqlx::query("update schedules set planned_until = $2 where id = $1")
+        .bind(row.id)
+        .bind(now + chrono::Duration::days(1))
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    // Lisbon keeps London's clock all year: the schedule fires there at the same instant,
+    // and that fire's message for this student is the one already planned
+    sqlx::query("update students set timezone = 'Europe/Lisbon' where id = $1")
+        .bind(students[0])
+        .execute(test.db())
+        .await
+        .unwrap();
+    test.start_replica("a").await;
+
+    wait_until("the message finished", PATIENCE, || async {
+        let rows = messages(&test, row.id).await;
+        rows.len() == 1 && matches!(rows[0].2.as_str(), "sent" | "canceled")
+    })
+    .await;
+    assert_eq!(messages(&test, row.id).await[0].2, "sent");
     test.finish().await;
 }
 
