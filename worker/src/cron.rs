@@ -7,6 +7,9 @@
 //! those at most `catch_up` late run, older ones are recorded `missed`. A trigger with no
 //! history starts when the worker process starts; housekeeping keeps each trigger's latest
 //! fire for that reason.
+//!
+//! A claimed fire whose replica stops showing signs of life (it touches the row while the job
+//! runs) is released and run again: a long job is not, a dead replica's is.
 
 use std::time::Duration;
 
@@ -21,8 +24,11 @@ use crate::context::WorkerContext;
 const MAX_BACKFILL: usize = 1_000;
 /// Longest sleep between passes, so a changed clock or a lost wake-up heals.
 const MAX_SLEEP: Duration = Duration::from_secs(30);
-/// A fire `running` this long was claimed by a replica that died; it is released.
-const STALE_RUNNING_SECS: f64 = 600.0;
+/// How often the replica running a fire's job says it is still at it.
+const ALIVE_EVERY: Duration = Duration::from_secs(30);
+/// A fire `running` with no sign of life for this long was claimed by a replica that died;
+/// it is released (six missed signs: a slow database does not make a job run twice).
+const STALE_RUNNING_SECS: f64 = 180.0;
 
 /// Runs until `shutdown` turns true.
 pub async fn run(ctx: WorkerContext, mut shutdown: watch::Receiver<bool>) {
@@ -80,7 +86,7 @@ pub async fn pass(
         }
         metrics::histogram!("herald_cron_lateness_seconds", "trigger" => trigger.name.clone())
             .record(late.as_secs_f64());
-        match run_job(ctx, trigger.job).await {
+        match run_while_alive(ctx, &fire, trigger.job).await {
             Ok(()) => cron_fires::finish(&ctx.db, &fire, &ctx.replica, "done", None).await?,
             Err(err) => {
                 tracing::error!(trigger = %trigger.name, error = %err, "cron job failed");
@@ -122,6 +128,29 @@ async fn record_due(
         cron_fires::record(&ctx.db, &trigger.name, &planned, "planned").await?;
         if due.len() < MAX_BACKFILL {
             return Ok(());
+        }
+    }
+}
+
+/// Runs the fire's job, saying every [`ALIVE_EVERY`] that this replica is still running it,
+/// so a long job is not released as stale and run again elsewhere.
+async fn run_while_alive(
+    ctx: &WorkerContext,
+    fire: &cron_fires::Claimed,
+    job: CronJob,
+) -> anyhow::Result<()> {
+    let run = run_job(ctx, job);
+    tokio::pin!(run);
+    let mut alive = tokio::time::interval(ALIVE_EVERY);
+    alive.tick().await; // the claim itself was the first sign
+    loop {
+        tokio::select! {
+            result = &mut run => return result,
+            _ = alive.tick() => {
+                if let Err(err) = cron_fires::still_running(&ctx.db, fire, &ctx.replica).await {
+                    tracing::warn!(trigger = %fire.trigger, error = %err, "could not record that a cron job is still running");
+                }
+            }
         }
     }
 }

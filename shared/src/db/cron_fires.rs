@@ -56,7 +56,8 @@ pub async fn claim_next(
     now: DateTime<Utc>,
 ) -> Result<Option<Claimed>, sqlx::Error> {
     sqlx::query_as(
-        "update cron_fires set state = 'running', runs = runs + 1, runner = $2, started_at = now()
+        "update cron_fires set state = 'running', runs = runs + 1, runner = $2, started_at = now(),
+                alive_at = now()
          where id = (
              select id from cron_fires
              where state = 'planned' and fire_at <= $3 and trigger = any($1)
@@ -95,15 +96,35 @@ pub async fn finish(
     Ok(())
 }
 
-/// Fires claimed by a replica that died before finishing them go back to `planned` (they are
-/// re-run, or recorded `missed` if now too late).
+/// Records that the replica running a claimed fire is still at it.
+pub async fn still_running(
+    executor: impl PgExecutor<'_>,
+    claimed: &Claimed,
+    runner: &str,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "update cron_fires set alive_at = now()
+         where id = $1 and state = 'running' and runner = $2 and runs = $3",
+    )
+    .bind(claimed.id)
+    .bind(runner)
+    .bind(claimed.runs)
+    .execute(executor)
+    .await?;
+    Ok(())
+}
+
+/// Fires whose replica showed no sign of life (a claim or [`still_running`]) for
+/// `older_than_secs` go back to `planned`: it died before finishing them. They are re-run,
+/// or recorded `missed` if now too late.
 pub async fn release_stale(
     executor: impl PgExecutor<'_>,
     older_than_secs: f64,
 ) -> Result<u64, sqlx::Error> {
     let done = sqlx::query(
         "update cron_fires set state = 'planned'
-         where state = 'running' and started_at < now() - make_interval(secs => $1)",
+         where state = 'running'
+           and coalesce(alive_at, started_at) < now() - make_interval(secs => $1)",
     )
     .bind(older_than_secs)
     .execute(executor)

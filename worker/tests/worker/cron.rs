@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Timelike, Utc};
 use herald_shared::cron::Schedule;
+use herald_shared::db::cron_fires;
 use herald_shared::triggers::{CronJob, CronTrigger};
 
 use crate::helpers::{Mail, TestWorker, wait_until};
@@ -221,6 +222,53 @@ async fn triggers_follow_the_dst_rules_across_real_transitions_on_a_controlled_c
     assert_eq!(
         fired[1],
         [utc("2026-03-09T06:00:00Z"), utc("2026-03-09T06:30:00Z")]
+    );
+    test.finish().await;
+}
+
+#[tokio::test]
+async fn a_long_job_that_shows_signs_of_life_keeps_its_fire_and_a_silent_one_is_released() {
+    let test = TestWorker::spawn_with(Mail::Sandbox, &[], |jobs| jobs, &[]).await;
+    let db = test.db();
+    let names = vec!["long".to_owned()];
+    let hour_ago = Utc::now() - chrono::Duration::hours(1);
+    for minutes in [0, 1] {
+        sqlx::query("insert into cron_fires (trigger, fire_at) values ('long', $1)")
+            .bind(hour_ago + chrono::Duration::minutes(minutes))
+            .execute(db)
+            .await
+            .unwrap();
+    }
+    let working = cron_fires::claim_next(db, &names, "a", Utc::now())
+        .await
+        .unwrap()
+        .unwrap();
+    let silent = cron_fires::claim_next(db, &names, "b", Utc::now())
+        .await
+        .unwrap()
+        .unwrap();
+    // both were claimed an hour ago; only replica a still says it is running its job
+    sqlx::query("update cron_fires set started_at = $1, alive_at = $1")
+        .bind(hour_ago)
+        .execute(db)
+        .await
+        .unwrap();
+    cron_fires::still_running(db, &working, "a").await.unwrap();
+    // a sign of life from a replica that does not hold the claim counts for nothing
+    cron_fires::still_running(db, &silent, "a").await.unwrap();
+
+    assert_eq!(cron_fires::release_stale(db, 180.0).await.unwrap(), 1);
+    let states: Vec<(DateTime<Utc>, String)> =
+        sqlx::query_as("select fire_at, state from cron_fires order by fire_at")
+            .fetch_all(db)
+            .await
+            .unwrap();
+    assert_eq!(
+        states,
+        [
+            (working.fire_at, "running".to_owned()),
+            (silent.fire_at, "planned".to_owned())
+        ]
     );
     test.finish().await;
 }
