@@ -131,7 +131,7 @@ async fn list_fires(
         .await?
         .ok_or(ApiError::NotFound("schedule"))?;
     let cron = Schedule::parse(&row.cron).map_err(|err| anyhow::anyhow!("stored cron: {err}"))?;
-    let now = Utc::now();
+    let now = herald_shared::db::now(&mut *conn).await?;
     let upcoming = if row.status == "active" {
         let from = upcoming_from(&row, now);
         zones_of(&mut conn, &row)

@@ -100,7 +100,7 @@ pub async fn schedule_out(
 ) -> Result<ScheduleOut, ApiError> {
     let cron = Schedule::parse(&row.cron).map_err(|err| anyhow::anyhow!("stored cron: {err}"))?;
     let next_fire_at = if row.status == "active" {
-        let from = upcoming_from(&row, Utc::now());
+        let from = upcoming_from(&row, herald_shared::db::now(&mut *conn).await?);
         zones_of(conn, &row)
             .await?
             .into_iter()
