@@ -158,8 +158,7 @@ async fn run_while_alive(
 async fn run_job(ctx: &WorkerContext, job: CronJob) -> anyhow::Result<()> {
     match job {
         CronJob::Housekeeping => {
-            let cleaned =
-                crate::housekeeping::run(&ctx.db, ctx.config.worker.retention_days).await?;
+            let cleaned = crate::housekeeping::run(ctx).await?;
             tracing::info!(?cleaned, "housekeeping done");
         }
         CronJob::Heartbeat => tracing::debug!("cron heartbeat"),

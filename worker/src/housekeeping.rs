@@ -1,8 +1,10 @@
 //! The `housekeeping` cron job: deletes finished rows older than `worker.retention_days`.
 //! E-mail effects and old schedule fires (with their messages) go; course-message effects
-//! stay while a delivery's history refers to them.
+//! stay while a delivery's history refers to them. It also trims finished apalis tasks from
+//! Redis past `worker.redis_task_retention_secs` — which the sweep does every interval too,
+//! since Redis memory cannot wait a day.
 
-use sqlx::PgPool;
+use crate::context::WorkerContext;
 
 /// What one run deleted.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -11,11 +13,14 @@ pub struct Cleaned {
     pub cron_fires: u64,
     pub schedule_fires: u64,
     pub tokens: u64,
+    /// Finished apalis tasks removed from Redis (0 when the sweep holds the trim this interval).
+    pub redis_tasks: u64,
 }
 
 /// One housekeeping run.
-pub async fn run(db: &PgPool, retention_days: u32) -> Result<Cleaned, sqlx::Error> {
-    let days = i32::try_from(retention_days).unwrap_or(i32::MAX);
+pub async fn run(ctx: &WorkerContext) -> anyhow::Result<Cleaned> {
+    let db = &ctx.db;
+    let days = i32::try_from(ctx.config.worker.retention_days).unwrap_or(i32::MAX);
     // a fire goes once every message of it is finished; its message rows go with it, and
     // their effects just below
     let schedule_fires = sqlx::query(
@@ -59,10 +64,15 @@ pub async fn run(db: &PgPool, retention_days: u32) -> Result<Cleaned, sqlx::Erro
     ] {
         tokens += sqlx::query(statement).execute(db).await?.rows_affected();
     }
+    let mut redis_tasks = 0;
+    for settings in ctx.jobs.all() {
+        redis_tasks += crate::sweep::trim_finished(ctx, &ctx.redis_queue(&settings.queue)).await?;
+    }
     Ok(Cleaned {
         effects,
         cron_fires,
         schedule_fires,
         tokens,
+        redis_tasks,
     })
 }

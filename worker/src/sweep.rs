@@ -73,7 +73,7 @@ pub async fn sweep_once(ctx: &WorkerContext) -> anyhow::Result<Swept> {
 
 /// Deletes data and metadata of `done`/`dead` tasks of `queue` finished before the retention,
 /// in batches; one replica per interval (Redis `SET NX EX`).
-async fn trim_finished(ctx: &WorkerContext, queue: &str) -> anyhow::Result<u64> {
+pub(crate) async fn trim_finished(ctx: &WorkerContext, queue: &str) -> anyhow::Result<u64> {
     let mut conn = ctx.redis.clone();
     let lock = format!("{queue}:herald-trim-lock");
     let interval = ctx.config.worker.sweep_interval_secs.max(1);

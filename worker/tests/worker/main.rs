@@ -13,6 +13,7 @@ mod cron;
 mod delivery;
 mod dispatch;
 mod helpers;
+mod housekeeping;
 mod lifecycle;
 mod messages;
 mod rate_limits;

@@ -1,0 +1,139 @@
+//! The `housekeeping` cron job: finished rows past `worker.retention_days` go, everything
+//! still owed or still part of a history stays.
+
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+use crate::helpers::{Mail, TestWorker};
+
+/// An e-mail effect in `state`, finished (if at all) at `finished_at`; returns its id.
+async fn effect(
+    test: &TestWorker,
+    kind: &str,
+    state: &str,
+    finished_at: Option<DateTime<Utc>>,
+) -> Uuid {
+    sqlx::query_scalar(
+        "insert into effects (account_id, kind, queue, idempotency_key, state, payload, due_at,
+                              next_attempt_at, finished_at, created_at)
+         values ($1, $2, $2, $3, $4, '{}', now() - interval '200 days',
+                 now() - interval '200 days', $5, now() - interval '200 days')
+         returning id",
+    )
+    .bind(test.account_id)
+    .bind(kind)
+    .bind(Uuid::new_v4().to_string())
+    .bind(state)
+    .bind(finished_at)
+    .fetch_one(test.db())
+    .await
+    .expect("an effect")
+}
+
+async fn exists(test: &TestWorker, table: &str, id: Uuid) -> bool {
+    sqlx::query_scalar(&format!(
+        "select exists (select 1 from {table} where id = $1)"
+    ))
+    .bind(id)
+    .fetch_one(test.db())
+    .await
+    .expect("a lookup")
+}
+
+#[tokio::test]
+async fn housekeeping_deletes_finished_rows_past_retention_and_keeps_what_is_owed_or_latest() {
+    let test = TestWorker::spawn_with(Mail::Sandbox, &[], |jobs| jobs, &[]).await;
+    let retention = i64::from(test.env.config.worker.retention_days);
+    let old = Utc::now() - chrono::Duration::days(retention + 1);
+    let recent = Utc::now() - chrono::Duration::days(retention - 1);
+
+    let old_sent = effect(&test, "email", "sent", Some(old)).await;
+    let recent_sent = effect(&test, "email", "sent", Some(recent)).await;
+    let old_but_owed = effect(&test, "email", "retrying", None).await;
+
+    // a schedule with an old finished fire, and an old fire whose message is still owed
+    let group: Uuid =
+        sqlx::query_scalar("insert into groups (account_id, name) values ($1, 'g') returning id")
+            .bind(test.account_id)
+            .fetch_one(test.db())
+            .await
+            .unwrap();
+    let schedule: Uuid = sqlx::query_scalar(
+        "insert into schedules (account_id, name, cron, timezone, group_id, text)
+         values ($1, 's', '@daily', 'UTC', $2, 'Hi') returning id",
+    )
+    .bind(test.account_id)
+    .bind(group)
+    .fetch_one(test.db())
+    .await
+    .unwrap();
+    let mut fires = Vec::new();
+    for (day, effect_state) in [(2, "sent"), (1, "retrying")] {
+        let at = old - chrono::Duration::days(day);
+        let fire: Uuid = sqlx::query_scalar(
+            "insert into schedule_fires (schedule_id, timezone, fire_at, local_time, state)
+             values ($1, 'UTC', $2, $2::timestamp, 'planned') returning id",
+        )
+        .bind(schedule)
+        .bind(at)
+        .fetch_one(test.db())
+        .await
+        .unwrap();
+        let finished = (effect_state == "sent").then_some(at);
+        let message = effect(&test, "message", effect_state, finished).await;
+        sqlx::query(
+            "insert into schedule_messages (effect_id, schedule_id, fire_id, body)
+             values ($1, $2, $3, 'Hi')",
+        )
+        .bind(message)
+        .bind(schedule)
+        .bind(fire)
+        .execute(test.db())
+        .await
+        .unwrap();
+        fires.push((fire, message));
+    }
+
+    // a trigger's old fires: all but the latest go (catch-up starts from the latest)
+    let mut cron = Vec::new();
+    for day in [3, 2] {
+        let id: Uuid = sqlx::query_scalar(
+            "insert into cron_fires (trigger, fire_at, state) values ('nightly', $1, 'done')
+             returning id",
+        )
+        .bind(old - chrono::Duration::days(day))
+        .fetch_one(test.db())
+        .await
+        .unwrap();
+        cron.push(id);
+    }
+
+    let cleaned = herald_worker::housekeeping::run(&test.context("keeper").await)
+        .await
+        .unwrap();
+
+    assert!(!exists(&test, "effects", old_sent).await);
+    assert!(exists(&test, "effects", recent_sent).await);
+    assert!(exists(&test, "effects", old_but_owed).await);
+    let (finished_fire, finished_message) = fires[0];
+    let (owed_fire, owed_message) = fires[1];
+    assert!(!exists(&test, "schedule_fires", finished_fire).await);
+    assert!(!exists(&test, "effects", finished_message).await);
+    assert!(exists(&test, "schedule_fires", owed_fire).await);
+    assert!(exists(&test, "effects", owed_message).await);
+    assert!(!exists(&test, "cron_fires", cron[0]).await);
+    assert!(exists(&test, "cron_fires", cron[1]).await);
+    assert_eq!(
+        (cleaned.effects, cleaned.schedule_fires, cleaned.cron_fires),
+        (2, 1, 1)
+    );
+    // running it again finds nothing more
+    let again = herald_worker::housekeeping::run(&test.context("keeper").await)
+        .await
+        .unwrap();
+    assert_eq!(
+        (again.effects, again.schedule_fires, again.cron_fires),
+        (0, 0, 0)
+    );
+    test.finish().await;
+}
