@@ -1,7 +1,8 @@
 //! Local time resolution, by DESIGN.md's rule for a single local date-time: a wall-clock time
 //! that does not exist (spring-forward gap) moves forward by the length of the gap; one that
 //! exists twice (fall-back) means the earlier instant — PEP 495 `fold=0`, like
-//! `java.time.ZonedDateTime.of`. Course deliveries and cron triggers both resolve through here.
+//! `java.time.ZonedDateTime.of`. Course deliveries, and fixed-time cron expressions (triggers
+//! and schedules, `cron::fires`), both resolve their local times through [`resolve_local`].
 
 use chrono::{
     DateTime, Days, LocalResult, NaiveDate, NaiveDateTime, NaiveTime, Offset, TimeZone, Utc,

@@ -24,6 +24,7 @@ use chrono_tz::Tz;
 
 use super::Kind;
 use super::calendar::Fields;
+use crate::time_rules;
 
 /// Offset probe spacing, in seconds (see the module docs). Also the look-back for the
 /// transition that started the current piece, which covers every gap and repeat in the tz
@@ -45,7 +46,7 @@ pub(super) fn next_fire(fields: &Fields, kind: Kind, zone: Tz, after: i64) -> Op
     loop {
         let candidate = match kind {
             Kind::Wildcard => next_local(fields, from + offset)? - offset,
-            Kind::FixedTime => fixed_candidate(fields, from, offset, previous)?,
+            Kind::FixedTime => fixed_candidate(fields, zone, from, offset, previous)?,
         };
         // The candidate assumed the offset holds until it; if it changes first, the next piece
         // starts there and is searched afresh.
@@ -63,9 +64,12 @@ pub(super) fn next_fire(fields: &Fields, kind: Kind, zone: Tz, after: i64) -> Op
     }
 }
 
-/// The first fixed-time fire at or after `from`, assuming `offset` holds from `from` on.
+/// The first fixed-time fire at or after `from`, assuming `offset` holds from `from` on. Which
+/// local times to consider is this module's business; the instant a local time fires at is
+/// `time_rules::resolve_local`'s, the rule deliveries use too.
 fn fixed_candidate(
     fields: &Fields,
+    zone: Tz,
     from: i64,
     offset: i64,
     previous: Option<Transition>,
@@ -78,16 +82,22 @@ fn fixed_candidate(
             // previous piece, and fired at their earlier instant there.
             local_from = local_from.max(at + offset_before);
         } else {
-            // The clock went forward: local times in the gap fire at `gap time − offset
-            // before`, between `at` and `at + gap`.
+            // The clock went forward: local times in the gap fire too, shifted forward by the
+            // gap (at `gap time − offset before`, between `at` and `at + gap`).
             let gap_end = at + offset;
             shifted = next_local(fields, from + offset_before)
                 .filter(|&local| local < gap_end)
-                .map(|local| local - offset_before);
+                .and_then(|local| resolve(zone, local));
         }
     }
-    let regular = next_local(fields, local_from).map(|local| local - offset);
+    let regular = next_local(fields, local_from).and_then(|local| resolve(zone, local));
     [regular, shifted].into_iter().flatten().min()
+}
+
+/// The instant a fixed-time schedule fires for a local date-time (wall-clock seconds).
+fn resolve(zone: Tz, local: i64) -> Option<i64> {
+    let local = DateTime::from_timestamp(local, 0)?.naive_utc();
+    Some(time_rules::resolve_local(zone, local).timestamp())
 }
 
 /// The first matching local date-time at or after `local` (both as seconds since the epoch of
