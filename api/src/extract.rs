@@ -49,6 +49,7 @@ where
 
 /// Deserializes JSON, naming the field at fault.
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    refuse_nul(bytes)?;
     let mut deserializer = serde_json::Deserializer::from_slice(bytes);
     serde_path_to_error::deserialize(&mut deserializer).map_err(|err| {
         let path = err.path().to_string();
@@ -72,6 +73,56 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
         };
         ApiError::Validation(vec![FieldError::new(field, message)])
     })
+}
+
+/// PostgreSQL cannot store the NUL character in text, so a string holding one (JSON `\u0000`)
+/// is refused here, by field, rather than failing at the database. The full walk runs only
+/// when the escape appears in the body at all.
+fn refuse_nul(bytes: &[u8]) -> Result<(), ApiError> {
+    let escaped = bytes
+        .windows(6)
+        .any(|window| window.eq_ignore_ascii_case(b"\\u0000"));
+    if !escaped {
+        return Ok(());
+    }
+    let Ok(value) = serde_json::from_slice::<serde_json::Value>(bytes) else {
+        return Ok(()); // malformed: the strict parse reports it
+    };
+    match nul_path(&value, String::new()) {
+        Some(path) => Err(ApiError::Validation(vec![FieldError::new(
+            if path.is_empty() {
+                "body".to_owned()
+            } else {
+                path
+            },
+            "must not contain the NUL character (\\u0000)",
+        )])),
+        None => Ok(()),
+    }
+}
+
+/// The path (`action.text`, `students[2].name`) of the first string or key holding NUL.
+fn nul_path(value: &serde_json::Value, path: String) -> Option<String> {
+    match value {
+        serde_json::Value::String(text) => text.contains('\0').then_some(path),
+        serde_json::Value::Array(items) => items
+            .iter()
+            .enumerate()
+            .find_map(|(index, item)| nul_path(item, format!("{path}[{index}]"))),
+        serde_json::Value::Object(fields) => fields.iter().find_map(|(key, item)| {
+            let at = if path.is_empty() {
+                key.clone()
+            } else {
+                format!("{path}.{key}")
+            };
+            if key.contains('\0') {
+                Some(at)
+            } else {
+                nul_path(item, at)
+            }
+        }),
+        _ => None,
+    }
 }
 
 fn strip_position(message: &str) -> String {

@@ -61,6 +61,10 @@ pub fn check_password(password: &str) -> Result<(), String> {
 /// A person's display name: 1 to 100 characters once trimmed.
 pub fn parse_name(raw: &str) -> Result<String, String> {
     let name = raw.trim();
+    if name.contains('\0') {
+        // PostgreSQL text cannot hold it (a CSV import reaches here without the JSON guard)
+        return Err("must not contain the NUL character".to_owned());
+    }
     match name.chars().count() {
         0 => Err("must not be empty".to_owned()),
         101.. => Err("must be at most 100 characters".to_owned()),

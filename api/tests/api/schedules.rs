@@ -221,6 +221,12 @@ async fn every_bad_input_names_its_field_and_writes_nothing() {
         ),
         (with(&["surprise"], json!(1)), "surprise"),
         (with(&["action", "extra"], json!(1)), "action.extra"),
+        // PostgreSQL text cannot hold NUL: refused by field, not a 500
+        (
+            with(&["action", "text"], json!("Class\u{0}at 9")),
+            "action.text",
+        ),
+        (with(&["name"], json!("\u{0}")), "name"),
     ];
     for (bad, field) in cases {
         let response = app.post("/api/v1/schedules", &bad, Some(token)).await;

@@ -50,6 +50,7 @@ async fn an_import_adds_valid_rows_updates_known_phones_and_reports_bad_lines() 
         "+447400123457,Too few fields",
         "07400 123458,Ben,Europe/London,sms,GB",
         "+447400123459,,Mars/Base,pigeon,",
+        "+447400123460,Nul\u{0}name,Europe/London,sms,",
     ]
     .join("\r\n");
     let response = import(&app, token, &group, "text/csv; charset=utf-8", csv).await;
@@ -73,6 +74,7 @@ async fn an_import_adds_valid_rows_updates_known_phones_and_reports_bad_lines() 
             (10, "name"),
             (10, "channel"),
             (10, "timezone"),
+            (11, "name"),
         ],
         "{report}"
     );
