@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use chrono::Utc;
 
+use herald_shared::courses::{SMS_MAX_CHARS, WHATSAPP_MAX_CHARS, message_length};
 use herald_shared::cron::Schedule;
 use herald_shared::db::effects::Started;
 use herald_shared::db::{delivery_messages, schedules};
@@ -41,6 +42,12 @@ pub async fn send(ctx: &WorkerContext, started: &Started) -> Result<Outcome, Job
         Ok(recipient) => recipient,
         Err(outcome) => return Ok(outcome),
     };
+    // the text was checked against the group's channels when written; a student who moved
+    // to SMS since may still get one longer than SMS carries: refused here, not by Twilio
+    if let Some(refusal) = too_long(channel, &message.body) {
+        record_refusal(ctx, started, payload, None, &refusal).await;
+        return Err(JobError::Permanent(refusal));
+    }
     if !ctx.twilio.is_sandbox() {
         match wait_for_slot(ctx, channel).await? {
             Waited::Deferred(outcome) => return Ok(outcome),
@@ -78,26 +85,45 @@ pub async fn send(ctx: &WorkerContext, started: &Started) -> Result<Outcome, Job
             code, ref message, ..
         } => {
             let code = code.and_then(|code| i32::try_from(code).ok());
-            // The effect row records the failure whatever happens here; the message row's
-            // copy is for the deliveries and schedules APIs, so a write error must not turn a
-            // permanent refusal into a retry (Twilio would refuse again).
-            let recorded = match payload {
-                MessagePayload::Delivery {
-                    delivery_message_id,
-                } => {
-                    delivery_messages::record_error(&ctx.db, delivery_message_id, code, message)
-                        .await
-                }
-                MessagePayload::Schedule { .. } => {
-                    schedules::record_error(&ctx.db, started.id, code, message).await
-                }
-            };
-            if let Err(db_err) = recorded {
-                tracing::warn!(effect_id = %started.id, error = %db_err, "could not record Twilio's error on the message");
-            }
+            record_refusal(ctx, started, payload, code, message).await;
             Err(JobError::Permanent(err.to_string()))
         }
         TwilioError::NotConfigured(text) => Err(JobError::Permanent(text)),
+    }
+}
+
+/// Why `body` cannot go over `channel`, if it is longer than the channel carries.
+fn too_long(channel: Channel, body: &str) -> Option<String> {
+    let limit = match channel {
+        Channel::Sms => SMS_MAX_CHARS,
+        Channel::Whatsapp => WHATSAPP_MAX_CHARS,
+    };
+    let length = message_length(body);
+    (length > limit).then(|| {
+        format!("not sent: the message is {length} characters and {channel} carries {limit}")
+    })
+}
+
+/// Copies a permanent refusal onto the message row, for the deliveries and schedules APIs.
+/// The effect row records the failure whatever happens here, so a write error must not turn
+/// the refusal into a retry (it would be refused again).
+async fn record_refusal(
+    ctx: &WorkerContext,
+    started: &Started,
+    payload: MessagePayload,
+    code: Option<i32>,
+    message: &str,
+) {
+    let recorded = match payload {
+        MessagePayload::Delivery {
+            delivery_message_id,
+        } => delivery_messages::record_error(&ctx.db, delivery_message_id, code, message).await,
+        MessagePayload::Schedule { .. } => {
+            schedules::record_error(&ctx.db, started.id, code, message).await
+        }
+    };
+    if let Err(db_err) = recorded {
+        tracing::warn!(effect_id = %started.id, error = %db_err, "could not record a refusal on the message");
     }
 }
 

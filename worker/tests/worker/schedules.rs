@@ -715,6 +715,56 @@ async fn a_student_who_moved_to_a_zone_on_the_same_clock_still_gets_the_planned_
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_text_longer_than_sms_carries_fails_visibly_without_calling_twilio() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(201).set_body_json(json!({"sid": "SMx"})))
+        .expect(0)
+        .mount(&server)
+        .await;
+    let mut test = TestWorker::spawn_with(Mail::Sandbox, &twilio(&server), |jobs| jobs, &[]).await;
+    // written for a WhatsApp group (4,096 allowed); the student has moved to SMS since
+    let (group_id, _) = group(&test, &["Europe/London"]).await;
+    let now = Utc::now();
+    let row = schedule(&test, group_id, "* * * * * *", None, now).await;
+    sqlx::query("update schedules set text = repeat('x', 1601) where id = $1")
+        .bind(row.id)
+        .execute(test.db())
+        .await
+        .unwrap();
+    let row = reload(&test, row.id).await;
+    let mut settings = settings(&test, 0, 300);
+    settings.horizon = Duration::from_secs(1);
+    let mut tx = test.db().begin().await.unwrap();
+    plan(&mut tx, &row, now, &settings).await.unwrap();
+    sqlx::query("update schedules set planned_until = $2 where id = $1")
+        .bind(row.id)
+        .bind(now + chrono::Duration::days(1))
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    test.start_replica("a").await;
+
+    wait_until("the message finished", PATIENCE, || async {
+        let rows = messages(&test, row.id).await;
+        rows.len() == 1 && rows[0].2 == "failed"
+    })
+    .await;
+    let (last_error, error_message): (Option<String>, Option<String>) = sqlx::query_as(
+        "select e.last_error, m.error_message from schedule_messages m
+         join effects e on e.id = m.effect_id where m.schedule_id = $1",
+    )
+    .bind(row.id)
+    .fetch_one(test.db())
+    .await
+    .unwrap();
+    assert!(last_error.unwrap().contains("1601 characters"));
+    assert!(error_message.unwrap().contains("sms carries 1600"));
+    test.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn messages_planned_before_every_worker_went_down_are_sent_within_catch_up_and_missed_after()
 {
     let mut test = TestWorker::spawn_with(Mail::Sandbox, &[], |jobs| jobs, &[]).await;
