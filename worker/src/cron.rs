@@ -147,8 +147,12 @@ async fn run_while_alive(
         tokio::select! {
             result = &mut run => return result,
             _ = alive.tick() => {
-                if let Err(err) = cron_fires::still_running(&ctx.db, fire, &ctx.replica).await {
-                    tracing::warn!(trigger = %fire.trigger, error = %err, "could not record that a cron job is still running");
+                match cron_fires::still_running(&ctx.db, fire, &ctx.replica).await {
+                    Ok(true) => {}
+                    // released as stale (this replica went silent too long): the fire is
+                    // another run's now, and this one's outcome will not be recorded
+                    Ok(false) => tracing::error!(trigger = %fire.trigger, "a cron fire was released while its job still ran here"),
+                    Err(err) => tracing::warn!(trigger = %fire.trigger, error = %err, "could not record that a cron job is still running"),
                 }
             }
         }

@@ -73,7 +73,7 @@ pub async fn sweep_once(ctx: &WorkerContext) -> anyhow::Result<Swept> {
 
 /// Deletes data and metadata of `done`/`dead` tasks of `queue` finished before the retention,
 /// in batches; one replica per interval (Redis `SET NX EX`).
-pub(crate) async fn trim_finished(ctx: &WorkerContext, queue: &str) -> anyhow::Result<u64> {
+async fn trim_finished(ctx: &WorkerContext, queue: &str) -> anyhow::Result<u64> {
     let mut conn = ctx.redis.clone();
     let lock = format!("{queue}:herald-trim-lock");
     let interval = ctx.config.worker.sweep_interval_secs.max(1);
@@ -89,6 +89,13 @@ pub(crate) async fn trim_finished(ctx: &WorkerContext, queue: &str) -> anyhow::R
     if !acquired {
         return Ok(0);
     }
+    trim_queue(ctx, queue).await
+}
+
+/// Deletes data and metadata of `done`/`dead` tasks of `queue` finished before the retention,
+/// in batches. Safe beside another trim of the same queue: deletes are idempotent.
+pub(crate) async fn trim_queue(ctx: &WorkerContext, queue: &str) -> anyhow::Result<u64> {
+    let mut conn = ctx.redis.clone();
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap_or_default()

@@ -171,6 +171,80 @@ async fn a_recipient_schedule_lists_each_zones_fires_and_plans_the_first_horizon
 }
 
 #[tokio::test]
+async fn past_fires_read_due_until_a_message_goes_out_then_fired() {
+    let app = TestApp::spawn_with(&[("schedules.horizon_secs", Value::from(86_400 * 2))]).await;
+    let session = app.signup("ada@example.com").await;
+    let token = &session.access_token;
+    let group = group(&app, session.account_id, &["Europe/London"], "sms").await;
+    let schedule = create(&app, token, &body(group, "0 9 * * *", "UTC")).await;
+    let id = schedule["id"].as_str().unwrap();
+    // no worker runs here: move the two planned fires three days into the past
+    sqlx::query(
+        "update schedule_fires set fire_at = fire_at - interval '3 days'
+         where schedule_id = $1::uuid",
+    )
+    .bind(id)
+    .execute(&app.db)
+    .await
+    .unwrap();
+    let past = || async {
+        let fires: Value = app
+            .get(&format!("/api/v1/schedules/{id}/fires"), Some(token))
+            .await
+            .json()
+            .await
+            .unwrap();
+        fires["past"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| {
+                (
+                    f["state"].as_str().unwrap().to_owned(),
+                    f["outcome"].clone(),
+                )
+            })
+            .collect::<Vec<_>>()
+    };
+    let waiting = json!({"sent": 0, "failed": 0, "skipped": 0, "pending": 1});
+    assert_eq!(
+        past().await,
+        [
+            ("due".to_owned(), waiting.clone()),
+            ("due".to_owned(), waiting.clone())
+        ]
+    );
+
+    // the latest fire's message goes out, the earlier one's is skipped
+    for (order, state) in [("desc", "sent"), ("asc", "canceled")] {
+        sqlx::query(&format!(
+            "update effects set state = $2 where id = (
+                 select m.effect_id from schedule_messages m
+                 join schedule_fires f on f.id = m.fire_id
+                 where m.schedule_id = $1::uuid order by f.fire_at {order} limit 1)"
+        ))
+        .bind(id)
+        .bind(state)
+        .execute(&app.db)
+        .await
+        .unwrap();
+    }
+    assert_eq!(
+        past().await,
+        [
+            (
+                "fired".to_owned(),
+                json!({"sent": 1, "failed": 0, "skipped": 0, "pending": 0})
+            ),
+            (
+                "fired".to_owned(),
+                json!({"sent": 0, "failed": 0, "skipped": 1, "pending": 0})
+            ),
+        ]
+    );
+}
+
+#[tokio::test]
 async fn every_bad_input_names_its_field_and_writes_nothing() {
     let app = TestApp::spawn().await;
     let session = app.signup("ada@example.com").await;

@@ -48,7 +48,9 @@ pub struct Claimed {
 
 /// Claims the oldest due fire of `triggers` for this replica (`skip locked`: a fire another
 /// replica is claiming is skipped). One at a time, so `started_at` is when it really starts.
-/// Due means at or before `now`, the runner's clock (which records the fires too).
+/// Due means at or before `now`, the runner's clock (which records the fires too; a test's
+/// controlled one), and never before the database's: a replica whose clock runs fast does not
+/// start fires early.
 pub async fn claim_next(
     executor: impl PgExecutor<'_>,
     triggers: &[String],
@@ -60,7 +62,7 @@ pub async fn claim_next(
                 alive_at = now()
          where id = (
              select id from cron_fires
-             where state = 'planned' and fire_at <= $3 and trigger = any($1)
+             where state = 'planned' and fire_at <= least($3, now()) and trigger = any($1)
              order by fire_at
              limit 1
              for update skip locked)
@@ -96,13 +98,14 @@ pub async fn finish(
     Ok(())
 }
 
-/// Records that the replica running a claimed fire is still at it.
+/// Records that the replica running a claimed fire is still at it; false when the claim is no
+/// longer this replica's (it was released as stale and perhaps claimed again).
 pub async fn still_running(
     executor: impl PgExecutor<'_>,
     claimed: &Claimed,
     runner: &str,
-) -> Result<(), sqlx::Error> {
-    sqlx::query(
+) -> Result<bool, sqlx::Error> {
+    let done = sqlx::query(
         "update cron_fires set alive_at = now()
          where id = $1 and state = 'running' and runner = $2 and runs = $3",
     )
@@ -111,7 +114,7 @@ pub async fn still_running(
     .bind(claimed.runs)
     .execute(executor)
     .await?;
-    Ok(())
+    Ok(done.rows_affected() == 1)
 }
 
 /// Fires whose replica showed no sign of life (a claim or [`still_running`]) for
@@ -124,7 +127,7 @@ pub async fn release_stale(
     let done = sqlx::query(
         "update cron_fires set state = 'planned'
          where state = 'running'
-           and coalesce(alive_at, started_at) < now() - make_interval(secs => $1)",
+           and greatest(alive_at, started_at) < now() - make_interval(secs => $1)",
     )
     .bind(older_than_secs)
     .execute(executor)

@@ -42,12 +42,6 @@ pub async fn send(ctx: &WorkerContext, started: &Started) -> Result<Outcome, Job
         Ok(recipient) => recipient,
         Err(outcome) => return Ok(outcome),
     };
-    // the text was checked against the group's channels when written; a student who moved
-    // to SMS since may still get one longer than SMS carries: refused here, not by Twilio
-    if let Some(refusal) = too_long(channel, &message.body) {
-        record_refusal(ctx, started, payload, None, &refusal).await;
-        return Err(JobError::Permanent(refusal));
-    }
     if !ctx.twilio.is_sandbox() {
         match wait_for_slot(ctx, channel).await? {
             Waited::Deferred(outcome) => return Ok(outcome),
@@ -62,6 +56,12 @@ pub async fn send(ctx: &WorkerContext, started: &Started) -> Result<Outcome, Job
             },
             Waited::No => {}
         }
+    }
+    // the text was checked against the group's channels when written; a student who moved
+    // to SMS since may still get one longer than SMS carries: refused here, not by Twilio
+    if let Some(refusal) = too_long(channel, &message.body) {
+        record_refusal(ctx, started, payload, None, &refusal).await;
+        return Err(JobError::Permanent(refusal));
     }
     let outgoing = Outgoing {
         to: &phone,

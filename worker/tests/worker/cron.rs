@@ -253,9 +253,9 @@ async fn a_long_job_that_shows_signs_of_life_keeps_its_fire_and_a_silent_one_is_
         .execute(db)
         .await
         .unwrap();
-    cron_fires::still_running(db, &working, "a").await.unwrap();
+    assert!(cron_fires::still_running(db, &working, "a").await.unwrap());
     // a sign of life from a replica that does not hold the claim counts for nothing
-    cron_fires::still_running(db, &silent, "a").await.unwrap();
+    assert!(!cron_fires::still_running(db, &silent, "a").await.unwrap());
 
     assert_eq!(cron_fires::release_stale(db, 180.0).await.unwrap(), 1);
     let states: Vec<(DateTime<Utc>, String)> =

@@ -2,9 +2,10 @@
 //! still owed or still part of a history stays.
 
 use chrono::{DateTime, Utc};
+use serde_json::json;
 use uuid::Uuid;
 
-use crate::helpers::{Mail, TestWorker};
+use crate::helpers::{Mail, PATIENCE, TestWorker, wait_until};
 
 /// An e-mail effect in `state`, finished (if at all) at `finished_at`; returns its id.
 async fn effect(
@@ -135,5 +136,42 @@ async fn housekeeping_deletes_finished_rows_past_retention_and_keeps_what_is_owe
         (again.effects, again.schedule_fires, again.cron_fires),
         (0, 0, 0)
     );
+    test.finish().await;
+}
+
+#[tokio::test]
+async fn housekeeping_trims_finished_tasks_from_redis_even_while_the_sweep_holds_its_turn() {
+    // the sweep trims once at start, then holds its per-interval turn for an hour
+    let test = TestWorker::spawn(
+        &[
+            ("worker.sweep_interval_secs", json!(3_600)),
+            ("worker.redis_task_retention_secs", json!(1)),
+        ],
+        |jobs| jobs,
+    )
+    .await;
+    test.plan_emails(5, |i| format!("keep-{i}@example.com"), Utc::now())
+        .await;
+    let queue = test.email_queue();
+    let (done, data) = (queue.done_jobs_set(), queue.job_data_hash());
+    wait_until(
+        "apalis recorded the tasks as finished",
+        PATIENCE,
+        || async { test.scard(&done).await == 5 },
+    )
+    .await;
+    let finished = Utc::now();
+    wait_until("the one-second retention passed", PATIENCE, || async {
+        Utc::now() > finished + chrono::Duration::milliseconds(2_100)
+    })
+    .await;
+
+    let cleaned = herald_worker::housekeeping::run(&test.context("keeper").await)
+        .await
+        .unwrap();
+
+    assert_eq!(cleaned.redis_tasks, 5);
+    assert_eq!(test.scard(&done).await, 0);
+    assert_eq!(test.hlen(&data).await, 0);
     test.finish().await;
 }

@@ -67,9 +67,10 @@ pub struct PastFire {
     pub timezone: String,
     pub at: DateTime<Utc>,
     pub local: String,
-    /// `fired` (its messages went to the sending path: `outcome` says how they fared),
-    /// `missed` (found later than catch-up allows: nothing sent) or `canceled` (paused,
-    /// changed or deleted before it fired).
+    /// `fired` (its messages went out, or it had none to send: `outcome` says how they
+    /// fared), `due` (its time has come and its messages are waiting for a worker), `missed`
+    /// (found later than catch-up allows: nothing sent) or `canceled` (paused, changed or
+    /// deleted before it fired).
     #[schema(example = "fired")]
     pub state: String,
     /// Students it was planned for.
@@ -90,13 +91,14 @@ pub struct FireOutcomeOut {
     pub pending: i64,
 }
 
-/// A past fire's state as clients see it: stored fires stay `planned` once their messages
-/// exist (the messages carry the progress), which at or before now means it fired.
-fn past_state(stored: String) -> String {
-    if stored == "planned" {
-        "fired".to_owned()
-    } else {
-        stored
+/// A past fire's state as clients see it. Stored fires stay `planned` once their messages
+/// exist (the messages carry the progress): at or before now that is `fired` once any of
+/// them went out (or none is left to go), `due` while all are still waiting.
+fn past_state(fire: &db::FireOutcome) -> String {
+    match fire.state.as_str() {
+        "planned" if fire.pending > 0 && fire.sent + fire.failed == 0 => "due".to_owned(),
+        "planned" => "fired".to_owned(),
+        other => other.to_owned(),
     }
 }
 
@@ -157,11 +159,11 @@ async fn list_fires(
         .await?
         .into_iter()
         .map(|fire| PastFire {
+            state: past_state(&fire),
             id: fire.id,
             timezone: fire.timezone,
             at: fire.fire_at,
             local: fire.local_time.format(LOCAL_FORMAT).to_string(),
-            state: past_state(fire.state),
             recipients: fire.recipients,
             outcome: FireOutcomeOut {
                 sent: fire.sent,
