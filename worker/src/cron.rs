@@ -86,7 +86,7 @@ pub async fn pass(
         }
         metrics::histogram!("herald_cron_lateness_seconds", "trigger" => trigger.name.clone())
             .record(late.as_secs_f64());
-        match run_while_alive(ctx, &fire, trigger.job).await {
+        match while_alive(ctx, &fire, ALIVE_EVERY, run_job(ctx, trigger.job)).await {
             Ok(()) => cron_fires::finish(&ctx.db, &fire, &ctx.replica, "done", None).await?,
             Err(err) => {
                 tracing::error!(trigger = %trigger.name, error = %err, "cron job failed");
@@ -132,20 +132,20 @@ async fn record_due(
     }
 }
 
-/// Runs the fire's job, saying every [`ALIVE_EVERY`] that this replica is still running it,
+/// Runs a claimed fire's `job`, saying every `every` that this replica is still running it,
 /// so a long job is not released as stale and run again elsewhere.
-async fn run_while_alive(
+pub async fn while_alive<T>(
     ctx: &WorkerContext,
     fire: &cron_fires::Claimed,
-    job: CronJob,
-) -> anyhow::Result<()> {
-    let run = run_job(ctx, job);
-    tokio::pin!(run);
-    let mut alive = tokio::time::interval(ALIVE_EVERY);
+    every: Duration,
+    job: impl Future<Output = T>,
+) -> T {
+    tokio::pin!(job);
+    let mut alive = tokio::time::interval(every);
     alive.tick().await; // the claim itself was the first sign
     loop {
         tokio::select! {
-            result = &mut run => return result,
+            result = &mut job => return result,
             _ = alive.tick() => {
                 match cron_fires::still_running(&ctx.db, fire, &ctx.replica).await {
                     Ok(true) => {}

@@ -272,3 +272,50 @@ async fn a_long_job_that_shows_signs_of_life_keeps_its_fire_and_a_silent_one_is_
     );
     test.finish().await;
 }
+
+#[tokio::test]
+async fn a_replica_running_a_long_job_keeps_saying_so() {
+    let test = TestWorker::spawn_with(Mail::Sandbox, &[], |jobs| jobs, &[]).await;
+    let ctx = test.context("runner").await;
+    sqlx::query(
+        "insert into cron_fires (trigger, fire_at) values ('long', now() - interval '1 hour')",
+    )
+    .execute(test.db())
+    .await
+    .unwrap();
+    let fire = cron_fires::claim_next(test.db(), &["long".to_owned()], "runner", Utc::now())
+        .await
+        .unwrap()
+        .unwrap();
+    let claimed_at: DateTime<Utc> =
+        sqlx::query_scalar("select alive_at from cron_fires where id = $1")
+            .bind(fire.id)
+            .fetch_one(test.db())
+            .await
+            .unwrap();
+    // a job that is still running after several signs of life are due
+    let db = test.db().clone();
+    let id = fire.id;
+    let signs_seen =
+        herald_worker::cron::while_alive(&ctx, &fire, Duration::from_millis(20), async move {
+            wait_until(
+                "a sign of life after the claim",
+                Duration::from_secs(10),
+                || async {
+                    sqlx::query_scalar::<_, DateTime<Utc>>(
+                        "select alive_at from cron_fires where id = $1",
+                    )
+                    .bind(id)
+                    .fetch_one(&db)
+                    .await
+                    .unwrap()
+                        > claimed_at
+                },
+            )
+            .await;
+            true
+        })
+        .await;
+    assert!(signs_seen);
+    test.finish().await;
+}
