@@ -103,6 +103,28 @@ async fn plan_at(test: &TestWorker, id: Uuid, now: &str, settings: &PlanSettings
     planned.messages
 }
 
+/// Plans the schedule's fires within a second of `now` and moves its plan's end a day out,
+/// so a replica's planner leaves it alone: one fire is all these tests need. Returns the
+/// settings used.
+async fn plan_the_next_second_only(
+    test: &TestWorker,
+    row: &ScheduleRow,
+    now: DateTime<Utc>,
+) -> PlanSettings {
+    let mut settings = settings(test, 0, 300);
+    settings.horizon = Duration::from_secs(1);
+    let mut tx = test.db().begin().await.expect("a transaction");
+    plan(&mut tx, row, now, &settings).await.expect("the plan");
+    sqlx::query("update schedules set planned_until = $2 where id = $1")
+        .bind(row.id)
+        .bind(now + chrono::Duration::days(1))
+        .execute(&mut *tx)
+        .await
+        .expect("the plan's end moved");
+    tx.commit().await.expect("the plan committed");
+    settings
+}
+
 type FireRow = (String, DateTime<Utc>, String, String, i32);
 
 /// (student, due instant, effect state, sending_at) of a message.
@@ -605,18 +627,7 @@ async fn a_student_who_moved_zone_is_skipped_by_the_old_zones_fire_and_callbacks
         .map(|zone| due.with_timezone(&zone).format("%-H").to_string());
     let cron = format!("* * {} * * *", hours.join(","));
     let row = schedule(&test, group_id, &cron, None, now).await;
-    let mut tx = test.db().begin().await.unwrap();
-    let mut settings = settings(&test, 0, 300);
-    settings.horizon = Duration::from_secs(1);
-    plan(&mut tx, &row, now, &settings).await.unwrap();
-    // the replica's planner leaves this schedule alone: one fire is all this test needs
-    sqlx::query("update schedules set planned_until = $2 where id = $1")
-        .bind(row.id)
-        .bind(now + chrono::Duration::days(1))
-        .execute(&mut *tx)
-        .await
-        .unwrap();
-    tx.commit().await.unwrap();
+    plan_the_next_second_only(&test, &row, now).await;
     // the London student moves to Tokyo after the fire was planned
     sqlx::query("update students set timezone = 'Asia/Tokyo' where id = $1")
         .bind(students[0])
@@ -685,17 +696,7 @@ async fn a_student_who_moved_to_a_zone_on_the_same_clock_still_gets_the_planned_
     let (group_id, students) = group(&test, &["Europe/London"]).await;
     let now = Utc::now();
     let row = schedule(&test, group_id, "* * * * * *", None, now).await;
-    let mut settings = settings(&test, 0, 300);
-    settings.horizon = Duration::from_secs(1);
-    let mut tx = test.db().begin().await.unwrap();
-    plan(&mut tx, &row, now, &settings).await.unwrap();
-    sqlx::query("update schedules set planned_until = $2 where id = $1")
-        .bind(row.id)
-        .bind(now + chrono::Duration::days(1))
-        .execute(&mut *tx)
-        .await
-        .unwrap();
-    tx.commit().await.unwrap();
+    let settings = plan_the_next_second_only(&test, &row, now).await;
     // Lisbon keeps London's clock all year: the schedule fires there at the same instant,
     // and that fire's message for this student is the one already planned. The move is made
     // as the API makes it: the student's row, then the group's planned fires refilled.
@@ -756,17 +757,7 @@ async fn a_text_longer_than_sms_carries_fails_visibly_without_calling_twilio() {
         .await
         .unwrap();
     let row = reload(&test, row.id).await;
-    let mut settings = settings(&test, 0, 300);
-    settings.horizon = Duration::from_secs(1);
-    let mut tx = test.db().begin().await.unwrap();
-    plan(&mut tx, &row, now, &settings).await.unwrap();
-    sqlx::query("update schedules set planned_until = $2 where id = $1")
-        .bind(row.id)
-        .bind(now + chrono::Duration::days(1))
-        .execute(&mut *tx)
-        .await
-        .unwrap();
-    tx.commit().await.unwrap();
+    plan_the_next_second_only(&test, &row, now).await;
     test.start_replica("a").await;
 
     wait_until("the message finished", PATIENCE, || async {
