@@ -50,6 +50,7 @@ fn api_router() -> OpenApiRouter<AppState> {
     OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
         .merge(routes::health::router())
         .merge(routes::auth::router())
+        .merge(routes::account::router())
         .merge(routes::jobs::router())
         .merge(routes::courses::router())
         .merge(routes::cron::router())

@@ -14,6 +14,7 @@ use utoipa::{Modify, OpenApi};
     ),
     modifiers(&BearerAuth),
     tags(
+        (name = "account", description = "The account's own settings: its Twilio senders"),
         (name = "auth", description = "Accounts, sign-in and tokens"),
         (name = "jobs", description = "Every outbound effect and its state, for operators"),
         (name = "courses", description = "Courses: days of content with quiz questions"),

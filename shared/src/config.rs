@@ -172,6 +172,9 @@ pub struct TwilioConfig {
     pub sms_per_second: u32,
     /// WhatsApp messages sent per second per sender, across every worker replica.
     pub whatsapp_per_second: u32,
+    /// On the shared default sender, how long after a question a reply can still be
+    /// attributed to the one account that asked, in seconds.
+    pub reply_window_secs: u64,
 }
 
 impl TwilioConfig {
@@ -215,6 +218,12 @@ impl TwilioConfig {
                 "must be at least 1",
             ));
         }
+        if self.reply_window_secs == 0 {
+            return Err(ConfigError::new(
+                "twilio.reply_window_secs",
+                "must be greater than 0",
+            ));
+        }
         if !self.messaging_service_sid.is_empty() && !is_sid(&self.messaging_service_sid, "MG") {
             return Err(ConfigError::new(
                 "twilio.messaging_service_sid",
@@ -251,7 +260,7 @@ impl TwilioConfig {
 }
 
 /// Whether `sid` is `prefix` followed by 32 hex digits, the shape of every Twilio SID.
-fn is_sid(sid: &str, prefix: &str) -> bool {
+pub fn is_sid(sid: &str, prefix: &str) -> bool {
     sid.strip_prefix(prefix)
         .is_some_and(|rest| rest.len() == 32 && rest.bytes().all(|b| b.is_ascii_hexdigit()))
 }

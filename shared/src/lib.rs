@@ -22,6 +22,8 @@ pub mod phone;
 pub mod providers;
 /// Redis connections with sane timeouts.
 pub mod redis_conn;
+/// Inbound messages from students routed to the account they are for.
+pub mod replies;
 /// Planning schedules (recurring group messages) ahead of their fires.
 pub mod schedules;
 /// Logging setup.

@@ -1,5 +1,6 @@
 //! Every route of the API, grouped by resource.
 
+pub mod account;
 pub mod auth;
 pub mod courses;
 pub mod cron;

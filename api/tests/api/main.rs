@@ -16,5 +16,6 @@ mod health;
 mod helpers;
 mod jobs;
 mod openapi;
+mod replies;
 mod schedules;
 mod webhooks;

@@ -8,18 +8,20 @@ use crate::helpers::{TestApp, assert_problem};
 
 const TOKEN: &str = "0123456789abcdef0123456789abcdef";
 const PUBLIC: &str = "https://herald.example.com";
+/// The platform's shared default SMS sender in these tests.
+pub const SHARED: &str = "+15005550006";
 
-async fn app() -> TestApp {
+pub async fn app() -> TestApp {
     TestApp::spawn_with(&[
         ("twilio.account_sid", json!(format!("AC{}", "1".repeat(32)))),
         ("twilio.auth_token", json!(TOKEN)),
-        ("twilio.sms_from", json!("+15005550006")),
+        ("twilio.sms_from", json!(SHARED)),
         ("twilio.public_base_url", json!(PUBLIC)),
     ])
     .await
 }
 
-fn sign(path: &str, params: &[(&str, &str)]) -> String {
+pub fn sign(path: &str, params: &[(&str, &str)]) -> String {
     let mut sorted = params.to_vec();
     sorted.sort();
     let mut payload = format!("{PUBLIC}{path}");
@@ -32,7 +34,7 @@ fn sign(path: &str, params: &[(&str, &str)]) -> String {
     base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes())
 }
 
-async fn post_form(
+pub async fn post_form(
     app: &TestApp,
     path: &str,
     params: &[(&str, &str)],
@@ -45,10 +47,32 @@ async fn post_form(
     request.send().await.unwrap()
 }
 
+/// Posts a signed inbound message.
+pub async fn inbound(app: &TestApp, params: &[(&str, &str)]) -> reqwest::Response {
+    let path = "/webhooks/twilio/inbound";
+    post_form(app, path, params, Some(sign(path, params))).await
+}
+
+/// Posts a signed inbound SMS `sid` from `from` to `to`.
+pub async fn reply(app: &TestApp, sid: &str, from: &str, to: &str, body: &str) -> StatusCode {
+    let params = [
+        ("MessageSid", sid),
+        ("From", from),
+        ("To", to),
+        ("Body", body),
+    ];
+    inbound(app, &params).await.status()
+}
+
 /// A scheduled delivery of a one-day course with a choice and an open question to one
 /// student; returns (delivery id, student id, access token).
 async fn delivery(app: &TestApp, phone: &str) -> (String, Uuid, String) {
-    let ada = app.signup("ada@example.com").await;
+    delivery_for(app, "ada@example.com", phone).await
+}
+
+/// [`delivery`] by a new account signed up as `email`.
+pub async fn delivery_for(app: &TestApp, email: &str, phone: &str) -> (String, Uuid, String) {
+    let ada = app.signup(email).await;
     let group: Uuid =
         sqlx::query_scalar("insert into groups (account_id, name) values ($1, 'g') returning id")
             .bind(ada.account_id)
@@ -97,16 +121,30 @@ async fn delivery(app: &TestApp, phone: &str) -> (String, Uuid, String) {
     )
 }
 
-/// Marks the message (day, seq) as handed to Twilio under `sid`.
-async fn mark_sent(app: &TestApp, delivery: &str, day: i32, seq: i32, sid: &str) {
+/// Marks the message (day, seq) as handed to Twilio under `sid` from the shared sender.
+pub async fn mark_sent(app: &TestApp, delivery: &str, day: i32, seq: i32, sid: &str) {
+    mark_sent_from(app, delivery, day, seq, sid, SHARED).await;
+}
+
+/// Marks the message (day, seq) as handed to Twilio under `sid`, sent from `from`.
+pub async fn mark_sent_from(
+    app: &TestApp,
+    delivery: &str,
+    day: i32,
+    seq: i32,
+    sid: &str,
+    from: &str,
+) {
     sqlx::query(
-        "update effects e set state = 'sent', provider_id = $4, finished_at = now() + make_interval(secs => $3)
+        "update effects e set state = 'sent', provider_id = $4, sent_from = $5,
+             finished_at = now() + make_interval(secs => $3)
          from delivery_messages m where m.effect_id = e.id and m.delivery_id = $1::uuid and m.day = $2 and m.seq = $3",
     )
     .bind(delivery)
     .bind(day)
     .bind(seq)
     .bind(sid)
+    .bind(from)
     .execute(&app.db)
     .await
     .unwrap();
@@ -131,6 +169,13 @@ async fn status_callbacks_are_recorded_and_never_move_backwards() {
     let delivered = [("MessageSid", "SM0001"), ("MessageStatus", "delivered")];
     let response = post_form(&app, path, &delivered, Some(sign(path, &delivered))).await;
     assert_eq!(response.status(), StatusCode::NO_CONTENT);
+    assert_eq!(
+        provider_status(&app, "SM0001").await,
+        (Some("delivered".to_owned()), None)
+    );
+    // Twilio retrying the same callback (same MessageSid and status) changes nothing
+    let retried = post_form(&app, path, &delivered, Some(sign(path, &delivered))).await;
+    assert_eq!(retried.status(), StatusCode::NO_CONTENT);
     assert_eq!(
         provider_status(&app, "SM0001").await,
         (Some("delivered".to_owned()), None)
@@ -213,9 +258,13 @@ async fn stop_unsubscribes_and_skips_unsent_messages_and_start_resubscribes() {
     let app = app().await;
     let (delivery, student, token) = delivery(&app, "+14155550102").await;
     mark_sent(&app, &delivery, 1, 0, "SM0004").await;
-    let path = "/webhooks/twilio/inbound";
-    let stop = [("From", "+14155550102"), ("Body", " stop ")];
-    let response = post_form(&app, path, &stop, Some(sign(path, &stop))).await;
+    let stop = [
+        ("MessageSid", "SMin1"),
+        ("From", "+14155550102"),
+        ("To", SHARED),
+        ("Body", " stop "),
+    ];
+    let response = inbound(&app, &stop).await;
     assert_eq!(response.status(), StatusCode::OK);
     assert!(response.text().await.unwrap().contains("<Response>"));
     let subscribed: bool = sqlx::query_scalar("select subscribed from students where id = $1")
@@ -236,8 +285,10 @@ async fn stop_unsubscribes_and_skips_unsent_messages_and_start_resubscribes() {
         "{progress}"
     );
 
-    let start = [("From", "whatsapp:+14155550102"), ("Body", "START")];
-    post_form(&app, path, &start, Some(sign(path, &start))).await;
+    assert_eq!(
+        reply(&app, "SMin2", "+14155550102", SHARED, "START").await,
+        StatusCode::OK
+    );
     let subscribed: bool = sqlx::query_scalar("select subscribed from students where id = $1")
         .bind(student)
         .fetch_one(&app.db)
@@ -252,22 +303,18 @@ async fn replies_answer_the_latest_question_and_choice_answers_are_graded() {
     let (delivery, student, token) = delivery(&app, "+14155550103").await;
     mark_sent(&app, &delivery, 1, 0, "SM0005").await;
     mark_sent(&app, &delivery, 1, 1, "SM0006").await;
-    let path = "/webhooks/twilio/inbound";
-    for body in ["b", "Lima"] {
-        let reply = [("From", "+14155550103"), ("Body", body)];
+    for (sid, body) in [("SMin1", "b"), ("SMin2", "Lima")] {
         assert_eq!(
-            post_form(&app, path, &reply, Some(sign(path, &reply)))
-                .await
-                .status(),
+            reply(&app, sid, "+14155550103", SHARED, body).await,
             StatusCode::OK
         );
     }
     mark_sent(&app, &delivery, 1, 2, "SM0007").await;
-    let open = [
-        ("From", "+14155550103"),
-        ("Body", "Because it is the capital"),
-    ];
-    post_form(&app, path, &open, Some(sign(path, &open))).await;
+    let open = "Because it is the capital";
+    assert_eq!(
+        reply(&app, "SMin3", "+14155550103", SHARED, open).await,
+        StatusCode::OK
+    );
 
     let answers: Value = app
         .get(

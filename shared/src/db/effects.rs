@@ -157,6 +157,9 @@ pub struct SentOutcome {
     /// `sent` or `sandboxed`.
     pub state: EffectState,
     pub provider_id: Option<String>,
+    /// Who it went out from, as the provider names the sender (a reply to it is routed by
+    /// this); `None` for e-mail.
+    pub sent_from: Option<String>,
 }
 
 /// [`finish_sent`] for many rows in one statement (one commit); returns the ids of the rows
@@ -169,16 +172,19 @@ pub async fn finish_sent_many(
     let states: Vec<&str> = outcomes.iter().map(|o| o.state.as_str()).collect();
     let provider_ids: Vec<Option<&str>> =
         outcomes.iter().map(|o| o.provider_id.as_deref()).collect();
+    let senders: Vec<Option<&str>> = outcomes.iter().map(|o| o.sent_from.as_deref()).collect();
     sqlx::query_scalar(
         "update effects e set state = o.state, provider_id = o.provider_id,
-             finished_at = now(), last_error = null
-         from unnest($1::uuid[], $2::text[], $3::text[]) as o (id, state, provider_id)
+             sent_from = o.sent_from, finished_at = now(), last_error = null
+         from unnest($1::uuid[], $2::text[], $3::text[], $4::text[])
+             as o (id, state, provider_id, sent_from)
          where e.id = o.id and e.state = 'sending'
          returning e.id",
     )
     .bind(&ids)
     .bind(&states)
     .bind(&provider_ids)
+    .bind(&senders)
     .fetch_all(executor)
     .await
 }
@@ -186,17 +192,17 @@ pub async fn finish_sent_many(
 /// Records the outcome of a send that worked (`sent` or `sandboxed`).
 pub async fn finish_sent(
     executor: impl PgExecutor<'_>,
-    id: Uuid,
-    state: EffectState,
-    provider_id: Option<&str>,
+    outcome: &SentOutcome,
 ) -> Result<bool, sqlx::Error> {
     let done = sqlx::query(
-        "update effects set state = $2, provider_id = $3, finished_at = now(), last_error = null
+        "update effects set state = $2, provider_id = $3, sent_from = $4, finished_at = now(),
+             last_error = null
          where id = $1 and state = 'sending'",
     )
-    .bind(id)
-    .bind(state.as_str())
-    .bind(provider_id)
+    .bind(outcome.id)
+    .bind(outcome.state.as_str())
+    .bind(&outcome.provider_id)
+    .bind(&outcome.sent_from)
     .execute(executor)
     .await?;
     Ok(done.rows_affected() == 1)

@@ -5,6 +5,7 @@
 //! Queries are checked at run time by the integration tests rather than at compile time,
 //! so building Herald needs no database.
 
+pub mod account_senders;
 pub mod courses;
 pub mod cron_fires;
 pub mod deliveries;

@@ -130,24 +130,103 @@ pub async fn record_status(
     Ok(changed > 0)
 }
 
-/// Sets `subscribed` on every student with this phone (in every group of every account: an
-/// opt-out is the person's, and Twilio blocks the number for the sender anyway). Returns the
-/// students changed.
-pub async fn set_subscribed(
+/// Which accounts an inbound message on a sender speaks to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Audience<'a> {
+    /// The account that owns the sender.
+    Account(Uuid),
+    /// Every account the platform's shared sender serves on this channel (`sms` or
+    /// `whatsapp`): those with neither their own Messaging Service nor their own number on it.
+    SharedSender { channel: &'a str },
+}
+
+impl Audience<'_> {
+    fn binds(&self) -> (Option<Uuid>, Option<&str>) {
+        match *self {
+            Self::Account(account) => (Some(account), None),
+            Self::SharedSender { channel } => (None, Some(channel)),
+        }
+    }
+}
+
+/// `groups g` rows of the audience; `$2` is the account, `$3` the shared sender's channel.
+const AUDIENCE_SQL: &str = "(g.account_id = $2 or ($2 is null and not exists (
+        select 1 from account_twilio_senders a
+        where a.account_id = g.account_id
+          and (a.messaging_service_sid is not null
+               or (case $3 when 'sms' then a.sms_from else a.whatsapp_from end) is not null))))";
+
+/// Unsubscribes the audience's students with this phone because they sent an opt-out
+/// keyword. Returns the students changed.
+pub async fn opt_out(
     executor: impl PgExecutor<'_>,
     phone: &str,
-    subscribed: bool,
+    audience: Audience<'_>,
 ) -> Result<Vec<Uuid>, sqlx::Error> {
-    sqlx::query_scalar(
-        "update students set subscribed = $2 where phone = $1 and subscribed <> $2 returning id",
-    )
+    let (account, channel) = audience.binds();
+    sqlx::query_scalar(&format!(
+        "update students s set subscribed = false, unsubscribe_reason = 'opt_out_keyword'
+         from groups g
+         where g.id = s.group_id and s.phone = $1 and s.subscribed and {AUDIENCE_SQL}
+         returning s.id"
+    ))
     .bind(phone)
-    .bind(subscribed)
+    .bind(account)
+    .bind(channel)
     .fetch_all(executor)
     .await
 }
 
-/// The question most recently sent to this phone.
+/// Subscribes again the audience's students with this phone that an opt-out keyword
+/// unsubscribed; students an account unsubscribed stay as they are. Returns the students
+/// changed.
+pub async fn opt_in(
+    executor: impl PgExecutor<'_>,
+    phone: &str,
+    audience: Audience<'_>,
+) -> Result<Vec<Uuid>, sqlx::Error> {
+    let (account, channel) = audience.binds();
+    sqlx::query_scalar(&format!(
+        "update students s set subscribed = true
+         from groups g
+         where g.id = s.group_id and s.phone = $1 and not s.subscribed
+           and s.unsubscribe_reason = 'opt_out_keyword' and {AUDIENCE_SQL}
+         returning s.id"
+    ))
+    .bind(phone)
+    .bind(account)
+    .bind(channel)
+    .fetch_all(executor)
+    .await
+}
+
+/// Questions that went to `phone` from one of `senders` within the last `window_secs`:
+/// the condition shared by the two queries below (`$1` phone, `$2` senders, `$3` window).
+const ASKED_SQL: &str = "from delivery_messages m
+         join deliveries d on d.id = m.delivery_id
+         join students s on s.id = m.student_id
+         join effects e on e.id = m.effect_id
+         left join questions q on q.id = m.question_id
+         where s.phone = $1 and m.seq > 0 and e.state in ('sent', 'sandboxed')
+           and e.sent_from = any($2)
+           and e.finished_at > now() - make_interval(secs => $3::double precision)";
+
+/// The accounts that sent `phone` a question from one of `senders` within the window.
+pub async fn accounts_that_asked(
+    executor: impl PgExecutor<'_>,
+    phone: &str,
+    senders: &[&str],
+    window_secs: u64,
+) -> Result<Vec<Uuid>, sqlx::Error> {
+    sqlx::query_scalar(&format!("select distinct d.account_id {ASKED_SQL} limit 2"))
+        .bind(phone)
+        .bind(senders)
+        .bind(window_secs as f64)
+        .fetch_all(executor)
+        .await
+}
+
+/// A question a reply answers.
 #[derive(Debug, Clone, FromRow)]
 pub struct AskedQuestion {
     pub delivery_message_id: Uuid,
@@ -159,21 +238,26 @@ pub struct AskedQuestion {
     pub correct_answer: Option<String>,
 }
 
+/// The question `account` most recently sent to `phone` from one of `senders` within the
+/// window.
 pub async fn latest_question(
     conn: &mut PgConnection,
+    account: Uuid,
     phone: &str,
+    senders: &[&str],
+    window_secs: u64,
 ) -> Result<Option<AskedQuestion>, sqlx::Error> {
-    sqlx::query_as(
-        "select m.id as delivery_message_id, m.delivery_id, m.student_id, q.type, q.options, q.correct_answer
-         from delivery_messages m
-         join students s on s.id = m.student_id
-         join effects e on e.id = m.effect_id
-         left join questions q on q.id = m.question_id
-         where s.phone = $1 and m.seq > 0 and e.state in ('sent', 'sandboxed')
-         order by e.finished_at desc nulls last
-         limit 1",
-    )
+    sqlx::query_as(&format!(
+        "select m.id as delivery_message_id, m.delivery_id, m.student_id, q.type, q.options,
+                q.correct_answer
+         {ASKED_SQL} and d.account_id = $4
+         order by e.finished_at desc
+         limit 1"
+    ))
     .bind(phone)
+    .bind(senders)
+    .bind(window_secs as f64)
+    .bind(account)
     .fetch_optional(conn)
     .await
 }
@@ -195,5 +279,56 @@ pub async fn insert_answer(
     .bind(correct)
     .execute(executor)
     .await?;
+    Ok(())
+}
+
+/// An inbound message as Twilio delivered it.
+#[derive(Debug, Clone, Copy)]
+pub struct InboundMessage<'a> {
+    pub message_sid: &'a str,
+    /// The sender's phone, E.164 without a channel prefix.
+    pub from_phone: &'a str,
+    /// `To` as Twilio sent it (`+1…` or `whatsapp:+1…`).
+    pub to: &'a str,
+    pub messaging_service_sid: Option<&'a str>,
+    pub body: &'a str,
+}
+
+/// Records an inbound message once per `MessageSid`: `None` when it was recorded before (a
+/// retried webhook), so the caller does nothing again. Recorded `unattributed` until
+/// [`set_inbound_outcome`] says otherwise in the same transaction.
+pub async fn record_inbound(
+    executor: impl PgExecutor<'_>,
+    message: &InboundMessage<'_>,
+) -> Result<Option<Uuid>, sqlx::Error> {
+    sqlx::query_scalar(
+        "insert into inbound_messages
+             (message_sid, from_phone, to_address, messaging_service_sid, body, outcome)
+         values ($1, $2, $3, $4, $5, 'unattributed')
+         on conflict (message_sid) do nothing
+         returning id",
+    )
+    .bind(message.message_sid)
+    .bind(message.from_phone)
+    .bind(message.to)
+    .bind(message.messaging_service_sid)
+    .bind(message.body)
+    .fetch_optional(executor)
+    .await
+}
+
+/// Names the account an inbound message was for and what it did.
+pub async fn set_inbound_outcome(
+    executor: impl PgExecutor<'_>,
+    id: Uuid,
+    account: Option<Uuid>,
+    outcome: &str,
+) -> Result<(), sqlx::Error> {
+    sqlx::query("update inbound_messages set account_id = $2, outcome = $3 where id = $1")
+        .bind(id)
+        .bind(account)
+        .bind(outcome)
+        .execute(executor)
+        .await?;
     Ok(())
 }

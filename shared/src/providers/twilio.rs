@@ -21,6 +21,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
 use crate::config::TwilioConfig;
+use crate::db::account_senders::AccountSenders;
 
 /// The path of the status webhook on herald-api, appended to `twilio.public_base_url`.
 pub const STATUS_CALLBACK_PATH: &str = "/webhooks/twilio/status";
@@ -78,6 +79,15 @@ pub enum Sender {
 }
 
 impl Sender {
+    /// The sender as Twilio names it (`+1…`, `whatsapp:+1…` or `MG…`): what an inbound
+    /// message's `To` or `MessagingServiceSid` carries when it answers this sender.
+    pub fn address(&self) -> &str {
+        match self {
+            Self::From(from) => from,
+            Self::MessagingService(sid) => sid,
+        }
+    }
+
     /// Names the sender for rate limiting: one limit per channel and number or service.
     pub fn rate_key(&self, channel: Channel) -> String {
         match self {
@@ -132,6 +142,9 @@ pub struct Outgoing<'a> {
     pub to: &'a str,
     pub channel: Channel,
     pub body: &'a str,
+    /// Who sends it: the account's own sender ([`Twilio::sender_for`]); `None` sends from
+    /// the platform's default sender.
+    pub sender: Option<&'a Sender>,
 }
 
 #[derive(Clone)]
@@ -211,6 +224,22 @@ impl Twilio {
         (!from.is_empty()).then(|| Sender::From(channel.address(from)))
     }
 
+    /// Who sends an account's messages on `channel`: its own Messaging Service, else its own
+    /// number for the channel, else the platform's default sender ([`Self::sender`]).
+    pub fn sender_for(&self, channel: Channel, own: &AccountSenders) -> Option<Sender> {
+        if let Some(service) = &own.messaging_service_sid {
+            return Some(Sender::MessagingService(service.clone()));
+        }
+        let number = match channel {
+            Channel::Sms => &own.sms_from,
+            Channel::Whatsapp => &own.whatsapp_from,
+        };
+        match number {
+            Some(number) => Some(Sender::From(channel.address(number))),
+            None => self.sender(channel),
+        }
+    }
+
     /// Messages per second allowed for one sender on `channel`.
     pub fn per_second(&self, channel: Channel) -> u32 {
         match channel {
@@ -225,7 +254,11 @@ impl Twilio {
             tracing::info!(to = %message.to, channel = %message.channel, "sandbox: message not sent");
             return Ok(Delivery::Sandboxed);
         };
-        let sender = self.sender(message.channel).ok_or_else(|| {
+        let sender = message
+            .sender
+            .cloned()
+            .or_else(|| self.sender(message.channel));
+        let sender = sender.ok_or_else(|| {
             TwilioError::NotConfigured(format!(
                 "no {} sender: set twilio.{}_from or twilio.messaging_service_sid",
                 message.channel, message.channel
@@ -373,6 +406,7 @@ mod tests {
             timeout_secs: 10,
             sms_per_second: 1,
             whatsapp_per_second: 10,
+            reply_window_secs: 604_800,
         }
     }
 

@@ -80,13 +80,7 @@ impl Transitions {
         let (reply, answer) = oneshot::channel();
         if let Err(mpsc::error::SendError((outcome, _))) = self.finish.send((outcome, reply)).await
         {
-            return Ok(effects::finish_sent(
-                &self.db,
-                outcome.id,
-                outcome.state,
-                outcome.provider_id.as_deref(),
-            )
-            .await?);
+            return Ok(effects::finish_sent(&self.db, &outcome).await?);
         }
         Ok(answer.await.map_err(|_| TransitionError::Lost)??)
     }
@@ -159,15 +153,7 @@ async fn flush_finishes(db: PgPool, mut batch: Vec<(SentOutcome, Reply<bool>)>) 
         Err(err) => {
             tracing::warn!(error = %err, rows = batch.len(), "batched finish failed; retrying row by row");
             for (outcome, reply) in batch {
-                let _ = reply.send(
-                    effects::finish_sent(
-                        &db,
-                        outcome.id,
-                        outcome.state,
-                        outcome.provider_id.as_deref(),
-                    )
-                    .await,
-                );
+                let _ = reply.send(effects::finish_sent(&db, &outcome).await);
             }
         }
     }

@@ -14,8 +14,9 @@ pub async fn send(ctx: &WorkerContext, started: &Started) -> Result<Outcome, Job
     match ctx.mailer.send(started.id, &email).await {
         Ok(Delivery::Sent { server_reply }) => Ok(Outcome::Sent {
             provider_id: Some(server_reply),
+            sent_from: None,
         }),
-        Ok(Delivery::Sandboxed) => Ok(Outcome::Sandboxed),
+        Ok(Delivery::Sandboxed) => Ok(Outcome::Sandboxed { sent_from: None }),
         Err(EmailError::Permanent(message)) => Err(JobError::Permanent(message)),
         Err(EmailError::Retryable(message)) => Err(JobError::Retryable {
             message,

@@ -5,6 +5,10 @@
 //! deleted or unsubscribed student or a stopped delivery cancels the message, a paused one
 //! holds it for resume, and a changed phone number or channel is used as it is now.
 //!
+//! A message goes out from its account's own sender when it has one (`account_twilio_senders`),
+//! else from the platform's default; the sender is recorded with the outcome, since replies
+//! are routed by it.
+//!
 //! Each sender (number or Messaging Service, per channel) sends at most its configured rate
 //! across all replicas (`rate_limit`). A job waits for its slot only while that leaves room
 //! for the Twilio call inside the job's timeout; when the sender's queue is longer, the job
@@ -18,9 +22,9 @@ use chrono::Utc;
 use herald_shared::courses::{SMS_MAX_CHARS, WHATSAPP_MAX_CHARS, message_length};
 use herald_shared::cron::Schedule;
 use herald_shared::db::effects::Started;
-use herald_shared::db::{delivery_messages, schedules};
+use herald_shared::db::{account_senders, delivery_messages, schedules};
 use herald_shared::effects::{EffectKind, MessagePayload};
-use herald_shared::providers::twilio::{Channel, Delivery, Outgoing, TwilioError};
+use herald_shared::providers::twilio::{Channel, Delivery, Outgoing, Sender, TwilioError};
 use herald_shared::time_rules::parse_zone;
 
 use super::{JobError, Outcome};
@@ -42,8 +46,20 @@ pub async fn send(ctx: &WorkerContext, started: &Started) -> Result<Outcome, Job
         Ok(recipient) => recipient,
         Err(outcome) => return Ok(outcome),
     };
+    let own_senders = account_senders::get(&ctx.db, started.account_id)
+        .await
+        .map_err(|err| JobError::Retryable {
+            message: format!("read the account's senders: {err}"),
+            retry_after: None,
+        })?;
+    let sender = ctx.twilio.sender_for(channel, &own_senders);
     if !ctx.twilio.is_sandbox() {
-        match wait_for_slot(ctx, channel).await? {
+        let Some(sender) = &sender else {
+            return Err(JobError::Permanent(format!(
+                "no {channel} sender: set twilio.{channel}_from or twilio.messaging_service_sid"
+            )));
+        };
+        match wait_for_slot(ctx, channel, sender).await? {
             Waited::Deferred(outcome) => return Ok(outcome),
             // a pause, stop, unsubscribe or new text may have come while this job waited:
             // read again (the slot was taken for this phone and channel, which stay)
@@ -67,10 +83,17 @@ pub async fn send(ctx: &WorkerContext, started: &Started) -> Result<Outcome, Job
         to: &phone,
         channel,
         body: &message.body,
+        sender: sender.as_ref(),
     };
+    let sent_from = sender.as_ref().map(|sender| sender.address().to_owned());
     let err = match ctx.twilio.send(outgoing).await {
-        Ok(Delivery::Sent { sid }) => return Ok(Outcome::Sent { provider_id: sid }),
-        Ok(Delivery::Sandboxed) => return Ok(Outcome::Sandboxed),
+        Ok(Delivery::Sent { sid }) => {
+            return Ok(Outcome::Sent {
+                provider_id: sid,
+                sent_from,
+            });
+        }
+        Ok(Delivery::Sandboxed) => return Ok(Outcome::Sandboxed { sent_from }),
         Err(err) => err,
     };
     match err {
@@ -323,12 +346,11 @@ const LONG_WAIT: Duration = Duration::from_millis(100);
 /// wait for inside the job's timeout: the timeout less Twilio's own and a margin. (A kind-wide
 /// `rate_limit` for `message` in jobs.toml, unset by default, waits first and is not
 /// subtracted; with both, a long double wait ends in the attempt's timeout and a retry.)
-async fn wait_for_slot(ctx: &WorkerContext, channel: Channel) -> Result<Waited, JobError> {
-    let Some(sender) = ctx.twilio.sender(channel) else {
-        return Err(JobError::Permanent(format!(
-            "no {channel} sender: set twilio.{channel}_from or twilio.messaging_service_sid"
-        )));
-    };
+async fn wait_for_slot(
+    ctx: &WorkerContext,
+    channel: Channel,
+    sender: &Sender,
+) -> Result<Waited, JobError> {
     let timeout = ctx.jobs.get(EffectKind::Message).timeout;
     let max_wait = timeout
         .saturating_sub(ctx.twilio.timeout())

@@ -26,10 +26,14 @@ use crate::rate_limit::{self, Slot};
 /// How one attempt ended, as decided by a kind's handler.
 #[derive(Debug)]
 pub enum Outcome {
-    /// Handed to the provider; its id for the message, if it gives one.
-    Sent { provider_id: Option<String> },
-    /// Sandbox mode: recorded and logged only.
-    Sandboxed,
+    /// Handed to the provider; its id for the message, if it gives one, and the sender it
+    /// went out from (messages; replies are routed by it).
+    Sent {
+        provider_id: Option<String>,
+        sent_from: Option<String>,
+    },
+    /// Sandbox mode: recorded and logged only (with the sender it would have used).
+    Sandboxed { sent_from: Option<String> },
     /// Not sent and never will be (the recipient unsubscribed, the delivery was stopped):
     /// the row ends `canceled` with `reason` as its `last_error`.
     Skipped { reason: String },
@@ -126,7 +130,7 @@ async fn record(
     let id = started.id;
     let outcome_label = match &result {
         Ok(Outcome::Sent { .. }) => "sent",
-        Ok(Outcome::Sandboxed) => "sandboxed",
+        Ok(Outcome::Sandboxed { .. }) => "sandboxed",
         Ok(Outcome::Skipped { .. }) => "canceled",
         Ok(Outcome::Held { .. }) => "held",
         Ok(Outcome::Deferred { .. }) => "deferred",
@@ -139,20 +143,25 @@ async fn record(
     metrics::counter!("herald_effects_finished_total", "kind" => kind.as_str(), "outcome" => outcome_label)
         .increment(1);
     match result {
-        Ok(Outcome::Sent { provider_id }) => {
+        Ok(Outcome::Sent {
+            provider_id,
+            sent_from,
+        }) => {
             let sent = SentOutcome {
                 id,
                 state: EffectState::Sent,
                 provider_id,
+                sent_from,
             };
             ctx.transitions.finish_sent(sent).await?;
             Ok("sent".to_owned())
         }
-        Ok(Outcome::Sandboxed) => {
+        Ok(Outcome::Sandboxed { sent_from }) => {
             let sandboxed = SentOutcome {
                 id,
                 state: EffectState::Sandboxed,
                 provider_id: None,
+                sent_from,
             };
             ctx.transitions.finish_sent(sandboxed).await?;
             Ok("sandboxed".to_owned())

@@ -181,6 +181,86 @@ async fn with_a_messaging_service_it_is_the_sender_instead_of_from() {
     test.finish().await;
 }
 
+/// The sender recorded with a sent message (replies are routed by it).
+async fn sent_from(test: &TestWorker, effect_id: Uuid) -> Option<String> {
+    sqlx::query_scalar("select sent_from from effects where id = $1")
+        .bind(effect_id)
+        .fetch_one(test.db())
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_account_with_its_own_senders_sends_from_them_and_the_sender_is_recorded() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path(MESSAGES_PATH))
+        .respond_with(created("SM00000000000000000000000000000003"))
+        .expect(3)
+        .mount(&server)
+        .await;
+    let test = TestWorker::spawn(&twilio(&server), |jobs| jobs).await;
+    let delivery = test.create_delivery().await;
+    let sms_student = test.add_student(delivery, "+14155550111", "sms").await;
+    let whatsapp_student = test.add_student(delivery, "+14155550112", "whatsapp").await;
+    // the account has its own SMS number only: WhatsApp stays on the shared default
+    sqlx::query(
+        "insert into account_twilio_senders (account_id, sms_from) values ($1, '+14155550199')",
+    )
+    .bind(test.account_id)
+    .execute(test.db())
+    .await
+    .unwrap();
+    let sms = test
+        .plan_message(delivery, sms_student, 0, "own number", Utc::now())
+        .await;
+    let whatsapp = test
+        .plan_message(delivery, whatsapp_student, 0, "shared", Utc::now())
+        .await;
+    test.wait_for_state(sms.effect_id, "sent").await;
+    test.wait_for_state(whatsapp.effect_id, "sent").await;
+    let sent = requests_to(&server, "+14155550111").await;
+    assert_eq!(field(&sent[0], "From").as_deref(), Some("+14155550199"));
+    assert_eq!(
+        sent_from(&test, sms.effect_id).await.as_deref(),
+        Some("+14155550199")
+    );
+    let sent = requests_to(&server, "whatsapp:+14155550112").await;
+    assert_eq!(
+        field(&sent[0], "From"),
+        Some(format!("whatsapp:{WHATSAPP_FROM}"))
+    );
+    assert_eq!(
+        sent_from(&test, whatsapp.effect_id).await,
+        Some(format!("whatsapp:{WHATSAPP_FROM}"))
+    );
+
+    // its own Messaging Service then sends both channels
+    let service = "MG0123456789abcdef0123456789abcdee";
+    sqlx::query(
+        "update account_twilio_senders set messaging_service_sid = $2 where account_id = $1",
+    )
+    .bind(test.account_id)
+    .bind(service)
+    .execute(test.db())
+    .await
+    .unwrap();
+    let later = test
+        .plan_message(delivery, whatsapp_student, 1, "service", Utc::now())
+        .await;
+    test.wait_for_state(later.effect_id, "sent").await;
+    let sent = requests_to(&server, "whatsapp:+14155550112").await;
+    let last = sent.last().unwrap();
+    assert_eq!(field(last, "MessagingServiceSid").as_deref(), Some(service));
+    assert_eq!(field(last, "From"), None);
+    assert_eq!(
+        sent_from(&test, later.effect_id).await.as_deref(),
+        Some(service)
+    );
+    server.verify().await;
+    test.finish().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn an_invalid_or_opted_out_number_fails_at_once_keeping_twilios_code_and_message() {
     let server = MockServer::start().await;

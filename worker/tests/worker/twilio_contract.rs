@@ -207,6 +207,7 @@ fn config(base_url: &str) -> TwilioConfig {
         timeout_secs: 10,
         sms_per_second: 1,
         whatsapp_per_second: 10,
+        reply_window_secs: 604_800,
     }
 }
 
@@ -250,6 +251,7 @@ async fn the_twilio_client_sends_requests_that_twilios_published_api_description
                 to: "+14155550100",
                 channel,
                 body: "Day 1: ¡hola! & welcome",
+                sender: None,
             })
             .await;
         let exchange = last(&seen);
@@ -293,6 +295,7 @@ async fn the_twilio_client_sends_requests_that_twilios_published_api_description
             to: "+14155550100",
             channel: Channel::Sms,
             body: "hi",
+            sender: None,
         })
         .await;
     assert!(

@@ -9,14 +9,14 @@ use axum::body::Bytes;
 use axum::extract::{OriginalUri, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use herald_shared::courses;
-use herald_shared::db::{student_messages, twilio_events};
+use herald_shared::db::twilio_events;
+use herald_shared::replies;
 use secrecy::ExposeSecret;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::signature;
-use crate::error::ApiError;
+use crate::error::{ApiError, Problem};
 use crate::state::AppState;
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -24,11 +24,6 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(status_callback))
         .routes(routes!(inbound_message))
 }
-
-/// Keywords that unsubscribe a student (Twilio's standard opt-out words).
-const STOP_WORDS: [&str; 6] = ["STOP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT"];
-/// Keywords that subscribe them again.
-const START_WORDS: [&str; 2] = ["START", "UNSTOP"];
 
 /// Records a message's delivery status (`sent`, `delivered`, `undelivered`, `failed`, …) with
 /// Twilio's error code. A callback older than what is recorded changes nothing; one that
@@ -47,6 +42,7 @@ async fn status_callback(
     let Some(params) = verified_params(&state, &uri, &headers, &body) else {
         return Ok(forbidden());
     };
+    refuse_nul(&params)?;
     let (Some(sid), Some(status)) = (
         param(&params, "MessageSid"),
         param(&params, "MessageStatus"),
@@ -63,16 +59,20 @@ async fn status_callback(
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
-/// A message from a student: an opt-out keyword (STOP, STOPALL, UNSUBSCRIBE, CANCEL, END,
-/// QUIT) unsubscribes every student with that phone and skips their unsent messages; START or
-/// UNSTOP subscribes them again; anything else is the answer to the latest question sent to
-/// them, graded for `choice` questions.
+/// A message from a student, routed to the account that owns the sender it was sent to (see
+/// `herald_shared::replies`): an opt-out keyword (STOP, STOPALL, UNSUBSCRIBE, CANCEL, END,
+/// QUIT) unsubscribes that phone in the accounts the sender serves and skips their unsent
+/// messages; START or UNSTOP subscribes again the students an opt-out keyword unsubscribed;
+/// anything else answers the latest question that account sent the phone from that sender,
+/// graded for `choice` questions. Each `MessageSid` is handled once.
 #[utoipa::path(post, path = "/webhooks/twilio/inbound", tag = "webhooks", operation_id = "webhooks.twilio.inbound",
     request_body(content = String, content_type = "application/x-www-form-urlencoded",
-        description = "Twilio's incoming-message parameters (From, Body, …)"),
+        description = "Twilio's incoming-message parameters (MessageSid, From, To, Body, MessagingServiceSid, …)"),
     params(("X-Twilio-Signature" = String, Header)),
     responses((status = 200, description = "empty TwiML", content_type = "text/xml", body = String),
-        (status = 403, description = "missing or bad signature")))]
+        (status = 403, description = "missing or bad signature"),
+        (status = 422, description = "a required parameter is missing or holds the NUL character",
+            body = Problem, content_type = "application/problem+json")))]
 async fn inbound_message(
     State(state): State<AppState>,
     OriginalUri(uri): OriginalUri,
@@ -82,43 +82,23 @@ async fn inbound_message(
     let Some(params) = verified_params(&state, &uri, &headers, &body) else {
         return Ok(forbidden());
     };
-    let Some(from) = param(&params, "From") else {
-        return Err(ApiError::field("From", "is required"));
+    refuse_nul(&params)?;
+    let required = |name: &'static str| {
+        param(&params, name).ok_or_else(|| ApiError::field(name, "is required"))
     };
-    let phone = from
-        .strip_prefix("whatsapp:")
-        .unwrap_or(from)
-        .trim()
-        .to_owned();
-    let text = param(&params, "Body").unwrap_or_default().trim().to_owned();
-    let keyword = text.to_uppercase();
+    let (message_sid, from, to) = (required("MessageSid")?, required("From")?, required("To")?);
+    let from_phone = from.strip_prefix("whatsapp:").unwrap_or(from).trim();
+    let message = twilio_events::InboundMessage {
+        message_sid,
+        from_phone,
+        to: to.trim(),
+        messaging_service_sid: param(&params, "MessagingServiceSid").filter(|sid| !sid.is_empty()),
+        body: param(&params, "Body").unwrap_or_default(),
+    };
     let mut tx = state.db.begin().await?;
-    if STOP_WORDS.contains(&keyword.as_str()) {
-        let students = twilio_events::set_subscribed(&mut *tx, &phone, false).await?;
-        student_messages::skip_unsent_for_students(
-            &mut *tx,
-            &students,
-            "student unsubscribed (STOP)",
-        )
-        .await?;
-        tracing::info!(students = students.len(), "opt-out keyword received");
-    } else if START_WORDS.contains(&keyword.as_str()) {
-        let students = twilio_events::set_subscribed(&mut *tx, &phone, true).await?;
-        tracing::info!(students = students.len(), "opt-in keyword received");
-    } else if let Some(question) = twilio_events::latest_question(&mut tx, &phone).await? {
-        let correct = match (
-            question.kind.as_deref(),
-            &question.options,
-            &question.correct_answer,
-        ) {
-            (Some("choice"), Some(options), Some(answer)) => {
-                Some(courses::is_correct(&text, &options.0, answer))
-            }
-            _ => None,
-        };
-        twilio_events::insert_answer(&mut *tx, &question, &text, correct).await?;
-    }
+    let handled = replies::handle(&mut tx, &state.config.twilio, &message).await?;
     tx.commit().await?;
+    tracing::debug!(?handled, "inbound message");
     Ok((
         [(header::CONTENT_TYPE, "text/xml")],
         "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Response></Response>",
@@ -150,6 +130,21 @@ fn verified_params(
         .map(|(k, v)| (k.into_owned(), v.into_owned()))
         .collect();
     signature::verify(token.as_bytes(), &url, &params, given).then_some(params)
+}
+
+/// PostgreSQL text cannot hold the NUL character: a parameter carrying one (`%00`) is
+/// refused by name before anything is stored.
+fn refuse_nul(params: &[(String, String)]) -> Result<(), ApiError> {
+    match params
+        .iter()
+        .find(|(key, value)| key.contains('\0') || value.contains('\0'))
+    {
+        Some((key, _)) => Err(ApiError::field(
+            key.replace('\0', "\\0"),
+            "must not contain the NUL character (%00)",
+        )),
+        None => Ok(()),
+    }
 }
 
 fn param<'a>(params: &'a [(String, String)], name: &str) -> Option<&'a str> {
