@@ -163,17 +163,13 @@ pub async fn opt_out(
     phone: &str,
     audience: Audience<'_>,
 ) -> Result<Vec<Uuid>, sqlx::Error> {
-    let (account, channel) = audience.binds();
-    sqlx::query_scalar(&format!(
-        "update students s set subscribed = false, unsubscribe_reason = 'opt_out_keyword'
-         from groups g
-         where g.id = s.group_id and s.phone = $1 and s.subscribed and {AUDIENCE_SQL}
-         returning s.id"
-    ))
-    .bind(phone)
-    .bind(account)
-    .bind(channel)
-    .fetch_all(executor)
+    update_audience(
+        executor,
+        phone,
+        audience,
+        "subscribed = false, unsubscribe_reason = 'opt_out_keyword'",
+        "s.subscribed",
+    )
     .await
 }
 
@@ -185,12 +181,29 @@ pub async fn opt_in(
     phone: &str,
     audience: Audience<'_>,
 ) -> Result<Vec<Uuid>, sqlx::Error> {
+    update_audience(
+        executor,
+        phone,
+        audience,
+        "subscribed = true",
+        "not s.subscribed and s.unsubscribe_reason = 'opt_out_keyword'",
+    )
+    .await
+}
+
+/// Sets `set` on the audience's students with this phone that match `condition`.
+async fn update_audience(
+    executor: impl PgExecutor<'_>,
+    phone: &str,
+    audience: Audience<'_>,
+    set: &str,
+    condition: &str,
+) -> Result<Vec<Uuid>, sqlx::Error> {
     let (account, channel) = audience.binds();
     sqlx::query_scalar(&format!(
-        "update students s set subscribed = true
+        "update students s set {set}
          from groups g
-         where g.id = s.group_id and s.phone = $1 and not s.subscribed
-           and s.unsubscribe_reason = 'opt_out_keyword' and {AUDIENCE_SQL}
+         where g.id = s.group_id and s.phone = $1 and {condition} and {AUDIENCE_SQL}
          returning s.id"
     ))
     .bind(phone)
