@@ -17,7 +17,7 @@ use uuid::Uuid;
 
 use crate::config::TwilioConfig;
 use crate::courses;
-use crate::db::twilio_events::{self, Audience, InboundMessage};
+use crate::db::twilio_events::{self, AskedFrom, Audience, InboundMessage};
 use crate::db::{account_senders, student_messages};
 
 /// Keywords that unsubscribe a student (Twilio's standard opt-out words).
@@ -117,17 +117,17 @@ pub async fn handle(
         .into_iter()
         .flatten()
         .collect();
-    let window = config.reply_window_secs;
+    let asked_from = AskedFrom {
+        senders: &senders,
+        shared: account.is_none(),
+        window_secs: config.reply_window_secs,
+    };
     let account = match account {
         Some(account) => account,
         None => {
-            let asked = twilio_events::accounts_that_asked(
-                &mut *conn,
-                message.from_phone,
-                &senders,
-                window,
-            )
-            .await?;
+            let asked =
+                twilio_events::accounts_that_asked(&mut *conn, message.from_phone, asked_from)
+                    .await?;
             match asked.as_slice() {
                 [account] => *account,
                 [] => return unattributed(message, "no account asked this phone recently"),
@@ -141,7 +141,7 @@ pub async fn handle(
         }
     };
     let Some(question) =
-        twilio_events::latest_question(conn, account, message.from_phone, &senders, window).await?
+        twilio_events::latest_question(conn, account, message.from_phone, asked_from).await?
     else {
         twilio_events::set_inbound_outcome(&mut *conn, id, Some(account), "no_question").await?;
         return Ok(Handled::NoQuestion { account });

@@ -375,3 +375,30 @@ async fn account_senders_are_validated_unique_across_accounts_and_never_the_shar
         StatusCode::UNAUTHORIZED
     );
 }
+
+#[tokio::test]
+async fn questions_sent_before_senders_were_recorded_count_as_sent_from_the_shared_sender() {
+    let app = app().await;
+    let phone = "+14155550117";
+    let (delivery, _, token) = delivery_for(&app, "ada@example.com", phone).await;
+    mark_sent(&app, &delivery, 1, 1, "SM1").await;
+    sqlx::query("update effects set sent_from = null where provider_id = 'SM1'")
+        .execute(&app.db)
+        .await
+        .unwrap();
+    put_senders(&app, &token, &json!({"whatsapp_from": OWN})).await;
+    // to the account's own number: that number never asked
+    let own = [
+        ("MessageSid", "SMin1"),
+        ("From", "whatsapp:+14155550117"),
+        ("To", "whatsapp:+14155550199"),
+        ("Body", "to own"),
+    ];
+    assert_eq!(inbound(&app, &own).await.status(), StatusCode::OK);
+    assert_eq!(inbound_outcome(&app, "SMin1").await.1, "no_question");
+    assert_eq!(
+        reply(&app, "SMin2", phone, SHARED, "Paris").await,
+        StatusCode::OK
+    );
+    assert_eq!(answers(&app, &delivery, &token).await, ["Paris"]);
+}

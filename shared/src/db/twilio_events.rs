@@ -213,28 +213,41 @@ async fn update_audience(
     .await
 }
 
-/// Questions that went to `phone` from one of `senders` within the last `window_secs`:
-/// the condition shared by the two queries below (`$1` phone, `$2` senders, `$3` window).
+/// Where a reply could have come from: the senders it answers, and the window.
+#[derive(Debug, Clone, Copy)]
+pub struct AskedFrom<'a> {
+    /// The number it was sent to and the Messaging Service, as messages record their sender.
+    pub senders: &'a [&'a str],
+    /// The senders are the platform's shared default: questions recorded without a sender
+    /// (sent before senders were recorded, when every message went out from the default)
+    /// count as sent from it.
+    pub shared: bool,
+    pub window_secs: u64,
+}
+
+/// Questions that went to `phone` from one of the senders within the window: the condition
+/// shared by the two queries below (`$1` phone, `$2` senders, `$3` window, `$4` shared).
 const ASKED_SQL: &str = "from delivery_messages m
          join deliveries d on d.id = m.delivery_id
          join students s on s.id = m.student_id
          join effects e on e.id = m.effect_id
          left join questions q on q.id = m.question_id
          where s.phone = $1 and m.seq > 0 and e.state in ('sent', 'sandboxed')
-           and e.sent_from = any($2)
+           and (e.sent_from = any($2) or (e.sent_from is null and $4))
            and e.finished_at > now() - make_interval(secs => $3::double precision)";
 
-/// The accounts that sent `phone` a question from one of `senders` within the window.
+/// The accounts that sent `phone` a question from one of the senders within the window (at
+/// most two: one is all that can be attributed).
 pub async fn accounts_that_asked(
     executor: impl PgExecutor<'_>,
     phone: &str,
-    senders: &[&str],
-    window_secs: u64,
+    from: AskedFrom<'_>,
 ) -> Result<Vec<Uuid>, sqlx::Error> {
     sqlx::query_scalar(&format!("select distinct d.account_id {ASKED_SQL} limit 2"))
         .bind(phone)
-        .bind(senders)
-        .bind(window_secs as f64)
+        .bind(from.senders)
+        .bind(from.window_secs as f64)
+        .bind(from.shared)
         .fetch_all(executor)
         .await
 }
@@ -251,25 +264,25 @@ pub struct AskedQuestion {
     pub correct_answer: Option<String>,
 }
 
-/// The question `account` most recently sent to `phone` from one of `senders` within the
+/// The question `account` most recently sent to `phone` from one of the senders within the
 /// window.
 pub async fn latest_question(
     conn: &mut PgConnection,
     account: Uuid,
     phone: &str,
-    senders: &[&str],
-    window_secs: u64,
+    from: AskedFrom<'_>,
 ) -> Result<Option<AskedQuestion>, sqlx::Error> {
     sqlx::query_as(&format!(
         "select m.id as delivery_message_id, m.delivery_id, m.student_id, q.type, q.options,
                 q.correct_answer
-         {ASKED_SQL} and d.account_id = $4
+         {ASKED_SQL} and d.account_id = $5
          order by e.finished_at desc
          limit 1"
     ))
     .bind(phone)
-    .bind(senders)
-    .bind(window_secs as f64)
+    .bind(from.senders)
+    .bind(from.window_secs as f64)
+    .bind(from.shared)
     .bind(account)
     .fetch_optional(conn)
     .await
