@@ -8,6 +8,7 @@
 )]
 
 mod auth;
+mod bodies;
 mod courses;
 mod cron;
 mod deliveries;
@@ -16,5 +17,6 @@ mod health;
 mod helpers;
 mod jobs;
 mod openapi;
+mod pagination;
 mod schedules;
 mod webhooks;
