@@ -48,8 +48,6 @@ const WRITE_CHUNK_BYTES: usize = 4 * 1024 * 1024;
 pub struct ZonePlan {
     /// The clock the instants are on: the delivery's zone, or the students' own.
     pub zone: Tz,
-    /// Subscribed students whose stored zone this is.
-    pub students: u64,
     /// Every message of one student, in order.
     pub slots: Vec<Slot>,
 }
@@ -174,7 +172,6 @@ pub async fn build(
         };
         let plan = ZonePlan {
             zone: timezone.unwrap_or(own),
-            students: count(zone_count.students),
             slots,
         };
         zones.insert(zone_count.timezone.clone(), plan);
