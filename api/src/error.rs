@@ -1,6 +1,7 @@
 //! `ApiError`: the one place that knows HTTP status codes. Every error leaves as an RFC 9457
 //! `application/problem+json` body with a stable `type`, a human `detail`, and the fields at
-//! fault. Causes of 5xx errors are logged, never returned.
+//! fault, built by `ApiError::into_response` and nowhere else. Causes of 5xx errors are
+//! logged, never returned.
 
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -68,6 +69,10 @@ pub enum ApiError {
     TooManyRequests { retry_after_secs: u64 },
     #[error("{0}")]
     UnsupportedMediaType(String),
+    /// A body over its limit (a JSON body over `extract::MAX_JSON_BYTES`, an import file over
+    /// its size or row limit).
+    #[error("{0}")]
+    PayloadTooLarge(String),
     #[error("internal error")]
     Internal(#[from] anyhow::Error),
 }
@@ -104,6 +109,11 @@ impl ApiError {
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
                 "unsupported_media_type",
                 "Unsupported media type",
+            ),
+            Self::PayloadTooLarge(_) => (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "too_large",
+                "Content too large",
             ),
             Self::Internal(_) => (
                 StatusCode::INTERNAL_SERVER_ERROR,

@@ -6,8 +6,8 @@ use std::net::{IpAddr, SocketAddr};
 
 use axum::body::Bytes;
 use axum::extract::{ConnectInfo, FromRef, FromRequest, FromRequestParts, Request};
-use axum::http::header;
 use axum::http::request::Parts;
+use axum::http::{StatusCode, header};
 use serde::de::DeserializeOwned;
 use uuid::Uuid;
 
@@ -15,7 +15,12 @@ use crate::auth::tokens;
 use crate::error::{ApiError, FieldError};
 use crate::state::AppState;
 
-/// A JSON body, deserialized strictly (unknown fields are refused by the DTOs).
+/// Largest JSON body read: axum's default body limit (`DefaultBodyLimit`), which `Bytes`
+/// enforces. A larger body answers 413 `too_large`.
+pub const MAX_JSON_BYTES: usize = 2 * 1024 * 1024;
+
+/// A JSON body, deserialized strictly (unknown fields are refused by the DTOs), of at most
+/// `MAX_JSON_BYTES`.
 pub struct ApiJson<T>(pub T);
 
 impl<S, T> FromRequest<S> for ApiJson<T>
@@ -36,13 +41,20 @@ where
                 "send the body as JSON with `Content-Type: application/json`".to_owned(),
             ));
         }
-        let bytes = Bytes::from_request(req, state)
-            .await
-            .map_err(|err| ApiError::BadRequest {
-                code: "unreadable_body",
-                detail: err.body_text(),
-                errors: Vec::new(),
-            })?;
+        let bytes = Bytes::from_request(req, state).await.map_err(|err| {
+            if err.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError::PayloadTooLarge(format!(
+                    "the body is larger than the {} MiB a JSON request may have",
+                    MAX_JSON_BYTES / (1024 * 1024)
+                ))
+            } else {
+                ApiError::BadRequest {
+                    code: "unreadable_body",
+                    detail: err.body_text(),
+                    errors: Vec::new(),
+                }
+            }
+        })?;
         parse_json(&bytes).map(ApiJson)
     }
 }

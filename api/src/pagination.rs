@@ -1,10 +1,12 @@
 //! Keyset pagination shared by every list: `limit` (1–200, default 50) and an opaque `cursor`
 //! naming the last row of the previous page (its creation time and id), so pages stay stable
-//! while rows are added.
+//! while rows are added. A cursor that did not come from a page (garbage, or an instant
+//! PostgreSQL cannot hold) is a 422 on `cursor`, never a failed query.
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{DateTime, Utc};
+use herald_shared::time_rules;
 use uuid::Uuid;
 
 use crate::error::FieldErrors;
@@ -74,10 +76,13 @@ fn decode_cursor(raw: &str) -> Result<(DateTime<Utc>, Uuid), String> {
         .and_then(|bytes| String::from_utf8(bytes).ok())
         .ok_or_else(invalid)?;
     let (micros, id) = text.split_once('|').ok_or_else(invalid)?;
+    // An instant chrono reads but PostgreSQL cannot hold (before 4714 BC) would fail the
+    // list's query; no page ever ends there, so it is as foreign as any other garbage.
     let at = micros
         .parse::<i64>()
         .ok()
         .and_then(DateTime::from_timestamp_micros)
+        .filter(|at| time_rules::fits_postgres(*at))
         .ok_or_else(invalid)?;
     Ok((at, id.parse().map_err(|_| invalid())?))
 }

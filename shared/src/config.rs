@@ -63,6 +63,7 @@ pub struct Config {
     pub email: EmailConfig,
     pub twilio: TwilioConfig,
     pub schedules: SchedulesConfig,
+    pub limits: LimitsConfig,
     pub log: LogConfig,
 }
 
@@ -284,6 +285,15 @@ pub struct SchedulesConfig {
     pub plan_batch: u32,
 }
 
+/// Bounds on what one request may ask of the system.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsConfig {
+    /// Most messages one course delivery may plan (subscribed students × the course's
+    /// messages per student); beyond it, creating or previewing the delivery answers 422.
+    pub max_messages_per_delivery: u64,
+}
+
 /// Log output format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -419,6 +429,10 @@ impl Config {
                 "schedules.max_messages_per_pass",
                 self.schedules.max_messages_per_pass as u64,
             ),
+            (
+                "limits.max_messages_per_delivery",
+                self.limits.max_messages_per_delivery,
+            ),
         ] {
             if value == 0 {
                 return Err(ConfigError::new(setting, "must be greater than 0"));
@@ -485,6 +499,7 @@ mod tests {
         let config = Config::from_figment(&with("log.format", "json")).unwrap();
         assert_eq!(config.log.format, LogFormat::Json);
         assert!(config.email.is_sandbox());
+        assert_eq!(config.limits.max_messages_per_delivery, 1_000_000);
     }
 
     #[test]
@@ -506,6 +521,7 @@ mod tests {
         for key in [
             "worker.sweep_interval_secs",
             "worker.redis_task_retention_secs",
+            "limits.max_messages_per_delivery",
         ] {
             let figment = with("log.format", "json").merge(Serialized::default(key, 0));
             let err = Config::from_figment(&figment).unwrap_err();

@@ -73,75 +73,68 @@ pub struct DayMessages {
     pub messages: Vec<(u32, String, Option<Uuid>)>,
 }
 
-/// One planned message.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PlannedMessage {
-    pub student_id: Uuid,
+/// One message of a student's plan: which day and message, and when it goes out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Slot {
     pub day: u32,
     pub seq: u32,
     pub at: DateTime<Utc>,
 }
 
 /// Why a delivery cannot be planned as asked.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PlanError {
-    /// Day 1 is already past for these students (and catch-up was not asked for).
-    StartPassed { students: Vec<Uuid> },
+    /// Day 1 is already past on this clock (and catch-up was not asked for).
+    StartPassed,
     /// The date arithmetic left the supported range.
     OutOfRange,
 }
 
-/// The instant of every message for every recipient. With `catch_up`, days already past are
-/// due at `now` (in order, `QUESTION_SPACING` apart); without it, a day 1 in the past is an
-/// error.
-pub fn plan(
+/// The instant of every message for a student whose clock is `zone` (the delivery's zone, when
+/// it has one, wins). Every student on the same clock gets the same plan, so a delivery plans
+/// once per zone, not once per student. With `catch_up`, days already past are due at `now`
+/// (in order, `QUESTION_SPACING` apart); without it, a day 1 in the past is an error.
+pub fn plan_zone(
     start: &Start,
-    recipients: &[Recipient],
+    zone: Tz,
     days: &[DayMessages],
     now: DateTime<Utc>,
     catch_up: bool,
-) -> Result<Vec<PlannedMessage>, PlanError> {
-    if !catch_up {
-        let mut late = Vec::new();
-        for recipient in recipients {
-            if start
-                .day_instant(recipient, 1)
-                .ok_or(PlanError::OutOfRange)?
-                < now
-            {
-                late.push(recipient.student_id);
-            }
-        }
-        if !late.is_empty() {
-            return Err(PlanError::StartPassed { students: late });
+) -> Result<Vec<Slot>, PlanError> {
+    let recipient = Recipient {
+        student_id: Uuid::nil(),
+        zone,
+    };
+    if !catch_up
+        && start
+            .day_instant(&recipient, 1)
+            .ok_or(PlanError::OutOfRange)?
+            < now
+    {
+        return Err(PlanError::StartPassed);
+    }
+    let mut slots = Vec::with_capacity(days.iter().map(|d| d.messages.len()).sum());
+    let mut catch_up_slot = 0;
+    for day in days {
+        let instant = start
+            .day_instant(&recipient, day.day)
+            .ok_or(PlanError::OutOfRange)?;
+        for (seq, _, _) in &day.messages {
+            let at = if instant < now {
+                let at = now + QUESTION_SPACING * catch_up_slot;
+                catch_up_slot += 1;
+                at
+            } else {
+                instant + QUESTION_SPACING * i32::try_from(*seq).unwrap_or(0)
+            };
+            slots.push(Slot {
+                day: day.day,
+                seq: *seq,
+                at,
+            });
         }
     }
-    let mut planned =
-        Vec::with_capacity(recipients.len() * days.iter().map(|d| d.messages.len()).sum::<usize>());
-    for recipient in recipients {
-        let mut catch_up_slot = 0;
-        for day in days {
-            let instant = start
-                .day_instant(recipient, day.day)
-                .ok_or(PlanError::OutOfRange)?;
-            for (seq, _, _) in &day.messages {
-                let at = if instant < now {
-                    let at = now + QUESTION_SPACING * catch_up_slot;
-                    catch_up_slot += 1;
-                    at
-                } else {
-                    instant + QUESTION_SPACING * i32::try_from(*seq).unwrap_or(0)
-                };
-                planned.push(PlannedMessage {
-                    student_id: recipient.student_id,
-                    day: day.day,
-                    seq: *seq,
-                    at,
-                });
-            }
-        }
-    }
-    Ok(planned)
+    Ok(slots)
 }
 
 /// A held (unsent) message of a paused delivery, for re-planning on resume.
@@ -238,40 +231,35 @@ mod tests {
             .collect()
     }
 
+    /// The instants of a plan on `zone`'s clock.
+    fn times(
+        start: &Start,
+        zone: Tz,
+        days: &[DayMessages],
+        now: DateTime<Utc>,
+    ) -> Vec<DateTime<Utc>> {
+        plan_zone(start, zone, days, now, false)
+            .unwrap()
+            .iter()
+            .map(|slot| slot.at)
+            .collect()
+    }
+
     #[test]
     fn each_student_gets_each_day_at_the_local_time_in_their_own_zone() {
         let start = start("2026-03-07 09:00:00", None);
-        let ny = recipient(America::New_York);
-        let kolkata = recipient(Asia::Kolkata);
-        let planned = plan(
-            &start,
-            &[ny, kolkata],
-            &days(3, 0),
-            utc("2026-03-01T00:00:00Z"),
-            false,
-        )
-        .unwrap();
-        let ny_times: Vec<_> = planned
-            .iter()
-            .filter(|p| p.student_id == ny.student_id)
-            .map(|p| p.at)
-            .collect();
+        let now = utc("2026-03-01T00:00:00Z");
         // New York springs forward on 2026-03-08: 09:00 EST, then 09:00 EDT
         assert_eq!(
-            ny_times,
+            times(&start, America::New_York, &days(3, 0), now),
             [
                 utc("2026-03-07T14:00:00Z"),
                 utc("2026-03-08T13:00:00Z"),
                 utc("2026-03-09T13:00:00Z")
             ]
         );
-        let kolkata_times: Vec<_> = planned
-            .iter()
-            .filter(|p| p.student_id == kolkata.student_id)
-            .map(|p| p.at)
-            .collect();
         assert_eq!(
-            kolkata_times,
+            times(&start, Asia::Kolkata, &days(3, 0), now),
             [
                 utc("2026-03-07T03:30:00Z"),
                 utc("2026-03-08T03:30:00Z"),
@@ -283,61 +271,53 @@ mod tests {
     #[test]
     fn a_start_in_the_gap_or_the_repeated_hour_follows_the_single_time_rule() {
         let gap = start("2026-03-08 02:30:00", None);
-        let planned = plan(
+        let planned = times(
             &gap,
-            &[recipient(America::New_York)],
+            America::New_York,
             &days(1, 0),
             utc("2026-03-01T00:00:00Z"),
-            false,
-        )
-        .unwrap();
-        assert_eq!(planned[0].at, utc("2026-03-08T07:30:00Z"));
+        );
+        assert_eq!(planned[0], utc("2026-03-08T07:30:00Z"));
         let repeated = start("2026-10-25 01:30:00", None);
-        let planned = plan(
+        let planned = times(
             &repeated,
-            &[recipient(Europe::London)],
+            Europe::London,
             &days(1, 0),
             utc("2026-10-01T00:00:00Z"),
-            false,
-        )
-        .unwrap();
+        );
         assert_eq!(
-            planned[0].at,
+            planned[0],
             utc("2026-10-25T00:30:00Z"),
             "BST, the earlier 01:30"
         );
         let lord_howe = start("2026-10-04 02:10:00", None);
-        let planned = plan(
+        let planned = times(
             &lord_howe,
-            &[recipient(Australia::Lord_Howe)],
+            Australia::Lord_Howe,
             &days(1, 0),
             utc("2026-10-01T00:00:00Z"),
-            false,
-        )
-        .unwrap();
-        assert_eq!(planned[0].at, utc("2026-10-03T15:40:00Z"), "02:40 LHDT");
+        );
+        assert_eq!(planned[0], utc("2026-10-03T15:40:00Z"), "02:40 LHDT");
     }
 
     #[test]
     fn with_a_delivery_zone_everyone_gets_the_same_instants() {
         let start = start("2026-06-01 09:00:00", Some(Europe::London));
-        let planned = plan(
-            &start,
-            &[recipient(America::New_York), recipient(Asia::Kolkata)],
-            &days(1, 0),
-            utc("2026-05-01T00:00:00Z"),
-            false,
-        )
-        .unwrap();
-        assert!(planned.iter().all(|p| p.at == utc("2026-06-01T08:00:00Z")));
+        let now = utc("2026-05-01T00:00:00Z");
+        for zone in [America::New_York, Asia::Kolkata] {
+            assert_eq!(
+                times(&start, zone, &days(1, 0), now),
+                [utc("2026-06-01T08:00:00Z")]
+            );
+        }
     }
 
     #[test]
     fn questions_follow_the_text_in_order() {
         let start = start("2026-06-01 09:00:00", Some(Asia::Kolkata));
-        let planned = plan(
+        let planned = plan_zone(
             &start,
-            &[recipient(Asia::Kolkata)],
+            Asia::Kolkata,
             &days(1, 2),
             utc("2026-05-01T00:00:00Z"),
             false,
@@ -357,20 +337,14 @@ mod tests {
     #[test]
     fn a_past_first_day_is_refused_unless_catching_up() {
         let start = start("2026-06-01 09:00:00", None);
-        let late = recipient(Asia::Kolkata); // 03:30Z, already past at 05:00Z
-        let fine = recipient(America::New_York); // 13:00Z, still ahead
         let now = utc("2026-06-01T05:00:00Z");
-        let refused = plan(&start, &[late, fine], &days(2, 1), now, false).unwrap_err();
-        assert_eq!(
-            refused,
-            PlanError::StartPassed {
-                students: vec![late.student_id]
-            }
-        );
-        let planned = plan(&start, &[late, fine], &days(2, 1), now, true).unwrap();
-        let late_times: Vec<_> = planned
+        // Kolkata's 09:00 is 03:30Z, already past at 05:00Z; New York's is 13:00Z, ahead
+        let refused = plan_zone(&start, Asia::Kolkata, &days(2, 1), now, false).unwrap_err();
+        assert_eq!(refused, PlanError::StartPassed);
+        assert!(plan_zone(&start, America::New_York, &days(2, 1), now, false).is_ok());
+        let late_times: Vec<_> = plan_zone(&start, Asia::Kolkata, &days(2, 1), now, true)
+            .unwrap()
             .iter()
-            .filter(|p| p.student_id == late.student_id)
             .map(|p| p.at)
             .collect();
         assert_eq!(
@@ -382,6 +356,19 @@ mod tests {
                 utc("2026-06-02T03:30:02Z")
             ],
             "day 1 is sent now, day 2 at its time"
+        );
+    }
+
+    #[test]
+    fn a_date_beyond_the_calendar_is_out_of_range() {
+        let start = Start {
+            local: NaiveDateTime::MAX,
+            zone: None,
+        };
+        let now = utc("2026-06-01T05:00:00Z");
+        assert_eq!(
+            plan_zone(&start, Asia::Kolkata, &days(2, 0), now, true),
+            Err(PlanError::OutOfRange)
         );
     }
 

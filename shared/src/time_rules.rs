@@ -54,10 +54,34 @@ pub fn parse_zone(name: &str) -> Result<Tz, String> {
     name.parse::<Tz>().map_err(|_| refused())
 }
 
-/// Parses `YYYY-MM-DD HH:MM:SS`, the wall-clock form the API takes.
+/// The earliest instant PostgreSQL's `timestamp` and `timestamptz` hold, in microseconds
+/// since the Unix epoch: 4714-11-24 00:00:00 BC (ISO year −4713). The latest they hold
+/// (294276 AD) is later than anything chrono represents, so only the lower end needs a check.
+pub const POSTGRES_MIN_MICROS: i64 = -210_866_803_200_000_000;
+
+/// Whether PostgreSQL can store the instant; one it cannot fails the whole statement
+/// ("timestamp out of range"), so input is checked with this before it reaches a query.
+pub fn fits_postgres(at: DateTime<Utc>) -> bool {
+    at.timestamp_micros() >= POSTGRES_MIN_MICROS
+}
+
+/// Whether PostgreSQL can store the wall-clock date-time in a `timestamp` column.
+pub fn fits_postgres_local(local: NaiveDateTime) -> bool {
+    fits_postgres(local.and_utc())
+}
+
+/// Parses `YYYY-MM-DD HH:MM:SS`, the wall-clock form the API takes. chrono also reads signed
+/// years (`-9999-01-01 09:00:00`); one PostgreSQL cannot store is refused here, as any caller
+/// may write what it parsed.
 pub fn parse_local(text: &str) -> Result<NaiveDateTime, String> {
-    NaiveDateTime::parse_from_str(text, "%Y-%m-%d %H:%M:%S")
-        .map_err(|_| format!("`{text}` is not a date-time like 2026-03-08 09:00:00"))
+    let local = NaiveDateTime::parse_from_str(text, "%Y-%m-%d %H:%M:%S")
+        .map_err(|_| format!("`{text}` is not a date-time like 2026-03-08 09:00:00"))?;
+    if !fits_postgres_local(local) {
+        return Err(format!(
+            "`{text}` is before 4714-11-24 BC, the earliest date-time that can be stored"
+        ));
+    }
+    Ok(local)
 }
 
 #[cfg(test)]
@@ -72,6 +96,19 @@ mod tests {
         DateTime::parse_from_rfc3339(text)
             .unwrap()
             .with_timezone(&Utc)
+    }
+
+    #[test]
+    fn postgres_range_starts_in_4714_bc() {
+        let first = DateTime::from_timestamp_micros(POSTGRES_MIN_MICROS).unwrap();
+        assert_eq!(first.to_rfc3339(), "-4713-11-24T00:00:00+00:00");
+        assert!(fits_postgres(first));
+        assert!(!fits_postgres(first - chrono::Duration::microseconds(1)));
+        assert!(fits_postgres(DateTime::<Utc>::MAX_UTC));
+        assert!(parse_local("-9999-01-01 09:00:00").is_err());
+        let raw = |text| NaiveDateTime::parse_from_str(text, "%Y-%m-%d %H:%M:%S").unwrap();
+        assert!(fits_postgres_local(raw("-4713-11-24 00:00:00")));
+        assert!(!fits_postgres_local(raw("-4713-11-23 23:59:59")));
     }
 
     #[test]

@@ -609,3 +609,251 @@ async fn student_changes_apply_to_unsent_messages() {
         "{progress}"
     );
 }
+
+#[tokio::test]
+async fn a_start_before_postgresql_s_range_is_a_422_on_start_at_even_with_catch_up() {
+    let app = TestApp::spawn().await;
+    let ada = app.signup("ada@example.com").await;
+    let (group_id, _) = group(&app, ada.account_id, &[("a", "Asia/Kolkata", "sms")]).await;
+    let course_id = course(&app, &ada.access_token, two_days()).await;
+    for start_at in ["-9999-01-01 09:00:00", "-4713-11-23 23:59:59"] {
+        let body = json!({"group_id": group_id, "course_id": course_id, "start_at": start_at, "catch_up": true});
+        for path in ["/api/v1/deliveries", "/api/v1/deliveries/preview"] {
+            let response = app.post(path, &body, Some(&ada.access_token)).await;
+            assert_field_error(response, "start_at").await;
+        }
+    }
+    assert_eq!(app.count("deliveries").await, 0);
+    assert_eq!(app.count("effects where kind = 'message'").await, 0);
+}
+
+/// Waits until some connection to the test's database waits for a row lock.
+async fn until_a_query_waits_for_a_lock(app: &TestApp) {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let waiting: i64 = sqlx::query_scalar(
+            "select count(*) from pg_stat_activity
+             where datname = current_database() and wait_event_type = 'Lock'",
+        )
+        .fetch_one(&app.db)
+        .await
+        .unwrap();
+        if waiting > 0 {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "nothing waited for a lock"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+}
+
+/// A student deleted (by whatever deletes it) while a delivery to the group is being planned:
+/// the plan waits for the delete and leaves the student out, instead of planning messages for
+/// a student who is gone and failing on the foreign key.
+#[tokio::test]
+async fn a_student_deleted_while_a_delivery_is_planned_is_left_out_not_a_500() {
+    let app = TestApp::spawn().await;
+    let ada = app.signup("ada@example.com").await;
+    let (group_id, students) = group(
+        &app,
+        ada.account_id,
+        &[("a", "Asia/Kolkata", "sms"), ("b", "Europe/London", "sms")],
+    )
+    .await;
+    let course_id = course(&app, &ada.access_token, two_days()).await;
+    let (start_at, _) = start_in_a_week();
+
+    let mut deleting = app.db.begin().await.unwrap();
+    sqlx::query("delete from students where id = $1")
+        .bind(students[0])
+        .execute(&mut *deleting)
+        .await
+        .unwrap();
+    let create = {
+        let (address, token) = (app.address.clone(), ada.access_token.clone());
+        let body = json!({"group_id": group_id, "course_id": course_id, "start_at": start_at});
+        tokio::spawn(async move {
+            reqwest::Client::new()
+                .post(format!("{address}/api/v1/deliveries"))
+                .bearer_auth(token)
+                .json(&body)
+                .send()
+                .await
+                .unwrap()
+        })
+    };
+    until_a_query_waits_for_a_lock(&app).await;
+    deleting.commit().await.unwrap();
+
+    let created = create.await.unwrap();
+    assert_eq!(created.status(), StatusCode::CREATED);
+    let delivery: Value = created.json().await.unwrap();
+    assert_eq!(delivery["message_count"], 3, "only b's 2 days + 1 question");
+    let planned: Vec<Uuid> = sqlx::query_scalar("select student_id from delivery_messages")
+        .fetch_all(&app.db)
+        .await
+        .unwrap();
+    assert!(planned.iter().all(|id| *id == students[1]), "{planned:?}");
+}
+
+/// The instant of `local` (+ `days`) on `zone`'s clock.
+fn instant(zone: &str, local: NaiveDateTime, days: i64) -> DateTime<Utc> {
+    let tz: chrono_tz::Tz = zone.parse().unwrap();
+    tz.from_local_datetime(&(local + Duration::days(days)))
+        .earliest()
+        .unwrap()
+        .with_timezone(&Utc)
+}
+
+#[tokio::test]
+async fn a_preview_shows_at_most_limit_students_and_totals_over_everyone() {
+    let app = TestApp::spawn().await;
+    let ada = app.signup("ada@example.com").await;
+    let zones = [
+        ("Ko", "Asia/Kolkata", "sms"),
+        ("Ny", "America/New_York", "sms"),
+        ("Lo", "Europe/London", "whatsapp"),
+        ("Ko2", "Asia/Kolkata", "whatsapp"),
+        ("La", "America/Los_Angeles", "sms"),
+    ];
+    let (group_id, students) = group(&app, ada.account_id, &zones).await;
+    let course_id = course(&app, &ada.access_token, two_days()).await;
+    let (start_at, local) = start_in_a_week();
+    let body = json!({"group_id": group_id, "course_id": course_id, "start_at": start_at});
+
+    let response = app
+        .post(
+            "/api/v1/deliveries/preview?limit=2",
+            &body,
+            Some(&ada.access_token),
+        )
+        .await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let preview: Value = response.json().await.unwrap();
+    let shown: Vec<&str> = preview["students"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["student_id"].as_str().unwrap())
+        .collect();
+    let oldest: Vec<String> = students[..2].iter().map(Uuid::to_string).collect();
+    assert_eq!(shown, oldest, "the first two students, oldest first");
+    assert_eq!(preview["student_count"], 5);
+    assert_eq!(preview["message_count"], 15);
+    // day 1 at 09:00 in Kolkata comes first; day 2 at 09:00 in Los Angeles last
+    let at = |field: &str| {
+        preview[field]
+            .as_str()
+            .unwrap()
+            .parse::<DateTime<Utc>>()
+            .unwrap()
+    };
+    assert_eq!(at("first_send_at"), instant("Asia/Kolkata", local, 0));
+    assert_eq!(at("last_send_at"), instant("America/Los_Angeles", local, 1));
+
+    let all: Value = app
+        .post("/api/v1/deliveries/preview", &body, Some(&ada.access_token))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(all["students"].as_array().unwrap().len(), 5, "default 100");
+    for bad in ["0", "1001", "ten"] {
+        let response = app
+            .post(
+                &format!("/api/v1/deliveries/preview?limit={bad}"),
+                &body,
+                Some(&ada.access_token),
+            )
+            .await;
+        assert_field_error(response, "limit").await;
+    }
+    assert_eq!(app.count("deliveries").await, 0);
+}
+
+#[tokio::test]
+async fn a_delivery_over_max_messages_per_delivery_is_a_422_on_group_id_with_the_count() {
+    let app = TestApp::spawn_with(&[("limits.max_messages_per_delivery", json!(9))]).await;
+    let ada = app.signup("ada@example.com").await;
+    let zones = [
+        ("a", "Asia/Kolkata", "sms"),
+        ("b", "Europe/London", "sms"),
+        ("c", "America/New_York", "sms"),
+    ];
+    let (group_id, _) = group(&app, ada.account_id, &zones).await;
+    let course_id = course(&app, &ada.access_token, two_days()).await;
+    let (start_at, _) = start_in_a_week();
+    let body = json!({"group_id": group_id, "course_id": course_id, "start_at": start_at});
+
+    // 3 students × 3 messages: exactly at the limit
+    let preview = app
+        .post("/api/v1/deliveries/preview", &body, Some(&ada.access_token))
+        .await;
+    assert_eq!(preview.status(), StatusCode::OK);
+
+    sqlx::query(
+        "insert into students (group_id, name, phone, channel, timezone)
+         values ($1, 'd', '+14155559999', 'sms', 'UTC')",
+    )
+    .bind(group_id)
+    .execute(&app.db)
+    .await
+    .unwrap();
+    for path in ["/api/v1/deliveries/preview", "/api/v1/deliveries"] {
+        let response = app.post(path, &body, Some(&ada.access_token)).await;
+        let problem = assert_field_error(response, "group_id").await;
+        let message = problem["errors"][0]["message"].as_str().unwrap();
+        assert!(
+            message.contains("12 messages") && message.contains("at most 9"),
+            "{message}"
+        );
+    }
+    assert_eq!(app.count("deliveries").await, 0);
+    assert_eq!(app.count("effects where kind = 'message'").await, 0);
+}
+
+#[tokio::test]
+async fn a_plan_is_written_a_page_of_students_at_a_time_and_nothing_is_lost_between_pages() {
+    let app = TestApp::spawn().await;
+    let ada = app.signup("ada@example.com").await;
+    let zones = [
+        ("a", "Asia/Kolkata", "sms"),
+        ("b", "Europe/London", "whatsapp"),
+        ("c", "America/New_York", "sms"),
+        ("d", "Asia/Kolkata", "sms"),
+        ("e", "UTC", "sms"),
+    ];
+    let (group_id, students) = group(&app, ada.account_id, &zones).await;
+    // 250 days of a text and 9 questions: 2,500 messages a student, so the 5,000-message
+    // pages hold two students and the group takes three
+    let days: Vec<Value> = (1..=250)
+        .map(|day| {
+            let questions: Vec<Value> = (1..=9)
+                .map(|q| json!({"question": format!("d{day}q{q}?"), "type": "open"}))
+                .collect();
+            json!({"text": format!("day {day}"), "questions": questions})
+        })
+        .collect();
+    let course_id = course(&app, &ada.access_token, json!(days)).await;
+    let (start_at, _) = start_in_a_week();
+    let body = json!({"group_id": group_id, "course_id": course_id, "start_at": start_at});
+    let created = app
+        .post("/api/v1/deliveries", &body, Some(&ada.access_token))
+        .await;
+    assert_eq!(created.status(), StatusCode::CREATED);
+    let delivery: Value = created.json().await.unwrap();
+    assert_eq!(delivery["message_count"], 12_500);
+    let per_student: Vec<(Uuid, i64, i64)> = sqlx::query_as(
+        "select student_id, count(*), count(distinct (day, seq)) from delivery_messages
+         group by student_id order by student_id",
+    )
+    .fetch_all(&app.db)
+    .await
+    .unwrap();
+    let mut expected: Vec<(Uuid, i64, i64)> =
+        students.iter().map(|id| (*id, 2_500, 2_500)).collect();
+    expected.sort();
+    assert_eq!(per_student, expected);
+}

@@ -1,4 +1,5 @@
-//! Groups: create, list, get, rename, delete; account scoping. Students and CSV import have
+//! Groups: create (with a description and students), list, get, rename, delete; account
+//! scoping. Students and CSV import have
 //! their own files.
 
 mod import;
@@ -107,6 +108,125 @@ async fn groups_are_created_listed_in_pages_renamed_and_fetched_with_their_stude
 }
 
 #[tokio::test]
+async fn a_group_is_created_with_its_description_and_students_in_one_request() {
+    let app = TestApp::spawn().await;
+    let ada = app.signup("ada@example.com").await;
+    let token = &ada.access_token;
+    let body = json!({
+        "name": "Batch A",
+        "description": " Morning cohort ",
+        "students": [
+            student("Ravi", "+919876543210"),
+            {"name": "Ann", "phone": "07400 123456", "country": "GB", "channel": "WhatsApp",
+             "timezone": "Europe/London", "subscribed": false},
+        ],
+    });
+    let response = app.post("/api/v1/groups", &body, Some(token)).await;
+    assert_eq!(response.status(), StatusCode::CREATED);
+    let created: Value = response.json().await.unwrap();
+    assert_eq!(created["description"], "Morning cohort");
+    assert_eq!(created["student_count"], 2);
+    let id = created["id"].as_str().unwrap();
+    let fetched = get_json(&app, &format!("/api/v1/groups/{id}"), token).await;
+    assert_eq!(fetched, created);
+    let listed = get_json(&app, "/api/v1/groups", token).await;
+    assert_eq!(listed["items"][0]["description"], "Morning cohort");
+    let roster = get_json(&app, &format!("/api/v1/groups/{id}/students"), token).await;
+    let roster: Vec<(&str, &str, &str, bool)> = roster["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            (
+                s["name"].as_str().unwrap(),
+                s["phone"].as_str().unwrap(),
+                s["channel"].as_str().unwrap(),
+                s["subscribed"].as_bool().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        roster,
+        [
+            ("Ravi", "+919876543210", "sms", true),
+            ("Ann", "+447400123456", "whatsapp", false)
+        ],
+        "in the order given, with the same rules as adding students"
+    );
+
+    // PUT sets the description when given and keeps it when not
+    let path = format!("/api/v1/groups/{id}");
+    let body = json!({"name": "Batch A", "description": "Evenings"});
+    let described: Value = send(&app, Method::PUT, &path, Some(body), token)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(described["description"], "Evenings");
+    let body = json!({"name": "Batch A2"});
+    let renamed: Value = send(&app, Method::PUT, &path, Some(body), token)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        (&renamed["name"], &renamed["description"]),
+        (&json!("Batch A2"), &json!("Evenings"))
+    );
+
+    // without a description or students: an empty group, as before
+    let plain: Value = app
+        .post("/api/v1/groups", &json!({"name": "B"}), Some(token))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        (&plain["description"], &plain["student_count"]),
+        (&json!(""), &json!(0))
+    );
+}
+
+#[tokio::test]
+async fn a_bad_student_in_a_new_group_is_named_and_nothing_is_written() {
+    let app = TestApp::spawn().await;
+    let ada = app.signup("ada@example.com").await;
+    let token = &ada.access_token;
+    let many: Vec<Value> = (0..1_001)
+        .map(|n| student(&format!("S{n}"), &format!("+1201555{n:04}")))
+        .collect();
+    let cases = [
+        (
+            json!([student("Ravi", "+919876543210"), student("Ann", "12")]),
+            "students[1].phone",
+        ),
+        (
+            json!([student("Ravi", "+919876543210"), {"name": "Ann", "phone": "+14155550100", "channel": "pigeon", "timezone": "UTC"}]),
+            "students[1].channel",
+        ),
+        (
+            json!([
+                student("Ravi", "+919876543210"),
+                student("Ravi again", "+91 98765 43210")
+            ]),
+            "students[1].phone",
+        ),
+        (
+            json!([student("Ravi", "+919876543210"), {"name": "Ann", "phone": "+14155550100", "channel": "sms", "timezone": "UTC", "age": 3}]),
+            "students[1].age",
+        ),
+        (json!(many), "students"),
+    ];
+    for (students, field) in cases {
+        let body = json!({"name": "Batch A", "description": "d", "students": students});
+        let response = app.post("/api/v1/groups", &body, Some(token)).await;
+        assert_field_error(response, field).await;
+    }
+    assert_eq!(app.count("groups").await, 0);
+    assert_eq!(app.count("students").await, 0);
+}
+
+#[tokio::test]
 async fn bad_group_input_names_the_field_and_changes_nothing() {
     let app = TestApp::spawn().await;
     let ada = app.signup("ada@example.com").await;
@@ -114,7 +234,11 @@ async fn bad_group_input_names_the_field_and_changes_nothing() {
     for (body, field) in [
         (json!({"name": "   "}), "name"),
         (json!({"name": "x".repeat(201)}), "name"),
-        (json!({"name": "A", "description": "d"}), "description"),
+        (
+            json!({"name": "A", "description": "d".repeat(5_001)}),
+            "description",
+        ),
+        (json!({"name": "A", "nickname": "d"}), "nickname"),
         (json!({}), "name"),
     ] {
         assert_field_error(app.post("/api/v1/groups", &body, Some(token)).await, field).await;

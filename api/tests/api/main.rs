@@ -8,6 +8,7 @@
 )]
 
 mod auth;
+mod bodies;
 mod courses;
 mod cron;
 mod deliveries;
@@ -16,6 +17,7 @@ mod health;
 mod helpers;
 mod jobs;
 mod openapi;
+mod pagination;
 mod replies;
 mod schedules;
 mod webhooks;

@@ -25,37 +25,104 @@ pub struct DeliveryRow {
 const DELIVERY_COLUMNS: &str =
     "id, group_id, course_id, start_local, timezone, catch_up, status, created_at, updated_at";
 
+/// How many subscribed students of a group keep their clock in one zone.
+#[derive(Debug, Clone, FromRow)]
+pub struct ZoneCount {
+    /// The students' zone as stored (IANA name).
+    pub timezone: String,
+    pub students: i64,
+    /// Of them, those on SMS.
+    pub sms: i64,
+}
+
+/// Whether planning keeps the students it counts until the transaction ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Keep {
+    /// `for share`: a student deleted or changed meanwhile is either waited for (and then
+    /// left out, or counted as changed) or waits for the plan to commit (and then has its
+    /// new messages skipped or moved like any others) — never planned for and gone, which
+    /// would fail on the foreign key. Creating a delivery keeps them.
+    Shared,
+    /// Nothing is locked: a preview writes nothing.
+    Unlocked,
+}
+
+/// The group's subscribed students counted per zone (the group must be the caller's; see
+/// `group_exists`).
+pub async fn subscribed_zones(
+    conn: &mut PgConnection,
+    group_id: Uuid,
+    keep: Keep,
+) -> Result<Vec<ZoneCount>, sqlx::Error> {
+    let lock = match keep {
+        Keep::Shared => "for share",
+        Keep::Unlocked => "",
+    };
+    sqlx::query_as(&format!(
+        "with s as (select timezone, channel from students
+                    where group_id = $1 and subscribed {lock})
+         select timezone, count(*) as students, count(*) filter (where channel = 'sms') as sms
+         from s group by timezone order by timezone"
+    ))
+    .bind(group_id)
+    .fetch_all(conn)
+    .await
+}
+
 /// A subscribed student to plan for.
 #[derive(Debug, Clone, FromRow)]
 pub struct PlanStudent {
     pub id: Uuid,
     pub name: String,
-    pub channel: String,
     pub timezone: String,
+    pub created_at: DateTime<Utc>,
 }
 
-/// The group's subscribed students, if the group is the account's.
+/// A page of the group's subscribed students, oldest first, after `(created_at, id)`.
 pub async fn subscribed_students(
     executor: impl PgExecutor<'_>,
-    account_id: Uuid,
     group_id: Uuid,
+    after: Option<(DateTime<Utc>, Uuid)>,
+    limit: i64,
 ) -> Result<Vec<PlanStudent>, sqlx::Error> {
+    let (after_at, after_id) = after.unzip();
     sqlx::query_as(
-        "select s.id, s.name, s.channel, s.timezone from students s
-         join groups g on g.id = s.group_id
-         where g.account_id = $1 and g.id = $2 and s.subscribed
-         order by s.created_at, s.id",
+        "select id, name, timezone, created_at from students
+         where group_id = $1 and subscribed
+           and ($2::timestamptz is null or (created_at, id) > ($2, $3))
+         order by created_at, id
+         limit $4",
     )
-    .bind(account_id)
     .bind(group_id)
+    .bind(after_at)
+    .bind(after_id)
+    .bind(limit)
     .fetch_all(executor)
     .await
 }
 
-/// Whether the account has this group (it may have no students yet).
-/// Whether the account has the group, keeping it (`for key share`) until the caller's
-/// transaction ends: a group delete racing with a new delivery or schedule waits, then sees
-/// it and answers 409, instead of one of them failing on the foreign key.
+/// The first (oldest) subscribed student of the group in any of `zones`.
+pub async fn first_student_in(
+    executor: impl PgExecutor<'_>,
+    group_id: Uuid,
+    zones: &[&str],
+) -> Result<Option<PlanStudent>, sqlx::Error> {
+    sqlx::query_as(
+        "select id, name, timezone, created_at from students
+         where group_id = $1 and subscribed and timezone = any($2)
+         order by created_at, id
+         limit 1",
+    )
+    .bind(group_id)
+    .bind(zones)
+    .fetch_optional(executor)
+    .await
+}
+
+/// Whether the account has the group (it may have no students yet), keeping it
+/// (`for key share`) until the caller's transaction ends: a group delete racing with a new
+/// delivery or schedule waits, then sees it and answers 409, instead of one of them failing
+/// on the foreign key.
 pub async fn group_exists(
     executor: impl PgExecutor<'_>,
     account_id: Uuid,

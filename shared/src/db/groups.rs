@@ -10,6 +10,7 @@ use uuid::Uuid;
 pub struct GroupRow {
     pub id: Uuid,
     pub name: String,
+    pub description: String,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -18,6 +19,7 @@ pub struct GroupRow {
 pub struct GroupSummary {
     pub id: Uuid,
     pub name: String,
+    pub description: String,
     pub student_count: i64,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
@@ -58,8 +60,8 @@ pub struct Upserted {
     pub updated: u64,
 }
 
-const GROUP_COLUMNS: &str = "id, name, created_at, updated_at";
-const GROUP_SUMMARY_COLUMNS: &str = "g.id, g.name, g.created_at, g.updated_at,
+const GROUP_COLUMNS: &str = "id, name, description, created_at, updated_at";
+const GROUP_SUMMARY_COLUMNS: &str = "g.id, g.name, g.description, g.created_at, g.updated_at,
     (select count(*) from students s where s.group_id = g.id) as student_count";
 const STUDENT_COLUMNS: &str =
     "id, group_id, name, phone, channel, timezone, subscribed, created_at, updated_at";
@@ -76,12 +78,15 @@ pub async fn insert_group(
     executor: impl PgExecutor<'_>,
     account_id: Uuid,
     name: &str,
+    description: &str,
 ) -> Result<GroupRow, sqlx::Error> {
     sqlx::query_as(&format!(
-        "insert into groups (account_id, name) values ($1, $2) returning {GROUP_COLUMNS}"
+        "insert into groups (account_id, name, description) values ($1, $2, $3)
+         returning {GROUP_COLUMNS}"
     ))
     .bind(account_id)
     .bind(name)
+    .bind(description)
     .fetch_one(executor)
     .await
 }
@@ -138,16 +143,21 @@ pub async fn list_groups(
     .await
 }
 
+/// Renames a group and, when `description` is given, replaces its description.
 pub async fn update_group(
     executor: impl PgExecutor<'_>,
     id: Uuid,
     name: &str,
+    description: Option<&str>,
 ) -> Result<(), sqlx::Error> {
-    sqlx::query("update groups set name = $2 where id = $1")
-        .bind(id)
-        .bind(name)
-        .execute(executor)
-        .await?;
+    sqlx::query(
+        "update groups set name = $2, description = coalesce($3, description) where id = $1",
+    )
+    .bind(id)
+    .bind(name)
+    .bind(description)
+    .execute(executor)
+    .await?;
     Ok(())
 }
 

@@ -14,11 +14,11 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
-use herald_shared::db::deliveries::{self as db, DeliveryRow};
+use herald_shared::db::deliveries::{self as db, DeliveryRow, Keep};
 use herald_shared::effects::EffectKind;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use sqlx::PgConnection;
-use utoipa::ToSchema;
+use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
@@ -119,7 +119,16 @@ async fn create_delivery(
     {
         return Ok((status, Json(saved)).into_response());
     }
-    let plan = plan::build(&mut tx, auth.account_id, &body, Utc::now()).await?;
+    let max_messages = state.config.limits.max_messages_per_delivery;
+    let plan = plan::build(
+        &mut tx,
+        auth.account_id,
+        &body,
+        Utc::now(),
+        max_messages,
+        Keep::Shared,
+    )
+    .await?;
     let row = db::insert(
         &mut tx,
         auth.account_id,
@@ -131,7 +140,7 @@ async fn create_delivery(
     )
     .await?;
     let queue = &state.jobs.get(EffectKind::Message).queue;
-    db::insert_messages(&mut tx, auth.account_id, row.id, queue, &plan.messages).await?;
+    plan.write(&mut tx, auth.account_id, row.id, queue).await?;
     let out =
         serde_json::to_value(delivery_out(&mut tx, row).await?).map_err(anyhow::Error::from)?;
     idempotency::save(
@@ -165,60 +174,103 @@ pub struct PreviewDay {
     pub local: String,
 }
 
-/// The plan a delivery request would create, without creating anything.
+/// The plan a delivery request would create, without creating anything: totals over every
+/// student, and the first `limit` students' days.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct PreviewOut {
-    pub student_count: usize,
-    pub message_count: usize,
-    /// The first 100 students' day-by-day instants.
+    /// Subscribed students the delivery would send to.
+    pub student_count: u64,
+    /// Messages it would plan (days' texts and questions, for every student).
+    pub message_count: u64,
+    /// When its first message would go out.
+    pub first_send_at: DateTime<Utc>,
+    /// When its last message would go out.
+    pub last_send_at: DateTime<Utc>,
+    /// The first `limit` students (oldest first) with their day-by-day instants.
     pub students: Vec<PreviewStudent>,
 }
 
-/// Shows when each student would get each day, without creating anything.
+const PREVIEW_DEFAULT_STUDENTS: i64 = 100;
+const PREVIEW_MAX_STUDENTS: i64 = 1_000;
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct PreviewQuery {
+    /// Students whose days are shown, 1–1,000 (default 100); the totals cover everyone.
+    pub limit: Option<String>,
+}
+
+/// Shows when each student would get each day, without creating anything. The totals
+/// (students, messages, first and last send) cover the whole group; the day-by-day plans only
+/// the first `limit` students.
 #[utoipa::path(post, path = "/api/v1/deliveries/preview", tag = "deliveries", operation_id = "v1.deliveries.preview",
-    security(("bearer" = [])), request_body = DeliveryIn,
+    security(("bearer" = [])), params(PreviewQuery), request_body = DeliveryIn,
     responses((status = 200, body = PreviewOut), (status = 422, body = Problem, content_type = "application/problem+json")))]
 async fn preview_delivery(
     State(state): State<AppState>,
     auth: AuthUser,
+    ApiQuery(query): ApiQuery<PreviewQuery>,
     ApiJson(body): ApiJson<DeliveryIn>,
 ) -> Result<Json<PreviewOut>, ApiError> {
+    let mut errors = FieldErrors::default();
+    let limit = match query.limit.as_deref() {
+        None => PREVIEW_DEFAULT_STUDENTS,
+        Some(raw) => errors
+            .check(
+                "limit",
+                raw.parse::<i64>()
+                    .ok()
+                    .filter(|n| (1..=PREVIEW_MAX_STUDENTS).contains(n))
+                    .ok_or_else(|| format!("must be a number from 1 to {PREVIEW_MAX_STUDENTS}")),
+            )
+            .unwrap_or(PREVIEW_DEFAULT_STUDENTS),
+    };
+    errors.finish()?;
     let mut conn = state.db.acquire().await?;
-    let plan = plan::build(&mut conn, auth.account_id, &body, Utc::now()).await?;
-    let students = plan
-        .students
-        .iter()
-        .take(100)
-        .map(|student| {
-            let zone = plan
-                .timezone
-                .or_else(|| plan.zones.get(&student.id).copied())
-                .unwrap_or(chrono_tz::Tz::UTC);
-            let days = plan
-                .messages
+    let max_messages = state.config.limits.max_messages_per_delivery;
+    let plan = plan::build(
+        &mut conn,
+        auth.account_id,
+        &body,
+        Utc::now(),
+        max_messages,
+        Keep::Unlocked,
+    )
+    .await?;
+    let shown = db::subscribed_students(&mut *conn, plan.group_id, None, limit).await?;
+    let students = shown
+        .into_iter()
+        .filter_map(|student| {
+            let zone_plan = plan.for_zone(&student.timezone)?;
+            let zone = zone_plan.zone;
+            let days = zone_plan
+                .slots
                 .iter()
-                .filter(|m| m.student_id == student.id && m.seq == 0)
-                .map(|m| PreviewDay {
-                    day: u32::try_from(m.day).unwrap_or(0),
-                    at: m.at,
-                    local: m
+                .filter(|slot| slot.seq == 0)
+                .map(|slot| PreviewDay {
+                    day: slot.day,
+                    at: slot.at,
+                    local: slot
                         .at
                         .with_timezone(&zone)
                         .format("%Y-%m-%d %H:%M:%S %Z")
                         .to_string(),
                 })
                 .collect();
-            PreviewStudent {
+            Some(PreviewStudent {
                 student_id: student.id,
-                name: student.name.clone(),
+                name: student.name,
                 timezone: zone.name().to_owned(),
                 days,
-            }
+            })
         })
         .collect();
     Ok(Json(PreviewOut {
-        student_count: plan.students.len(),
-        message_count: plan.messages.len(),
+        student_count: plan.student_count,
+        message_count: plan.message_count,
+        first_send_at: plan.first_send_at,
+        last_send_at: plan.last_send_at,
         students,
     }))
 }

@@ -1,6 +1,9 @@
-//! Turning a delivery request into a plan: checks the body, loads the course and the group's
-//! subscribed students, checks channel limits, and computes every message's instant with
-//! `herald_shared::deliveries::plan`. Shared by create and preview.
+//! Turning a delivery request into a plan: checks the body, loads the course, counts the
+//! group's subscribed students per zone, checks the channel limits and the size limit
+//! (`limits.max_messages_per_delivery`), and computes each zone's instants with
+//! `herald_shared::deliveries::plan_zone` — everyone on the same clock gets the same plan, so
+//! nothing here grows with the group. The messages are written a page of students at a time
+//! (`Plan::write`). Shared by create and preview.
 
 use std::collections::HashMap;
 
@@ -8,8 +11,8 @@ use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 use herald_shared::courses::{self, SMS_MAX_CHARS};
 use herald_shared::db::courses as course_db;
-use herald_shared::db::deliveries::{self as db, NewMessage, PlanStudent};
-use herald_shared::deliveries::{self, DayMessages, PlanError, Recipient, Start};
+use herald_shared::db::deliveries::{self as db, Keep, NewMessage, ZoneCount};
+use herald_shared::deliveries::{self, DayMessages, PlanError, Slot, Start};
 use herald_shared::time_rules;
 use serde::{Deserialize, Serialize};
 use sqlx::PgConnection;
@@ -36,24 +39,48 @@ pub struct DeliveryIn {
     pub catch_up: bool,
 }
 
-/// A checked request with everything needed to write or show it.
+/// Most messages written per statement pair, and most bytes of message text held for one
+/// page: planning memory depends on these, not on the size of the delivery.
+const WRITE_CHUNK_MESSAGES: usize = 5_000;
+const WRITE_CHUNK_BYTES: usize = 4 * 1024 * 1024;
+
+/// The plan of everyone on one clock.
+pub struct ZonePlan {
+    /// The clock the instants are on: the delivery's zone, or the students' own.
+    pub zone: Tz,
+    /// Every message of one student, in order.
+    pub slots: Vec<Slot>,
+}
+
+/// A checked request with everything needed to write or show it. Nothing in it grows with
+/// the group: students are read a page at a time when the messages are written.
 pub struct Plan {
     pub group_id: Uuid,
     pub course_id: Uuid,
     pub start: Start,
     pub timezone: Option<Tz>,
     pub catch_up: bool,
-    pub students: Vec<PlanStudent>,
-    pub zones: HashMap<Uuid, Tz>,
-    pub messages: Vec<NewMessage>,
+    /// By the students' zone as stored.
+    pub zones: HashMap<String, ZonePlan>,
+    /// The text and question of each (day, seq).
+    bodies: HashMap<(u32, u32), (String, Option<Uuid>)>,
+    pub student_count: u64,
+    pub message_count: u64,
+    /// When the first and the last message go out.
+    pub first_send_at: DateTime<Utc>,
+    pub last_send_at: DateTime<Utc>,
 }
 
-/// Checks `body` and plans every message for the account, as of `now`.
+/// Checks `body` and plans every message for the account, as of `now`: at most
+/// `max_messages` (`limits.max_messages_per_delivery`). `keep` says whether the counted
+/// students stay locked until the caller's transaction ends (creating) or not (previewing).
 pub async fn build(
     conn: &mut PgConnection,
     account_id: Uuid,
     body: &DeliveryIn,
     now: DateTime<Utc>,
+    max_messages: u64,
+    keep: Keep,
 ) -> Result<Plan, ApiError> {
     let mut errors = FieldErrors::default();
     let group_id = errors.check(
@@ -95,67 +122,77 @@ pub async fn build(
     if days.is_empty() {
         return Err(ApiError::field("course_id", "the course has no days"));
     }
-    let students = db::subscribed_students(&mut *conn, account_id, group_id).await?;
-    if students.is_empty() {
+    let counts = db::subscribed_zones(&mut *conn, group_id, keep).await?;
+    let student_count: u64 = counts.iter().map(|c| count(c.students)).sum();
+    if student_count == 0 {
         return Err(ApiError::field(
             "group_id",
             "the group has no subscribed students",
         ));
     }
-    check_sms_limit(&students, &days)?;
-
-    let mut zones = HashMap::new();
-    let recipients: Vec<Recipient> = students
+    check_sms_limit(counts.iter().map(|c| count(c.sms)).sum(), &days)?;
+    let per_student = days
         .iter()
-        .map(|student| {
-            // stored zones were validated on write; an unknown one (a zone database change)
-            // falls back to UTC rather than failing the whole delivery
-            let zone = student.timezone.parse::<Tz>().unwrap_or(Tz::UTC);
-            zones.insert(student.id, zone);
-            Recipient {
-                student_id: student.id,
-                zone,
-            }
-        })
-        .collect();
+        .map(|day| day.messages.len() as u64)
+        .sum::<u64>();
+    let message_count = student_count.saturating_mul(per_student);
+    if message_count > max_messages {
+        return Err(ApiError::field(
+            "group_id",
+            format!(
+                "the delivery would plan {message_count} messages ({student_count} subscribed \
+                 students × {per_student} messages of the course); at most {max_messages} \
+                 are allowed per delivery (limits.max_messages_per_delivery): split the group"
+            ),
+        ));
+    }
+
     let start = Start {
         local,
         zone: timezone,
     };
-    let planned = deliveries::plan(&start, &recipients, &days, now, body.catch_up).map_err(|err| match err {
-        PlanError::StartPassed { students: late } => {
-            let first = students.iter().find(|s| late.first() == Some(&s.id));
-            let example = first.map(|s| format!(" (e.g. {} in {})", s.name, s.timezone)).unwrap_or_default();
-            ApiError::field(
-                "start_at",
-                format!(
-                    "day 1 is already past for {} student(s){example}; choose a later start or set catch_up",
-                    late.len()
-                ),
-            )
-        }
-        PlanError::OutOfRange => ApiError::field("start_at", "is out of the supported date range"),
-    })?;
-    let bodies: HashMap<(u32, u32), (&str, Option<Uuid>)> = days
-        .iter()
+    let mut zones = HashMap::new();
+    let mut late = Vec::new();
+    for zone_count in &counts {
+        // stored zones were validated on write; an unknown one (a zone database change)
+        // falls back to UTC rather than failing the whole delivery
+        let own = zone_count.timezone.parse::<Tz>().unwrap_or(Tz::UTC);
+        let slots = match deliveries::plan_zone(&start, own, &days, now, body.catch_up) {
+            Ok(slots) => slots,
+            Err(PlanError::StartPassed) => {
+                late.push(zone_count);
+                continue;
+            }
+            Err(PlanError::OutOfRange) => {
+                return Err(ApiError::field(
+                    "start_at",
+                    "is out of the supported date range",
+                ));
+            }
+        };
+        let plan = ZonePlan {
+            zone: timezone.unwrap_or(own),
+            slots,
+        };
+        zones.insert(zone_count.timezone.clone(), plan);
+    }
+    if !late.is_empty() {
+        return Err(start_passed(conn, group_id, &late).await?);
+    }
+    let ats = || {
+        zones
+            .values()
+            .flat_map(|plan| plan.slots.iter().map(|slot| slot.at))
+    };
+    let (Some(first_send_at), Some(last_send_at)) = (ats().min(), ats().max()) else {
+        return Err(ApiError::field("course_id", "the course has no days"));
+    };
+    let bodies = days
+        .into_iter()
         .flat_map(|day| {
             day.messages
-                .iter()
-                .map(move |(seq, body, question)| ((day.day, *seq), (body.as_str(), *question)))
-        })
-        .collect();
-    let messages = planned
-        .into_iter()
-        .map(|p| {
-            let (body, question_id) = bodies.get(&(p.day, p.seq)).copied().unwrap_or(("", None));
-            NewMessage {
-                student_id: p.student_id,
-                day: i32::try_from(p.day).unwrap_or(i32::MAX),
-                seq: i32::try_from(p.seq).unwrap_or(i32::MAX),
-                question_id,
-                body: body.to_owned(),
-                at: p.at,
-            }
+                .into_iter()
+                .map(move |(seq, body, question)| ((day.day, seq), (body, question)))
         })
         .collect();
     Ok(Plan {
@@ -164,10 +201,103 @@ pub async fn build(
         start,
         timezone,
         catch_up: body.catch_up,
-        students,
         zones,
-        messages,
+        bodies,
+        student_count,
+        message_count,
+        first_send_at,
+        last_send_at,
     })
+}
+
+/// A database count as the unsigned number it is.
+fn count(value: i64) -> u64 {
+    u64::try_from(value).unwrap_or(0)
+}
+
+/// The 422 for a day 1 already past on some students' clocks, with one of them as example.
+async fn start_passed(
+    conn: &mut PgConnection,
+    group_id: Uuid,
+    late: &[&ZoneCount],
+) -> Result<ApiError, ApiError> {
+    let students: u64 = late.iter().map(|zone| count(zone.students)).sum();
+    let zones: Vec<&str> = late.iter().map(|zone| zone.timezone.as_str()).collect();
+    let example = db::first_student_in(&mut *conn, group_id, &zones)
+        .await?
+        .map(|s| format!(" (e.g. {} in {})", s.name, s.timezone))
+        .unwrap_or_default();
+    Ok(ApiError::field(
+        "start_at",
+        format!(
+            "day 1 is already past for {students} student(s){example}; choose a later start or set catch_up"
+        ),
+    ))
+}
+
+impl Plan {
+    /// The plan of a student whose zone is stored as `timezone`.
+    pub fn for_zone(&self, timezone: &str) -> Option<&ZonePlan> {
+        self.zones.get(timezone)
+    }
+
+    /// Writes every message of the delivery — one effect and one delivery_messages row each —
+    /// reading the students a page at a time, so memory stays bounded by
+    /// `WRITE_CHUNK_MESSAGES` and `WRITE_CHUNK_BYTES` whatever the group's size.
+    pub async fn write(
+        &self,
+        conn: &mut PgConnection,
+        account_id: Uuid,
+        delivery_id: Uuid,
+        queue: &str,
+    ) -> Result<(), ApiError> {
+        let per_student = self.bodies.len().max(1);
+        let bytes_per_student = self
+            .bodies
+            .values()
+            .map(|(body, _)| body.len())
+            .sum::<usize>();
+        let page = (WRITE_CHUNK_MESSAGES / per_student)
+            .min(WRITE_CHUNK_BYTES / bytes_per_student.max(1))
+            .max(1);
+        let page_limit = i64::try_from(page).unwrap_or(i64::MAX);
+        let mut after = None;
+        loop {
+            let students =
+                db::subscribed_students(&mut *conn, self.group_id, after, page_limit).await?;
+            let Some(last) = students.last() else {
+                break;
+            };
+            after = Some((last.created_at, last.id));
+            let mut messages = Vec::with_capacity(students.len() * per_student);
+            for student in &students {
+                // the students were counted and kept (`Keep::Shared`) in this transaction
+                let Some(plan) = self.for_zone(&student.timezone) else {
+                    tracing::warn!(student = %student.id, "a student joined the plan after it was counted; left out");
+                    continue;
+                };
+                for slot in &plan.slots {
+                    let (body, question_id) = self
+                        .bodies
+                        .get(&(slot.day, slot.seq))
+                        .map_or(("", None), |(body, question)| (body.as_str(), *question));
+                    messages.push(NewMessage {
+                        student_id: student.id,
+                        day: i32::try_from(slot.day).unwrap_or(i32::MAX),
+                        seq: i32::try_from(slot.seq).unwrap_or(i32::MAX),
+                        question_id,
+                        body: body.to_owned(),
+                        at: slot.at,
+                    });
+                }
+            }
+            db::insert_messages(&mut *conn, account_id, delivery_id, queue, &messages).await?;
+            if students.len() < page {
+                break;
+            }
+        }
+        Ok(())
+    }
 }
 
 /// The course's days as messages: the text, then each question with its lettered options.
@@ -204,8 +334,7 @@ async fn course_days(
 }
 
 /// A group with SMS students cannot get a message longer than SMS allows.
-fn check_sms_limit(students: &[PlanStudent], days: &[DayMessages]) -> Result<(), ApiError> {
-    let sms_students = students.iter().filter(|s| s.channel == "sms").count();
+fn check_sms_limit(sms_students: u64, days: &[DayMessages]) -> Result<(), ApiError> {
     if sms_students == 0 {
         return Ok(());
     }

@@ -1,16 +1,13 @@
-//! The body of an import: `Content-Type: text/csv`, read up to `MAX_BYTES`, and the 413
-//! problem for a file over the limits.
+//! The body of an import: `Content-Type: text/csv`, read up to `MAX_BYTES` (413 beyond).
 
 use std::future::poll_fn;
 use std::pin::Pin;
 
-use axum::Json;
 use axum::body::HttpBody;
 use axum::extract::{FromRequest, Request};
-use axum::http::{HeaderValue, StatusCode, header};
-use axum::response::{IntoResponse, Response};
+use axum::http::header;
 
-use crate::error::{ApiError, Problem};
+use crate::error::ApiError;
 
 /// Largest file accepted: 2 MiB.
 pub const MAX_BYTES: usize = 2 * 1024 * 1024;
@@ -19,7 +16,7 @@ pub const MAX_BYTES: usize = 2 * 1024 * 1024;
 pub struct CsvBody(pub Vec<u8>);
 
 impl<S: Send + Sync> FromRequest<S> for CsvBody {
-    type Rejection = ImportRefused;
+    type Rejection = ApiError;
 
     async fn from_request(req: Request, _: &S) -> Result<Self, Self::Rejection> {
         let is_csv = req
@@ -30,11 +27,10 @@ impl<S: Send + Sync> FromRequest<S> for CsvBody {
         if !is_csv {
             return Err(ApiError::UnsupportedMediaType(
                 "send the file as CSV with `Content-Type: text/csv`".to_owned(),
-            )
-            .into());
+            ));
         }
         let too_large =
-            || ImportRefused::TooLarge("the file is larger than 2 MiB; split it".into());
+            || ApiError::PayloadTooLarge("the file is larger than 2 MiB; split it".into());
         let declared = req
             .headers()
             .get(header::CONTENT_LENGTH)
@@ -60,42 +56,5 @@ impl<S: Send + Sync> FromRequest<S> for CsvBody {
             }
         }
         Ok(Self(bytes))
-    }
-}
-
-/// An import's failure: any `ApiError`, or 413 for a file over the limits (which `ApiError`
-/// has no variant for, as only imports take bodies this large).
-#[derive(Debug)]
-pub enum ImportRefused {
-    Api(ApiError),
-    TooLarge(String),
-}
-
-impl From<ApiError> for ImportRefused {
-    fn from(err: ApiError) -> Self {
-        Self::Api(err)
-    }
-}
-
-impl IntoResponse for ImportRefused {
-    fn into_response(self) -> Response {
-        let detail = match self {
-            Self::Api(err) => return err.into_response(),
-            Self::TooLarge(detail) => detail,
-        };
-        let status = StatusCode::PAYLOAD_TOO_LARGE;
-        let problem = Problem {
-            type_: "/problems/too_large".to_owned(),
-            title: "Content too large".to_owned(),
-            status: status.as_u16(),
-            detail,
-            errors: Vec::new(),
-        };
-        let mut response = (status, Json(problem)).into_response();
-        response.headers_mut().insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/problem+json"),
-        );
-        response
     }
 }

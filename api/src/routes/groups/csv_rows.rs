@@ -6,7 +6,6 @@ use std::collections::HashMap;
 use csv::StringRecord;
 use herald_shared::db::groups::NewStudent;
 
-use super::csv_body::ImportRefused;
 use super::fields::{RawStudent, check_student};
 use super::import::ImportRowError;
 use crate::error::{ApiError, FieldError};
@@ -24,7 +23,7 @@ pub struct Rows {
 }
 
 /// Reads the header (422 on `header` when it is wrong) and every row (413 past `MAX_ROWS`).
-pub fn read_rows(bytes: &[u8]) -> Result<Rows, ImportRefused> {
+pub fn read_rows(bytes: &[u8]) -> Result<Rows, ApiError> {
     let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
     let mut reader = csv::ReaderBuilder::new()
         .has_headers(false)
@@ -48,7 +47,7 @@ pub fn read_rows(bytes: &[u8]) -> Result<Rows, ImportRefused> {
     let mut line_of_phone: HashMap<String, u64> = HashMap::new();
     for (count, record) in records.enumerate() {
         if count >= MAX_ROWS {
-            return Err(ImportRefused::TooLarge(format!(
+            return Err(ApiError::PayloadTooLarge(format!(
                 "the file has more than {MAX_ROWS} rows; split it"
             )));
         }
@@ -146,7 +145,7 @@ struct Columns {
 }
 
 impl Columns {
-    fn read(record: &StringRecord) -> Result<Self, ImportRefused> {
+    fn read(record: &StringRecord) -> Result<Self, ApiError> {
         let names: Vec<String> = record.iter().map(|c| c.trim().to_lowercase()).collect();
         let mut errors = Vec::new();
         for (index, name) in names.iter().enumerate() {
@@ -170,7 +169,7 @@ impl Columns {
                 .into_iter()
                 .map(|message| FieldError::new("header", message))
                 .collect();
-            return Err(ApiError::Validation(errors).into());
+            return Err(ApiError::Validation(errors));
         }
         let required = |wanted: &str| position(wanted).unwrap_or_default();
         Ok(Self {
@@ -196,8 +195,8 @@ impl Columns {
     }
 }
 
-fn header_error(message: &str) -> ImportRefused {
-    ApiError::field("header", message).into()
+fn header_error(message: &str) -> ApiError {
+    ApiError::field("header", message)
 }
 
 #[cfg(test)]

@@ -10,7 +10,7 @@ use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::csv_body::{CsvBody, ImportRefused};
+use super::csv_body::CsvBody;
 use super::csv_rows::read_rows;
 use crate::error::{ApiError, Problem};
 use crate::extract::{AuthUser, path_id};
@@ -65,17 +65,16 @@ async fn import_students(
     auth: AuthUser,
     Path(id): Path<String>,
     CsvBody(bytes): CsvBody,
-) -> Result<Json<ImportOut>, ImportRefused> {
+) -> Result<Json<ImportOut>, ApiError> {
     let group_id = path_id(&id, "group")?;
     // Checking 10,000 phone numbers takes a noticeable moment of CPU; keep it off the
     // threads that serve other requests.
     let rows = tokio::task::spawn_blocking(move || read_rows(&bytes))
         .await
         .map_err(|err| ApiError::Internal(err.into()))??;
-    let mut tx = state.db.begin().await.map_err(ApiError::from)?;
+    let mut tx = state.db.begin().await?;
     db::lock_group(&mut tx, auth.account_id, group_id)
-        .await
-        .map_err(ApiError::from)?
+        .await?
         .ok_or(ApiError::NotFound("group"))?;
     let mut out = ImportOut {
         created: 0,
@@ -84,17 +83,11 @@ async fn import_students(
     };
     if !rows.students.is_empty() {
         let phones: Vec<String> = rows.students.iter().map(|s| s.phone.clone()).collect();
-        let before = db::students_by_phone(&mut *tx, group_id, &phones)
-            .await
-            .map_err(ApiError::from)?;
-        let done = db::upsert_students(&mut tx, group_id, &rows.students)
-            .await
-            .map_err(ApiError::from)?;
+        let before = db::students_by_phone(&mut *tx, group_id, &phones).await?;
+        let done = db::upsert_students(&mut tx, group_id, &rows.students).await?;
         (out.created, out.updated) = (done.created, done.updated);
         // an updated time zone moves the student's unsent messages, as a PUT would
-        let after = db::students_by_phone(&mut *tx, group_id, &phones)
-            .await
-            .map_err(ApiError::from)?;
+        let after = db::students_by_phone(&mut *tx, group_id, &phones).await?;
         for old in &before {
             if let Some(new) = after.iter().find(|new| new.id == old.id) {
                 super::changes::apply(&mut tx, old, new).await?;
@@ -102,6 +95,6 @@ async fn import_students(
         }
         crate::routes::schedules::refill_group(&state, &mut tx, group_id).await?;
     }
-    tx.commit().await.map_err(ApiError::from)?;
+    tx.commit().await?;
     Ok(Json(out))
 }

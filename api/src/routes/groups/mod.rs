@@ -1,5 +1,5 @@
-//! Student groups: create, list (with student counts), get, rename, delete. A group's students
-//! have their own routes in `students` (one by one or many at once) and `import` (CSV, read
+//! Student groups: create (optionally with its first students), list (with student counts),
+//! get, rename or describe, delete. A group's students have their own routes in `students` (one by one or many at once) and `import` (CSV, read
 //! by `csv_body` and `csv_rows`); `fields` holds the checks all ways of adding one share.
 
 pub mod changes;
@@ -22,6 +22,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
+use self::fields::StudentIn;
 use crate::error::{ApiError, FieldErrors, Problem};
 use crate::extract::{ApiJson, ApiQuery, AuthUser, path_id};
 use crate::pagination::PageRequest;
@@ -35,19 +36,40 @@ pub fn router() -> OpenApiRouter<AppState> {
         .merge(import::router())
 }
 
-/// A group's own fields (students have their own routes).
+/// A new group, optionally with its first students (seed 002's shape).
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct GroupIn {
     /// 1–200 characters.
     pub name: String,
+    /// Up to 5,000 characters (default empty).
+    #[serde(default)]
+    pub description: Option<String>,
+    /// Up to 1,000 students with distinct phones, the fields of
+    /// `POST /groups/{id}/students`; added with the group, all or nothing.
+    #[serde(default)]
+    pub students: Option<Vec<StudentIn>>,
+}
+
+/// A group's own fields (students have their own routes).
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct GroupUpdate {
+    /// 1–200 characters.
+    pub name: String,
+    /// Up to 5,000 characters; absent keeps the current description.
+    #[serde(default)]
+    pub description: Option<String>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct GroupOut {
     pub id: Uuid,
     pub name: String,
-    /// Students in the group, subscribed or not.
+    /// Empty when none was given.
+    pub description: String,
+    /// Students in the group, subscribed or not (list them with
+    /// `GET /groups/{id}/students`).
     pub student_count: i64,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
@@ -58,6 +80,7 @@ impl From<GroupSummary> for GroupOut {
         Self {
             id: row.id,
             name: row.name,
+            description: row.description,
             student_count: row.student_count,
             created_at: row.created_at,
             updated_at: row.updated_at,
@@ -82,6 +105,8 @@ pub struct GroupPageQuery {
     pub cursor: Option<String>,
 }
 
+const MAX_DESCRIPTION_CHARS: usize = 5_000;
+
 fn check_name(name: &str, errors: &mut FieldErrors) -> String {
     let name = name.trim();
     match name.chars().count() {
@@ -92,7 +117,20 @@ fn check_name(name: &str, errors: &mut FieldErrors) -> String {
     name.to_owned()
 }
 
-/// Creates an empty group.
+fn check_description(description: &str, errors: &mut FieldErrors) -> String {
+    let description = description.trim();
+    if description.chars().count() > MAX_DESCRIPTION_CHARS {
+        errors.add(
+            "description",
+            format!("must be at most {MAX_DESCRIPTION_CHARS} characters"),
+        );
+    }
+    description.to_owned()
+}
+
+/// Creates a group, with its first students when `students` is given: the group and every
+/// student are written in one transaction, and any invalid student (`students[3].phone`) or a
+/// phone given twice fails the request with nothing written.
 #[utoipa::path(post, path = "/api/v1/groups", tag = "groups", operation_id = "v1.groups.create",
     security(("bearer" = [])), request_body = GroupIn,
     responses((status = 201, body = GroupOut),
@@ -104,12 +142,30 @@ async fn create_group(
 ) -> Result<(StatusCode, Json<GroupOut>), ApiError> {
     let mut errors = FieldErrors::default();
     let name = check_name(&body.name, &mut errors);
+    let description = check_description(body.description.as_deref().unwrap_or(""), &mut errors);
+    let inputs = body.students.as_deref().unwrap_or_default();
+    if inputs.len() > students::MAX_BATCH {
+        errors.add(
+            "students",
+            format!(
+                "must have at most {} students; add more with POST /groups/{{id}}/students \
+                 or the CSV import",
+                students::MAX_BATCH
+            ),
+        );
+    }
+    let batch = students::check_batch(inputs, &mut errors);
     errors.finish()?;
-    let row = db::insert_group(&state.db, auth.account_id, &name).await?;
+    let mut tx = state.db.begin().await?;
+    let row = db::insert_group(&mut *tx, auth.account_id, &name, &description).await?;
+    // a new group holds no phone yet and no schedule sends to it: nothing else to check
+    let added = db::insert_students(&mut tx, row.id, &batch.students).await?;
+    tx.commit().await?;
     let out = GroupOut {
         id: row.id,
         name: row.name,
-        student_count: 0,
+        description: row.description,
+        student_count: i64::try_from(added.len()).unwrap_or(i64::MAX),
         created_at: row.created_at,
         updated_at: row.updated_at,
     };
@@ -154,9 +210,9 @@ async fn get_group(
     Ok(Json(group.into()))
 }
 
-/// Renames a group.
+/// Renames a group and, when `description` is given, replaces its description.
 #[utoipa::path(put, path = "/api/v1/groups/{id}", tag = "groups", operation_id = "v1.groups.update",
-    security(("bearer" = [])), params(("id" = Uuid, Path)), request_body = GroupIn,
+    security(("bearer" = [])), params(("id" = Uuid, Path)), request_body = GroupUpdate,
     responses((status = 200, body = GroupOut),
         (status = 404, body = Problem, content_type = "application/problem+json"),
         (status = 422, body = Problem, content_type = "application/problem+json")))]
@@ -164,17 +220,21 @@ async fn update_group(
     State(state): State<AppState>,
     auth: AuthUser,
     Path(id): Path<String>,
-    ApiJson(body): ApiJson<GroupIn>,
+    ApiJson(body): ApiJson<GroupUpdate>,
 ) -> Result<Json<GroupOut>, ApiError> {
     let id = path_id(&id, "group")?;
     let mut errors = FieldErrors::default();
     let name = check_name(&body.name, &mut errors);
+    let description = body
+        .description
+        .as_deref()
+        .map(|description| check_description(description, &mut errors));
     errors.finish()?;
     let mut tx = state.db.begin().await?;
     db::lock_group(&mut tx, auth.account_id, id)
         .await?
         .ok_or(ApiError::NotFound("group"))?;
-    db::update_group(&mut *tx, id, &name).await?;
+    db::update_group(&mut *tx, id, &name, description.as_deref()).await?;
     let group = db::get_group(&mut *tx, auth.account_id, id)
         .await?
         .ok_or(ApiError::NotFound("group"))?;

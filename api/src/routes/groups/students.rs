@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use herald_shared::db::groups as db;
+use herald_shared::db::groups::{self as db, NewStudent};
 use herald_shared::db::on_unique_violation;
 use herald_shared::db::student_messages;
 use serde::{Deserialize, Serialize};
@@ -153,23 +153,10 @@ async fn add_many(
     if inputs.is_empty() || inputs.len() > MAX_BATCH {
         errors.add("students", format!("must have 1 to {MAX_BATCH} students"));
     }
-    let mut first_with_phone: HashMap<String, usize> = HashMap::new();
-    let mut students = Vec::with_capacity(inputs.len());
-    for (index, input) in inputs.iter().enumerate() {
-        let path = format!("students[{index}].");
-        let Some(student) = fields::check_into(input.into(), &path, &mut errors) else {
-            continue;
-        };
-        if let Some(first) = first_with_phone.get(&student.phone) {
-            errors.add(
-                &format!("{path}phone"),
-                format!("repeats the phone of students[{first}]"),
-            );
-            continue;
-        }
-        first_with_phone.insert(student.phone.clone(), index);
-        students.push(student);
-    }
+    let Batch {
+        students,
+        first_with_phone,
+    } = check_batch(inputs, &mut errors);
     errors.finish()?;
     let mut tx = state.db.begin().await?;
     db::lock_group(&mut tx, auth.account_id, group_id)
@@ -190,6 +177,38 @@ async fn add_many(
     schedules::refill_group(state, &mut tx, group_id).await?;
     tx.commit().await?;
     Ok(rows.into_iter().map(Into::into).collect())
+}
+
+/// A checked batch of students: the valid ones, and the index each phone was first given at.
+pub struct Batch {
+    pub students: Vec<NewStudent>,
+    pub first_with_phone: HashMap<String, usize>,
+}
+
+/// Checks every student of a `students` array, recording errors as `students[3].phone`; a
+/// phone given twice is an error on the later one. The caller checks the array's length.
+pub fn check_batch(inputs: &[StudentIn], errors: &mut FieldErrors) -> Batch {
+    let mut first_with_phone: HashMap<String, usize> = HashMap::new();
+    let mut students = Vec::with_capacity(inputs.len());
+    for (index, input) in inputs.iter().enumerate() {
+        let path = format!("students[{index}].");
+        let Some(student) = fields::check_into(input.into(), &path, errors) else {
+            continue;
+        };
+        if let Some(first) = first_with_phone.get(&student.phone) {
+            errors.add(
+                &format!("{path}phone"),
+                format!("repeats the phone of students[{first}]"),
+            );
+            continue;
+        }
+        first_with_phone.insert(student.phone.clone(), index);
+        students.push(student);
+    }
+    Batch {
+        students,
+        first_with_phone,
+    }
 }
 
 /// The group's students, oldest first (students added together keep the order given).
