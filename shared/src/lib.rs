@@ -24,6 +24,8 @@ pub mod providers;
 pub mod redis_conn;
 /// Planning schedules (recurring group messages) ahead of their fires.
 pub mod schedules;
+/// Secrets at rest: AES-256-GCM sealing with `secrets.encryption_key`.
+pub mod secrets;
 /// Logging setup.
 pub mod telemetry;
 /// Fresh database and Redis namespace per test.
