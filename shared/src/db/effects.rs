@@ -171,7 +171,7 @@ pub async fn finish_sent_many(
         outcomes.iter().map(|o| o.provider_id.as_deref()).collect();
     sqlx::query_scalar(
         "update effects e set state = o.state, provider_id = o.provider_id,
-             finished_at = now(), last_error = null
+             finished_at = now(), last_error = null, payload = e.payload - 'sealed_secret'
          from unnest($1::uuid[], $2::text[], $3::text[]) as o (id, state, provider_id)
          where e.id = o.id and e.state = 'sending'
          returning e.id",
@@ -183,7 +183,8 @@ pub async fn finish_sent_many(
     .await
 }
 
-/// Records the outcome of a send that worked (`sent` or `sandboxed`).
+/// Records the outcome of a send that worked (`sent` or `sandboxed`). A sealed secret in the
+/// payload (see `EmailPayload::sealed_secret`) has served its purpose and is removed.
 pub async fn finish_sent(
     executor: impl PgExecutor<'_>,
     id: Uuid,
@@ -191,7 +192,8 @@ pub async fn finish_sent(
     provider_id: Option<&str>,
 ) -> Result<bool, sqlx::Error> {
     let done = sqlx::query(
-        "update effects set state = $2, provider_id = $3, finished_at = now(), last_error = null
+        "update effects set state = $2, provider_id = $3, finished_at = now(), last_error = null,
+             payload = payload - 'sealed_secret'
          where id = $1 and state = 'sending'",
     )
     .bind(id)
