@@ -73,6 +73,12 @@ pub enum ApiError {
     /// its size or row limit).
     #[error("{0}")]
     PayloadTooLarge(String),
+    /// Busy (e.g. every password-hashing slot taken): try again after `retry_after_secs`.
+    #[error("{detail}")]
+    ServiceUnavailable {
+        detail: &'static str,
+        retry_after_secs: u64,
+    },
     #[error("internal error")]
     Internal(#[from] anyhow::Error),
 }
@@ -114,6 +120,11 @@ impl ApiError {
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "too_large",
                 "Content too large",
+            ),
+            Self::ServiceUnavailable { .. } => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "service_unavailable",
+                "Service unavailable",
             ),
             Self::Internal(_) => (
                 StatusCode::INTERNAL_SERVER_ERROR,
@@ -160,7 +171,10 @@ impl IntoResponse for ApiError {
             HeaderValue::from_static("application/problem+json"),
         );
         match self {
-            Self::TooManyRequests { retry_after_secs } => {
+            Self::TooManyRequests { retry_after_secs }
+            | Self::ServiceUnavailable {
+                retry_after_secs, ..
+            } => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs));
             }
             Self::Unauthorized(_) => {

@@ -11,7 +11,7 @@ use axum::http::{StatusCode, header};
 use serde::de::DeserializeOwned;
 use uuid::Uuid;
 
-use crate::auth::tokens;
+use crate::auth::{client_ip, tokens};
 use crate::error::{ApiError, FieldError};
 use crate::state::AppState;
 
@@ -207,7 +207,13 @@ where
             ))?;
         let claims = tokens::decode_access(&state.jwt, token)
             .map_err(|_| ApiError::Unauthorized("the access token is invalid or expired"))?;
-        if !herald_shared::db::sessions::is_active(&state.db, claims.sid).await? {
+        // The session must be the token's own: a live session of someone else, named in a
+        // token signed with the right key, is no session of this caller.
+        if !herald_shared::db::sessions::is_active_for(
+            &state.db, claims.sid, claims.sub, claims.acc,
+        )
+        .await?
+        {
             return Err(ApiError::Unauthorized(
                 "the session has ended; sign in again",
             ));
@@ -246,19 +252,41 @@ impl<S: Send + Sync> FromRequestParts<S> for IdempotencyKey {
     }
 }
 
-/// The peer's IP address (the direct TCP peer; put a proxy's real-IP handling in front).
+/// The client's IP address: the TCP peer, or behind `api.trusted_proxies` the address they
+/// put in `X-Forwarded-For` (see `auth::client_ip`).
 pub struct ClientIp(pub IpAddr);
 
-impl<S: Send + Sync> FromRequestParts<S> for ClientIp {
+impl ClientIp {
+    /// The key of this client in per-IP limits (IPv6: its /64).
+    pub fn limit_key(&self) -> String {
+        client_ip::limit_key(self.0)
+    }
+}
+
+impl<S> FromRequestParts<S> for ClientIp
+where
+    S: Send + Sync,
+    AppState: FromRef<S>,
+{
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-        let ip = parts
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let state = AppState::from_ref(state);
+        let peer = parts
             .extensions
             .get::<ConnectInfo<SocketAddr>>()
             .map(|info| info.0.ip())
             .unwrap_or(IpAddr::from([127, 0, 0, 1]));
-        Ok(Self(ip))
+        let forwarded_for = parts
+            .headers
+            .get_all("x-forwarded-for")
+            .iter()
+            .filter_map(|value| value.to_str().ok());
+        Ok(Self(client_ip::resolve(
+            peer,
+            forwarded_for,
+            &state.config.api.trusted_proxies,
+        )))
     }
 }
 

@@ -19,12 +19,14 @@ use axum::Router;
 use axum::http::Uri;
 use herald_shared::config::Config;
 use herald_shared::jobs_config::JobsConfig;
+use herald_shared::secrets::SecretBox;
 use tokio::net::TcpListener;
 use tower_http::trace::TraceLayer;
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_scalar::{Scalar, Servable};
 
+use crate::auth::password::Hasher;
 use crate::auth::tokens::JwtKeys;
 use crate::error::ApiError;
 pub use crate::state::AppState;
@@ -41,6 +43,8 @@ pub async fn build_state(config: Config, jobs: JobsConfig) -> anyhow::Result<App
         db,
         redis,
         jwt: Arc::new(JwtKeys::new(&config.auth)),
+        hasher: Arc::new(Hasher::new(&config.auth)),
+        secrets: SecretBox::from_config(&config),
         config: Arc::new(config),
         jobs: Arc::new(jobs),
     })

@@ -4,9 +4,11 @@ use std::sync::Arc;
 
 use herald_shared::config::Config;
 use herald_shared::jobs_config::JobsConfig;
+use herald_shared::secrets::SecretBox;
 use redis::aio::ConnectionManager;
 use sqlx::PgPool;
 
+use crate::auth::password::Hasher;
 use crate::auth::tokens::JwtKeys;
 
 #[derive(Clone)]
@@ -16,4 +18,8 @@ pub struct AppState {
     pub config: Arc<Config>,
     pub jobs: Arc<JobsConfig>,
     pub jwt: Arc<JwtKeys>,
+    /// The bounded Argon2 pool (see `auth::password`).
+    pub hasher: Arc<Hasher>,
+    /// Seals secrets (e-mailed tokens) before they are stored.
+    pub secrets: SecretBox,
 }

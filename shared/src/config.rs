@@ -36,8 +36,9 @@ impl ConfigError {
 }
 
 /// Settings whose value is text even when it looks like a number (phone numbers, secrets).
-const TEXT_SETTINGS: [&str; 12] = [
+const TEXT_SETTINGS: [&str; 13] = [
     "redis.key_prefix",
+    "secrets.encryption_key",
     "worker.replica_name",
     "auth.jwt_secret",
     "email.from",
@@ -60,6 +61,7 @@ pub struct Config {
     pub api: ApiConfig,
     pub worker: WorkerConfig,
     pub auth: AuthConfig,
+    pub secrets: SecretsConfig,
     pub email: EmailConfig,
     pub twilio: TwilioConfig,
     pub schedules: SchedulesConfig,
@@ -86,6 +88,10 @@ pub struct RedisConfig {
 #[serde(deny_unknown_fields)]
 pub struct ApiConfig {
     pub listen: SocketAddr,
+    /// Proxies (CIDR blocks) whose `X-Forwarded-For` is believed; empty: none, the TCP peer
+    /// is the client.
+    #[serde(default)]
+    pub trusted_proxies: Vec<ipnet::IpNet>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -116,6 +122,35 @@ pub struct AuthConfig {
     pub login_window_secs: u64,
     pub max_reset_emails_per_hour: u32,
     pub frontend_url: url::Url,
+    /// Argon2 computations running at once; 0 (or absent) means one per CPU.
+    #[serde(default)]
+    pub max_concurrent_hashes: u32,
+    /// How long a request waits for a free hashing slot before answering 503, in ms.
+    pub hash_wait_ms: u64,
+    /// Sign-ups allowed per client IP (IPv6: per /64) per hour.
+    pub max_signups_per_ip_per_hour: u32,
+    /// A session older than this cannot be refreshed any more, in seconds.
+    pub session_max_age_secs: u64,
+}
+
+impl AuthConfig {
+    /// `max_concurrent_hashes` with 0 resolved to the number of CPUs.
+    pub fn concurrent_hashes(&self) -> usize {
+        match self.max_concurrent_hashes {
+            0 => std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get),
+            n => usize::try_from(n).unwrap_or(usize::MAX),
+        }
+    }
+}
+
+/// Keys for secrets kept at rest (reset and verification links in e-mails waiting to be sent;
+/// later provider credentials).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SecretsConfig {
+    /// AES-256-GCM key: 32 bytes, base64. Required once e-mails leave the machine (SMTP
+    /// configured); empty in e-mail sandbox mode means a key derived from `auth.jwt_secret`.
+    pub encryption_key: SecretString,
 }
 
 /// How the SMTP connection is secured.
@@ -403,6 +438,12 @@ impl Config {
                 self.auth.verify_token_ttl_secs,
             ),
             ("auth.login_window_secs", self.auth.login_window_secs),
+            ("auth.hash_wait_ms", self.auth.hash_wait_ms),
+            (
+                "auth.max_signups_per_ip_per_hour",
+                u64::from(self.auth.max_signups_per_ip_per_hour),
+            ),
+            ("auth.session_max_age_secs", self.auth.session_max_age_secs),
             ("worker.poll_interval_ms", self.worker.poll_interval_ms),
             ("worker.requeue_after_secs", self.worker.requeue_after_secs),
             (
@@ -473,6 +514,28 @@ impl Config {
             ));
         }
         self.twilio.validate()?;
+        self.validate_secrets()?;
+        Ok(())
+    }
+
+    fn validate_secrets(&self) -> Result<(), ConfigError> {
+        let key = self.secrets.encryption_key.expose_secret();
+        if key.is_empty() {
+            if !self.email.is_sandbox() {
+                return Err(ConfigError::new(
+                    "secrets.encryption_key",
+                    "must be set when e-mails are sent (email.smtp_host): 32 random bytes in \
+                     base64, e.g. `openssl rand -base64 32`",
+                ));
+            }
+            return Ok(());
+        }
+        if crate::secrets::decode_key(key).is_none() {
+            return Err(ConfigError::new(
+                "secrets.encryption_key",
+                "must be 32 bytes in base64, e.g. `openssl rand -base64 32`",
+            ));
+        }
         Ok(())
     }
 

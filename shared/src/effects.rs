@@ -135,7 +135,32 @@ impl FromStr for EffectState {
 pub struct EmailPayload {
     pub to: String,
     pub subject: String,
+    /// The body; when `sealed_secret` is set, each [`SECRET_PLACEHOLDER`] in it stands for
+    /// the secret (whoever writes the text keeps the placeholder out of user input).
     pub text: String,
+    /// A secret of the body (a sign-in link's token), sealed with `secrets::SecretBox` so
+    /// the database never holds it in the clear; opened at send time and removed from the
+    /// row once the e-mail is sent (`db::effects::finish_sent`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sealed_secret: Option<String>,
+}
+
+/// Where a sealed secret goes in an e-mail's text.
+pub const SECRET_PLACEHOLDER: &str = "{{secret}}";
+
+impl EmailPayload {
+    /// The text to send: the sealed secret, opened, in place of the placeholders.
+    pub fn text_to_send(
+        &self,
+        secrets: &crate::secrets::SecretBox,
+    ) -> Result<String, crate::secrets::CryptoError> {
+        match &self.sealed_secret {
+            Some(sealed) => Ok(self
+                .text
+                .replace(SECRET_PLACEHOLDER, &secrets.open(sealed)?)),
+            None => Ok(self.text.clone()),
+        }
+    }
 }
 
 /// The payload of a `message` effect: which message row it sends. Phone and channel are

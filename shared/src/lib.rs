@@ -26,6 +26,8 @@ pub mod redis_conn;
 pub mod replies;
 /// Planning schedules (recurring group messages) ahead of their fires.
 pub mod schedules;
+/// Secrets at rest: AES-256-GCM sealing with `secrets.encryption_key`.
+pub mod secrets;
 /// Logging setup.
 pub mod telemetry;
 /// Fresh database and Redis namespace per test.

@@ -55,6 +55,10 @@ impl TestEnv {
                 "auth.jwt_secret",
                 format!("test-secret-{id}-padding-padding"),
             ))
+            .merge(Serialized::default(
+                "secrets.encryption_key",
+                "dGVzdC1rZXktdGVzdC1rZXktdGVzdC1rZXktdGVzdCE=",
+            ))
             .merge(Serialized::default("api.listen", "127.0.0.1:0"))
             .merge(Serialized::default("worker.listen", "127.0.0.1:0"))
             .merge(Serialized::default("worker.replica_name", "test"));
@@ -70,4 +74,36 @@ impl TestEnv {
             database_name,
         })
     }
+}
+
+/// Every `table.column` of the database whose value contains `needle` somewhere: each text,
+/// JSON and byte column of each table, compared as text (bytes as written, `escape`d). For
+/// checking that a secret is stored nowhere in the clear.
+pub async fn columns_containing(db: &PgPool, needle: &str) -> anyhow::Result<Vec<String>> {
+    let columns: Vec<(String, String, String)> = sqlx::query_as(
+        "select table_name::text, column_name::text, data_type::text
+         from information_schema.columns
+         where table_schema = 'public'
+           and data_type in ('text', 'character varying', 'json', 'jsonb', 'bytea')",
+    )
+    .fetch_all(db)
+    .await?;
+    let mut found = Vec::new();
+    for (table, column, data_type) in columns {
+        let as_text = if data_type == "bytea" {
+            format!("encode(\"{column}\", 'escape')")
+        } else {
+            format!("\"{column}\"::text")
+        };
+        let hits: i64 = sqlx::query_scalar(&format!(
+            "select count(*) from \"{table}\" where strpos({as_text}, $1) > 0"
+        ))
+        .bind(needle)
+        .fetch_one(db)
+        .await?;
+        if hits > 0 {
+            found.push(format!("{table}.{column}"));
+        }
+    }
+    Ok(found)
 }

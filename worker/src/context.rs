@@ -8,6 +8,7 @@ use herald_shared::config::Config;
 use herald_shared::jobs_config::JobsConfig;
 use herald_shared::providers::email::Mailer;
 use herald_shared::providers::twilio::Twilio;
+use herald_shared::secrets::SecretBox;
 use redis::aio::ConnectionManager;
 use sqlx::PgPool;
 
@@ -21,6 +22,8 @@ pub struct WorkerContext {
     pub config: Arc<Config>,
     pub jobs: Arc<JobsConfig>,
     pub mailer: Mailer,
+    /// Opens the secrets sealed into e-mail payloads.
+    pub secrets: SecretBox,
     pub twilio: Twilio,
     pub liveness: Liveness,
     /// The handlers' batched `queued → sending → sent` transitions.

@@ -27,6 +27,7 @@ use herald_shared::config::Config;
 use herald_shared::jobs_config::JobsConfig;
 use herald_shared::providers::email::Mailer;
 use herald_shared::providers::twilio::Twilio;
+use herald_shared::secrets::SecretBox;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
@@ -59,6 +60,7 @@ pub async fn build_context(config: Config, jobs: JobsConfig) -> anyhow::Result<W
     } else {
         config.worker.replica_name.clone()
     };
+    let secrets = SecretBox::from_config(&config);
     Ok(WorkerContext {
         transitions: jobs::batch::Transitions::spawn(db.clone()),
         db,
@@ -66,6 +68,7 @@ pub async fn build_context(config: Config, jobs: JobsConfig) -> anyhow::Result<W
         config: Arc::new(config),
         jobs: Arc::new(jobs),
         mailer,
+        secrets,
         twilio,
         liveness: Liveness::default(),
         replica,

@@ -1,5 +1,5 @@
-//! Accounts and sign-in: signup, login, rotating refresh, logout, the current user, e-mail
-//! verification and password reset.
+//! Accounts and sign-in: signup, login, rotating refresh, logout, the current user (read and
+//! rename), e-mail verification, password reset and change.
 
 use axum::Json;
 use axum::extract::State;
@@ -14,7 +14,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
-use crate::auth::{emails, limiter, password, tokens};
+use crate::auth::{emails, limiter, tokens};
 use crate::error::{ApiError, FieldErrors, Problem};
 use crate::extract::{ApiJson, AuthUser, ClientIp};
 use crate::state::AppState;
@@ -25,7 +25,8 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(login))
         .routes(routes!(refresh))
         .routes(routes!(logout))
-        .routes(routes!(me))
+        .routes(routes!(me, update_me))
+        .routes(routes!(change_password))
         .routes(routes!(forgot_password))
         .routes(routes!(reset_password))
         .routes(routes!(verify_email))
@@ -73,6 +74,24 @@ pub struct ResetPasswordIn {
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+pub struct ChangePasswordIn {
+    /// The password in use now.
+    pub current_password: String,
+    /// The new password, 8 to 256 characters.
+    pub new_password: String,
+}
+
+/// Changes to the signed-in user; absent fields stay as they are.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateMeIn {
+    /// 1 to 100 characters once trimmed.
+    #[schema(example = "Ada Lovelace")]
+    pub name: Option<String>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct VerifyEmailIn {
     /// The token from the verification e-mail.
     pub token: String,
@@ -116,15 +135,19 @@ pub struct SessionOut {
     pub refresh_token: String,
 }
 
-/// Creates an account and its first user, signs them in and sends a verification e-mail.
+/// Creates an account and its first user, signs them in and sends a verification e-mail. At
+/// most `auth.max_signups_per_ip_per_hour` per client IP (IPv6: per /64).
 #[utoipa::path(post, path = "/api/v1/auth/signup", tag = "auth", operation_id = "v1.auth.signup",
     request_body = SignupIn,
     responses(
         (status = 201, body = SessionOut),
         (status = 409, description = "the e-mail is taken", body = Problem, content_type = "application/problem+json"),
-        (status = 422, body = Problem, content_type = "application/problem+json")))]
+        (status = 422, body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "too many sign-ups from this client; see Retry-After", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "every password-hashing slot is busy; see Retry-After", body = Problem, content_type = "application/problem+json")))]
 async fn signup(
     State(state): State<AppState>,
+    client: ClientIp,
     ApiJson(body): ApiJson<SignupIn>,
 ) -> Result<(StatusCode, Json<SessionOut>), ApiError> {
     let mut errors = FieldErrors::default();
@@ -136,14 +159,16 @@ async fn signup(
         return Err(ApiError::Validation(vec![]));
     };
 
-    let password_hash = password::hash(body.password).await?;
+    limiter::allow_signup(&state, &client.limit_key()).await?;
+    // A taken address costs one indexed read, never a hash; the insert still decides a race.
+    if users::by_email(&state.db, email.as_str()).await?.is_some() {
+        return Err(email_taken());
+    }
+    let password_hash = state.hasher.hash(body.password).await?;
     let mut tx = state.db.begin().await?;
     let user = users::create_with_account(&mut tx, email.as_str(), &name, &password_hash)
         .await?
-        .ok_or_else(|| ApiError::Conflict {
-            code: "email_taken",
-            detail: "an account with this e-mail already exists; sign in instead".to_owned(),
-        })?;
+        .ok_or_else(email_taken)?;
     let (token, token_hash) = tokens::random_token();
     let expires = Utc::now() + secs(state.config.auth.verify_token_ttl_secs);
     user_tokens::create(
@@ -168,36 +193,37 @@ async fn signup(
     Ok((StatusCode::CREATED, Json(session)))
 }
 
-/// Signs in. Wrong e-mail and wrong password answer the same; repeated failures per account
-/// and per client IP are limited.
+/// Signs in. Wrong e-mail and wrong password answer the same. Attempts are counted before the
+/// password is checked, per (account, client IP) and per client IP (see `auth::limiter`).
 #[utoipa::path(post, path = "/api/v1/auth/login", tag = "auth", operation_id = "v1.auth.login",
     request_body = LoginIn,
     responses(
         (status = 200, body = SessionOut),
         (status = 401, body = Problem, content_type = "application/problem+json"),
         (status = 422, body = Problem, content_type = "application/problem+json"),
-        (status = 429, description = "too many failed attempts; see Retry-After", body = Problem, content_type = "application/problem+json")))]
+        (status = 429, description = "too many failed attempts; see Retry-After", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "every password-hashing slot is busy; see Retry-After", body = Problem, content_type = "application/problem+json")))]
 async fn login(
     State(state): State<AppState>,
-    ClientIp(ip): ClientIp,
+    client: ClientIp,
     ApiJson(body): ApiJson<LoginIn>,
 ) -> Result<Json<SessionOut>, ApiError> {
     let email = body.email.trim().to_lowercase();
     if email.is_empty() {
         return Err(ApiError::field("email", "must not be empty"));
     }
-    limiter::check(&state, &email, ip).await?;
     let credentials = users::credentials_by_email(&state.db, &email).await?;
-    let matches = password::verify(
+    let matches = check_password_counted(
+        &state,
+        &email,
+        &client,
         body.password,
         credentials.as_ref().map(|c| c.password_hash.clone()),
     )
     .await?;
     let Some(credentials) = credentials.filter(|_| matches) else {
-        limiter::record_failure(&state, &email, ip).await?;
         return Err(ApiError::InvalidCredentials);
     };
-    limiter::record_success(&state, &email, ip).await?;
     let user = users::by_id(&state.db, credentials.id)
         .await?
         .ok_or(ApiError::InvalidCredentials)?;
@@ -219,9 +245,13 @@ async fn refresh(
     ApiJson(body): ApiJson<RefreshIn>,
 ) -> Result<Json<SessionOut>, ApiError> {
     let mut tx = state.db.begin().await?;
-    let spent = sessions::spend_refresh_token(&mut tx, &tokens::hash_token(&body.refresh_token))
-        .await?
-        .ok_or(ApiError::Unauthorized("the refresh token is not valid"))?;
+    let spent = sessions::spend_refresh_token(
+        &mut tx,
+        &tokens::hash_token(&body.refresh_token),
+        state.config.auth.session_max_age_secs,
+    )
+    .await?
+    .ok_or(ApiError::Unauthorized("the refresh token is not valid"))?;
     if spent.reused {
         sessions::revoke(&mut *tx, spent.session_id).await?;
         tx.commit().await?;
@@ -229,7 +259,11 @@ async fn refresh(
             "the refresh token was already used; the session is ended",
         ));
     }
-    if spent.revoked || spent.expired {
+    if spent.too_old {
+        // past its absolute lifetime: ended for good, whatever refresh tokens it has left
+        sessions::revoke(&mut *tx, spent.session_id).await?;
+    }
+    if spent.revoked || spent.expired || spent.too_old {
         tx.commit().await?;
         return Err(ApiError::Unauthorized(
             "the session has ended; sign in again",
@@ -263,9 +297,77 @@ async fn me(State(state): State<AppState>, auth: AuthUser) -> Result<Json<UserOu
     Ok(Json(user.into()))
 }
 
+/// Changes the signed-in user's profile (the name, validated as at sign-up).
+#[utoipa::path(patch, path = "/api/v1/me", tag = "auth", operation_id = "v1.me.update",
+    security(("bearer" = [])), request_body = UpdateMeIn,
+    responses(
+        (status = 200, body = UserOut),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 422, body = Problem, content_type = "application/problem+json")))]
+async fn update_me(
+    State(state): State<AppState>,
+    auth: AuthUser,
+    ApiJson(body): ApiJson<UpdateMeIn>,
+) -> Result<Json<UserOut>, ApiError> {
+    let user = match body.name {
+        Some(raw) => {
+            let name =
+                domain::parse_name(&raw).map_err(|message| ApiError::field("name", message))?;
+            users::set_name(&state.db, auth.user_id, &name).await?
+        }
+        None => users::by_id(&state.db, auth.user_id).await?,
+    };
+    Ok(Json(user.ok_or(ApiError::NotFound("user"))?.into()))
+}
+
+/// Changes the signed-in user's password. The current one is checked like a sign-in (and
+/// counted by the same limiter); every other session of the user ends, this one stays, and a
+/// notice is e-mailed to the user.
+#[utoipa::path(post, path = "/api/v1/auth/change-password", tag = "auth",
+    operation_id = "v1.auth.change_password", security(("bearer" = [])),
+    request_body = ChangePasswordIn,
+    responses(
+        (status = 204),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "the new password is invalid or the current one is wrong", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "too many wrong passwords; see Retry-After", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "every password-hashing slot is busy; see Retry-After", body = Problem, content_type = "application/problem+json")))]
+async fn change_password(
+    State(state): State<AppState>,
+    auth: AuthUser,
+    client: ClientIp,
+    ApiJson(body): ApiJson<ChangePasswordIn>,
+) -> Result<StatusCode, ApiError> {
+    domain::check_password(&body.new_password)
+        .map_err(|message| ApiError::field("new_password", message))?;
+    let user = users::by_id(&state.db, auth.user_id)
+        .await?
+        .ok_or(ApiError::NotFound("user"))?;
+    let stored = users::credentials_by_email(&state.db, &user.email)
+        .await?
+        .map(|credentials| credentials.password_hash);
+    let matches =
+        check_password_counted(&state, &user.email, &client, body.current_password, stored).await?;
+    if !matches {
+        return Err(ApiError::field("current_password", "is wrong"));
+    }
+    let password_hash = state.hasher.hash(body.new_password).await?;
+    let mut tx = state.db.begin().await?;
+    users::set_password(&mut *tx, user.id, &password_hash).await?;
+    sessions::revoke_all_but(&mut *tx, user.id, auth.session_id).await?;
+    // a reset link mailed for the old password must not undo this change
+    user_tokens::end_all(&mut *tx, user.id, user_tokens::Purpose::ResetPassword).await?;
+    emails::plan_password_changed(&mut tx, &state, user.account_id, &user.email).await?;
+    tx.commit().await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
 /// Sends a password-reset e-mail if the address has an account (at most
 /// `auth.max_reset_emails_per_hour` per address). Answers 202 either way, so the answer does
-/// not tell whether an account exists.
+/// not tell whether an account exists; nor does its timing: the lookup and the planning run
+/// after the answer, in a task of their own, so a known and an unknown address answer after
+/// the same work (reading the body). The price: a failure (database down) is logged, not
+/// answered, and a request in flight at shutdown may be lost — the user asks again.
 #[utoipa::path(post, path = "/api/v1/auth/forgot-password", tag = "auth",
     operation_id = "v1.auth.forgot_password", request_body = ForgotPasswordIn,
     responses((status = 202), (status = 422, body = Problem, content_type = "application/problem+json")))]
@@ -275,12 +377,24 @@ async fn forgot_password(
 ) -> Result<StatusCode, ApiError> {
     let email =
         EmailAddress::parse(&body.email).map_err(|message| ApiError::field("email", message))?;
-    let Some(user) = users::by_email(&state.db, email.as_str()).await? else {
-        return Ok(StatusCode::ACCEPTED);
+    tokio::spawn(async move {
+        if let Err(err) = mail_reset_link(&state, email.as_str()).await {
+            tracing::error!(error = %err, "password-reset request failed");
+        }
+    });
+    Ok(StatusCode::ACCEPTED)
+}
+
+/// The work behind `forgot_password`. Every address is counted by the per-address cap, known
+/// or not.
+async fn mail_reset_link(state: &AppState, email: &str) -> Result<(), ApiError> {
+    let allowed = limiter::allow_reset_email(state, email).await?;
+    let Some(user) = users::by_email(&state.db, email).await? else {
+        return Ok(());
     };
-    if !limiter::allow_reset_email(&state, email.as_str()).await? {
+    if !allowed {
         tracing::warn!(user_id = %user.id, "password-reset e-mail limit reached; nothing sent");
-        return Ok(StatusCode::ACCEPTED);
+        return Ok(());
     }
     let (token, token_hash) = tokens::random_token();
     let expires = Utc::now() + secs(state.config.auth.reset_token_ttl_secs);
@@ -293,32 +407,40 @@ async fn forgot_password(
         expires,
     )
     .await?;
-    emails::plan_password_reset(&mut tx, &state, user.account_id, &user.email, &token).await?;
+    emails::plan_password_reset(&mut tx, state, user.account_id, &user.email, &token).await?;
     tx.commit().await?;
-    Ok(StatusCode::ACCEPTED)
+    Ok(())
 }
 
-/// Sets a new password with a reset token (single use, expiring) and ends every session.
+/// Sets a new password with a reset token (single use, expiring), ends every session and
+/// every other reset token of the user. The token is checked before the password is hashed.
 #[utoipa::path(post, path = "/api/v1/auth/reset-password", tag = "auth",
     operation_id = "v1.auth.reset_password", request_body = ResetPasswordIn,
-    responses((status = 204), (status = 422, body = Problem, content_type = "application/problem+json")))]
+    responses(
+        (status = 204),
+        (status = 422, body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "every password-hashing slot is busy; see Retry-After", body = Problem, content_type = "application/problem+json")))]
 async fn reset_password(
     State(state): State<AppState>,
     ApiJson(body): ApiJson<ResetPasswordIn>,
 ) -> Result<StatusCode, ApiError> {
     domain::check_password(&body.password)
         .map_err(|message| ApiError::field("password", message))?;
-    let password_hash = password::hash(body.password).await?;
+    let token_hash = tokens::hash_token(&body.token);
+    let invalid = || ApiError::field("token", "is invalid, expired or already used");
+    // A bogus token costs one indexed read, never a hash.
+    if !user_tokens::is_live(&state.db, user_tokens::Purpose::ResetPassword, &token_hash).await? {
+        return Err(invalid());
+    }
+    let password_hash = state.hasher.hash(body.password).await?;
     let mut tx = state.db.begin().await?;
-    let user_id = user_tokens::consume(
-        &mut *tx,
-        user_tokens::Purpose::ResetPassword,
-        &tokens::hash_token(&body.token),
-    )
-    .await?
-    .ok_or_else(|| ApiError::field("token", "is invalid, expired or already used"))?;
+    // consumed only now: two requests with one token cannot both pass
+    let user_id = user_tokens::consume(&mut *tx, user_tokens::Purpose::ResetPassword, &token_hash)
+        .await?
+        .ok_or_else(invalid)?;
     users::set_password(&mut *tx, user_id, &password_hash).await?;
     sessions::revoke_all(&mut *tx, user_id).await?;
+    user_tokens::end_all(&mut *tx, user_id, user_tokens::Purpose::ResetPassword).await?;
     tx.commit().await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -380,6 +502,38 @@ async fn issue_tokens(
         expires_in: auth.access_token_ttl_secs,
         refresh_token,
     })
+}
+
+/// Checks a password for `email` through the login limiter: the attempt is counted before
+/// the hash is evaluated, given back if it was right (or never evaluated for lack of a
+/// hashing slot). `stored` is `None` for an unknown address (a dummy hash is evaluated).
+async fn check_password_counted(
+    state: &AppState,
+    email: &str,
+    client: &ClientIp,
+    password: String,
+    stored: Option<String>,
+) -> Result<bool, ApiError> {
+    let client = client.limit_key();
+    limiter::reserve_login(state, email, &client).await?;
+    match state.hasher.verify(password, stored).await {
+        Ok(true) => {
+            limiter::login_succeeded(state, email, &client).await?;
+            Ok(true)
+        }
+        Ok(false) => Ok(false),
+        Err(err) => {
+            limiter::give_back(state, email, &client).await?;
+            Err(err)
+        }
+    }
+}
+
+fn email_taken() -> ApiError {
+    ApiError::Conflict {
+        code: "email_taken",
+        detail: "an account with this e-mail already exists; sign in instead".to_owned(),
+    }
 }
 
 fn secs(value: u64) -> Duration {

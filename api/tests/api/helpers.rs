@@ -1,5 +1,11 @@
 //! `TestApp`: a running API on its own database and Redis namespace, plus typed helpers.
 
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use herald_shared::config::Config;
+use herald_shared::effects::EmailPayload;
+use herald_shared::secrets::SecretBox;
 use herald_shared::testing::TestEnv;
 use reqwest::{Method, RequestBuilder, Response, StatusCode};
 use serde_json::{Value, json};
@@ -10,6 +16,9 @@ pub struct TestApp {
     pub address: String,
     pub db: PgPool,
     pub client: reqwest::Client,
+    pub config: Arc<Config>,
+    /// The API's own secret box, to open what it sealed.
+    pub secrets: SecretBox,
 }
 
 /// A signed-in user.
@@ -37,11 +46,15 @@ impl TestApp {
             .await
             .expect("bind");
         let address = format!("http://{}", listener.local_addr().expect("address"));
+        let config = Arc::clone(&state.config);
+        let secrets = state.secrets.clone();
         tokio::spawn(herald_api::serve(state, listener, std::future::pending()));
         Self {
             address,
             db: env.db,
             client: reqwest::Client::new(),
+            config,
+            secrets,
         }
     }
 
@@ -86,16 +99,39 @@ impl TestApp {
             .expect("count")
     }
 
-    /// The text of the newest e-mail effect sent to `to`.
+    /// The text of the newest e-mail effect sent to `to`, as the worker would send it (its
+    /// sealed secret opened).
     pub async fn last_email_to(&self, to: &str) -> Option<String> {
-        sqlx::query_scalar(
-            "select payload->>'text' from effects where kind = 'email' and payload->>'to' = $1
+        let payload: Option<Value> = sqlx::query_scalar(
+            "select payload from effects where kind = 'email' and payload->>'to' = $1
              order by created_at desc limit 1",
         )
         .bind(to)
         .fetch_optional(&self.db)
         .await
-        .expect("email")
+        .expect("email");
+        let email: EmailPayload = serde_json::from_value(payload?).expect("e-mail payload");
+        Some(email.text_to_send(&self.secrets).expect("sealed secret"))
+    }
+
+    /// E-mail effects planned for `to`.
+    pub async fn emails_to(&self, to: &str) -> i64 {
+        sqlx::query_scalar(
+            "select count(*) from effects where kind = 'email' and payload->>'to' = $1",
+        )
+        .bind(to)
+        .fetch_one(&self.db)
+        .await
+        .expect("count")
+    }
+
+    /// Waits until `count` e-mails are planned for `to` (forgot-password plans after its 202).
+    pub async fn wait_for_emails_to(&self, to: &str, count: i64) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while self.emails_to(to).await < count {
+            assert!(Instant::now() < deadline, "no e-mail #{count} to {to}");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
     }
 }
 

@@ -5,6 +5,38 @@ use serde_json::{Value, json};
 
 use crate::stack::{Stack, wait_until};
 
+/// README's walk-through step "confirm the address", run as printed on the stored mail.
+const README_TOKEN_COMMAND: &str =
+    "grep -ho '^code: [A-Za-z0-9_-]*' .standins/mail/new/* | tail -1 | cut -d' ' -f2";
+
+fn token_like_the_readme(stack: &Stack) -> String {
+    let maildir = stack.maildir.display().to_string();
+    let command = README_TOKEN_COMMAND.replace(".standins/mail", &maildir);
+    let output = std::process::Command::new("sh")
+        .args(["-c", &command])
+        .output()
+        .expect("sh");
+    String::from_utf8(output.stdout)
+        .expect("utf-8")
+        .trim()
+        .to_owned()
+}
+
+/// Waits until `count` e-mails are recorded `sent` (and so their secrets scrubbed).
+async fn wait_for_sent(stack: &Stack, count: i64) {
+    wait_until(Duration::from_secs(20), "e-mails recorded sent", || async {
+        stack.count_in(&["sent"]).await == count
+    })
+    .await;
+}
+
+async fn assert_stored_nowhere(stack: &Stack, token: &str) {
+    let found = herald_shared::testing::columns_containing(&stack.db, token)
+        .await
+        .expect("scan");
+    assert!(found.is_empty(), "the token is stored in {found:?}");
+}
+
 fn token_in(mail: &str) -> String {
     // the link may be wrapped by quoted-printable soft breaks; undo them first
     let unwrapped = mail
@@ -44,6 +76,9 @@ async fn signup_verification_and_password_reset_travel_through_the_real_pipeline
     )
     .await;
     let token = token_in(&stack.mail_to("ada@example.com").unwrap());
+    assert_eq!(token_like_the_readme(&stack), token);
+    wait_for_sent(&stack, 1).await;
+    assert_stored_nowhere(&stack, &token).await;
     let verified = client
         .post(format!("{api}/api/v1/auth/verify-email"))
         .json(&json!({"token": token}))
@@ -66,6 +101,8 @@ async fn signup_verification_and_password_reset_travel_through_the_real_pipeline
     })
     .await;
     let token = token_in(&stack.mail_to("ada@example.com").unwrap());
+    wait_for_sent(&stack, 2).await;
+    assert_stored_nowhere(&stack, &token).await;
     let reset = client
         .post(format!("{api}/api/v1/auth/reset-password"))
         .json(&json!({"token": token, "password": "a new secret"}))

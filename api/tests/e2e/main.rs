@@ -8,6 +8,7 @@
     reason = "test helpers fail loudly on broken fixtures"
 )]
 
+mod auth;
 mod config;
 mod crash;
 mod cron;

@@ -129,6 +129,11 @@ impl Stack {
                 format!("herald-test:{}:", self.id),
             )
             .env("HERALD_AUTH__JWT_SECRET", format!("e2e-secret-{}", self.id))
+            // real SMTP needs a key for the secrets in e-mails (any 32 bytes, base64)
+            .env(
+                "HERALD_SECRETS__ENCRYPTION_KEY",
+                "ZTJlLWtleS1lMmUta2V5LWUyZS1rZXktZTJlLWtleSE=",
+            )
             .env("HERALD_API__LISTEN", format!("127.0.0.1:{}", self.api_port))
             .env("HERALD_EMAIL__SMTP_HOST", "127.0.0.1")
             .env("HERALD_EMAIL__SMTP_PORT", self.smtp_port.to_string())
@@ -176,6 +181,11 @@ impl Stack {
             .expect("herald-api");
         wait_for_ready(&format!("{}/readyz", self.api_url), &mut child).await;
         self.children.push(child);
+    }
+
+    /// The process id of the (first) running herald-api.
+    pub fn api_pid(&self) -> u32 {
+        self.children.first().expect("herald-api started").id()
     }
 
     /// Starts a `herald-worker` replica and waits until its health server answers.

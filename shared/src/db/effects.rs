@@ -175,7 +175,8 @@ pub async fn finish_sent_many(
     let senders: Vec<Option<&str>> = outcomes.iter().map(|o| o.sent_from.as_deref()).collect();
     sqlx::query_scalar(
         "update effects e set state = o.state, provider_id = o.provider_id,
-             sent_from = o.sent_from, finished_at = now(), last_error = null
+             sent_from = o.sent_from, finished_at = now(), last_error = null,
+             payload = e.payload - 'sealed_secret'
          from unnest($1::uuid[], $2::text[], $3::text[], $4::text[])
              as o (id, state, provider_id, sent_from)
          where e.id = o.id and e.state = 'sending'
@@ -189,14 +190,15 @@ pub async fn finish_sent_many(
     .await
 }
 
-/// Records the outcome of a send that worked (`sent` or `sandboxed`).
+/// Records the outcome of a send that worked (`sent` or `sandboxed`). A sealed secret in the
+/// payload (see `EmailPayload::sealed_secret`) has served its purpose and is removed.
 pub async fn finish_sent(
     executor: impl PgExecutor<'_>,
     outcome: &SentOutcome,
 ) -> Result<bool, sqlx::Error> {
     let done = sqlx::query(
         "update effects set state = $2, provider_id = $3, sent_from = $4, finished_at = now(),
-             last_error = null
+             last_error = null, payload = payload - 'sealed_secret'
          where id = $1 and state = 'sending'",
     )
     .bind(outcome.id)

@@ -40,19 +40,24 @@ pub struct SpentToken {
     pub reused: bool,
     pub expired: bool,
     pub revoked: bool,
+    /// The session is older than its absolute lifetime.
+    pub too_old: bool,
 }
 
-/// Marks a refresh token used and reports what it was. Locks the token row, so two
-/// concurrent refreshes with the same token cannot both succeed.
+/// Marks a refresh token used and reports what it was, `too_old` when its session began
+/// more than `max_age_secs` ago. Locks the token row, so two concurrent refreshes with the
+/// same token cannot both succeed.
 pub async fn spend_refresh_token(
     conn: &mut PgConnection,
     token_hash: &[u8],
+    max_age_secs: u64,
 ) -> Result<Option<SpentToken>, sqlx::Error> {
     let found: Option<SpentToken> = sqlx::query_as(
         "select t.session_id, s.user_id, u.account_id,
                 t.used_at is not null as reused,
                 t.expires_at <= now() as expired,
-                s.revoked_at is not null as revoked
+                s.revoked_at is not null as revoked,
+                s.created_at <= now() - make_interval(secs => $2) as too_old
          from refresh_tokens t
          join sessions s on s.id = t.session_id
          join users u on u.id = s.user_id
@@ -60,6 +65,8 @@ pub async fn spend_refresh_token(
          for update of t",
     )
     .bind(token_hash)
+    // as a double (make_interval takes one), capped at a century so it stays in range
+    .bind(max_age_secs.min(100 * 366 * 86_400) as f64)
     .fetch_optional(&mut *conn)
     .await?;
     if found.is_some() {
@@ -91,13 +98,38 @@ pub async fn revoke_all(executor: impl PgExecutor<'_>, user_id: Uuid) -> Result<
     Ok(())
 }
 
-/// True when the session exists and is not revoked.
-pub async fn is_active(
+/// Revokes every session of a user but `keep` (after a password change in `keep`).
+pub async fn revoke_all_but(
+    executor: impl PgExecutor<'_>,
+    user_id: Uuid,
+    keep: Uuid,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "update sessions set revoked_at = now()
+         where user_id = $1 and id <> $2 and revoked_at is null",
+    )
+    .bind(user_id)
+    .bind(keep)
+    .execute(executor)
+    .await?;
+    Ok(())
+}
+
+/// True when the session exists, is not revoked, and belongs to this user of this account.
+pub async fn is_active_for(
     executor: impl PgExecutor<'_>,
     session_id: Uuid,
+    user_id: Uuid,
+    account_id: Uuid,
 ) -> Result<bool, sqlx::Error> {
-    sqlx::query_scalar("select exists(select 1 from sessions where id = $1 and revoked_at is null)")
-        .bind(session_id)
-        .fetch_one(executor)
-        .await
+    sqlx::query_scalar(
+        "select exists(
+           select 1 from sessions s join users u on u.id = s.user_id
+           where s.id = $1 and s.revoked_at is null and s.user_id = $2 and u.account_id = $3)",
+    )
+    .bind(session_id)
+    .bind(user_id)
+    .bind(account_id)
+    .fetch_one(executor)
+    .await
 }

@@ -40,6 +40,40 @@ pub async fn create(
     Ok(())
 }
 
+/// True when the token exists, has this purpose, is unexpired and unused (a read only; see
+/// `consume`).
+pub async fn is_live(
+    executor: impl PgExecutor<'_>,
+    purpose: Purpose,
+    token_hash: &[u8],
+) -> Result<bool, sqlx::Error> {
+    sqlx::query_scalar(
+        "select exists(select 1 from user_tokens
+         where token_hash = $1 and purpose = $2 and used_at is null and expires_at > now())",
+    )
+    .bind(token_hash)
+    .bind(purpose.as_str())
+    .fetch_one(executor)
+    .await
+}
+
+/// Ends every unused token of a user with this purpose (after a reset, the other reset links).
+pub async fn end_all(
+    executor: impl PgExecutor<'_>,
+    user_id: Uuid,
+    purpose: Purpose,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "update user_tokens set used_at = now()
+         where user_id = $1 and purpose = $2 and used_at is null",
+    )
+    .bind(user_id)
+    .bind(purpose.as_str())
+    .execute(executor)
+    .await?;
+    Ok(())
+}
+
 /// Uses a token once: the user's id if it exists, has this purpose, is unexpired and unused.
 pub async fn consume(
     executor: impl PgExecutor<'_>,

@@ -96,6 +96,21 @@ pub async fn set_password(
     Ok(())
 }
 
+/// Renames a user; the user, or `None` if there is none.
+pub async fn set_name(
+    executor: impl PgExecutor<'_>,
+    id: Uuid,
+    name: &str,
+) -> Result<Option<User>, sqlx::Error> {
+    sqlx::query_as(&format!(
+        "update users set name = $2 where id = $1 returning {USER_COLUMNS}"
+    ))
+    .bind(id)
+    .bind(name)
+    .fetch_optional(executor)
+    .await
+}
+
 /// Marks the e-mail verified (keeps the first verification time).
 pub async fn mark_verified(
     executor: impl PgExecutor<'_>,

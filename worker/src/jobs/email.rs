@@ -9,8 +9,12 @@ use crate::context::WorkerContext;
 
 /// Sends the e-mail in the row's payload.
 pub async fn send(ctx: &WorkerContext, started: &Started) -> Result<Outcome, JobError> {
-    let email: EmailPayload = serde_json::from_value(started.payload.clone())
+    let mut email: EmailPayload = serde_json::from_value(started.payload.clone())
         .map_err(|err| JobError::Permanent(format!("invalid e-mail payload: {err}")))?;
+    // A secret sealed with another key (secrets.encryption_key changed) cannot be recovered.
+    email.text = email
+        .text_to_send(&ctx.secrets)
+        .map_err(|err| JobError::Permanent(err.to_string()))?;
     match ctx.mailer.send(started.id, &email).await {
         Ok(Delivery::Sent { server_reply }) => Ok(Outcome::Sent {
             provider_id: Some(server_reply),

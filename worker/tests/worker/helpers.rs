@@ -441,6 +441,7 @@ impl TestWorker {
                 to: to(i),
                 subject: format!("test {i}"),
                 text: format!("body of test e-mail {i}"),
+                sealed_secret: None,
             };
             let effect = NewEffect {
                 account_id: self.account_id,
