@@ -13,5 +13,6 @@ mod crash;
 mod cron;
 mod deliveries;
 mod flow;
+mod metrics;
 mod schedules;
 mod stack;
