@@ -177,19 +177,23 @@ async fn a_lost_listen_connection_is_reconnected_with_backoff_even_after_failed_
     })
     .await;
 
-    // the server ends the listener's backend and refuses new connections for a while: the
-    // first reconnection tries fail
+    // the server refuses new connections for a while and ends every backend of the database,
+    // the listener's and the pools' (with one left in a pool, sqlx would quietly LISTEN on
+    // it): the first reconnection tries fail
     sqlx::query(&format!(
         "alter database {database} with allow_connections false"
     ))
     .execute(&admin)
     .await
     .unwrap();
-    sqlx::query("select pg_terminate_backend($1)")
-        .bind(first)
-        .execute(&admin)
-        .await
-        .unwrap();
+    sqlx::query(
+        "select pg_terminate_backend(pid) from pg_stat_activity
+         where datname = $1 and pid <> pg_backend_pid()",
+    )
+    .bind(&database)
+    .execute(&admin)
+    .await
+    .unwrap();
     wait_until(
         "healthz says the dispatcher is not listening",
         PATIENCE,
