@@ -24,7 +24,7 @@ use tokio::net::TcpListener;
 use tower_http::trace::TraceLayer;
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
-use utoipa_scalar::{Scalar, Servable};
+use utoipa_swagger_ui::{Config as DocsConfig, SwaggerUi};
 
 use crate::auth::password::Hasher;
 use crate::auth::tokens::JwtKeys;
@@ -70,15 +70,24 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 }
 
 /// The whole application: API routes, `/openapi.json`, the docs page at `/docs`.
+///
+/// The docs page is Swagger UI, built into the binary from the `utoipa-swagger-ui-vendored`
+/// crate (no CDN: it works air-gapped). The online validator badge is off: it would load an
+/// image from swagger.io.
 pub fn app(state: AppState) -> Router {
     let (router, api) = api_router().split_for_parts();
-    let spec = api.clone();
     router
         .route(
             "/openapi.json",
-            axum::routing::get(move || async move { axum::Json(spec) }),
+            axum::routing::get(move || async move { axum::Json(api) }),
         )
-        .merge(Scalar::with_url("/docs", api))
+        .merge(
+            SwaggerUi::new("/docs").config(
+                DocsConfig::from("/openapi.json")
+                    .validator_url("none")
+                    .persist_authorization(true),
+            ),
+        )
         .fallback(|uri: Uri| async move {
             let _ = uri;
             ApiError::NotFound("route")
@@ -87,20 +96,46 @@ pub fn app(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// Serves until `shutdown` completes, then finishes in-flight requests.
+/// Serves until `shutdown` completes, then finishes in-flight requests. With
+/// `api.metrics_listen` set, `/metrics` is served there alone (and answers 404 on `listener`).
 pub async fn serve(
     state: AppState,
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    let metrics = match state.config.api.metrics_listen() {
+        Some(address) => {
+            let metrics = TcpListener::bind(address)
+                .await
+                .with_context(|| format!("bind api.metrics_listen {address}"))?;
+            tracing::info!(%address, "herald-api serving /metrics");
+            Some(tokio::spawn(serve_metrics(metrics)))
+        }
+        None => None,
+    };
     tracing::info!(address = %listener.local_addr()?, "herald-api listening");
-    axum::serve(
+    let served = axum::serve(
         listener,
         app(state).into_make_service_with_connect_info::<SocketAddr>(),
     )
     .with_graceful_shutdown(shutdown)
     .await
-    .context("serve HTTP")
+    .context("serve HTTP");
+    if let Some(metrics) = metrics {
+        metrics.abort();
+    }
+    served
+}
+
+/// The `/metrics` listener of `api.metrics_listen`: nothing else is served there.
+async fn serve_metrics(listener: TcpListener) {
+    let router = Router::new().route(
+        "/metrics",
+        axum::routing::get(|| async { routes::health::render_metrics() }),
+    );
+    if let Err(err) = axum::serve(listener, router).await {
+        tracing::error!(error = %err, "the /metrics listener failed");
+    }
 }
 
 /// Resolves on SIGTERM or Ctrl-C.

@@ -92,6 +92,15 @@ pub struct ApiConfig {
     /// is the client.
     #[serde(default)]
     pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// A separate listener for `/metrics` alone; empty: `/metrics` is on `listen`.
+    pub metrics_listen: String,
+}
+
+impl ApiConfig {
+    /// The separate `/metrics` listener, if one is configured (validated at load).
+    pub fn metrics_listen(&self) -> Option<SocketAddr> {
+        self.metrics_listen.trim().parse().ok()
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -105,6 +114,10 @@ pub struct WorkerConfig {
     pub sweep_interval_secs: u64,
     pub redis_task_retention_secs: u64,
     pub retention_days: u32,
+    /// Most rows one housekeeping delete statement removes.
+    pub housekeeping_batch: u32,
+    /// Seconds beyond 3 intervals without a pass after which a worker loop is stale.
+    pub loop_grace_secs: u64,
     pub shutdown_timeout_secs: u64,
     pub replica_name: String,
 }
@@ -204,6 +217,8 @@ pub struct TwilioConfig {
     pub public_base_url: String,
     /// Seconds to wait for Twilio before an attempt counts as failed (retried).
     pub timeout_secs: u64,
+    /// Seconds before messages refused for Herald's credentials (401/403) are tried again.
+    pub auth_failure_retry_secs: u64,
     /// SMS sent per second per sender, across every worker replica.
     pub sms_per_second: u32,
     /// WhatsApp messages sent per second per sender, across every worker replica.
@@ -289,6 +304,15 @@ impl TwilioConfig {
                 "twilio.sms_from",
                 "credentials are set but no sender is: set sms_from, whatsapp_from or \
                  messaging_service_sid",
+            ));
+        }
+        // Without it every Twilio webhook fails its signature check (403), so replies and
+        // STOP keywords would be dropped silently while messages still go out.
+        if self.public_base_url.trim().is_empty() {
+            return Err(ConfigError::new(
+                "twilio.public_base_url",
+                "credentials are set but public_base_url is not: set it to herald-api's \
+                 public URL, or Twilio's webhooks (replies, STOP) are all refused",
             ));
         }
         Ok(())
@@ -455,6 +479,14 @@ impl Config {
                 self.worker.redis_task_retention_secs,
             ),
             ("email.smtp_timeout_secs", self.email.smtp_timeout_secs),
+            (
+                "worker.housekeeping_batch",
+                u64::from(self.worker.housekeeping_batch),
+            ),
+            (
+                "twilio.auth_failure_retry_secs",
+                self.twilio.auth_failure_retry_secs,
+            ),
             ("schedules.horizon_secs", self.schedules.horizon_secs),
             (
                 "schedules.plan_interval_ms",
@@ -485,6 +517,13 @@ impl Config {
             return Err(ConfigError::new(
                 "schedules.horizon_secs",
                 "must be at least 4 × schedules.plan_interval_ms",
+            ));
+        }
+        let metrics_listen = self.api.metrics_listen.trim();
+        if !metrics_listen.is_empty() && metrics_listen.parse::<SocketAddr>().is_err() {
+            return Err(ConfigError::new(
+                "api.metrics_listen",
+                "must be empty or an address like 127.0.0.1:9091",
             ));
         }
         if self.worker.dispatch_batch == 0 {
@@ -585,6 +624,8 @@ mod tests {
             "worker.sweep_interval_secs",
             "worker.redis_task_retention_secs",
             "limits.max_messages_per_delivery",
+            "worker.housekeeping_batch",
+            "twilio.auth_failure_retry_secs",
         ] {
             let figment = with("log.format", "json").merge(Serialized::default(key, 0));
             let err = Config::from_figment(&figment).unwrap_err();
@@ -604,6 +645,19 @@ mod tests {
     }
 
     #[test]
+    fn metrics_listen_is_empty_or_an_address() {
+        let config = Config::from_figment(&with("log.format", "json")).unwrap();
+        assert_eq!(config.api.metrics_listen(), None);
+        let config = Config::from_figment(&with("api.metrics_listen", "127.0.0.1:9091")).unwrap();
+        assert_eq!(
+            config.api.metrics_listen(),
+            Some("127.0.0.1:9091".parse().unwrap())
+        );
+        let err = Config::from_figment(&with("api.metrics_listen", "9091")).unwrap_err();
+        assert_eq!(err.setting, "api.metrics_listen");
+    }
+
+    #[test]
     fn an_unknown_setting_is_refused() {
         let err = Config::from_figment(&with("api.lisen", "x")).unwrap_err();
         assert!(err.to_string().contains("lisen"), "{err}");
@@ -620,12 +674,38 @@ mod tests {
     #[test]
     fn twilio_credentials_without_a_sender_are_refused() {
         let figment = with("twilio.account_sid", SID)
-            .merge(Serialized::default("twilio.auth_token", "token"));
+            .merge(Serialized::default("twilio.auth_token", "token"))
+            .merge(Serialized::default(
+                "twilio.public_base_url",
+                "https://herald.example.com",
+            ));
         let err = Config::from_figment(&figment).unwrap_err();
         assert_eq!(err.setting, "twilio.sms_from");
         let config = Config::from_figment(
             &figment.merge(Serialized::default("twilio.sms_from", "+15005550006")),
         )
+        .unwrap();
+        assert!(!config.twilio.is_sandbox());
+    }
+
+    #[test]
+    fn twilio_credentials_without_a_public_base_url_are_refused() {
+        let figment = with("twilio.account_sid", SID)
+            .merge(Serialized::default("twilio.auth_token", "token"))
+            .merge(Serialized::default("twilio.sms_from", "+15005550006"));
+        let err = Config::from_figment(&figment).unwrap_err();
+        assert_eq!(err.setting, "twilio.public_base_url");
+        let blank = figment
+            .clone()
+            .merge(Serialized::default("twilio.public_base_url", "  "));
+        assert_eq!(
+            Config::from_figment(&blank).unwrap_err().setting,
+            "twilio.public_base_url"
+        );
+        let config = Config::from_figment(&figment.merge(Serialized::default(
+            "twilio.public_base_url",
+            "https://herald.example.com",
+        )))
         .unwrap();
         assert!(!config.twilio.is_sandbox());
     }
@@ -672,7 +752,11 @@ mod tests {
                     "twilio.auth_token",
                     "twilio-token-secret",
                 ))
-                .merge(Serialized::default("twilio.sms_from", "+15005550006")),
+                .merge(Serialized::default("twilio.sms_from", "+15005550006"))
+                .merge(Serialized::default(
+                    "twilio.public_base_url",
+                    "https://herald.example.com",
+                )),
         )
         .unwrap();
         let shown = format!("{config:?}");

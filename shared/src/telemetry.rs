@@ -1,4 +1,8 @@
-//! Logging for both binaries: text or JSON, filtered by `log.filter` or `RUST_LOG`.
+//! Logging and metrics for both binaries: logs as text or JSON, filtered by `log.filter` or
+//! `RUST_LOG`; one Prometheus recorder, rendered at `/metrics` with the process's own
+//! metrics (`process_cpu_seconds_total`, `process_resident_memory_bytes`, `process_open_fds`,
+//! … read from /proc at each scrape) and `herald_build_info{binary, version} 1`, so even a
+//! fresh process's first scrape says what it is and what it uses.
 
 use tracing_subscriber::EnvFilter;
 
@@ -39,4 +43,28 @@ pub fn metrics() -> metrics_exporter_prometheus::PrometheusHandle {
             handle
         })
         .clone()
+}
+
+/// What `herald_build_info` says about the binary serving `/metrics`.
+#[derive(Debug, Clone, Copy)]
+pub struct BuildInfo {
+    pub binary: &'static str,
+    pub version: &'static str,
+}
+
+/// The `/metrics` page: the process metrics read now, the build info, and everything
+/// recorded so far.
+pub fn render(build: BuildInfo) -> String {
+    let handle = metrics();
+    static PROCESS: std::sync::OnceLock<metrics_process::Collector> = std::sync::OnceLock::new();
+    PROCESS
+        .get_or_init(|| {
+            let collector = metrics_process::Collector::default();
+            collector.describe();
+            collector
+        })
+        .collect();
+    metrics::gauge!("herald_build_info", "binary" => build.binary, "version" => build.version)
+        .set(1.0);
+    handle.render()
 }

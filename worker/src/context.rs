@@ -1,5 +1,5 @@
 //! What every part of the worker shares: connections, configuration, the provider clients,
-//! and the liveness of each apalis worker.
+//! and the health of each apalis worker, loop and provider.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -13,6 +13,8 @@ use redis::aio::ConnectionManager;
 use sqlx::PgPool;
 
 use crate::jobs::batch::Transitions;
+use crate::loops::Loops;
+use crate::outage::Outages;
 
 /// Shared by the dispatcher, the handlers, the sweep and the health server.
 #[derive(Clone)]
@@ -26,6 +28,10 @@ pub struct WorkerContext {
     pub secrets: SecretBox,
     pub twilio: Twilio,
     pub liveness: Liveness,
+    /// The last pass of each supervised loop (dispatcher, sweep, cron, planner).
+    pub loops: Loops,
+    /// Providers refusing Herald's credentials, for `/readyz`.
+    pub outages: Outages,
     /// The handlers' batched `queued → sending → sent` transitions.
     pub transitions: Transitions,
     /// This replica's name in worker names and logs.

@@ -22,28 +22,34 @@ use crate::context::WorkerContext;
 
 /// Most fires recorded per insert (a per-second trigger after a day's downtime has 86,400).
 const MAX_BACKFILL: usize = 1_000;
+/// The cron runner's name in `/healthz` and logs.
+pub const LOOP: &str = "cron";
 /// Longest sleep between passes, so a changed clock or a lost wake-up heals.
-const MAX_SLEEP: Duration = Duration::from_secs(30);
+pub const MAX_SLEEP: Duration = Duration::from_secs(30);
 /// How often the replica running a fire's job says it is still at it.
 const ALIVE_EVERY: Duration = Duration::from_secs(30);
 /// A fire `running` with no sign of life for this long was claimed by a replica that died;
 /// it is released (six missed signs: a slow database does not make a job run twice).
 const STALE_RUNNING_SECS: f64 = 180.0;
 
-/// Runs until `shutdown` turns true.
-pub async fn run(ctx: WorkerContext, mut shutdown: watch::Receiver<bool>) {
+/// Runs until `shutdown` turns true; a failed pass ends the run with the error, for the
+/// supervisor to restart it. A trigger with no recorded fire starts at `booted`, the worker
+/// process's start: fires before it are not owed, and every fire after it is (however late
+/// this loop wakes up, restarts included).
+pub async fn run(
+    ctx: WorkerContext,
+    mut shutdown: watch::Receiver<bool>,
+    booted: DateTime<Utc>,
+) -> anyhow::Result<()> {
     let triggers: Vec<CronTrigger> = ctx.jobs.triggers().to_vec();
     if triggers.is_empty() {
-        return;
+        crate::context::stopped(&mut shutdown).await;
+        return Ok(());
     }
     let names: Vec<String> = triggers.iter().map(|t| t.name.clone()).collect();
-    // A trigger with no recorded fire starts at this process's start: fires before it are not
-    // owed, and every fire after it is (however late this loop wakes up).
-    let booted = Utc::now();
     loop {
-        if let Err(err) = pass(&ctx, &triggers, &names, booted, &Utc::now).await {
-            tracing::error!(error = %err, "cron pass failed");
-        }
+        pass(&ctx, &triggers, &names, booted, &Utc::now).await?;
+        ctx.loops.passed(LOOP);
         let now = Utc::now();
         let next = triggers
             .iter()
@@ -55,7 +61,7 @@ pub async fn run(ctx: WorkerContext, mut shutdown: watch::Receiver<bool>) {
             .min(MAX_SLEEP);
         tokio::select! {
             _ = tokio::time::sleep(wait) => {}
-            _ = crate::context::stopped(&mut shutdown) => return,
+            _ = crate::context::stopped(&mut shutdown) => return Ok(()),
         }
     }
 }
@@ -148,7 +154,8 @@ pub async fn while_alive<T>(
             result = &mut job => return result,
             _ = alive.tick() => {
                 match cron_fires::still_running(&ctx.db, fire, &ctx.replica).await {
-                    Ok(true) => {}
+                    // a long job is progress: the cron loop is not stale while it runs
+                    Ok(true) => ctx.loops.passed(LOOP),
                     // released as stale (this replica went silent too long): the fire is
                     // another run's now, and this one's outcome will not be recorded
                     Ok(false) => tracing::error!(trigger = %fire.trigger, "a cron fire was released while its job still ran here"),

@@ -6,7 +6,8 @@
 //! only then pushes their ids. So Redis never holds more than the window, however many rows
 //! are due. It sleeps until a `herald_effects` notification (new or re-planned work), the
 //! next due time, or a 5 s safety tick — no busy polling; while a window is full it checks
-//! again every 50 ms.
+//! again every 50 ms. A lost LISTEN connection is reconnected with backoff; the loop itself
+//! runs under `crate::loops::supervise`.
 //!
 //! Commit before push: a worker can start a task a few milliseconds after the push, and a
 //! row whose claim is not yet committed still reads `planned`, so the handler would skip it
@@ -31,8 +32,13 @@ use crate::queue::queue_config;
 
 /// The notification channel written by the `effects` triggers.
 pub const CHANNEL: &str = "herald_effects";
-const SAFETY_TICK: Duration = Duration::from_secs(5);
+/// The dispatcher's name in `/healthz` and logs.
+pub const LOOP: &str = "dispatcher";
+/// Longest wait between rounds: a lost notification delays work at most this long.
+pub const SAFETY_TICK: Duration = Duration::from_secs(5);
 const WINDOW_FULL_RECHECK: Duration = Duration::from_millis(50);
+const FIRST_RECONNECT: Duration = Duration::from_millis(500);
+const MAX_RECONNECT: Duration = Duration::from_secs(30);
 
 /// What one round did for one queue.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -44,19 +50,15 @@ pub struct Round {
     pub blocked: bool,
 }
 
-/// Dispatches until `shutdown` turns true.
-pub async fn run(ctx: WorkerContext, mut shutdown: watch::Receiver<bool>) {
-    let mut listener = match listen(&ctx).await {
-        Ok(listener) => Some(listener),
-        Err(err) => {
-            tracing::error!(error = %err, "cannot LISTEN; dispatching on the safety tick only");
-            None
-        }
-    };
+/// Dispatches until `shutdown` turns true. A round that fails for any queue (after every
+/// queue had its turn) ends the run with the error, for the supervisor to restart it.
+pub async fn run(ctx: WorkerContext, mut shutdown: watch::Receiver<bool>) -> anyhow::Result<()> {
+    let mut notifications = Notifications::connect(&ctx).await;
     let queues: Vec<JobSettings> = ctx.jobs.all().cloned().collect();
     loop {
         let mut more = false;
         let mut blocked = false;
+        let mut failed = None;
         for settings in &queues {
             match dispatch_round(&ctx, settings).await {
                 Ok(round) => {
@@ -64,12 +66,16 @@ pub async fn run(ctx: WorkerContext, mut shutdown: watch::Receiver<bool>) {
                     blocked |= round.blocked;
                 }
                 Err(err) => {
-                    tracing::error!(queue = %settings.queue, error = %err, "dispatch failed")
+                    failed.get_or_insert(err.context(format!("dispatch queue {}", settings.queue)));
                 }
             }
         }
+        if let Some(err) = failed {
+            return Err(err);
+        }
+        ctx.loops.passed(LOOP);
         if *shutdown.borrow() {
-            return;
+            return Ok(());
         }
         if more {
             tokio::task::yield_now().await;
@@ -82,13 +88,75 @@ pub async fn run(ctx: WorkerContext, mut shutdown: watch::Receiver<bool>) {
         };
         tokio::select! {
             _ = tokio::time::sleep(wait) => {}
-            _ = crate::context::stopped(&mut shutdown) => return,
-            notified = recv(&mut listener) => {
-                if let Err(err) = notified {
-                    tracing::warn!(error = %err, "LISTEN connection lost; reconnecting");
-                    tokio::time::sleep(Duration::from_secs(1)).await;
-                    listener = listen(&ctx).await.ok();
+            _ = crate::context::stopped(&mut shutdown) => return Ok(()),
+            () = notifications.next(&ctx) => {}
+        }
+    }
+}
+
+/// The LISTEN connection on [`CHANNEL`], reconnected with backoff (0.5 s doubling up to
+/// 30 s) whenever it is lost; meanwhile the dispatcher works on its safety tick. Its state
+/// shows in `/healthz` as `dispatcher_listening`.
+struct Notifications {
+    listener: Option<PgListener>,
+    retry_at: tokio::time::Instant,
+    backoff: Duration,
+}
+
+impl Notifications {
+    async fn connect(ctx: &WorkerContext) -> Self {
+        let mut notifications = Self {
+            listener: None,
+            retry_at: tokio::time::Instant::now(),
+            backoff: FIRST_RECONNECT,
+        };
+        notifications.reconnect(ctx).await;
+        notifications
+    }
+
+    /// Resolves on a notification, or once a lost connection is back (notifications may have
+    /// been missed meanwhile, so the caller runs a round either way). Cancel-safe: the
+    /// dispatcher drops it whenever its timer fires first, and the backoff survives.
+    async fn next(&mut self, ctx: &WorkerContext) {
+        loop {
+            match &mut self.listener {
+                Some(listener) => match listener.recv().await {
+                    Ok(_) => return,
+                    Err(err) => {
+                        tracing::warn!(error = %err, "LISTEN connection lost; reconnecting");
+                        self.listener = None;
+                        ctx.loops.set_listening(false);
+                        self.retry_at = tokio::time::Instant::now() + self.backoff;
+                    }
+                },
+                None => {
+                    tokio::time::sleep_until(self.retry_at).await;
+                    if self.reconnect(ctx).await {
+                        return;
+                    }
                 }
+            }
+        }
+    }
+
+    /// One try to LISTEN again; on failure the next try waits twice as long.
+    async fn reconnect(&mut self, ctx: &WorkerContext) -> bool {
+        match listen(ctx).await {
+            Ok(listener) => {
+                if self.backoff > FIRST_RECONNECT {
+                    tracing::info!("LISTEN connection restored");
+                }
+                self.listener = Some(listener);
+                self.backoff = FIRST_RECONNECT;
+                ctx.loops.set_listening(true);
+                true
+            }
+            Err(err) => {
+                tracing::warn!(error = %err, retry_in = ?self.backoff, "cannot LISTEN; dispatching on the safety tick meanwhile");
+                ctx.loops.set_listening(false);
+                self.retry_at = tokio::time::Instant::now() + self.backoff;
+                self.backoff = (self.backoff * 2).min(MAX_RECONNECT);
+                false
             }
         }
     }
@@ -98,13 +166,6 @@ async fn listen(ctx: &WorkerContext) -> Result<PgListener, sqlx::Error> {
     let mut listener = PgListener::connect_with(&ctx.db).await?;
     listener.listen(CHANNEL).await?;
     Ok(listener)
-}
-
-async fn recv(listener: &mut Option<PgListener>) -> Result<(), sqlx::Error> {
-    match listener {
-        Some(listener) => listener.recv().await.map(|_| ()),
-        None => std::future::pending().await,
-    }
 }
 
 async fn until_next_due(ctx: &WorkerContext, queues: &[JobSettings]) -> Duration {

@@ -2,8 +2,8 @@
 //! providers, exactly once per effect (bar the documented crash-mid-send window).
 //!
 //! One process runs: a dispatcher, one supervised apalis worker per queue, the recovery
-//! sweep, the cron runner, the schedule planner and a small health/metrics HTTP server. Run
-//! as many replicas as needed.
+//! sweep, the cron runner, the schedule planner (each of these four supervised too, see
+//! `loops`) and a small health/metrics HTTP server. Run as many replicas as needed.
 
 /// Helpers for the benchmark binaries in `src/bin/` (not used by the worker).
 pub mod bench;
@@ -13,6 +13,8 @@ pub mod dispatcher;
 pub mod health;
 pub mod housekeeping;
 pub mod jobs;
+pub mod loops;
+pub mod outage;
 pub mod queue;
 pub mod rate_limit;
 pub mod schedule_planner;
@@ -71,6 +73,8 @@ pub async fn build_context(config: Config, jobs: JobsConfig) -> anyhow::Result<W
         secrets,
         twilio,
         liveness: Liveness::default(),
+        loops: loops::Loops::default(),
+        outages: outage::Outages::default(),
         replica,
     })
 }
@@ -87,10 +91,38 @@ pub async fn run(
     for settings in ctx.jobs.all().cloned() {
         tasks.spawn(queue::supervise(ctx.clone(), settings, stop_rx.clone()));
     }
-    tasks.spawn(dispatcher::run(ctx.clone(), stop_rx.clone()));
-    tasks.spawn(sweep::run(ctx.clone(), stop_rx.clone()));
-    tasks.spawn(cron::run(ctx.clone(), stop_rx.clone()));
-    tasks.spawn(schedule_planner::run(ctx.clone(), stop_rx.clone()));
+    tasks.spawn(loops::supervise(
+        ctx.clone(),
+        dispatcher::LOOP,
+        loops::stale_after(&ctx, dispatcher::SAFETY_TICK),
+        stop_rx.clone(),
+        dispatcher::run,
+    ));
+    tasks.spawn(loops::supervise(
+        ctx.clone(),
+        sweep::LOOP,
+        loops::stale_after(&ctx, sweep::interval(&ctx)),
+        stop_rx.clone(),
+        sweep::run,
+    ));
+    if !ctx.jobs.triggers().is_empty() {
+        // a trigger with no recorded fire starts at the process's start, not a restart's
+        let booted = chrono::Utc::now();
+        tasks.spawn(loops::supervise(
+            ctx.clone(),
+            cron::LOOP,
+            loops::stale_after(&ctx, cron::MAX_SLEEP),
+            stop_rx.clone(),
+            move |ctx, stop| cron::run(ctx, stop, booted),
+        ));
+    }
+    tasks.spawn(loops::supervise(
+        ctx.clone(),
+        schedule_planner::LOOP,
+        loops::stale_after(&ctx, schedule_planner::interval(&ctx)),
+        stop_rx.clone(),
+        schedule_planner::run,
+    ));
     let health = tokio::spawn({
         let router = health::router(ctx.clone());
         let mut stop = stop_rx.clone();

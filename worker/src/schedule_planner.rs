@@ -17,25 +17,26 @@ use tokio::sync::watch;
 
 use crate::context::WorkerContext;
 
-/// Runs until `shutdown` turns true.
-pub async fn run(ctx: WorkerContext, mut shutdown: watch::Receiver<bool>) {
+/// The planner's name in `/healthz` and logs.
+pub const LOOP: &str = "schedule_planner";
+
+/// How often the planner looks for schedules to extend.
+pub fn interval(ctx: &WorkerContext) -> Duration {
+    Duration::from_millis(ctx.config.schedules.plan_interval_ms)
+}
+
+/// Runs until `shutdown` turns true; a failed pass ends the run with the error, for the
+/// supervisor to restart it.
+pub async fn run(ctx: WorkerContext, mut shutdown: watch::Receiver<bool>) -> anyhow::Result<()> {
     let settings = settings(&ctx);
-    let interval = Duration::from_millis(ctx.config.schedules.plan_interval_ms);
+    let interval = interval(&ctx);
     loop {
-        loop {
-            match pass(&ctx, &settings, Utc::now()).await {
-                // a full batch: more schedules may be waiting
-                Ok(pass) if pass.schedules == batch(&ctx) => {}
-                Ok(_) => break,
-                Err(err) => {
-                    tracing::error!(error = %err, "schedule planning failed");
-                    break;
-                }
-            }
-        }
+        // a full batch: more schedules may be waiting
+        while pass(&ctx, &settings, Utc::now()).await?.schedules == batch(&ctx) {}
+        ctx.loops.passed(LOOP);
         tokio::select! {
             _ = tokio::time::sleep(interval) => {}
-            _ = crate::context::stopped(&mut shutdown) => return,
+            _ = crate::context::stopped(&mut shutdown) => return Ok(()),
         }
     }
 }

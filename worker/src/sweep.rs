@@ -15,16 +15,24 @@ use tokio::sync::watch;
 
 use crate::context::WorkerContext;
 
-/// Runs the sweep until `shutdown` turns true.
-pub async fn run(ctx: WorkerContext, mut shutdown: watch::Receiver<bool>) {
-    let period = Duration::from_secs(ctx.config.worker.sweep_interval_secs);
+/// The sweep's name in `/healthz` and logs.
+pub const LOOP: &str = "sweep";
+
+/// How often the sweep runs.
+pub fn interval(ctx: &WorkerContext) -> Duration {
+    Duration::from_secs(ctx.config.worker.sweep_interval_secs)
+}
+
+/// Runs the sweep until `shutdown` turns true; a sweep with a failed step ends the run with
+/// the error, for the supervisor to restart it.
+pub async fn run(ctx: WorkerContext, mut shutdown: watch::Receiver<bool>) -> anyhow::Result<()> {
+    let period = interval(&ctx);
     loop {
-        if let Err(err) = sweep_once(&ctx).await {
-            tracing::error!(error = %err, "sweep failed");
-        }
+        sweep_once(&ctx).await?;
+        ctx.loops.passed(LOOP);
         tokio::select! {
             _ = tokio::time::sleep(period) => {}
-            _ = crate::context::stopped(&mut shutdown) => return,
+            _ = crate::context::stopped(&mut shutdown) => return Ok(()),
         }
     }
 }
@@ -39,21 +47,37 @@ pub struct Swept {
     pub early_statuses: u64,
 }
 
-/// One pass of every step.
+/// One pass of every step. Each step runs whatever the others did: a failing one is logged
+/// and counted (`herald_sweep_step_errors_total{step}`), and the pass then returns an error
+/// naming every step that failed.
 pub async fn sweep_once(ctx: &WorkerContext) -> anyhow::Result<Swept> {
     let worker = &ctx.config.worker;
-    let mut swept = Swept {
-        requeued: effects::requeue_stale(&ctx.db, worker.requeue_after_secs as f64).await?,
-        ..Swept::default()
+    let mut swept = Swept::default();
+    let mut failed: Vec<String> = Vec::new();
+    let mut step = |name: &str, result: anyhow::Result<u64>, total: &mut u64| match result {
+        Ok(count) => *total += count,
+        Err(err) => {
+            tracing::error!(step = name, error = %format!("{err:#}"), "sweep step failed; the other steps still run");
+            metrics::counter!("herald_sweep_step_errors_total", "step" => name.to_owned())
+                .increment(1);
+            failed.push(format!("{name}: {err:#}"));
+        }
     };
+    let requeued = effects::requeue_stale(&ctx.db, worker.requeue_after_secs as f64).await;
+    step("requeue", requeued.map_err(Into::into), &mut swept.requeued);
     for settings in ctx.jobs.all() {
         let stuck_after = settings.timeout.as_secs_f64() + worker.stuck_sending_grace_secs as f64;
-        swept.unknown +=
-            effects::resolve_stuck_sending(&ctx.db, settings.kind, stuck_after).await?;
-        swept.trimmed += trim_finished(ctx, &ctx.redis_queue(&settings.queue)).await?;
+        let unknown = effects::resolve_stuck_sending(&ctx.db, settings.kind, stuck_after).await;
+        step(
+            "stuck_sending",
+            unknown.map_err(Into::into),
+            &mut swept.unknown,
+        );
+        let trimmed = trim_finished(ctx, &ctx.redis_queue(&settings.queue)).await;
+        step("trim_redis", trimmed, &mut swept.trimmed);
     }
-    let mut conn = ctx.db.acquire().await?;
-    swept.early_statuses = twilio_events::apply_early_statuses(&mut conn).await?;
+    let early = apply_early_statuses(ctx).await;
+    step("early_statuses", early, &mut swept.early_statuses);
     if swept.requeued > 0 {
         tracing::warn!(
             rows = swept.requeued,
@@ -68,7 +92,16 @@ pub async fn sweep_once(ctx: &WorkerContext) -> anyhow::Result<Swept> {
     }
     metrics::counter!("herald_sweep_requeued_total").increment(swept.requeued);
     metrics::counter!("herald_sweep_unknown_total").increment(swept.unknown);
-    Ok(swept)
+    if failed.is_empty() {
+        Ok(swept)
+    } else {
+        Err(anyhow::anyhow!("sweep steps failed: {}", failed.join("; ")))
+    }
+}
+
+async fn apply_early_statuses(ctx: &WorkerContext) -> anyhow::Result<u64> {
+    let mut conn = ctx.db.acquire().await?;
+    Ok(twilio_events::apply_early_statuses(&mut conn).await?)
 }
 
 /// Deletes data and metadata of `done`/`dead` tasks of `queue` finished before the retention,

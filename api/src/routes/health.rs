@@ -9,6 +9,7 @@ use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use crate::error::{ApiError, Problem};
 use crate::state::AppState;
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -53,8 +54,23 @@ async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Readiness>) 
 }
 
 /// Prometheus metrics.
+///
+/// The API's own, the process's (CPU, memory, open files) and `herald_build_info`. Not here
+/// (404) when `api.metrics_listen` serves them on an address of their own.
 #[utoipa::path(get, path = "/metrics", tag = "operations", operation_id = "metrics",
-    responses((status = 200, content_type = "text/plain", body = String)))]
-async fn metrics() -> String {
-    herald_shared::telemetry::metrics().render()
+    responses((status = 200, content_type = "text/plain", body = String),
+        (status = 404, body = Problem, content_type = "application/problem+json")))]
+async fn metrics(State(state): State<AppState>) -> Result<String, ApiError> {
+    if state.config.api.metrics_listen().is_some() {
+        return Err(ApiError::NotFound("route"));
+    }
+    Ok(render_metrics())
+}
+
+/// The metrics page, wherever it is served.
+pub fn render_metrics() -> String {
+    herald_shared::telemetry::render(herald_shared::telemetry::BuildInfo {
+        binary: "herald-api",
+        version: env!("CARGO_PKG_VERSION"),
+    })
 }

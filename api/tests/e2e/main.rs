@@ -14,5 +14,6 @@ mod crash;
 mod cron;
 mod deliveries;
 mod flow;
+mod metrics;
 mod schedules;
 mod stack;

@@ -163,6 +163,7 @@ impl Stack {
             ),
             ("HERALD_TWILIO__AUTH_TOKEN", "e2e-twilio-token".to_owned()),
             ("HERALD_TWILIO__SMS_FROM", "+15005550006".to_owned()),
+            ("HERALD_TWILIO__PUBLIC_BASE_URL", self.api_url.clone()),
             ("HERALD_TWILIO__SMS_PER_SECOND", "100".to_owned()),
         ]
     }

@@ -304,24 +304,36 @@ impl Progress {
 }
 
 pub async fn progress(conn: &mut PgConnection, delivery_id: Uuid) -> Result<Progress, sqlx::Error> {
-    let counts: Vec<(String, i64)> = sqlx::query_as(
-        "select e.state, count(*) from delivery_messages m join effects e on e.id = m.effect_id
-         where m.delivery_id = $1 group by e.state order by e.state",
+    let mut all = progress_of_many(conn, &[delivery_id]).await?;
+    Ok(all.remove(&delivery_id).unwrap_or_default())
+}
+
+/// [`progress`] of every delivery in `ids` in one query (a listing's page); a delivery
+/// without messages is missing from the map.
+pub async fn progress_of_many(
+    conn: &mut PgConnection,
+    ids: &[Uuid],
+) -> Result<std::collections::HashMap<Uuid, Progress>, sqlx::Error> {
+    let rows: Vec<(Uuid, String, i64, Option<DateTime<Utc>>)> = sqlx::query_as(
+        "select m.delivery_id, e.state, count(*),
+                min(e.next_attempt_at) filter (where e.state in ('planned', 'retrying'))
+         from delivery_messages m join effects e on e.id = m.effect_id
+         where m.delivery_id = any($1)
+         group by m.delivery_id, e.state order by m.delivery_id, e.state",
     )
-    .bind(delivery_id)
-    .fetch_all(&mut *conn)
+    .bind(ids)
+    .fetch_all(conn)
     .await?;
-    let next_send_at: Option<DateTime<Utc>> = sqlx::query_scalar(
-        "select min(e.next_attempt_at) from delivery_messages m join effects e on e.id = m.effect_id
-         where m.delivery_id = $1 and e.state in ('planned', 'retrying')",
-    )
-    .bind(delivery_id)
-    .fetch_one(conn)
-    .await?;
-    Ok(Progress {
-        counts,
-        next_send_at,
-    })
+    let mut all = std::collections::HashMap::<Uuid, Progress>::new();
+    for (delivery_id, state, count, next) in rows {
+        let progress = all.entry(delivery_id).or_default();
+        progress.counts.push((state, count));
+        progress.next_send_at = match (progress.next_send_at, next) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+    }
+    Ok(all)
 }
 
 pub async fn set_status(

@@ -229,6 +229,28 @@ pub async fn schedule_retry(
     Ok(done.rows_affected() == 1)
 }
 
+/// Schedules another try without counting this attempt: the provider could not take the
+/// message for reasons of its own (Herald's credentials were refused), so the message must not
+/// run out of attempts while the outage lasts. The row reads `retrying` with the error.
+pub async fn retry_uncounted(
+    executor: impl PgExecutor<'_>,
+    id: Uuid,
+    error: &str,
+    next_attempt_at: DateTime<Utc>,
+) -> Result<bool, sqlx::Error> {
+    let done = sqlx::query(
+        "update effects set state = 'retrying', attempts = greatest(attempts - 1, 0),
+             last_error = $2, next_attempt_at = $3
+         where id = $1 and state = 'sending'",
+    )
+    .bind(id)
+    .bind(error)
+    .bind(next_attempt_at)
+    .execute(executor)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
 /// Records a final failure: `failed` (permanent error) or `dead` (attempts exhausted).
 pub async fn finish_failed(
     executor: impl PgExecutor<'_>,

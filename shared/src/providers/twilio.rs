@@ -5,7 +5,8 @@
 //! Errors are classified from Twilio's answer: a 4xx with Twilio's JSON body
 //! (`{code, message, more_info, status}`, e.g. 21211 invalid number, 21610 opted out) is
 //! permanent and keeps Twilio's code and message; 429, 5xx, timeouts and connection errors are
-//! retryable, with `Retry-After` when Twilio sends one.
+//! retryable, with `Retry-After` when Twilio sends one. A 401 or 403 refuses Herald's own
+//! credentials, not the message: it is `CredentialsRefused`, an outage the worker waits out.
 //!
 //! Twilio's Messages API takes no idempotency key, so a retry after a timeout (Twilio may have
 //! created the message before the answer was lost) can send twice. That window is the same as
@@ -100,8 +101,8 @@ impl Sender {
 /// Why Twilio did not take a message, and whether trying again may help.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TwilioError {
-    /// Twilio refused for good (a 4xx): an invalid or non-mobile number, an opted-out
-    /// recipient, bad credentials. `code` is Twilio's error code when it sent one.
+    /// Twilio refused the message for good (a 4xx but 401/403): an invalid or non-mobile
+    /// number, an opted-out recipient. `code` is Twilio's error code when it sent one.
     #[error("{}", permanent_text(*status, *code, message))]
     Permanent {
         status: u16,
@@ -117,6 +118,22 @@ pub enum TwilioError {
     /// The message cannot be sent as configured (no sender for its channel).
     #[error("{0}")]
     NotConfigured(String),
+    /// Twilio refused Herald's credentials (401, or 403 for a suspended account or a token
+    /// without permission): nothing is wrong with the message, and every other message
+    /// would be refused alike until the credentials are fixed.
+    #[error("twilio refused Herald's credentials ({}): {message}", status_text(*status, *code))]
+    CredentialsRefused {
+        status: u16,
+        code: Option<i64>,
+        message: String,
+    },
+}
+
+fn status_text(status: u16, code: Option<i64>) -> String {
+    match code {
+        Some(code) => format!("HTTP {status}, error {code}"),
+        None => format!("HTTP {status}"),
+    }
 }
 
 fn permanent_text(status: u16, code: Option<i64>, message: &str) -> String {
@@ -346,6 +363,13 @@ fn classify(
             retry_after,
         });
     }
+    if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
+        return Err(TwilioError::CredentialsRefused {
+            status: status.as_u16(),
+            code,
+            message: text,
+        });
+    }
     Err(TwilioError::Permanent {
         status: status.as_u16(),
         code,
@@ -404,6 +428,7 @@ mod tests {
             messaging_service_sid: String::new(),
             public_base_url: "https://herald.example.com/".to_owned(),
             timeout_secs: 10,
+            auth_failure_retry_secs: 60,
             sms_per_second: 1,
             whatsapp_per_second: 10,
             reply_window_secs: 604_800,
@@ -491,15 +516,25 @@ mod tests {
             err.to_string(),
             "twilio error 21211: The 'To' number +1 is not a valid phone number. (HTTP 400)"
         );
+    }
+
+    #[test]
+    fn a_401_or_403_refuses_the_credentials_not_the_message() {
         let err = classify(StatusCode::UNAUTHORIZED, None, b"nope").unwrap_err();
         assert!(matches!(
             err,
-            TwilioError::Permanent {
+            TwilioError::CredentialsRefused {
                 status: 401,
                 code: None,
                 ..
             }
         ));
+        let body = br#"{"code":20003,"message":"Authenticate","status":403}"#;
+        let err = classify(StatusCode::FORBIDDEN, None, body).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "twilio refused Herald's credentials (HTTP 403, error 20003): Authenticate"
+        );
     }
 
     #[test]

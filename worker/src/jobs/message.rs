@@ -29,6 +29,7 @@ use herald_shared::time_rules::parse_zone;
 
 use super::{JobError, Outcome};
 use crate::context::WorkerContext;
+use crate::outage::TWILIO;
 use crate::rate_limit::{self, Slot};
 
 /// Room kept for the database writes around the Twilio call within the job's timeout.
@@ -88,6 +89,7 @@ pub async fn send(ctx: &WorkerContext, started: &Started) -> Result<Outcome, Job
     let sent_from = sender.as_ref().map(|sender| sender.address().to_owned());
     let err = match ctx.twilio.send(outgoing).await {
         Ok(Delivery::Sent { sid }) => {
+            ctx.outages.accepted(TWILIO);
             return Ok(Outcome::Sent {
                 provider_id: sid,
                 sent_from,
@@ -104,9 +106,16 @@ pub async fn send(ctx: &WorkerContext, started: &Started) -> Result<Outcome, Job
             message,
             retry_after,
         }),
+        // not the message's fault: it waits, uncounted, until the credentials work
+        TwilioError::CredentialsRefused { .. } => Err(JobError::Outage {
+            provider: TWILIO,
+            message: err.to_string(),
+        }),
         TwilioError::Permanent {
             code, ref message, ..
         } => {
+            // Twilio read the credentials before refusing the message
+            ctx.outages.accepted(TWILIO);
             let code = code.and_then(|code| i32::try_from(code).ok());
             record_refusal(ctx, started, payload, code, message).await;
             Err(JobError::Permanent(err.to_string()))

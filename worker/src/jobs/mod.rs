@@ -7,7 +7,9 @@
 //!
 //! A handler may also decide not to send: `Skipped` ends the row `canceled`, `Held` parks it
 //! as `held` for whoever re-plans it, and `Deferred` gives it back to the dispatcher for later
-//! without counting the attempt (a rate limit with no slot soon enough).
+//! without counting the attempt (a rate limit with no slot soon enough). An `Outage` (the
+//! provider refused Herald's credentials) keeps the row `retrying` without counting the
+//! attempt either, so messages outlast the outage (see `crate::outage`).
 
 pub mod batch;
 pub mod email;
@@ -57,6 +59,13 @@ pub enum JobError {
     /// Trying again will not help (rejected address, invalid payload).
     #[error("{0}")]
     Permanent(String),
+    /// The provider refused Herald's own credentials: every message fails alike until they
+    /// are fixed, so the attempt does not count and the message waits.
+    #[error("{message}")]
+    Outage {
+        provider: &'static str,
+        message: String,
+    },
 }
 
 /// The apalis handler for every queue.
@@ -139,6 +148,7 @@ async fn record(
         }
         Err(JobError::Retryable { .. }) => "dead",
         Err(JobError::Permanent(_)) => "failed",
+        Err(JobError::Outage { .. }) => "outage",
     };
     metrics::counter!("herald_effects_finished_total", "kind" => kind.as_str(), "outcome" => outcome_label)
         .increment(1);
@@ -197,6 +207,15 @@ async fn record(
             tracing::error!(effect_id = %id, error = %error, "effect is dead");
             effects::finish_failed(&ctx.db, id, EffectState::Dead, &error).await?;
             Err(AbortError::new(error).into())
+        }
+        Err(JobError::Outage { provider, message }) => {
+            let retry = Duration::from_secs(ctx.config.twilio.auth_failure_retry_secs);
+            ctx.outages.refused(provider, &message, retry);
+            let delay = crate::outage::jittered(retry);
+            let next = Utc::now() + chrono::Duration::from_std(delay).unwrap_or_default();
+            tracing::warn!(effect_id = %id, %provider, ?delay, error = %message, "provider outage; retry scheduled, attempt not counted");
+            effects::retry_uncounted(&ctx.db, id, &message, next).await?;
+            Ok(format!("provider outage, retry in {delay:?}: {message}"))
         }
         Err(JobError::Permanent(message)) => {
             tracing::error!(effect_id = %id, error = %message, "effect failed permanently");

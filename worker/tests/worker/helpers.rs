@@ -255,6 +255,8 @@ impl Message {
 /// One running worker replica: `herald_worker::run` in a task, stoppable.
 pub struct Replica {
     pub ctx: WorkerContext,
+    /// Where its /healthz, /readyz and /metrics answer.
+    pub health: std::net::SocketAddr,
     stop: Option<oneshot::Sender<()>>,
     handle: Option<JoinHandle<anyhow::Result<()>>>,
 }
@@ -395,12 +397,14 @@ impl TestWorker {
     pub async fn start_replica(&mut self, name: &str) -> usize {
         let ctx = self.context(name).await;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let health = listener.local_addr().unwrap();
         let (stop, stopped) = oneshot::channel::<()>();
         let handle = tokio::spawn(herald_worker::run(ctx.clone(), listener, async move {
             let _ = stopped.await;
         }));
         self.replicas.push(Replica {
             ctx,
+            health,
             stop: Some(stop),
             handle: Some(handle),
         });
@@ -410,6 +414,16 @@ impl TestWorker {
     /// The first replica's context.
     pub fn ctx(&self) -> &WorkerContext {
         &self.replicas[0].ctx
+    }
+
+    /// The first replica's answer to GET `path` on its health server: status and JSON body
+    /// (`Null` for a body that is not JSON).
+    pub async fn health_get(&self, path: &str) -> (u16, Value) {
+        let url = format!("http://{}{path}", self.replicas[0].health);
+        let response = reqwest::get(&url).await.unwrap();
+        let status = response.status().as_u16();
+        let body = response.json().await.unwrap_or(Value::Null);
+        (status, body)
     }
 
     pub fn db(&self) -> &PgPool {

@@ -140,6 +140,38 @@ async fn housekeeping_deletes_finished_rows_past_retention_and_keeps_what_is_owe
 }
 
 #[tokio::test]
+async fn housekeeping_deletes_every_eligible_row_in_bounded_batches() {
+    let test = TestWorker::spawn_with(
+        Mail::Sandbox,
+        &[("worker.housekeeping_batch", json!(3))],
+        |jobs| jobs,
+        &[],
+    )
+    .await;
+    let retention = i64::from(test.env.config.worker.retention_days);
+    let old = Utc::now() - chrono::Duration::days(retention + 1);
+    let recent = Utc::now() - chrono::Duration::days(retention - 1);
+    let mut old_ids = Vec::new();
+    for _ in 0..10 {
+        old_ids.push(effect(&test, "email", "sent", Some(old)).await);
+    }
+    let kept = effect(&test, "email", "sent", Some(recent)).await;
+
+    let cleaned = herald_worker::housekeeping::run(&test.context("keeper").await)
+        .await
+        .unwrap();
+
+    assert_eq!(cleaned.effects, 10);
+    for id in old_ids {
+        assert!(!exists(&test, "effects", id).await);
+    }
+    assert!(exists(&test, "effects", kept).await);
+    // effects: 3 + 3 + 3 + 1; each other deletion: one short (empty) batch
+    assert_eq!(cleaned.batches, 4 + 5, "{cleaned:?}");
+    test.finish().await;
+}
+
+#[tokio::test]
 async fn housekeeping_trims_finished_tasks_from_redis_even_while_the_sweep_holds_its_turn() {
     // the sweep trims once at start, then holds its per-interval turn for an hour
     let test = TestWorker::spawn(

@@ -579,3 +579,92 @@ async fn a_job_that_cannot_wait_for_its_slot_gives_the_row_back_without_using_an
     // sender busy is deferred to when a slot should be free
     three_sms_at_one_per_second(2, true).await;
 }
+
+/// Twilio refusing Herald's credentials (401) while `refusing` is set, then accepting.
+#[derive(Clone, Default)]
+struct RotatedToken {
+    refusing: Arc<std::sync::atomic::AtomicBool>,
+    refusals: Arc<std::sync::atomic::AtomicU32>,
+}
+
+impl Respond for RotatedToken {
+    fn respond(&self, _: &Request) -> ResponseTemplate {
+        use std::sync::atomic::Ordering;
+        if self.refusing.load(Ordering::SeqCst) {
+            self.refusals.fetch_add(1, Ordering::SeqCst);
+            refused(401, 20003, "Authenticate")
+        } else {
+            created("SM00000000000000000000000000000401")
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn refused_credentials_are_an_outage_messages_wait_uncounted_and_go_once_they_work() {
+    use std::sync::atomic::Ordering;
+    let server = MockServer::start().await;
+    let twilio_answers = RotatedToken::default();
+    twilio_answers.refusing.store(true, Ordering::SeqCst);
+    Mock::given(method("POST"))
+        .and(path(MESSAGES_PATH))
+        .respond_with(twilio_answers.clone())
+        .mount(&server)
+        .await;
+    let mut settings = twilio(&server);
+    settings.push(("twilio.auth_failure_retry_secs", Value::from(1)));
+    // two attempts at most: a refused credential must not use them up
+    let test = TestWorker::spawn(&settings, |jobs| {
+        jobs.with(EffectKind::Message, |settings| settings.max_attempts = 2)
+    })
+    .await;
+    let delivery = test.create_delivery().await;
+    let student = test.add_student(delivery, "+14155550130", "sms").await;
+    let message = test
+        .plan_message(delivery, student, 0, "hello", Utc::now())
+        .await;
+
+    // refused more times than the message has attempts
+    crate::helpers::wait_until(
+        "Twilio refused the credentials three times",
+        crate::helpers::PATIENCE,
+        || async { twilio_answers.refusals.load(Ordering::SeqCst) >= 3 },
+    )
+    .await;
+    let row = test.wait_for_state(message.effect_id, "retrying").await;
+    assert_eq!(row.attempts, 0, "refused attempts are not counted");
+    let error = row.last_error.unwrap_or_default();
+    assert!(error.contains("credentials"), "{error}");
+    let (status, ready) = test.health_get("/readyz").await;
+    assert_eq!(status, 503, "{ready}");
+    assert!(
+        ready["providers_failing"]["twilio"]["error"]
+            .as_str()
+            .unwrap()
+            .contains("HTTP 401"),
+        "{ready}"
+    );
+    let url = format!("http://{}/metrics", test.replicas[0].health);
+    let metrics = reqwest::get(&url).await.unwrap().text().await.unwrap();
+    assert!(
+        metrics.contains("herald_provider_auth_failures_total{provider=\"twilio\"}"),
+        "{metrics}"
+    );
+    let (_, message_error) = message_error(&test, message.message_id).await;
+    assert_eq!(message_error, None, "not recorded as the message's refusal");
+
+    // the credentials are fixed (say, the new token deployed at Twilio's end): the message
+    // goes out by itself, once, and the worker is ready again
+    twilio_answers.refusing.store(false, Ordering::SeqCst);
+    let row = test.wait_for_state(message.effect_id, "sent").await;
+    assert_eq!(row.attempts, 1);
+    assert_eq!(
+        row.provider_id.as_deref(),
+        Some("SM00000000000000000000000000000401")
+    );
+    let accepted = requests_to(&server, "+14155550130").await.len() as u32
+        - twilio_answers.refusals.load(Ordering::SeqCst);
+    assert_eq!(accepted, 1, "sent once");
+    let (status, ready) = test.health_get("/readyz").await;
+    assert_eq!(status, 200, "{ready}");
+    test.finish().await;
+}

@@ -221,3 +221,75 @@ async fn a_message_parked_after_its_delivery_resumed_or_stopped_is_not_left_held
     assert_eq!(parked, ["held", "planned", "canceled"]);
     test.finish().await;
 }
+
+#[tokio::test]
+async fn a_failing_sweep_step_is_reported_and_does_not_skip_the_others() {
+    let test = TestWorker::spawn_with(
+        crate::helpers::Mail::Sandbox,
+        &[
+            ("worker.requeue_after_secs", json!(60)),
+            ("worker.stuck_sending_grace_secs", json!(0)),
+        ],
+        |jobs| jobs,
+        &[],
+    )
+    .await;
+    let ctx = test.context("a").await;
+    let later = in_millis(3_600_000);
+    let lost = test.plan_email("lost@example.com", later).await;
+    let stuck = test.plan_email("stuck@example.com", later).await;
+    force(&test, lost, "queued", 10).await;
+    force(&test, stuck, "sending", 10).await;
+    let delivery = test.create_delivery().await;
+    let student = test.add_student(delivery, "+14155550124", "sms").await;
+    let planned = test
+        .plan_message(delivery, student, 0, "hello", later)
+        .await;
+    let mut conn = test.db().acquire().await.unwrap();
+    twilio_events::record_or_keep_status(&mut conn, "SM43", "delivered", None, None)
+        .await
+        .unwrap();
+    drop(conn);
+    sqlx::query("update effects set state = 'sent', provider_id = 'SM43' where id = $1")
+        .bind(planned.effect_id)
+        .execute(test.db())
+        .await
+        .unwrap();
+    // the first step (re-dispatching rows lost from Redis) fails in the database
+    sqlx::raw_sql(
+        "create function refuse_requeue() returns trigger language plpgsql as $$
+         begin raise exception 'requeue refused by the test'; end $$;
+         create trigger refuse_requeue before update on effects for each row
+         when (old.state = 'queued' and new.state = 'planned')
+         execute function refuse_requeue();",
+    )
+    .execute(test.db())
+    .await
+    .unwrap();
+
+    let err = herald_worker::sweep::sweep_once(&ctx).await.unwrap_err();
+
+    let err = format!("{err:#}");
+    assert!(err.contains("requeue"), "{err}");
+    assert!(err.contains("requeue refused by the test"), "{err}");
+    assert_eq!(test.state(lost).await, "queued");
+    // the later steps ran all the same
+    assert_eq!(test.state(stuck).await, "unknown");
+    let status: Option<String> =
+        sqlx::query_scalar("select provider_status from delivery_messages where id = $1")
+            .bind(planned.message_id)
+            .fetch_one(test.db())
+            .await
+            .unwrap();
+    assert_eq!(status.as_deref(), Some("delivered"));
+
+    sqlx::raw_sql("drop trigger refuse_requeue on effects")
+        .execute(test.db())
+        .await
+        .unwrap();
+    let swept = herald_worker::sweep::sweep_once(&ctx).await.unwrap();
+    assert_eq!(swept.requeued, 1);
+    assert_eq!(test.state(lost).await, "planned");
+    ctx.db.close().await;
+    test.finish().await;
+}

@@ -502,6 +502,10 @@ fn twilio(server: &MockServer) -> Vec<(&'static str, Value)> {
         ("twilio.account_sid", Value::from(ACCOUNT_SID)),
         ("twilio.auth_token", Value::from("test-auth-token")),
         ("twilio.sms_from", Value::from("+15005550006")),
+        (
+            "twilio.public_base_url",
+            Value::from("https://herald.example.com"),
+        ),
         ("twilio.sms_per_second", Value::from(100)),
         // the planner looks every 50 ms, so a schedule made mid-test is planned at once
         ("schedules.plan_interval_ms", Value::from(50)),

@@ -205,6 +205,7 @@ fn config(base_url: &str) -> TwilioConfig {
         messaging_service_sid: String::new(),
         public_base_url: "https://herald.example.com".to_owned(),
         timeout_secs: 10,
+        auth_failure_retry_secs: 60,
         sms_per_second: 1,
         whatsapp_per_second: 10,
         reply_window_secs: 604_800,

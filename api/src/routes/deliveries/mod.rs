@@ -71,12 +71,17 @@ pub async fn delivery_out(
     row: DeliveryRow,
 ) -> Result<DeliveryOut, ApiError> {
     let progress = db::progress(conn, row.id).await?;
+    Ok(delivery_with(row, progress))
+}
+
+/// A delivery with its progress already read.
+fn delivery_with(row: DeliveryRow, progress: db::Progress) -> DeliveryOut {
     let status = if row.status == "scheduled" && progress.unsent() == 0 {
         "completed".to_owned()
     } else {
         row.status
     };
-    Ok(DeliveryOut {
+    DeliveryOut {
         id: row.id,
         group_id: row.group_id,
         course_id: row.course_id,
@@ -89,7 +94,7 @@ pub async fn delivery_out(
         progress: progress.counts.into_iter().collect(),
         created_at: row.created_at,
         updated_at: row.updated_at,
-    })
+    }
 }
 
 /// Schedules a course to a group's subscribed students: every message of every day is planned
@@ -296,10 +301,16 @@ async fn list_deliveries(
     let mut conn = state.db.acquire().await?;
     let rows = db::list(&mut *conn, auth.account_id, page.after, page.fetch_limit()).await?;
     let (rows, next_cursor) = page.finish(rows, |row| (row.created_at, row.id));
-    let mut items = Vec::with_capacity(rows.len());
-    for row in rows {
-        items.push(delivery_out(&mut conn, row).await?);
-    }
+    // one query for the whole page's progress, not one per delivery
+    let ids: Vec<Uuid> = rows.iter().map(|row| row.id).collect();
+    let mut progress = db::progress_of_many(&mut conn, &ids).await?;
+    let items = rows
+        .into_iter()
+        .map(|row| {
+            let of_row = progress.remove(&row.id).unwrap_or_default();
+            delivery_with(row, of_row)
+        })
+        .collect();
     Ok(Json(DeliveryPage { items, next_cursor }))
 }
 

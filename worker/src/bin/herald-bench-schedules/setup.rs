@@ -163,6 +163,8 @@ fn command(
         .env("HERALD_TWILIO__ACCOUNT_SID", ACCOUNT_SID)
         .env("HERALD_TWILIO__AUTH_TOKEN", "bench-twilio-token")
         .env("HERALD_TWILIO__MESSAGING_SERVICE_SID", SERVICE_SID)
+        // required with credentials; nothing calls it back during a run
+        .env("HERALD_TWILIO__PUBLIC_BASE_URL", "http://127.0.0.1:9")
         .env(
             "HERALD_TWILIO__SMS_PER_SECOND",
             args.sms_per_second.to_string(),
