@@ -19,4 +19,5 @@ mod messages;
 mod rate_limits;
 mod recovery;
 mod schedules;
+mod sealed_secrets;
 mod twilio_contract;
