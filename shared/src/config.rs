@@ -663,6 +663,45 @@ mod tests {
         assert!(err.to_string().contains("lisen"), "{err}");
     }
 
+    #[test]
+    fn the_secrets_key_is_required_once_smtp_is_set_and_must_be_32_bytes() {
+        let smtp = with("email.smtp_host", "smtp.example.com");
+        let err = Config::from_figment(&smtp).unwrap_err();
+        assert_eq!(err.setting, "secrets.encryption_key");
+        let key = "dGVzdC1rZXktdGVzdC1rZXktdGVzdC1rZXktdGVzdCE=";
+        Config::from_figment(&smtp.merge(Serialized::default("secrets.encryption_key", key)))
+            .unwrap();
+        let err = Config::from_figment(&with("secrets.encryption_key", "c2hvcnQ=")).unwrap_err();
+        assert_eq!(err.setting, "secrets.encryption_key");
+        // sandbox mode: empty is allowed
+        Config::from_figment(&with("log.format", "text")).unwrap();
+    }
+
+    #[test]
+    fn auth_hardening_settings_are_validated() {
+        for key in [
+            "auth.hash_wait_ms",
+            "auth.max_signups_per_ip_per_hour",
+            "auth.session_max_age_secs",
+        ] {
+            let figment = with("log.format", "json").merge(Serialized::default(key, 0));
+            assert_eq!(Config::from_figment(&figment).unwrap_err().setting, key);
+        }
+        let err = Config::from_figment(
+            &with("log.format", "json")
+                .merge(Serialized::default("api.trusted_proxies", ["10.0.0.0/33"])),
+        )
+        .unwrap_err();
+        assert!(err.setting.starts_with("api.trusted_proxies"), "{err}");
+        let config = Config::from_figment(&with("log.format", "json").merge(Serialized::default(
+            "api.trusted_proxies",
+            ["10.0.0.0/8", "::1/128"],
+        )))
+        .unwrap();
+        assert_eq!(config.api.trusted_proxies.len(), 2);
+        assert!(config.auth.concurrent_hashes() >= 1);
+    }
+
     const SID: &str = "AC0123456789abcdef0123456789abcdef";
 
     #[test]

@@ -1057,3 +1057,52 @@ async fn mailed_tokens_are_never_stored_in_the_clear() {
         assert!(found.is_empty(), "the token is stored in {found:?}");
     }
 }
+
+#[tokio::test]
+async fn the_scrub_migration_removes_tokens_from_finished_auth_emails_only() {
+    let app = TestApp::spawn().await;
+    let account = app.signup("ada@example.com").await.account_id;
+    let mut conn = app.db.acquire().await.unwrap();
+    let mut plan = async |key: &str, token: &str, state: &str| {
+        let effect = herald_shared::db::effects::NewEffect {
+            account_id: account,
+            kind: herald_shared::effects::EffectKind::Email,
+            queue: "email".to_owned(),
+            idempotency_key: key.to_owned(),
+            payload: json!({"to": "ada@example.com", "subject": "s",
+                "text": format!("open http://localhost:3000/x?token={token}\n")}),
+            due_at: chrono::Utc::now(),
+        };
+        let id = herald_shared::db::effects::plan(&mut conn, &effect)
+            .await
+            .unwrap()
+            .unwrap();
+        sqlx::query("update effects set state = $2, finished_at = now() where id = $1")
+            .bind(id)
+            .bind(state)
+            .execute(&mut *conn)
+            .await
+            .unwrap();
+    };
+    plan("verify-email:old", "SentVerifyToken_1", "sent").await;
+    plan("reset-password:old", "SandboxedResetToken-2", "sandboxed").await;
+    plan("reset-password:waiting", "WaitingResetToken", "planned").await;
+    plan("campaign:1", "NotAnAuthToken", "sent").await;
+    sqlx::raw_sql(include_str!(
+        "../../../migrations/20261207100001_scrub_mailed_tokens.sql"
+    ))
+    .execute(&app.db)
+    .await
+    .unwrap();
+    for (token, kept) in [
+        ("SentVerifyToken_1", false),
+        ("SandboxedResetToken-2", false),
+        ("WaitingResetToken", true),
+        ("NotAnAuthToken", true),
+    ] {
+        let found = herald_shared::testing::columns_containing(&app.db, token)
+            .await
+            .unwrap();
+        assert_eq!(!found.is_empty(), kept, "{token}: {found:?}");
+    }
+}

@@ -19,5 +19,6 @@ mod messages;
 mod rate_limits;
 mod recovery;
 mod schedules;
+mod sealed_secrets;
 mod supervision;
 mod twilio_contract;

@@ -1,0 +1,74 @@
+//! E-mails carrying a sealed secret (a verification or reset token): opened at send time,
+//! removed from the row once sent, and failed for good when the key cannot open them.
+
+use chrono::Utc;
+use herald_shared::db::effects::{self, NewEffect};
+use herald_shared::effects::{EffectKind, EmailPayload, SECRET_PLACEHOLDER};
+use herald_shared::secrets::SecretBox;
+use serde_json::Value;
+use uuid::Uuid;
+
+use crate::helpers::TestWorker;
+
+async fn plan_sealed(test: &TestWorker, to: &str, sealed: String) -> Uuid {
+    let payload = EmailPayload {
+        to: to.to_owned(),
+        subject: "Confirm".to_owned(),
+        text: format!("code: {SECRET_PLACEHOLDER}\n"),
+        sealed_secret: Some(sealed),
+    };
+    let mut conn = test.db().acquire().await.unwrap();
+    effects::plan(
+        &mut conn,
+        &NewEffect {
+            account_id: test.account_id,
+            kind: EffectKind::Email,
+            queue: test.jobs.get(EffectKind::Email).queue.clone(),
+            idempotency_key: format!("test:{}", Uuid::new_v4()),
+            payload: serde_json::to_value(&payload).unwrap(),
+            due_at: Utc::now(),
+        },
+    )
+    .await
+    .unwrap()
+    .unwrap()
+}
+
+async fn payload(test: &TestWorker, id: Uuid) -> Value {
+    sqlx::query_scalar("select payload from effects where id = $1")
+        .bind(id)
+        .fetch_one(test.db())
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sealed_secret_is_opened_to_send_and_removed_once_sent() {
+    let test = TestWorker::spawn(&[], |jobs| jobs).await;
+    let ours = SecretBox::from_config(&test.env.config);
+    let id = plan_sealed(&test, "ada@example.com", ours.seal("the-token").unwrap()).await;
+    assert!(payload(&test, id).await.get("sealed_secret").is_some());
+
+    test.wait_for_state(id, "sandboxed").await;
+    let after = payload(&test, id).await;
+    assert!(after.get("sealed_secret").is_none(), "{after}");
+    assert!(!after.to_string().contains("the-token"), "{after}");
+    test.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_secret_sealed_with_another_key_fails_the_email_for_good() {
+    let test = TestWorker::spawn(&[], |jobs| jobs).await;
+    let theirs = SecretBox::new(&[9; 32]);
+    let id = plan_sealed(&test, "ada@example.com", theirs.seal("the-token").unwrap()).await;
+    let row = test.wait_for_state(id, "failed").await;
+    assert_eq!(row.attempts, 1);
+    assert!(
+        row.last_error
+            .as_deref()
+            .is_some_and(|error| error.contains("secret box")),
+        "{:?}",
+        row.last_error
+    );
+    test.finish().await;
+}
