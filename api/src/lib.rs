@@ -61,12 +61,13 @@ fn api_router() -> OpenApiRouter<AppState> {
 
 /// The OpenAPI document.
 pub fn openapi() -> utoipa::openapi::OpenApi {
-    api_router().split_for_parts().1
+    openapi::finish(api_router().split_for_parts().1)
 }
 
 /// The whole application: API routes, `/openapi.json`, the docs page at `/docs`.
 pub fn app(state: AppState) -> Router {
     let (router, api) = api_router().split_for_parts();
+    let api = openapi::finish(api);
     let spec = api.clone();
     router
         .route(

@@ -9,6 +9,7 @@
 )]
 
 mod config;
+mod contract;
 mod crash;
 mod cron;
 mod deliveries;
