@@ -56,6 +56,8 @@ pub const ZONE: &str = "^UTC$|/";
 /// A schedule's zone (`schedules::parse_schedule_zone`): a time zone or `recipient`.
 pub const SCHEDULE_ZONE: &str = "^UTC$|^recipient$|/";
 
+const FORM: &str = "application/x-www-form-urlencoded";
+
 /// `Idempotency-Key`: 1–255 visible ASCII characters (`extract::IdempotencyKey`).
 pub const IDEMPOTENCY_KEY: &str = "^[!-~]{1,255}$";
 
@@ -183,8 +185,24 @@ fn parameters() -> Vec<(ParameterIn, &'static str, Value)> {
     ]
 }
 
+/// A form body (Twilio's webhooks) is named fields with text values; the handlers read the
+/// ones they need and ignore the rest.
+fn form_fields() -> Value {
+    json!({"type": "object", "additionalProperties": {"type": "string"}})
+}
+
 /// Applies the rules; returns those that found nothing to apply to.
 pub fn apply(api: &mut OpenApi) -> Vec<String> {
+    for item in api.paths.paths.values_mut() {
+        for operation in super::operations_mut(item) {
+            if let Some(RefOr::T(body)) = &mut operation.request_body
+                && let Some(RefOr::T(form)) = body.content.get_mut(FORM)
+                && let Ok(schema) = serde_json::from_value(form_fields())
+            {
+                form.schema = Some(schema);
+            }
+        }
+    }
     let mut unused = Vec::new();
     let mut schemas = api.components.as_mut().map(|c| &mut c.schemas);
     for (schema, property, rule) in fields() {
