@@ -85,7 +85,12 @@ fn fields() -> Vec<(&'static str, &'static str, Value)> {
         // with its lettered options; the question alone is the part a pattern can hold
         ("QuestionIn", "question", trimmed(1, Some(message))),
         ("QuestionIn", "type", json!({ "enum": question_types })),
-        ("QuestionIn", "options", json!({ "items": option })),
+        // options must differ (even in case and spacing): identical ones certainly do not
+        (
+            "QuestionIn",
+            "options",
+            json!({ "items": option, "uniqueItems": true }),
+        ),
         ("ScheduleIn", "name", trimmed(1, Some(200))),
         ("ScheduleIn", "cron", not_blank()),
         ("ScheduleIn", "timezone", json!({"pattern": SCHEDULE_ZONE})),
@@ -128,7 +133,8 @@ fn fields() -> Vec<(&'static str, &'static str, Value)> {
         (
             "StudentBatchIn",
             "students",
-            json!({"minItems": 1, "maxItems": 1000}),
+            // phones must differ, so two identical students certainly do not pass
+            json!({"minItems": 1, "maxItems": 1000, "uniqueItems": true}),
         ),
         // deliveries (routes/deliveries/plan.rs)
         ("DeliveryIn", "group_id", uuid.clone()),
