@@ -7,7 +7,7 @@
 //!   here come from the server's own lists (`EffectState::ALL`, …);
 //! - parameters shared by many operations (`limit`, `cursor`, `Idempotency-Key`, …), stated
 //!   once by name;
-//! - fields of DTOs whose modules do not state them yet ([`FIELDS`]); each entry belongs beside
+//! - fields of DTOs whose modules do not state them yet ([`fields`]); each entry belongs beside
 //!   its field, and moves there when that module is next changed.
 //!
 //! Every rule states only what the server refuses: a value the schema forbids is answered 4xx
@@ -27,7 +27,8 @@ use utoipa::openapi::{Object, OpenApi, RefOr, Schema};
 const SPACE: &str =
     "\\t\\n\\u000b\\f\\r \\u0085\\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000";
 
-/// A text the server trims and then requires to have `min` (0 or 1) to `max` characters.
+/// A text the server trims and then requires to have `min` (0 or 1) to `max` (at least 2)
+/// characters; without `max`, only that something is left.
 pub fn trimmed(min: usize, max: Option<usize>) -> Value {
     let (space, kept) = (format!("[{SPACE}]"), format!("[^{SPACE}]"));
     let pattern = match max {
