@@ -16,7 +16,8 @@ use utoipa::openapi::path::{Operation, ParameterIn};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::server::Server;
 use utoipa::openapi::{
-    Content, HeaderBuilder, ObjectBuilder, PathItem, Ref, RefOr, Response, ResponseBuilder, Type,
+    Content, Header, HeaderBuilder, ObjectBuilder, PathItem, Ref, RefOr, Response, ResponseBuilder,
+    Type,
 };
 use utoipa::{Modify, OpenApi};
 
@@ -160,6 +161,19 @@ fn shared_response(status: &str, description: &str) -> Response {
     response.build()
 }
 
+fn retry_after() -> RefOr<Header> {
+    RefOr::T(
+        HeaderBuilder::new()
+            .schema(Some(
+                ObjectBuilder::new()
+                    .schema_type(Type::Integer)
+                    .minimum(Some(0)),
+            ))
+            .description(Some("Seconds to wait before trying again."))
+            .build(),
+    )
+}
+
 fn problem_content() -> Content {
     Content::new(Some(Ref::from_schema_name("Problem")))
 }
@@ -218,6 +232,12 @@ fn complete(operation: &mut Operation) -> Vec<&'static str> {
         };
         if response.description.is_empty() {
             response.description = default_description(status);
+        }
+        // `ApiError::TooManyRequests` always says when to come back
+        if status == "429" && !response.headers.contains_key("Retry-After") {
+            response
+                .headers
+                .insert("Retry-After".to_owned(), retry_after());
         }
         // every error leaves through `ApiError`, so as problem+json
         if (status.starts_with('4') || status.starts_with('5')) && response.content.is_empty() {
