@@ -38,6 +38,33 @@ ensure_prism() {
   fi
 }
 
+# The API contract tools (see api/tests/e2e/contract.rs): schemathesis, which fuzzes the
+# served OpenAPI document against the running API, pinned here; reinstalled only when the pin
+# changes.
+SCHEMATHESIS_VERSION=4.32.5
+ensure_schemathesis() {
+  if [ ! -x .standins/contract/bin/schemathesis ] ||
+    [ "$(.standins/contract/bin/schemathesis --version 2>/dev/null)" != "schemathesis, version $SCHEMATHESIS_VERSION" ]; then
+    echo "installing schemathesis $SCHEMATHESIS_VERSION into .standins/contract"
+    python3 -m venv .standins/contract
+    .standins/contract/bin/pip install --quiet --disable-pip-version-check "schemathesis==$SCHEMATHESIS_VERSION"
+  fi
+}
+
+# Redocly CLI, the OpenAPI linter, pinned by scripts/redocly/package-lock.json; reinstalled
+# only when the lockfile changes.
+ensure_redocly() {
+  if [ ! -x .standins/redocly/node_modules/.bin/redocly ] ||
+    ! cmp -s scripts/redocly/package-lock.json .standins/redocly/package-lock.json; then
+    echo "installing Redocly CLI into .standins/redocly (npm ci)"
+    mkdir -p .standins/redocly
+    cp scripts/redocly/package.json scripts/redocly/package-lock.json .standins/redocly/
+    npm ci --prefix .standins/redocly --no-audit --no-fund >/dev/null
+  fi
+}
+
 ensure_services
 ensure_smtp_standin
 ensure_prism
+ensure_schemathesis
+ensure_redocly

@@ -66,7 +66,7 @@ fn api_router() -> OpenApiRouter<AppState> {
 
 /// The OpenAPI document.
 pub fn openapi() -> utoipa::openapi::OpenApi {
-    api_router().split_for_parts().1
+    openapi::finish(api_router().split_for_parts().1)
 }
 
 /// The whole application: API routes, `/openapi.json`, the docs page at `/docs`.
@@ -76,6 +76,7 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 /// image from swagger.io.
 pub fn app(state: AppState) -> Router {
     let (router, api) = api_router().split_for_parts();
+    let api = openapi::finish(api);
     router
         .route(
             "/openapi.json",

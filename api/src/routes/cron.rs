@@ -31,9 +31,11 @@ pub struct CronPreviewIn {
     pub timezone: String,
     /// Fires strictly after this instant (RFC 3339); default now.
     #[serde(default)]
+    #[schema(format = DateTime)]
     pub after: Option<String>,
     /// How many fires, 1–1000 (default 10).
     #[serde(default)]
+    #[schema(minimum = 1, maximum = 1000)]
     pub count: Option<i64>,
 }
 

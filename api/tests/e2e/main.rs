@@ -10,6 +10,7 @@
 
 mod auth;
 mod config;
+mod contract;
 mod crash;
 mod cron;
 mod deliveries;

@@ -21,13 +21,16 @@ pub const MAX_QUESTIONS_PER_DAY: usize = 20;
 #[serde(deny_unknown_fields)]
 pub struct DayIn {
     /// Read-only: days are numbered 1…n in order. Sending it is an error.
-    #[schema(value_type = Option<i32>)]
+    #[schema(value_type = Option<i32>, read_only)]
     #[serde(default)]
     pub day: Option<serde_json::Value>,
-    /// The day's message.
+    /// The day's message: 1–4,096 characters (WhatsApp's limit; 1,600 for SMS students is
+    /// checked when a delivery is created), surrounding white space trimmed.
     pub text: String,
-    /// Questions sent after the text, each as its own message; `null` means none.
+    /// Questions sent after the text, each as its own message; `null` means none. At most
+    /// 20.
     #[serde(default)]
+    #[schema(max_items = 20)]
     pub questions: Option<Vec<QuestionIn>>,
 }
 
@@ -35,13 +38,16 @@ pub struct DayIn {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct QuestionIn {
+    /// The question; with its lettered options at most 4,096 characters.
     pub question: String,
     /// `open` (any reply is recorded) or `choice` (graded against `correct_answer`).
     #[serde(rename = "type")]
     #[schema(example = "choice")]
     pub kind: String,
-    /// For `choice`: 2–10 options, sent lettered A), B), …
+    /// For `choice`: 2–10 distinct options, sent lettered A), B), … (`open` questions have
+    /// none).
     #[serde(default)]
+    #[schema(min_items = 2, max_items = 10)]
     pub options: Option<Vec<String>>,
     /// For `choice`: the text of the correct option (required). For `open`: optional, kept
     /// for reference.

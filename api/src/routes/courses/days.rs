@@ -27,6 +27,7 @@ pub fn router() -> OpenApiRouter<AppState> {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DayUpdate {
+    /// 1–4,096 characters, surrounding white space trimmed.
     pub text: String,
 }
 

@@ -38,12 +38,16 @@ pub fn router() -> OpenApiRouter<AppState> {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CourseIn {
+    /// 1–200 characters, surrounding white space trimmed.
     pub name: String,
+    /// 1–200 characters, surrounding white space trimmed.
     pub author: String,
+    /// At most 5,000 characters, surrounding white space trimmed.
     #[serde(default)]
     pub description: String,
-    /// Day 1, day 2, … in order.
+    /// Day 1, day 2, … in order; at most 366.
     #[serde(default)]
+    #[schema(max_items = 366)]
     pub days: Vec<DayIn>,
 }
 
@@ -51,8 +55,11 @@ pub struct CourseIn {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CourseUpdate {
+    /// 1–200 characters, surrounding white space trimmed.
     pub name: String,
+    /// 1–200 characters, surrounding white space trimmed.
     pub author: String,
+    /// At most 5,000 characters, surrounding white space trimmed.
     pub description: String,
 }
 

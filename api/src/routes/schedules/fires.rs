@@ -31,6 +31,7 @@ pub fn router() -> OpenApiRouter<AppState> {
 #[into_params(parameter_in = Query)]
 pub struct FiresQuery {
     /// Upcoming fires per zone, and past fires, to list: 1–100 (default 10).
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 100)]
     pub count: Option<String>,
 }
 

@@ -20,6 +20,7 @@ const MAX_NAME_CHARS: usize = 200;
 #[derive(Debug, Deserialize, Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ScheduleIn {
+    /// 1–200 characters, surrounding white space trimmed.
     #[schema(example = "Weekday reminder")]
     pub name: String,
     /// crontab(5): 5 fields, or 6 with a leading seconds field; names, lists, ranges, steps,
@@ -36,6 +37,7 @@ pub struct ScheduleIn {
 #[derive(Debug, Default, Deserialize, Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ScheduleUpdate {
+    /// 1–200 characters, surrounding white space trimmed.
     pub name: Option<String>,
     pub cron: Option<String>,
     pub timezone: Option<String>,
@@ -50,8 +52,11 @@ pub struct ActionIn {
     #[serde(rename = "type")]
     #[schema(example = "group_message")]
     pub kind: String,
+    /// A group of the account.
+    #[schema(format = Uuid)]
     pub group_id: String,
-    /// At most 4,096 characters (WhatsApp), 1,600 when a student of the group uses SMS.
+    /// 1–4,096 characters (WhatsApp), at most 1,600 when a student of the group uses SMS;
+    /// surrounding white space trimmed.
     #[schema(example = "Class starts at 9. Bring your workbook.")]
     pub text: String,
 }
