@@ -38,11 +38,13 @@ pub struct ZoneCount {
 /// Whether planning keeps the students it counts until the transaction ends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Keep {
-    /// `for share`: a student deleted or changed meanwhile is either waited for (and then
-    /// left out, or counted as changed) or waits for the plan to commit (and then has its
-    /// new messages skipped or moved like any others) — never planned for and gone, which
-    /// would fail on the foreign key. Creating a delivery keeps them.
-    Shared,
+    /// `for key share`: a student deleted meanwhile is either waited for (and then left out)
+    /// or waits for the plan to commit (and then has its new messages skipped like any
+    /// others) — never planned for and gone, which would fail on the foreign key. The
+    /// weakest lock that stops a delete: a STOP from the Twilio webhook (an update of
+    /// `subscribed`) does not wait for a long plan, and the worker checks the subscription
+    /// again before it sends. Creating a delivery keeps them.
+    Locked,
     /// Nothing is locked: a preview writes nothing.
     Unlocked,
 }
@@ -55,7 +57,7 @@ pub async fn subscribed_zones(
     keep: Keep,
 ) -> Result<Vec<ZoneCount>, sqlx::Error> {
     let lock = match keep {
-        Keep::Shared => "for share",
+        Keep::Locked => "for key share",
         Keep::Unlocked => "",
     };
     sqlx::query_as(&format!(

@@ -131,7 +131,7 @@ async fn create_delivery(
         &body,
         Utc::now(),
         max_messages,
-        Keep::Shared,
+        Keep::Locked,
     )
     .await?;
     let row = db::insert(

@@ -271,7 +271,7 @@ impl Plan {
             after = Some((last.created_at, last.id));
             let mut messages = Vec::with_capacity(students.len() * per_student);
             for student in &students {
-                // the students were counted and kept (`Keep::Shared`) in this transaction
+                // the students were counted and kept (`Keep::Locked`) in this transaction
                 let Some(plan) = self.for_zone(&student.timezone) else {
                     tracing::warn!(student = %student.id, "a student joined the plan after it was counted; left out");
                     continue;
