@@ -88,15 +88,23 @@ impl Outages {
         }
     }
 
-    /// The providers failing now, by name.
+    /// The providers failing now, by name; an outage with no refusal for its lifetime ends.
     pub fn failing(&self) -> BTreeMap<&'static str, OutageReport> {
         let now = Instant::now();
         self.0
             .lock()
-            .map(|outages| {
+            .map(|mut outages| {
+                outages.retain(|provider, outage| {
+                    let current = now.duration_since(outage.last_seen) <= outage.lasts;
+                    if !current {
+                        tracing::info!(%provider, "no credential refusal seen for three retry periods; no longer reported failing");
+                        metrics::gauge!("herald_provider_failing", "provider" => *provider)
+                            .set(0.0);
+                    }
+                    current
+                });
                 outages
                     .iter()
-                    .filter(|(_, outage)| now.duration_since(outage.last_seen) <= outage.lasts)
                     .map(|(provider, outage)| {
                         (
                             *provider,
@@ -116,4 +124,27 @@ impl Outages {
 pub fn jittered(period: Duration) -> Duration {
     let factor = rand::thread_rng().gen_range(0.9..=1.1);
     period.mul_f64(factor)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn an_outage_ends_on_acceptance_or_when_refusals_stop() {
+        let outages = Outages::default();
+        outages.refused(TWILIO, "HTTP 401", Duration::from_millis(10));
+        assert_eq!(outages.failing()[TWILIO].error, "HTTP 401");
+        outages.accepted(TWILIO);
+        assert!(outages.failing().is_empty());
+
+        outages.refused(TWILIO, "HTTP 403", Duration::from_millis(10));
+        assert!(!outages.failing().is_empty());
+        // no refusal for three retry periods: nothing is waiting to say it still fails
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !outages.failing().is_empty() {
+            assert!(Instant::now() < deadline, "the outage never lapsed");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
 }

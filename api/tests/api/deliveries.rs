@@ -857,3 +857,74 @@ async fn a_plan_is_written_a_page_of_students_at_a_time_and_nothing_is_lost_betw
     expected.sort();
     assert_eq!(per_student, expected);
 }
+
+#[tokio::test]
+async fn the_listing_shows_each_deliverys_own_progress_as_its_get_does() {
+    let app = TestApp::spawn().await;
+    let ada = app.signup("ada@example.com").await;
+    let course_id = course(&app, &ada.access_token, two_days()).await;
+    let (start_at, _) = start_in_a_week();
+    let mut ids = Vec::new();
+    // one, two and three students: different counts per delivery
+    for size in 1..=3 {
+        let students: Vec<(&str, &str, &str)> = (0..size).map(|_| ("s", "UTC", "sms")).collect();
+        let (group_id, _) = group(&app, ada.account_id, &students).await;
+        let body = json!({"group_id": group_id, "course_id": course_id, "start_at": start_at});
+        let created: Value = app
+            .post("/api/v1/deliveries", &body, Some(&ada.access_token))
+            .await
+            .json()
+            .await
+            .unwrap();
+        ids.push(created["id"].as_str().unwrap().to_owned());
+    }
+    // the second one's messages are all canceled: its progress differs in kind too
+    sqlx::query(
+        "update effects set state = 'canceled', finished_at = now() where id in (
+             select effect_id from delivery_messages where delivery_id = $1)",
+    )
+    .bind(Uuid::parse_str(&ids[1]).unwrap())
+    .execute(&app.db)
+    .await
+    .unwrap();
+
+    let page: Value = app
+        .get("/api/v1/deliveries?limit=2", Some(&ada.access_token))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let mut listed: Vec<Value> = page["items"].as_array().unwrap().clone();
+    let cursor = page["next_cursor"].as_str().unwrap();
+    let rest: Value = app
+        .get(
+            &format!("/api/v1/deliveries?limit=2&cursor={cursor}"),
+            Some(&ada.access_token),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    listed.extend(rest["items"].as_array().unwrap().iter().cloned());
+    assert_eq!(listed.len(), 3);
+    for item in &listed {
+        let id = item["id"].as_str().unwrap();
+        let one: Value = app
+            .get(&format!("/api/v1/deliveries/{id}"), Some(&ada.access_token))
+            .await
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(item, &one, "the listing and the GET of {id} differ");
+    }
+    let by_id = |id: &str| listed.iter().find(|item| item["id"] == id).unwrap().clone();
+    for (index, id) in ids.iter().enumerate() {
+        let item = by_id(id);
+        // two days, the first with a question: three messages per student
+        let expected = 3 * (index as i64 + 1);
+        assert_eq!(item["message_count"], expected, "{item}");
+    }
+    assert_eq!(by_id(&ids[1])["progress"], json!({"canceled": 6}));
+    assert_eq!(by_id(&ids[1])["next_send_at"], Value::Null);
+    assert!(by_id(&ids[2])["next_send_at"].is_string());
+}
