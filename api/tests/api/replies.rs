@@ -163,7 +163,7 @@ async fn a_retried_inbound_webhook_records_one_answer() {
 async fn start_resubscribes_only_students_an_opt_out_keyword_unsubscribed() {
     let app = app().await;
     let phone = "+14155550114";
-    let (_, by_keyword, _) = delivery_for(&app, "one@example.com", phone).await;
+    let (_, by_keyword, keyword_token) = delivery_for(&app, "one@example.com", phone).await;
     let (_, by_account, account_token) = delivery_for(&app, "two@example.com", phone).await;
     let response = app
         .request(
@@ -198,6 +198,19 @@ async fn start_resubscribes_only_students_an_opt_out_keyword_unsubscribed() {
     assert_eq!(
         subscribed(&app, by_account).await,
         (false, Some("api".to_owned()))
+    );
+    let student: Value = app
+        .get(
+            &format!("/api/v1/students/{by_keyword}"),
+            Some(&keyword_token),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        student["unsubscribe_reason"], "opt_out_keyword",
+        "{student}"
     );
 
     assert_eq!(

@@ -36,6 +36,8 @@ pub struct StudentRow {
     /// IANA zone name.
     pub timezone: String,
     pub subscribed: bool,
+    /// Why an unsubscribed student is: `api` (the account) or `opt_out_keyword` (STOP).
+    pub unsubscribe_reason: Option<String>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -63,8 +65,8 @@ pub struct Upserted {
 const GROUP_COLUMNS: &str = "id, name, description, created_at, updated_at";
 const GROUP_SUMMARY_COLUMNS: &str = "g.id, g.name, g.description, g.created_at, g.updated_at,
     (select count(*) from students s where s.group_id = g.id) as student_count";
-const STUDENT_COLUMNS: &str =
-    "id, group_id, name, phone, channel, timezone, subscribed, created_at, updated_at";
+const STUDENT_COLUMNS: &str = "id, group_id, name, phone, channel, timezone, subscribed,
+    unsubscribe_reason, created_at, updated_at";
 /// Inserts `Columns` ($2…$6) into group $1. One statement shares one `now()`; adding each
 /// row's ordinal in microseconds keeps the roster, listed by creation time, in the order given.
 const INSERT_STUDENTS: &str =
@@ -288,7 +290,7 @@ pub async fn get_student(
 ) -> Result<Option<StudentRow>, sqlx::Error> {
     sqlx::query_as(
         "select s.id, s.group_id, s.name, s.phone, s.channel, s.timezone, s.subscribed,
-                s.created_at, s.updated_at
+                s.unsubscribe_reason, s.created_at, s.updated_at
          from students s join groups g on g.id = s.group_id
          where g.account_id = $1 and s.id = $2",
     )
@@ -306,7 +308,7 @@ pub async fn lock_student(
 ) -> Result<Option<StudentRow>, sqlx::Error> {
     sqlx::query_as(
         "select s.id, s.group_id, s.name, s.phone, s.channel, s.timezone, s.subscribed,
-                s.created_at, s.updated_at
+                s.unsubscribe_reason, s.created_at, s.updated_at
          from students s join groups g on g.id = s.group_id
          where g.account_id = $1 and s.id = $2
          for update of g",

@@ -64,6 +64,10 @@ pub struct StudentOut {
     pub channel: String,
     pub timezone: String,
     pub subscribed: bool,
+    /// Why the student is unsubscribed: `api` (the account unsubscribed them) or
+    /// `opt_out_keyword` (they sent STOP; START subscribes them again). Null when subscribed.
+    #[schema(example = "opt_out_keyword")]
+    pub unsubscribe_reason: Option<String>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -78,6 +82,7 @@ impl From<StudentRow> for StudentOut {
             channel: row.channel,
             timezone: row.timezone,
             subscribed: row.subscribed,
+            unsubscribe_reason: row.unsubscribe_reason,
             created_at: row.created_at,
             updated_at: row.updated_at,
         }
