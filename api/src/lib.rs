@@ -44,6 +44,9 @@ pub async fn build_state(config: Config, jobs: JobsConfig) -> anyhow::Result<App
         redis,
         jwt: Arc::new(JwtKeys::new(&config.auth)),
         hasher: Arc::new(Hasher::new(&config.auth)),
+        pending_resets: Arc::new(tokio::sync::Semaphore::new(
+            config.auth.max_pending_reset_requests as usize,
+        )),
         secrets: SecretBox::from_config(&config),
         config: Arc::new(config),
         jobs: Arc::new(jobs),

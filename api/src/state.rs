@@ -22,4 +22,7 @@ pub struct AppState {
     pub hasher: Arc<Hasher>,
     /// Seals secrets (e-mailed tokens) before they are stored.
     pub secrets: SecretBox,
+    /// Forgot-password work in progress (`auth.max_pending_reset_requests` permits): the
+    /// request answers first, so without a bound a flood would pile up work unseen.
+    pub pending_resets: Arc<tokio::sync::Semaphore>,
 }

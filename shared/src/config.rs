@@ -142,6 +142,8 @@ pub struct AuthConfig {
     pub hash_wait_ms: u64,
     /// Sign-ups allowed per client IP (IPv6: per /64) per hour.
     pub max_signups_per_ip_per_hour: u32,
+    /// Forgot-password requests being worked on at once (each answers before its work).
+    pub max_pending_reset_requests: u32,
     /// A session older than this cannot be refreshed any more, in seconds.
     pub session_max_age_secs: u64,
 }
@@ -467,6 +469,10 @@ impl Config {
                 "auth.max_signups_per_ip_per_hour",
                 u64::from(self.auth.max_signups_per_ip_per_hour),
             ),
+            (
+                "auth.max_pending_reset_requests",
+                u64::from(self.auth.max_pending_reset_requests),
+            ),
             ("auth.session_max_age_secs", self.auth.session_max_age_secs),
             ("worker.poll_interval_ms", self.worker.poll_interval_ms),
             ("worker.requeue_after_secs", self.worker.requeue_after_secs),
@@ -682,6 +688,7 @@ mod tests {
         for key in [
             "auth.hash_wait_ms",
             "auth.max_signups_per_ip_per_hour",
+            "auth.max_pending_reset_requests",
             "auth.session_max_age_secs",
         ] {
             let figment = with("log.format", "json").merge(Serialized::default(key, 0));

@@ -367,20 +367,31 @@ async fn change_password(
 /// not tell whether an account exists; nor does its timing: the lookup and the planning run
 /// after the answer, in a task of their own, so a known and an unknown address answer after
 /// the same work (reading the body). The price: a failure (database down) is logged, not
-/// answered, and a request in flight at shutdown may be lost — the user asks again.
+/// answered, and a request in flight at shutdown may be lost — the user asks again. At most
+/// `auth.max_pending_reset_requests` are worked on at once; beyond, 503 for every address.
 #[utoipa::path(post, path = "/api/v1/auth/forgot-password", tag = "auth",
     operation_id = "v1.auth.forgot_password", request_body = ForgotPasswordIn,
-    responses((status = 202), (status = 422, body = Problem, content_type = "application/problem+json")))]
+    responses((status = 202), (status = 422, body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "too many password-reset requests in progress; see Retry-After", body = Problem, content_type = "application/problem+json")))]
 async fn forgot_password(
     State(state): State<AppState>,
     ApiJson(body): ApiJson<ForgotPasswordIn>,
 ) -> Result<StatusCode, ApiError> {
     let email =
         EmailAddress::parse(&body.email).map_err(|message| ApiError::field("email", message))?;
+    let permit = state
+        .pending_resets
+        .clone()
+        .try_acquire_owned()
+        .map_err(|_| ApiError::ServiceUnavailable {
+            detail: "too many password-reset requests are in progress; try again shortly",
+            retry_after_secs: 1,
+        })?;
     tokio::spawn(async move {
         if let Err(err) = mail_reset_link(&state, email.as_str()).await {
             tracing::error!(error = %err, "password-reset request failed");
         }
+        drop(permit);
     });
     Ok(StatusCode::ACCEPTED)
 }

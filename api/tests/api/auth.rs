@@ -811,6 +811,61 @@ async fn forgot_password_answers_before_any_account_work_so_known_and_unknown_lo
     );
 }
 
+#[tokio::test]
+async fn forgot_password_work_in_progress_is_bounded_and_beyond_it_every_address_gets_503() {
+    let app = TestApp::spawn_with(&[("auth.max_pending_reset_requests", json!(1))]).await;
+    app.signup("ada@example.com").await;
+    // the one permitted request cannot finish while user_tokens is locked
+    let mut lock = app.db.begin().await.unwrap();
+    sqlx::query("lock table user_tokens in exclusive mode")
+        .execute(&mut *lock)
+        .await
+        .unwrap();
+    let first = app
+        .post(
+            "/api/v1/auth/forgot-password",
+            &json!({"email": "ada@example.com"}),
+            None,
+        )
+        .await;
+    assert_eq!(first.status(), StatusCode::ACCEPTED);
+    for email in ["ada@example.com", "eve@example.com"] {
+        let response = app
+            .post(
+                "/api/v1/auth/forgot-password",
+                &json!({"email": email}),
+                None,
+            )
+            .await;
+        assert_eq!(response.headers()["retry-after"], "1");
+        assert_problem(
+            response,
+            StatusCode::SERVICE_UNAVAILABLE,
+            "service_unavailable",
+        )
+        .await;
+    }
+    lock.rollback().await.unwrap();
+    app.wait_for_emails_to("ada@example.com", 2).await;
+    // the permit is back once the work is done
+    let mut answered = None;
+    for _ in 0..100 {
+        let response = app
+            .post(
+                "/api/v1/auth/forgot-password",
+                &json!({"email": "eve@example.com"}),
+                None,
+            )
+            .await;
+        if response.status() == StatusCode::ACCEPTED {
+            answered = Some(response.status());
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(answered, Some(StatusCode::ACCEPTED));
+}
+
 /// The texts of every e-mail planned for `to`, oldest first, secrets opened.
 async fn mails_to(app: &TestApp, to: &str) -> Vec<String> {
     let payloads: Vec<Value> = sqlx::query_scalar(
