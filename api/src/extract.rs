@@ -5,6 +5,7 @@
 use std::net::{IpAddr, SocketAddr};
 
 use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
 use axum::extract::{ConnectInfo, FromRef, FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
 use axum::http::{StatusCode, header};
@@ -41,27 +42,35 @@ where
                 "send the body as JSON with `Content-Type: application/json`".to_owned(),
             ));
         }
-        let bytes = Bytes::from_request(req, state).await.map_err(|err| {
-            if err.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                ApiError::PayloadTooLarge(format!(
-                    "the body is larger than the {} MiB a JSON request may have",
-                    MAX_JSON_BYTES / (1024 * 1024)
-                ))
-            } else {
-                ApiError::BadRequest {
-                    code: "unreadable_body",
-                    detail: err.body_text(),
-                    errors: Vec::new(),
-                }
-            }
-        })?;
+        let bytes = Bytes::from_request(req, state)
+            .await
+            .map_err(|err| unreadable_body(&err, "a JSON request"))?;
         parse_json(&bytes).map(ApiJson)
+    }
+}
+
+/// A body that could not be read, as problem+json: 413 over the body limit
+/// ([`MAX_JSON_BYTES`], axum's default for every body), 400 otherwise. `what` names the kind
+/// of request in the 413's detail.
+pub fn unreadable_body(err: &BytesRejection, what: &str) -> ApiError {
+    if err.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        ApiError::PayloadTooLarge(format!(
+            "the body is larger than the {} MiB {what} may have",
+            MAX_JSON_BYTES / (1024 * 1024)
+        ))
+    } else {
+        ApiError::BadRequest {
+            code: "unreadable_body",
+            detail: err.body_text(),
+            errors: Vec::new(),
+        }
     }
 }
 
 /// Deserializes JSON, naming the field at fault.
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     refuse_nul(bytes)?;
+    refuse_non_object(bytes)?;
     let mut deserializer = serde_json::Deserializer::from_slice(bytes);
     serde_path_to_error::deserialize(&mut deserializer).map_err(|err| {
         let path = err.path().to_string();
@@ -85,6 +94,21 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
         };
         ApiError::Validation(vec![FieldError::new(field, message)])
     })
+}
+
+/// Every body Herald takes is a JSON object. serde would also read a struct from an array
+/// of its fields in order (`[null, null]` for one whose fields are all optional), which no
+/// client means and the documented schema forbids: refused as 422. A body that is not JSON
+/// at all is left to the strict parse, which answers 400.
+fn refuse_non_object(bytes: &[u8]) -> Result<(), ApiError> {
+    let first = bytes.iter().find(|b| !b.is_ascii_whitespace());
+    if matches!(first, None | Some(b'{')) {
+        return Ok(());
+    }
+    if serde_json::from_slice::<serde::de::IgnoredAny>(bytes).is_err() {
+        return Ok(()); // malformed: the strict parse reports it
+    }
+    Err(ApiError::field("body", "must be a JSON object"))
 }
 
 /// PostgreSQL cannot store the NUL character in text, so a string holding one (JSON `\u0000`)

@@ -25,7 +25,7 @@ pub fn router() -> OpenApiRouter<AppState> {
 }
 
 /// The account's own senders; a field left out (or null) uses the platform's shared
-/// default sender for that channel.
+/// default sender for that channel. Numbers are E.164 (`+` and the country code).
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TwilioSendersIn {
@@ -111,17 +111,19 @@ async fn put_twilio(
 
 fn parse(body: TwilioSendersIn) -> Result<AccountSenders, ApiError> {
     let mut errors = FieldErrors::default();
+    // null (or leaving a field out) clears it; an empty string is not a sender
     let mut number = |field: &str, raw: Option<String>| {
-        let raw = raw.filter(|raw| !raw.trim().is_empty())?;
-        let parsed = PhoneNumber::parse(&raw, None).map(|number| number.as_str().to_owned());
+        let raw = raw?;
+        let parsed = if is_e164(&raw) {
+            PhoneNumber::parse(&raw, None).map(|number| number.as_str().to_owned())
+        } else {
+            Err("must be an E.164 number: + and 4 to 15 digits, e.g. +14155550123".to_owned())
+        };
         errors.check(field, parsed)
     };
     let sms_from = number("sms_from", body.sms_from);
     let whatsapp_from = number("whatsapp_from", body.whatsapp_from);
-    let messaging_service_sid = body
-        .messaging_service_sid
-        .map(|sid| sid.trim().to_owned())
-        .filter(|sid| !sid.is_empty());
+    let messaging_service_sid = body.messaging_service_sid;
     if let Some(sid) = &messaging_service_sid
         && !is_sid(sid, "MG")
     {
@@ -135,6 +137,16 @@ fn parse(body: TwilioSendersIn) -> Result<AccountSenders, ApiError> {
         sms_from,
         whatsapp_from,
         messaging_service_sid,
+    })
+}
+
+/// Exactly E.164 as the schema states it (`^\+[1-9][0-9]{3,14}$`): a sender is written as
+/// Twilio writes it, no spaces or punctuation to normalise.
+fn is_e164(raw: &str) -> bool {
+    raw.strip_prefix('+').is_some_and(|digits| {
+        (4..=15).contains(&digits.len())
+            && digits.bytes().all(|b| b.is_ascii_digit())
+            && !digits.starts_with('0')
     })
 }
 

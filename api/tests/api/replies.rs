@@ -311,7 +311,7 @@ async fn account_senders_are_validated_unique_across_accounts_and_never_the_shar
     let response = put_senders(
         &app,
         &ada.access_token,
-        &json!({"sms_from": "+1 415 555 0199", "messaging_service_sid": service}),
+        &json!({"sms_from": "+14155550199", "messaging_service_sid": service}),
     )
     .await;
     assert_eq!(response.status(), StatusCode::OK);
@@ -370,6 +370,27 @@ async fn account_senders_are_validated_unique_across_accounts_and_never_the_shar
         "from",
     )
     .await;
+    assert_field_error(
+        put_senders(
+            &app,
+            &bob.access_token,
+            &json!({"sms_from": "+1 415 555 0199"}),
+        )
+        .await,
+        "sms_from",
+    )
+    .await;
+    assert_field_error(
+        put_senders(&app, &bob.access_token, &json!({"whatsapp_from": ""})).await,
+        "whatsapp_from",
+    )
+    .await;
+    // an array of the fields in order is not the object the schema describes
+    assert_field_error(
+        put_senders(&app, &bob.access_token, &json!([null, null])).await,
+        "body",
+    )
+    .await;
     // clearing gives the number back
     assert_eq!(
         put_senders(&app, &ada.access_token, &json!({}))
@@ -414,4 +435,18 @@ async fn questions_sent_before_senders_were_recorded_count_as_sent_from_the_shar
         StatusCode::OK
     );
     assert_eq!(answers(&app, &delivery, &token).await, ["Paris"]);
+}
+
+#[tokio::test]
+async fn a_webhook_body_over_the_limit_is_a_413_problem() {
+    let app = app().await;
+    let body = "x".repeat(3 * 1024 * 1024);
+    let params = [("MessageSid", "SMin1"), ("Body", body.as_str())];
+    assert_problem(
+        inbound(&app, &params).await,
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "too_large",
+    )
+    .await;
+    assert_eq!(app.count("inbound_messages").await, 0);
 }

@@ -233,10 +233,9 @@ pub async fn students_by_phone(
     group_id: Uuid,
     phones: &[String],
 ) -> Result<Vec<StudentRow>, sqlx::Error> {
-    sqlx::query_as(
-        "select id, group_id, name, phone, channel, timezone, subscribed, created_at, updated_at
-         from students where group_id = $1 and phone = any($2)",
-    )
+    sqlx::query_as(&format!(
+        "select {STUDENT_COLUMNS} from students where group_id = $1 and phone = any($2)"
+    ))
     .bind(group_id)
     .bind(phones)
     .fetch_all(executor)

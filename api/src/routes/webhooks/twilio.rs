@@ -6,6 +6,7 @@
 //! changes nothing.
 
 use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
 use axum::extract::{OriginalUri, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -17,6 +18,7 @@ use utoipa_axum::routes;
 
 use super::signature;
 use crate::error::{ApiError, Problem};
+use crate::extract::unreadable_body;
 use crate::state::AppState;
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -37,8 +39,9 @@ async fn status_callback(
     State(state): State<AppState>,
     OriginalUri(uri): OriginalUri,
     headers: HeaderMap,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
+    let body = body.map_err(|err| unreadable_body(&err, "a webhook"))?;
     let Some(params) = verified_params(&state, &uri, &headers, &body) else {
         return Ok(forbidden());
     };
@@ -77,8 +80,9 @@ async fn inbound_message(
     State(state): State<AppState>,
     OriginalUri(uri): OriginalUri,
     headers: HeaderMap,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
+    let body = body.map_err(|err| unreadable_body(&err, "a webhook"))?;
     let Some(params) = verified_params(&state, &uri, &headers, &body) else {
         return Ok(forbidden());
     };
