@@ -237,7 +237,10 @@ async fn the_running_api_answers_as_its_openapi_document_says() {
         .args(["--generation-allow-x00", "false"])
         .args(["--generation-database", "none"])
         .args(["--request-timeout", "30"])
-        .args(["--workers", "2"])
+        // one worker: with several threads, CPython 3.11's ast.parse (which hypothesis calls to
+        // describe filters) can fail with "AST constructor recursion depth mismatch"
+        // (a race in CPython 3.11's AST validator), a tool crash that is no finding about the API
+        .args(["--workers", "1"])
         .arg("--no-color");
     for operation in EXCLUDED {
         command.args(["--exclude-operation-id", operation]);
