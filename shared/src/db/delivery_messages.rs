@@ -6,6 +6,8 @@
 use sqlx::{FromRow, PgExecutor};
 use uuid::Uuid;
 
+use super::account_senders::AccountSenders;
+
 /// A delivery message as the sender sees it: its text, the student's current phone, channel
 /// and subscription (all `None` once the student is deleted), and the delivery's status.
 #[derive(Debug, Clone, FromRow)]
@@ -19,6 +21,9 @@ pub struct ToSend {
     pub channel: Option<String>,
     pub subscribed: Option<bool>,
     pub body: String,
+    /// The delivery's account's own Twilio senders, read in the same query.
+    #[sqlx(flatten)]
+    pub senders: AccountSenders,
 }
 
 /// Reads a message with its student and delivery; `None` when the message is gone.
@@ -28,10 +33,12 @@ pub async fn find_to_send(
 ) -> Result<Option<ToSend>, sqlx::Error> {
     sqlx::query_as(
         "select m.id, m.delivery_id, d.status as delivery_status, m.student_id,
-                s.phone, s.channel, s.subscribed, m.body
+                s.phone, s.channel, s.subscribed, m.body,
+                a.sms_from, a.whatsapp_from, a.messaging_service_sid
          from delivery_messages m
          join deliveries d on d.id = m.delivery_id
          left join students s on s.id = m.student_id
+         left join account_twilio_senders a on a.account_id = d.account_id
          where m.id = $1",
     )
     .bind(id)

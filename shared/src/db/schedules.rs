@@ -6,6 +6,8 @@ use chrono::{DateTime, NaiveDateTime, Utc};
 use sqlx::{FromRow, PgConnection, PgExecutor};
 use uuid::Uuid;
 
+use super::account_senders::AccountSenders;
+
 /// Rows per bulk insert statement.
 const CHUNK: usize = 5_000;
 
@@ -574,6 +576,9 @@ pub struct ToSend {
     pub channel: Option<String>,
     pub subscribed: Option<bool>,
     pub body: String,
+    /// The schedule's account's own Twilio senders, read in the same query.
+    #[sqlx(flatten)]
+    pub senders: AccountSenders,
 }
 
 /// Reads a schedule message by its effect, with its schedule and student as they are now.
@@ -585,11 +590,13 @@ pub async fn find_to_send(
         "select sc.status as schedule_status, f.timezone as fire_timezone, f.fire_at,
                 sc.timezone is null as per_recipient_zone, sc.cron, sc.group_id,
                 m.student_id, s.group_id as student_group_id, s.timezone as student_timezone,
-                s.phone, s.channel, s.subscribed, m.body
+                s.phone, s.channel, s.subscribed, m.body,
+                a.sms_from, a.whatsapp_from, a.messaging_service_sid
          from schedule_messages m
          join schedule_fires f on f.id = m.fire_id
          join schedules sc on sc.id = m.schedule_id
          left join students s on s.id = m.student_id
+         left join account_twilio_senders a on a.account_id = sc.account_id
          where m.effect_id = $1",
     )
     .bind(effect_id)

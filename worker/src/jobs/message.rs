@@ -21,8 +21,9 @@ use chrono::Utc;
 
 use herald_shared::courses::{SMS_MAX_CHARS, WHATSAPP_MAX_CHARS, message_length};
 use herald_shared::cron::Schedule;
+use herald_shared::db::account_senders::AccountSenders;
 use herald_shared::db::effects::Started;
-use herald_shared::db::{account_senders, delivery_messages, schedules};
+use herald_shared::db::{delivery_messages, schedules};
 use herald_shared::effects::{EffectKind, MessagePayload};
 use herald_shared::providers::twilio::{Channel, Delivery, Outgoing, Sender, TwilioError};
 use herald_shared::time_rules::parse_zone;
@@ -47,13 +48,7 @@ pub async fn send(ctx: &WorkerContext, started: &Started) -> Result<Outcome, Job
         Ok(recipient) => recipient,
         Err(outcome) => return Ok(outcome),
     };
-    let own_senders = account_senders::get(&ctx.db, started.account_id)
-        .await
-        .map_err(|err| JobError::Retryable {
-            message: format!("read the account's senders: {err}"),
-            retry_after: None,
-        })?;
-    let sender = ctx.twilio.sender_for(channel, &own_senders);
+    let sender = ctx.twilio.sender_for(channel, &message.senders);
     if !ctx.twilio.is_sandbox() {
         let Some(sender) = &sender else {
             return Err(JobError::Permanent(format!(
@@ -163,6 +158,8 @@ async fn record_refusal(
 struct ToSend {
     student: Student,
     body: String,
+    /// The account's own Twilio senders (read with the message, not in a query of its own).
+    senders: AccountSenders,
 }
 
 /// The student's current phone, channel and subscription; all `None` once removed.
@@ -224,6 +221,7 @@ async fn current(
                     subscribed: found.subscribed,
                 },
                 body: found.body,
+                senders: found.senders,
             }))
         }
         MessagePayload::Schedule { .. } => {
@@ -243,6 +241,7 @@ async fn current(
                     subscribed: found.subscribed,
                 },
                 body: found.body,
+                senders: found.senders,
             }))
         }
     }
