@@ -236,6 +236,23 @@ impl TwilioConfig {
         self.account_sid.trim().is_empty() && self.auth_token.expose_secret().is_empty()
     }
 
+    /// Whether `number` is the platform's shared default sender number on `whatsapp` (else
+    /// SMS): the sender of every account without its own.
+    pub fn is_shared_number(&self, whatsapp: bool, number: &str) -> bool {
+        let default = if whatsapp {
+            self.whatsapp_from.trim()
+        } else {
+            self.sms_from.trim()
+        };
+        !default.is_empty() && default == number
+    }
+
+    /// Whether `sid` is the platform's shared default Messaging Service.
+    pub fn is_shared_service(&self, sid: &str) -> bool {
+        let default = self.messaging_service_sid.trim();
+        !default.is_empty() && default == sid
+    }
+
     fn validate(&self) -> Result<(), ConfigError> {
         if !matches!(self.base_url.scheme(), "http" | "https") {
             return Err(ConfigError::new(

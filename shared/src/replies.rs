@@ -73,7 +73,11 @@ pub async fn handle(
     .await?
     {
         Some(account) => Owner::Account(account),
-        None if is_shared_sender(config, channel, to_number, message.messaging_service_sid) => {
+        None if message
+            .messaging_service_sid
+            .is_some_and(|sid| config.is_shared_service(sid))
+            || config.is_shared_number(channel == "whatsapp", to_number) =>
+        {
             Owner::Shared
         }
         None => Owner::Unknown,
@@ -160,24 +164,6 @@ pub async fn handle(
     twilio_events::insert_answer(&mut *conn, &question, text, correct).await?;
     twilio_events::set_inbound_outcome(&mut *conn, id, Some(account), "answer").await?;
     Ok(Handled::Answer { account })
-}
-
-/// Whether `to` (or the service) is the platform's default sender for `channel`.
-fn is_shared_sender(
-    config: &TwilioConfig,
-    channel: &str,
-    to_number: &str,
-    messaging_service_sid: Option<&str>,
-) -> bool {
-    let service = config.messaging_service_sid.trim();
-    if !service.is_empty() && messaging_service_sid == Some(service) {
-        return true;
-    }
-    let default = match channel {
-        "whatsapp" => config.whatsapp_from.trim(),
-        _ => config.sms_from.trim(),
-    };
-    !default.is_empty() && default == to_number
 }
 
 /// Keeps a message for no account (it stays recorded as `unattributed`).

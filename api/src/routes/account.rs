@@ -153,20 +153,21 @@ fn is_e164(raw: &str) -> bool {
 /// The platform's default sender serves every account without its own: no account may take
 /// it as its own, or replies to the others would reach it.
 fn refuse_shared(config: &TwilioConfig, senders: &AccountSenders) -> Result<(), ApiError> {
-    let shared = |own: &Option<String>, default: &str| {
+    let number = |own: &Option<String>, whatsapp| {
         own.as_deref()
-            .is_some_and(|own| !default.trim().is_empty() && own == default.trim())
+            .is_some_and(|own| config.is_shared_number(whatsapp, own))
     };
-    if shared(&senders.sms_from, &config.sms_from) {
+    if number(&senders.sms_from, false) {
         return Err(taken("sms_from"));
     }
-    if shared(&senders.whatsapp_from, &config.whatsapp_from) {
+    if number(&senders.whatsapp_from, true) {
         return Err(taken("whatsapp_from"));
     }
-    if shared(
-        &senders.messaging_service_sid,
-        &config.messaging_service_sid,
-    ) {
+    if senders
+        .messaging_service_sid
+        .as_deref()
+        .is_some_and(|sid| config.is_shared_service(sid))
+    {
         return Err(taken("messaging_service_sid"));
     }
     Ok(())

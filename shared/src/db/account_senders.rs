@@ -2,24 +2,15 @@
 //! account that belong to this account alone. Messages of an account with its own sender go
 //! out from it; replies to it reach that account only.
 
-use serde::Serialize;
 use sqlx::{FromRow, PgExecutor};
 use uuid::Uuid;
 
 /// The senders an account has set; `None` fields use the platform's default sender.
-#[derive(Debug, Clone, Default, PartialEq, Eq, FromRow, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, FromRow)]
 pub struct AccountSenders {
     pub sms_from: Option<String>,
     pub whatsapp_from: Option<String>,
     pub messaging_service_sid: Option<String>,
-}
-
-impl AccountSenders {
-    pub fn is_empty(&self) -> bool {
-        self.sms_from.is_none()
-            && self.whatsapp_from.is_none()
-            && self.messaging_service_sid.is_none()
-    }
 }
 
 /// The account's senders (all `None` when it has none).
