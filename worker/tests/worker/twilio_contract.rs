@@ -253,6 +253,7 @@ async fn the_twilio_client_sends_requests_that_twilios_published_api_description
                 channel,
                 body: "Day 1: ¡hola! & welcome",
                 sender: None,
+                effect_id: uuid::Uuid::new_v4(),
             })
             .await;
         let exchange = last(&seen);
@@ -297,6 +298,7 @@ async fn the_twilio_client_sends_requests_that_twilios_published_api_description
             channel: Channel::Sms,
             body: "hi",
             sender: None,
+            effect_id: uuid::Uuid::new_v4(),
         })
         .await;
     assert!(

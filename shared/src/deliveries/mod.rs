@@ -7,6 +7,9 @@
 //! reach the provider after the text. Pure functions: the API plans, previews and re-plans
 //! (resume, a student's new zone) with them.
 
+pub mod lifecycle;
+pub mod plan;
+
 use chrono::{DateTime, NaiveDateTime, Utc};
 use chrono_tz::Tz;
 use uuid::Uuid;
