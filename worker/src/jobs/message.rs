@@ -94,7 +94,13 @@ pub async fn send(ctx: &WorkerContext, started: &Started) -> Result<Outcome, Job
         Err(err) => err,
     };
     match err {
+        // Stopgap until the send path resolves an unconfirmed attempt with
+        // `Twilio::find_sent`: retried as before.
         TwilioError::Retryable {
+            message,
+            retry_after,
+        }
+        | TwilioError::Unconfirmed {
             message,
             retry_after,
         } => Err(JobError::Retryable {
