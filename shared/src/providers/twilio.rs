@@ -2,16 +2,21 @@
 //! form-encoded, HTTP Basic auth). With no account SID and auth token configured the client is
 //! in sandbox mode: it sends nothing and the effect is recorded as `sandboxed`.
 //!
-//! Errors are classified from Twilio's answer: a 4xx with Twilio's JSON body
-//! (`{code, message, more_info, status}`, e.g. 21211 invalid number, 21610 opted out) is
-//! permanent and keeps Twilio's code and message; 429, 5xx, timeouts and connection errors are
-//! retryable, with `Retry-After` when Twilio sends one. A 401 or 403 refuses Herald's own
-//! credentials, not the message: it is `CredentialsRefused`, an outage the worker waits out.
-//!
-//! Twilio's Messages API takes no idempotency key, so a retry after a timeout (Twilio may have
-//! created the message before the answer was lost) can send twice. That window is the same as
-//! a worker dying mid-send and is accepted for the same reason: the alternative is losing
-//! messages.
+//! Errors are classified by whether the request may have reached Twilio, because Twilio's
+//! Messages API takes no idempotency key and a blind re-send after Twilio created the message
+//! sends it twice:
+//! - never reached Twilio, or Twilio said it did not create the message: a connection that
+//!   could not be made (the request was never written) and 429 are `Retryable`, safe to
+//!   send again (with `Retry-After` when Twilio sends one);
+//! - may have been created: a timeout once connected, a connection reset or an unreadable
+//!   answer after the request was written, and any 5xx (Twilio may have created the message
+//!   before failing) are `Unconfirmed`. The caller looks the message up with
+//!   [`Twilio::find_sent`] (after the backoff, since a slow Twilio may still be creating it)
+//!   and sends again only if Twilio has no such message;
+//! - a 4xx with Twilio's JSON body (`{code, message, more_info, status}`, e.g. 21211 invalid
+//!   number, 21610 opted out) is `Permanent` and keeps Twilio's code and message; a 401 or 403
+//!   refuses Herald's own credentials, not the message: it is `CredentialsRefused`, an outage
+//!   the worker waits out.
 
 use std::fmt;
 use std::time::Duration;
@@ -23,6 +28,10 @@ use serde::Deserialize;
 
 use crate::config::TwilioConfig;
 use crate::db::account_senders::AccountSenders;
+
+mod lookup;
+
+pub use lookup::{CLOCK_SKEW, Lookup};
 
 /// The path of the status webhook on herald-api, appended to `twilio.public_base_url`.
 pub const STATUS_CALLBACK_PATH: &str = "/webhooks/twilio/status";
@@ -109,9 +118,21 @@ pub enum TwilioError {
         code: Option<i64>,
         message: String,
     },
-    /// A 429, a 5xx, a timeout or a connection problem.
+    /// Twilio did not take the request and nothing was created: a 429 (or 408), or a
+    /// connection that could not be made. Safe to send again after the backoff. From
+    /// [`Twilio::find_sent`]: the look-up itself failed, try it again later.
     #[error("{message}")]
     Retryable {
+        message: String,
+        retry_after: Option<Duration>,
+    },
+    /// The request may have reached Twilio and Twilio may have created the message, but its
+    /// answer was not read: a timeout after connecting, a connection reset or an unreadable
+    /// answer after the request was written, or a 5xx. Never re-send blindly: look the
+    /// message up with [`Twilio::find_sent`] first. From [`Twilio::find_sent`]: the look-up
+    /// read every page it may read without ruling the message out.
+    #[error("{message}")]
+    Unconfirmed {
         message: String,
         retry_after: Option<Duration>,
     },
@@ -179,6 +200,8 @@ struct Credentials {
 pub struct Twilio {
     http: reqwest::Client,
     credentials: Option<Credentials>,
+    /// The API root without a trailing `/`; Twilio's `next_page_uri` paths go after it.
+    base_url: String,
     messages_url: String,
     sms_from: String,
     whatsapp_from: String,
@@ -210,6 +233,7 @@ impl Twilio {
         Ok(Self {
             http,
             messages_url: format!("{base}/2010-04-01/Accounts/{account}/Messages.json"),
+            base_url: base.to_owned(),
             credentials,
             sms_from: config.sms_from.trim().to_owned(),
             whatsapp_from: config.whatsapp_from.trim().to_owned(),
@@ -308,10 +332,7 @@ impl Twilio {
             .form(&form)
             .send()
             .await
-            .map_err(|err| TwilioError::Retryable {
-                message: format!("twilio request failed: {}", error_chain(&err)),
-                retry_after: None,
-            })?;
+            .map_err(|err| request_error("twilio request failed", &err))?;
         let status = response.status();
         let retry_after = retry_after(response.headers());
         let body = match response.bytes().await {
@@ -319,14 +340,31 @@ impl Twilio {
             // A 2xx status line already says Twilio accepted the message: retrying would send
             // it twice, so it counts as sent even if the body cannot be read.
             Err(_) if status.is_success() => return Ok(Delivery::Sent { sid: None }),
+            // Otherwise the status line alone decides (a 5xx stays unconfirmed).
             Err(err) => {
-                return Err(TwilioError::Retryable {
-                    message: format!("twilio answer unreadable: {}", error_chain(&err)),
-                    retry_after,
-                });
+                let text = format!("answer unreadable: {}", error_chain(&err));
+                return Err(refusal(status, retry_after, None, text));
             }
         };
         classify(status, retry_after, &body)
+    }
+}
+
+/// A request that got no answer: `Retryable` when it was never written (no connection could
+/// be made), else `Unconfirmed` (a timeout or reset once connected may come after Twilio read
+/// the request).
+fn request_error(what: &str, err: &reqwest::Error) -> TwilioError {
+    let message = format!("{what}: {}", error_chain(err));
+    if err.is_connect() || err.is_builder() {
+        TwilioError::Retryable {
+            message,
+            retry_after: None,
+        }
+    } else {
+        TwilioError::Unconfirmed {
+            message,
+            retry_after: None,
+        }
     }
 }
 
@@ -353,6 +391,17 @@ fn classify(
         }
         return Ok(Delivery::Sent { sid });
     }
+    Err(error_answer(status, retry_after, answer, body))
+}
+
+/// The error for a non-2xx answer with a body: Twilio's code and message when it sent its
+/// JSON error, else the start of the body.
+fn error_answer(
+    status: StatusCode,
+    retry_after: Option<Duration>,
+    answer: Option<Answer>,
+    body: &[u8],
+) -> TwilioError {
     let (code, text) = match answer {
         Some(Answer {
             code,
@@ -361,28 +410,46 @@ fn classify(
         }) => (code, message),
         _ => (None, snippet(body)),
     };
-    let retryable = status == StatusCode::TOO_MANY_REQUESTS
-        || status == StatusCode::REQUEST_TIMEOUT
-        || status.is_server_error();
-    if retryable {
+    refusal(status, retry_after, code, text)
+}
+
+/// The error for a non-2xx answer, from its status line (and Twilio's code and text).
+fn refusal(
+    status: StatusCode,
+    retry_after: Option<Duration>,
+    code: Option<i64>,
+    text: String,
+) -> TwilioError {
+    let answered = || {
         let code = code.map(|code| format!(" {code}")).unwrap_or_default();
-        return Err(TwilioError::Retryable {
-            message: format!("twilio answered HTTP {}{code}: {text}", status.as_u16()),
+        format!("twilio answered HTTP {}{code}: {text}", status.as_u16())
+    };
+    // 429 and 408 say Twilio did not take the request.
+    if status == StatusCode::TOO_MANY_REQUESTS || status == StatusCode::REQUEST_TIMEOUT {
+        return TwilioError::Retryable {
+            message: answered(),
             retry_after,
-        });
+        };
+    }
+    // A 5xx may come from a layer behind the one that created the message.
+    if status.is_server_error() {
+        return TwilioError::Unconfirmed {
+            message: answered(),
+            retry_after,
+        };
     }
     if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
-        return Err(TwilioError::CredentialsRefused {
+        return TwilioError::CredentialsRefused {
             status: status.as_u16(),
             code,
             message: text,
-        });
+        };
     }
-    Err(TwilioError::Permanent {
+    TwilioError::Permanent {
         status: status.as_u16(),
         code,
         message: text,
-    })
+    }
 }
 
 /// `Retry-After` in seconds (the form Twilio uses), capped at `MAX_RETRY_AFTER`.
@@ -546,7 +613,7 @@ mod tests {
     }
 
     #[test]
-    fn throttling_and_server_errors_are_retryable_with_retry_after() {
+    fn throttling_is_retryable_with_retry_after() {
         let body = br#"{"code":20429,"message":"Too Many Requests","status":429}"#;
         let err = classify(
             StatusCode::TOO_MANY_REQUESTS,
@@ -561,8 +628,27 @@ mod tests {
                 retry_after: Some(Duration::from_secs(3)),
             }
         );
-        let err = classify(StatusCode::SERVICE_UNAVAILABLE, None, b"").unwrap_err();
+        let err = classify(StatusCode::REQUEST_TIMEOUT, None, b"").unwrap_err();
         assert!(matches!(err, TwilioError::Retryable { .. }), "{err:?}");
+    }
+
+    #[test]
+    fn a_server_error_may_have_created_the_message_so_it_is_unconfirmed() {
+        let err = classify(
+            StatusCode::SERVICE_UNAVAILABLE,
+            Some(Duration::from_secs(5)),
+            b"<html>upstream failed</html>",
+        )
+        .unwrap_err();
+        assert_eq!(
+            err,
+            TwilioError::Unconfirmed {
+                message: "twilio answered HTTP 503: <html>upstream failed</html>".to_owned(),
+                retry_after: Some(Duration::from_secs(5)),
+            }
+        );
+        let err = classify(StatusCode::INTERNAL_SERVER_ERROR, None, b"").unwrap_err();
+        assert!(matches!(err, TwilioError::Unconfirmed { .. }), "{err:?}");
     }
 
     #[test]

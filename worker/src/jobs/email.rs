@@ -37,6 +37,9 @@ pub async fn send(ctx: &WorkerContext, started: &Started) -> Result<Outcome, Job
             message,
             retry_after: None,
         }),
+        // the server may have the message (the failure came after DATA): `unknown`, never
+        // re-sent by itself
+        Err(EmailError::Unconfirmed(message)) => Err(JobError::Unconfirmed { message }),
     }
 }
 

@@ -161,6 +161,9 @@ async fn refused(ctx: &WorkerContext, started: &Started, err: TwilioError) -> Jo
             JobError::Permanent(err.to_string())
         }
         TwilioError::NotConfigured(text) => JobError::Permanent(text),
+        // the request may have reached Twilio: the next attempt looks it up first (after the
+        // backoff, since a slow Twilio may still be creating it)
+        TwilioError::Unconfirmed { message, .. } => JobError::Unconfirmed { message },
     }
 }
 
@@ -211,9 +214,8 @@ async fn look_up(ctx: &WorkerContext, message: &ToSend, since: DateTime<Utc>) ->
     let timeout = ctx.jobs.get(EffectKind::Message).timeout;
     let found = tokio::time::timeout(timeout, ctx.twilio.find_sent(&lookup))
         .await
-        .map_err(|_| JobError::Retryable {
+        .map_err(|_| JobError::Unconfirmed {
             message: format!("Twilio look-up: no answer within {timeout:?}"),
-            retry_after: None,
         })?;
     match found {
         Ok(Some(sid)) => {
@@ -229,10 +231,10 @@ async fn look_up(ctx: &WorkerContext, message: &ToSend, since: DateTime<Utc>) ->
             .into())
         }
         Ok(None) => Ok(()),
-        // the look-up failed, not the message: try again later, still looking up first
-        Err(err) => Err(JobError::Retryable {
+        // the question is still open: look up again on the next attempt, and once attempts
+        // run out the message is `unknown`, never re-sent blindly
+        Err(err) => Err(JobError::Unconfirmed {
             message: format!("Twilio look-up: {err}"),
-            retry_after: None,
         }
         .into()),
     }

@@ -1,6 +1,7 @@
 //! Contract test of the Twilio client against Twilio's own published API description: Prism
 //! (`scripts/standins.sh` installs it) mocks `../shared/specs/twilio/twilio_api_v2010.messages.json`
-//! and validates every request against it. A small recording proxy sits between the client
+//! and validates every request against it: sends (Create Message) and look-ups (List
+//! Messages). A small recording proxy sits between the client
 //! and Prism, so the test sees Prism's verdict (`sl-violations`) on the real client's
 //! requests. One Prism process, started inside the one test (nextest runs each test in its
 //! own process, so a shared cell would not be shared).
@@ -17,7 +18,9 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
 use herald_shared::config::TwilioConfig;
-use herald_shared::providers::twilio::{Channel, Delivery, Outgoing, Twilio, TwilioError};
+use herald_shared::providers::twilio::{
+    Channel, Delivery, Lookup, Outgoing, Sender, Twilio, TwilioError,
+};
 use secrecy::SecretString;
 use serde_json::Value;
 
@@ -107,6 +110,8 @@ impl Drop for Prism {
 /// One request through the proxy and Prism's answer.
 #[derive(Debug, Clone)]
 struct Exchange {
+    /// The request's method.
+    method: axum::http::Method,
     status: StatusCode,
     /// The `sl-violations` header entries: problems Prism let through (it still answered).
     violations: Vec<Value>,
@@ -139,7 +144,7 @@ async fn forward(State(proxy): State<Proxy>, request: axum::extract::Request) ->
     let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
     let mut upstream = proxy
         .http
-        .request(parts.method, format!("{}{path}", proxy.upstream))
+        .request(parts.method.clone(), format!("{}{path}", proxy.upstream))
         .body(body);
     for (name, value) in &parts.headers {
         if name != "host" && name != "content-length" {
@@ -169,6 +174,7 @@ async fn forward(State(proxy): State<Proxy>, request: axum::extract::Request) ->
         Vec::new()
     };
     proxy.seen.lock().unwrap().push(Exchange {
+        method: parts.method,
         status,
         violations,
         refused_for,
@@ -222,7 +228,7 @@ fn last(seen: &Mutex<Vec<Exchange>>) -> Exchange {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_twilio_client_sends_requests_that_twilios_published_api_description_accepts() {
+async fn sends_and_look_ups_are_requests_twilios_published_api_description_accepts() {
     // Prism accepts anything whose schema it cannot compile; prove it compiles them all.
     let check = Command::new("node")
         .env("NODE_PATH", prism_modules())
@@ -267,6 +273,56 @@ async fn the_twilio_client_sends_requests_that_twilios_published_api_description
         };
         assert!(sid.starts_with("SM"), "{what}: {sid}");
     }
+
+    // A look-up: List Messages by `To`, `From` and `DateSent>`, following `next_page_uri`.
+    // Prism answers every page with the description's own example, whose messages are not
+    // the attempt and which always has a next page: the client reads its ten pages, then
+    // says it could neither find nor rule out the message.
+    let twilio = Twilio::new(&config(&base_url)).unwrap();
+    let sender = Sender::From("+15005550006".to_owned());
+    let sent_before = seen.lock().unwrap().len();
+    let found = twilio
+        .find_sent(&Lookup {
+            to: "+14155550100",
+            channel: Channel::Sms,
+            sender: &sender,
+            body: "Day 1: ¡hola! & welcome",
+            since: chrono::Utc::now(),
+        })
+        .await;
+    assert!(
+        matches!(found, Err(TwilioError::Unconfirmed { .. })),
+        "{found:?}"
+    );
+    let pages: Vec<Exchange> = seen.lock().unwrap()[sent_before..].to_vec();
+    assert_eq!(pages.len(), 10, "{pages:?}");
+    for page in &pages {
+        assert_eq!(page.method, axum::http::Method::GET);
+        assert!(page.status.is_success(), "{page:?}");
+        assert!(
+            page.request_violations().is_empty(),
+            "Prism found violations in a List Messages request: {page:?}"
+        );
+    }
+    // The check can fail there too: a page size over Twilio's 1,000 is refused.
+    let oversized = reqwest::Client::new()
+        .get(format!(
+            "{base_url}/2010-04-01/Accounts/{ACCOUNT_SID}/Messages.json"
+        ))
+        .basic_auth(ACCOUNT_SID, Some("test-auth-token"))
+        .query(&[("To", "+14155550100"), ("PageSize", "5000")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(oversized.status(), 422);
+    let exchange = last(&seen);
+    assert!(
+        exchange
+            .request_violations()
+            .iter()
+            .any(|violation| violation["message"].to_string().contains("pagesize")),
+        "{exchange:?}"
+    );
 
     // The check can fail: a request without `To` is flagged...
     let broken = reqwest::Client::new()
