@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use herald_shared::jobs_config::JobSettings;
-use herald_worker::bench::{DrainRow, Drained, Recorded, mib_list, states_line};
+use herald_bench::{DrainRow, Drained, Recorded, mib_list, states_line};
 
 use crate::Args;
 

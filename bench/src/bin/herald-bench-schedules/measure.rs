@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::bail;
 use chrono::{DateTime, Utc};
-use herald_worker::bench::redis_connection;
+use herald_bench::redis_connection;
 use redis::aio::ConnectionManager;
 use sqlx::PgPool;
 
@@ -144,7 +144,7 @@ pub async fn measure(bench: &mut Bench, args: &Args) -> anyhow::Result<String> {
         args.schedules,
         args.groups,
         args.students_per_group,
-        herald_worker::bench::ZONES.len(),
+        herald_bench::ZONES.len(),
         args.replicas
     )?;
     let per_fire_us = planning.as_secs_f64() * 1e6 / fires.max(1) as f64;
@@ -196,7 +196,7 @@ pub async fn measure(bench: &mut Bench, args: &Args) -> anyhow::Result<String> {
         firing.fire_ms[0],
         firing.fire_ms[1],
         firing.fire_ms[2],
-        herald_worker::bench::verdict(firing.fire_ms[1] <= 1_000.0),
+        herald_bench::verdict(firing.fire_ms[1] <= 1_000.0),
     )?;
     writeln!(
         out,
@@ -279,7 +279,7 @@ impl Firing {
         Ok(Self {
             messages,
             fires,
-            states: herald_worker::bench::states_line(&states),
+            states: herald_bench::states_line(&states),
             message_ms,
             fire_ms,
         })

@@ -3,7 +3,7 @@
 
 use std::fmt::Write as _;
 
-pub use herald_worker::bench::ZONES;
+pub use herald_bench::ZONES;
 
 /// Rows per CSV import request (the endpoint's limit).
 pub const IMPORT_ROWS: usize = 10_000;

@@ -4,7 +4,7 @@
 use std::fmt::Write as _;
 use std::time::Duration;
 
-use herald_worker::bench::{DrainRow, mib, mib_list, states_line, table, verdict};
+use herald_bench::{DrainRow, mib, mib_list, states_line, table, verdict};
 
 use crate::Args;
 use crate::planning::Planning;

@@ -1,8 +1,10 @@
-//! Helpers shared by the benchmark binaries in `src/bin/` (`herald-bench`,
-//! `herald-bench-deliveries`, `herald-bench-schedules`); the worker itself uses none of this. They start real
-//! processes, read their CPU time and memory from `/proc`, write a jobs.toml with overrides,
-//! sample the run while the workers drain it, query what the rows recorded, and remove a
-//! run's scratch database and Redis keys afterwards. Linux only (`/proc`).
+//! `herald-bench`: the benchmarks, kept out of the worker crate, and the helpers their
+//! binaries in `src/bin/` (`herald-bench`, `herald-bench-deliveries`,
+//! `herald-bench-schedules`) share. They drive the real `herald-api` and `herald-worker`
+//! binaries built next to them (`cargo build --release --bins`) as child processes, read
+//! their CPU time and memory from `/proc`, write a jobs.toml with overrides, sample the run
+//! while the workers drain it, query what the rows recorded, and remove a run's scratch
+//! database and Redis keys afterwards. Linux only (`/proc`).
 //!
 //! One module per concern:
 //! - [`scratch`]: the run's database, Redis prefix, scratch directory and child environment;

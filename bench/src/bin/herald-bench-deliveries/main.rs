@@ -28,9 +28,9 @@
 //! ```
 //!
 //! Modules: [`setup`] owns the run's scratch state and processes (with the Twilio stand-in
-//! of [`herald_worker::bench::Standin`]), [`api`] the herald-api client and [`students`] the group it imports; [`measure`]
+//! of [`herald_bench::Standin`]), [`api`] the herald-api client and [`students`] the group it imports; [`measure`]
 //! runs both parts ([`planning`], [`sending`]) and [`report`] prints them; the run's life
-//! (teardown whatever happens) is [`herald_worker::bench::run`].
+//! (teardown whatever happens) is [`herald_bench::run`].
 
 mod api;
 mod measure;
@@ -41,7 +41,7 @@ mod setup;
 mod students;
 
 use clap::Parser;
-use herald_worker::bench::Servers;
+use herald_bench::Servers;
 
 use crate::setup::Bench;
 
@@ -93,5 +93,5 @@ pub struct Args {
 #[tokio::main]
 async fn main() {
     let args = Args::parse();
-    herald_worker::bench::run::main(BENCH_APP, &args, args.keep, Bench::create(&args)).await;
+    herald_bench::run::main(BENCH_APP, &args, args.keep, Bench::create(&args)).await;
 }

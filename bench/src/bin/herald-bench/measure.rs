@@ -2,7 +2,7 @@
 //! row is final, then collect what the rows, `/proc` and Redis say it cost.
 
 use anyhow::bail;
-use herald_worker::bench::{Baseline, Rows, redis_connection};
+use herald_bench::{Baseline, Rows, redis_connection};
 use uuid::Uuid;
 
 use crate::Args;

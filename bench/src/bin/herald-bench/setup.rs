@@ -3,7 +3,7 @@
 
 use anyhow::{Context as _, bail};
 use herald_shared::effects::EffectKind;
-use herald_worker::bench::{Run, Scratch, Workers, logs_have_errors, sibling_binary, stop_all};
+use herald_bench::{Run, Scratch, Workers, logs_have_errors, sibling_binary, stop_all};
 
 use crate::{Args, BENCH_APP};
 

@@ -8,7 +8,7 @@
 //!
 //! 1. **Population**, written straight into the database: `--groups` groups of
 //!    `--students-per-group` SMS students, group `g`'s students in zones `g·n … g·n+n−1`
-//!    (mod 50) of [`herald_worker::bench::ZONES`], so every group spans n zones and all 50 are
+//!    (mod 50) of [`herald_bench::ZONES`], so every group spans n zones and all 50 are
 //!    used; `--schedules` schedules with `timezone = recipient`, schedule `i` on group
 //!    `i mod groups` with the cron `"<i mod 60> * * * * *"` (every minute, at second
 //!    `i mod 60`: the fires spread evenly over each minute, so plenty fall inside a short
@@ -30,7 +30,7 @@ mod measure;
 mod setup;
 
 use clap::Parser;
-use herald_worker::bench::Servers;
+use herald_bench::Servers;
 
 use crate::setup::Bench;
 
@@ -81,5 +81,5 @@ pub struct Args {
 #[tokio::main]
 async fn main() {
     let args = Args::parse();
-    herald_worker::bench::run::main(BENCH_APP, &args, args.keep, Bench::create(&args)).await;
+    herald_bench::run::main(BENCH_APP, &args, args.keep, Bench::create(&args)).await;
 }

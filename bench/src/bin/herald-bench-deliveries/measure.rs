@@ -3,7 +3,7 @@
 
 use std::time::Instant;
 
-use herald_worker::bench::redis_connection;
+use herald_bench::redis_connection;
 
 use crate::api::Api;
 use crate::setup::Bench;

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
 use chrono::{Days, Utc};
-use herald_worker::bench::{CpuUse, rss_kib};
+use herald_bench::{CpuUse, rss_kib};
 use redis::aio::ConnectionManager;
 use serde_json::json;
 

@@ -7,14 +7,14 @@ use std::time::Instant;
 use anyhow::{Context as _, bail};
 use chrono::{DateTime, Utc};
 use herald_shared::jobs_config::JobSettings;
-use herald_worker::bench::{Baseline, Drained, Recorded, Rows, clock_ticks, cpu_ticks};
+use herald_bench::{Baseline, Drained, Recorded, Rows, clock_ticks, cpu_ticks};
 use redis::aio::ConnectionManager;
 use serde_json::{Value, json};
 
 use crate::Args;
 use crate::api::Api;
 use crate::setup::Bench;
-use herald_worker::bench::Tally;
+use herald_bench::Tally;
 
 /// Part 2 as measured.
 pub struct Sending {

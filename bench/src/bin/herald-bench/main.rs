@@ -14,7 +14,7 @@
 //!
 //! Modules: [`setup`] owns the run's scratch state and processes, [`plan`] writes the burst,
 //! [`measure`] runs and samples the drain, [`report`] prints the result; the run's life
-//! (teardown whatever happens) is [`herald_worker::bench::run`].
+//! (teardown whatever happens) is [`herald_bench::run`].
 
 mod measure;
 mod plan;
@@ -22,7 +22,7 @@ mod report;
 mod setup;
 
 use clap::Parser;
-use herald_worker::bench::Servers;
+use herald_bench::Servers;
 
 use crate::setup::Bench;
 
@@ -76,5 +76,5 @@ pub struct Args {
 #[tokio::main]
 async fn main() {
     let args = Args::parse();
-    herald_worker::bench::run::main(BENCH_APP, &args, args.keep, Bench::create(&args)).await;
+    herald_bench::run::main(BENCH_APP, &args, args.keep, Bench::create(&args)).await;
 }
