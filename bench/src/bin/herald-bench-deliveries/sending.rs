@@ -6,8 +6,8 @@ use std::time::Instant;
 
 use anyhow::{Context as _, bail};
 use chrono::{DateTime, Utc};
-use herald_shared::jobs_config::JobSettings;
 use herald_bench::{Baseline, Drained, Recorded, Rows, clock_ticks, cpu_ticks};
+use herald_shared::jobs_config::JobSettings;
 use redis::aio::ConnectionManager;
 use serde_json::{Value, json};
 

@@ -6,11 +6,11 @@ use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
-use herald_shared::effects::EffectKind;
 use herald_bench::{
     ACCOUNT_SID, Run, SERVICE_SID, Scratch, Standin, Workers, free_port, get_ok, logs_have_errors,
     sibling_binary, stop_all,
 };
+use herald_shared::effects::EffectKind;
 
 use crate::{Args, BENCH_APP, students};
 

@@ -5,11 +5,11 @@ use std::process::Command;
 
 use anyhow::{Context as _, bail};
 use chrono::{DateTime, Utc};
-use herald_shared::effects::EffectKind;
 use herald_bench::{
     ACCOUNT_SID, Run, SERVICE_SID, Scratch, Standin, Workers, ZONES, logs_have_errors,
     sibling_binary, stop_all,
 };
+use herald_shared::effects::EffectKind;
 use uuid::Uuid;
 
 use crate::{Args, BENCH_APP};

@@ -5,8 +5,8 @@ use std::fmt::Write as _;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use herald_shared::jobs_config::JobSettings;
 use herald_bench::{DrainRow, Drained, Recorded, mib_list, states_line};
+use herald_shared::jobs_config::JobSettings;
 
 use crate::Args;
 

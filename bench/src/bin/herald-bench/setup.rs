@@ -2,8 +2,8 @@
 //! replicas (e-mail in sandbox mode), and their teardown.
 
 use anyhow::{Context as _, bail};
-use herald_shared::effects::EffectKind;
 use herald_bench::{Run, Scratch, Workers, logs_have_errors, sibling_binary, stop_all};
+use herald_shared::effects::EffectKind;
 
 use crate::{Args, BENCH_APP};
 
