@@ -31,13 +31,21 @@ pub async fn plan(
     while from <= args.effects {
         let to = (from + PLAN_CHUNK - 1).min(args.effects);
         sqlx::query(
-            "insert into effects (account_id, kind, queue, idempotency_key, payload, due_at, next_attempt_at)
-             select $1, 'email', $5, 'bench-' || g,
-                    jsonb_build_object('to', 'bench-' || g || '@example.com',
-                                       'subject', 'bench ' || g, 'text', 'hello'),
-                    $2 + make_interval(secs => $6 * (g - 1)::float8 / $7),
-                    $2 + make_interval(secs => $6 * (g - 1)::float8 / $7)
-             from generate_series($3::bigint, $4::bigint) g",
+            // the same rows as `outbound_messages::plan_email`, in bulk: the effect and its
+            // outbound message
+            "with planned as (
+                 insert into effects (account_id, kind, queue, idempotency_key, payload, due_at,
+                                      next_attempt_at)
+                 select $1, 'email', $5, 'bench-' || g, '{}'::jsonb,
+                        $2 + make_interval(secs => $6 * (g - 1)::float8 / $7),
+                        $2 + make_interval(secs => $6 * (g - 1)::float8 / $7)
+                 from generate_series($3::bigint, $4::bigint) g
+                 returning id, idempotency_key)
+             insert into outbound_messages (effect_id, account_id, source, channel, recipient,
+                                            subject, body)
+             select id, $1, 'auth_email', 'email', idempotency_key || '@example.com',
+                    'bench ' || idempotency_key, 'hello'
+             from planned",
         )
         .bind(account)
         .bind(due)
@@ -55,6 +63,8 @@ pub async fn plan(
     let committed = Utc::now();
     let planned = started.elapsed();
     // Fresh statistics, so the workers' queries are planned for the table as it now is.
-    sqlx::query("analyze effects").execute(pool).await?;
+    sqlx::query("analyze effects, outbound_messages")
+        .execute(pool)
+        .await?;
     Ok((due, planned, committed))
 }
