@@ -118,6 +118,11 @@ pub struct Started {
     /// When an earlier attempt that may have reached the provider began (its answer was not
     /// read): the provider is asked for the message before it is sent again.
     pub unconfirmed_since: Option<DateTime<Utc>>,
+    /// When the last such attempt ended.
+    pub unconfirmed_until: Option<DateTime<Utc>>,
+    /// The provider's id, when a status callback named it while an earlier attempt's answer
+    /// was lost: the provider has the message.
+    pub provider_id: Option<String>,
     /// The API request that planned it, for the attempt's logs.
     pub request_id: Option<String>,
 }
@@ -132,7 +137,7 @@ pub async fn start_sending(
         "update effects set state = 'sending', sending_at = now(), attempts = attempts + 1
          where id = $1 and state = 'queued'
          returning id, account_id, kind, payload, attempts, next_attempt_at as due,
-                   unconfirmed_since, request_id",
+                   unconfirmed_since, unconfirmed_until, provider_id, request_id",
     )
     .bind(id)
     .fetch_optional(executor)
@@ -142,35 +147,24 @@ pub async fn start_sending(
 /// [`start_sending`] for many rows in one statement (one commit): each row of `ids` that is
 /// `queued` moves to `sending`, marked with `token`, and is returned; the others are left
 /// alone and missing from the result. An id listed twice is updated (and returned) once.
+///
+/// Running it again with the same token is safe and answers the same: rows this batch already
+/// moved are returned as they are (not counted twice). So a batch whose answer was lost (the
+/// connection dropped; the server may have committed it, or may still be running it) is simply
+/// run again, and learns which rows are its own instead of leaving them in `sending` unsent.
 pub async fn start_sending_many(
     executor: impl PgExecutor<'_>,
     ids: &[Uuid],
     token: Uuid,
 ) -> Result<Vec<Started>, sqlx::Error> {
     sqlx::query_as(
-        "update effects set state = 'sending', sending_at = now(), attempts = attempts + 1,
+        "update effects set state = 'sending',
+             sending_at = case when state = 'queued' then now() else sending_at end,
+             attempts = case when state = 'queued' then attempts + 1 else attempts end,
              start_token = $2
-         where id = any($1) and state = 'queued'
+         where id = any($1) and (state = 'queued' or (state = 'sending' and start_token = $2))
          returning id, account_id, kind, payload, attempts, next_attempt_at as due,
-                   unconfirmed_since, request_id",
-    )
-    .bind(ids)
-    .bind(token)
-    .fetch_all(executor)
-    .await
-}
-
-/// The rows of `ids` that a [`start_sending_many`] with `token` moved to `sending` and that
-/// are still there: what a batch whose answer was lost did.
-pub async fn started_with(
-    executor: impl PgExecutor<'_>,
-    ids: &[Uuid],
-    token: Uuid,
-) -> Result<Vec<Started>, sqlx::Error> {
-    sqlx::query_as(
-        "select id, account_id, kind, payload, attempts,
-                next_attempt_at as due, unconfirmed_since, request_id
-         from effects where id = any($1) and state = 'sending' and start_token = $2",
+                   unconfirmed_since, unconfirmed_until, provider_id, request_id",
     )
     .bind(ids)
     .bind(token)
@@ -433,7 +427,8 @@ pub async fn retry_unconfirmed(
 ) -> Result<bool, sqlx::Error> {
     let done = sqlx::query(
         "update effects set state = 'retrying', last_error = $2, next_attempt_at = $3,
-             unconfirmed_since = coalesce(unconfirmed_since, sending_at)
+             unconfirmed_since = coalesce(unconfirmed_since, sending_at),
+             unconfirmed_until = now()
          where id = $1 and state = 'sending'",
     )
     .bind(id)
@@ -468,6 +463,7 @@ pub async fn resolve_stuck_sending(
              state = case when $3 then 'retrying' else 'unknown' end,
              unconfirmed_since = case when $3 then coalesce(unconfirmed_since, sending_at)
                                       else unconfirmed_since end,
+             unconfirmed_until = case when $3 then now() else unconfirmed_until end,
              next_attempt_at = case when $3 then now() else next_attempt_at end,
              finished_at = case when $3 then null else now() end,
              last_error = case when $3

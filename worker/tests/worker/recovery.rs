@@ -151,6 +151,8 @@ async fn a_status_callback_that_beats_the_sid_finds_its_message_by_effect_id() {
         status,
         error_code: None,
         error_message: None,
+        sent_from: None,
+        recipient: None,
     };
     let mut conn = test.db().acquire().await.unwrap();
     sqlx::query("update effects set state = 'sending' where id = $1")
@@ -201,6 +203,58 @@ async fn a_status_callback_that_beats_the_sid_finds_its_message_by_effect_id() {
     .unwrap();
     assert!(!other, "a report about another SID is not this message's");
     drop(conn);
+    test.finish().await;
+}
+
+#[tokio::test]
+async fn a_status_callback_for_a_message_awaiting_its_look_up_records_it_sent() {
+    let test = TestWorker::spawn(&[], |jobs| jobs).await;
+    let delivery = test.create_delivery().await;
+    let student = test.add_student(delivery, "+14155550125", "sms").await;
+    let later = Utc::now() + chrono::Duration::days(1);
+    let awaiting = test
+        .plan_message(delivery, student, 0, "hello", later)
+        .await;
+    let plain = test
+        .plan_message(delivery, student, 1, "again", later)
+        .await;
+    // both failed an attempt; only the first may have reached Twilio (its answer was lost)
+    sqlx::query(
+        "update effects set state = 'retrying',
+             unconfirmed_since = case when id = $1 then now() end
+         where id in ($1, $2)",
+    )
+    .bind(awaiting.effect_id)
+    .bind(plain.effect_id)
+    .execute(test.db())
+    .await
+    .unwrap();
+    let mut conn = test.db().acquire().await.unwrap();
+    for (planned, sid) in [(awaiting, "SM51"), (plain, "SM52")] {
+        let report = ProviderStatus {
+            provider_id: sid,
+            status: "delivered",
+            error_code: None,
+            error_message: None,
+            sent_from: None,
+            recipient: None,
+        };
+        outbound_messages::record_provider_status(&mut conn, planned.effect_id, &report)
+            .await
+            .unwrap();
+    }
+    drop(conn);
+    let row = test.row(awaiting.effect_id).await;
+    assert_eq!(
+        (row.state.as_str(), row.provider_id.as_deref()),
+        ("sent", Some("SM51")),
+        "Twilio has it: sent, never looked up or sent again"
+    );
+    let row = test.row(plain.effect_id).await;
+    assert_eq!(
+        row.state, "retrying",
+        "a plain retry is not made `sent` by a report (none can come for it)"
+    );
     test.finish().await;
 }
 
