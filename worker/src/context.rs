@@ -15,6 +15,7 @@ use sqlx::PgPool;
 use crate::jobs::batch::Transitions;
 use crate::loops::Loops;
 use crate::outage::Outages;
+use crate::redis_epoch::Epoch;
 
 /// Shared by the dispatcher, the handlers, the sweep and the health server.
 #[derive(Clone)]
@@ -36,6 +37,8 @@ pub struct WorkerContext {
     pub transitions: Transitions,
     /// This replica's name in worker names and logs.
     pub replica: String,
+    /// What the dispatcher knows of the Redis epoch (noticing Redis losing its data).
+    pub epoch: Epoch,
 }
 
 impl WorkerContext {

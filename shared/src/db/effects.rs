@@ -371,6 +371,27 @@ pub async fn requeue_stale(
     Ok(done.rows_affected())
 }
 
+/// Every row of `queues` queued before `queued_before` goes back to `planned`, due now at the
+/// latest: Redis lost its data (see the worker's `redis_epoch`), so they have no task any
+/// more. A copy pushed after the loss and still in Redis finds its row no longer `queued` (or
+/// `queued` by the next dispatch, which only one copy can start) and sends nothing twice.
+pub async fn requeue_lost(
+    executor: impl PgExecutor<'_>,
+    queues: &[String],
+    queued_before: DateTime<Utc>,
+) -> Result<u64, sqlx::Error> {
+    let done = sqlx::query(
+        "update effects set state = 'planned', next_attempt_at = least(next_attempt_at, now()),
+             last_error = 'dispatched again: Redis lost its data'
+         where state = 'queued' and queue = any($1) and queued_at < $2",
+    )
+    .bind(queues)
+    .bind(queued_before)
+    .execute(executor)
+    .await?;
+    Ok(done.rows_affected())
+}
+
 /// Rows of `kind` in `sending` for longer than `older_than_secs`: the worker died between
 /// handing the message over and recording it. Whether the provider has it cannot be known
 /// (SMTP offers no lookup), so the row becomes `unknown`, visibly, for an operator to re-run
