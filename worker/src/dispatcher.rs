@@ -241,6 +241,7 @@ pub async fn dispatch_round(ctx: &WorkerContext, settings: &JobSettings) -> anyh
             claimed.len()
         )
     })?;
+    ctx.wakes.wake(&settings.queue);
     let pushed = claimed.len();
     metrics::counter!("herald_effects_dispatched_total", "queue" => settings.queue.clone())
         .increment(pushed as u64);

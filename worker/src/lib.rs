@@ -66,6 +66,7 @@ pub async fn build_context(config: Config, jobs: JobsConfig) -> anyhow::Result<W
     let secrets = SecretBox::from_config(&config);
     Ok(WorkerContext {
         epoch: redis_epoch::Epoch::new(&config),
+        wakes: queue::Wakes::default(),
         transitions: jobs::batch::Transitions::spawn(db.clone()),
         db,
         redis,

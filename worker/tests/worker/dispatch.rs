@@ -193,3 +193,24 @@ async fn a_task_reaches_redis_only_after_its_rows_claim_is_committed() {
     assert_eq!((row.attempts, row.dispatches), (1, 1));
     test.finish().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_push_by_the_local_dispatcher_is_picked_up_at_once_not_on_the_slow_poll() {
+    // The idle worker looks in Redis every 5 s; its own dispatcher's pushes must wake it.
+    let test = TestWorker::spawn(
+        &[("worker.poll_interval_ms", serde_json::json!(5_000))],
+        |jobs| jobs,
+    )
+    .await;
+    // Due at different times, so each push finds the worker idle between its slow polls.
+    for due_in in [1_000, 2_000, 3_000] {
+        let id = test.plan_email("wake@example.com", in_millis(due_in)).await;
+        let row = test.wait_for_state(id, "sandboxed").await;
+        let pickup = row.sending_at.unwrap() - row.queued_at.unwrap();
+        assert!(
+            pickup < chrono::Duration::milliseconds(500),
+            "picked up {pickup} after its push"
+        );
+    }
+    test.finish().await;
+}
