@@ -3,8 +3,9 @@
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use herald_shared::db::effects;
-use herald_shared::effects::{EffectKind, EffectState};
+use herald_shared::db::{effects, outbound_messages};
+use herald_shared::effects::{EffectKind, EffectState, MessageSource};
+use serde_json::json;
 use uuid::Uuid;
 
 use crate::helpers::{Mail, PATIENCE, TestWorker, in_millis, wait_until};
@@ -211,23 +212,32 @@ async fn plan_account_emails(
     count: i32,
     due_at: DateTime<Utc>,
 ) -> Vec<Uuid> {
-    sqlx::query_scalar(
-        "insert into effects (account_id, kind, queue, idempotency_key, payload, due_at,
-                              next_attempt_at)
-         select $1, 'email', $2, 'test:' || gen_random_uuid(),
-                jsonb_build_object('to', 'bulk-' || i || '@example.com', 'subject', 'test',
-                                   'text', 'body', 'sealed_secret', null),
-                $4, $4
-         from generate_series(1, $3) i
-         returning id",
-    )
-    .bind(account_id)
-    .bind(&test.jobs.get(EffectKind::Email).queue)
-    .bind(count)
-    .bind(due_at)
-    .fetch_all(test.db())
-    .await
-    .unwrap()
+    let queue = test.jobs.get(EffectKind::Email).queue.clone();
+    let batch = outbound_messages::Batch {
+        account_id,
+        source: MessageSource::AuthEmail,
+        kind: EffectKind::Email,
+        queue: &queue,
+        revive_canceled: None,
+    };
+    let messages: Vec<outbound_messages::NewMessage> = (0..count)
+        .map(|i| outbound_messages::NewMessage {
+            key: format!("test:{}", Uuid::new_v4()),
+            due_at,
+            payload: json!({}),
+            channel: Some("email"),
+            student_id: None,
+            recipient: Some(format!("bulk-{i}@example.com")),
+            subject: Some("test".to_owned()),
+            body: "body".to_owned(),
+        })
+        .collect();
+    let mut tx = test.db().begin().await.unwrap();
+    let planned = outbound_messages::plan(&mut tx, &batch, &messages)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    planned.into_iter().map(|(id, _)| id).collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
