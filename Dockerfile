@@ -2,6 +2,8 @@
 FROM rust:1.95-bookworm AS build
 WORKDIR /src
 COPY . .
+# .cargo/config.toml (copied above) sets SQLX_OFFLINE=true: the queries are checked against the
+# committed .sqlx/ data, so the build needs no database
 RUN cargo build --release --locked --bins
 
 FROM debian:bookworm-slim

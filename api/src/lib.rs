@@ -7,6 +7,8 @@ pub mod extract;
 pub mod idempotency;
 pub mod openapi;
 pub mod pagination;
+mod planning;
+mod request_trace;
 pub mod routes;
 pub mod state;
 
@@ -21,7 +23,6 @@ use herald_shared::config::Config;
 use herald_shared::jobs_config::JobsConfig;
 use herald_shared::secrets::SecretBox;
 use tokio::net::TcpListener;
-use tower_http::trace::TraceLayer;
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_swagger_ui::{Config as DocsConfig, SwaggerUi};
@@ -80,7 +81,7 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 pub fn app(state: AppState) -> Router {
     let (router, api) = api_router().split_for_parts();
     let api = openapi::finish(api);
-    router
+    let router = router
         .route(
             "/openapi.json",
             axum::routing::get(move || async move { axum::Json(api) }),
@@ -95,9 +96,8 @@ pub fn app(state: AppState) -> Router {
         .fallback(|uri: Uri| async move {
             let _ = uri;
             ApiError::NotFound("route")
-        })
-        .layer(TraceLayer::new_for_http())
-        .with_state(state)
+        });
+    request_trace::layer(router).with_state(state)
 }
 
 /// Serves until `shutdown` completes, then finishes in-flight requests. With

@@ -8,8 +8,11 @@ use std::str::FromStr;
 use serde::{Deserialize, Serialize};
 
 /// What an effect does; each kind has its own queue and settings in `jobs.toml`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, sqlx::Type,
+)]
 #[serde(rename_all = "snake_case")]
+#[sqlx(type_name = "text", rename_all = "snake_case")]
 pub enum EffectKind {
     /// An e-mail over SMTP (sandboxed when no SMTP host is configured).
     Email,
@@ -56,9 +59,11 @@ impl FromStr for EffectKind {
 #[error("unknown name")]
 pub struct UnknownName;
 
-/// Where an effect is in its life; see the `effects` migration for each meaning.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+/// Where an effect is in its life; see the `effects` migration for each meaning. Stored as
+/// its snake_case name (`sqlx::Type`), so queries bind and read the enum itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, sqlx::Type)]
 #[serde(rename_all = "snake_case")]
+#[sqlx(type_name = "text", rename_all = "snake_case")]
 pub enum EffectState {
     Planned,
     Queued,
@@ -110,6 +115,42 @@ impl EffectState {
 
     /// States that can still be canceled: nothing has been handed to a provider.
     pub const CANCELABLE: [Self; 3] = [Self::Planned, Self::Queued, Self::Retrying];
+
+    /// Not sent yet and still meant to be: waiting for its time, in Redis, being handed over,
+    /// waiting for a retry, or held by a paused delivery. The one definition of "unsent":
+    /// queries bind this list (`state = any($n)`) rather than spelling it out.
+    pub const UNSENT: [Self; 5] = [
+        Self::Planned,
+        Self::Queued,
+        Self::Sending,
+        Self::Retrying,
+        Self::Held,
+    ];
+
+    /// [`Self::UNSENT`] without `sending`: the messages a change (a pause, a stop, an
+    /// unsubscribe, a new text or zone) can still reach; one being handed over is in the
+    /// provider's hands, and its handler reads the change before sending. (So is one whose
+    /// earlier attempt may have reached the provider, `effects.unconfirmed_since`: changes
+    /// leave it to its look-up, and the handler applies them if the provider has nothing.)
+    pub const NOT_STARTED: [Self; 4] = [Self::Planned, Self::Queued, Self::Retrying, Self::Held];
+
+    /// Whether a message in this state is not sent yet and still meant to be.
+    pub fn is_unsent(self) -> bool {
+        Self::UNSENT.contains(&self)
+    }
+}
+
+/// What planned an outbound message (`outbound_messages.source`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, sqlx::Type)]
+#[serde(rename_all = "snake_case")]
+#[sqlx(type_name = "text", rename_all = "snake_case")]
+pub enum MessageSource {
+    /// A course delivery (`delivery_messages` holds its day, sequence and question).
+    Delivery,
+    /// A schedule's fire (`schedule_messages` holds the schedule and fire).
+    Schedule,
+    /// An account e-mail: verification, password reset, password changed.
+    AuthEmail,
 }
 
 impl fmt::Display for EffectState {
@@ -129,7 +170,8 @@ impl FromStr for EffectState {
     }
 }
 
-/// The payload of an `email` effect: everything needed to send it again, unchanged.
+/// An e-mail as planned and sent. Planned, it is an outbound message (address, subject and
+/// text) whose effect payload carries only the sealed secret ([`EmailSecret`]).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct EmailPayload {
@@ -141,6 +183,13 @@ pub struct EmailPayload {
     /// A secret of the body (a sign-in link's token), sealed with `secrets::SecretBox` so
     /// the database never holds it in the clear; opened at send time and removed from the
     /// row once the e-mail is sent (`db::effects::finish_sent`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sealed_secret: Option<String>,
+}
+
+/// The payload of an `email` effect: the e-mail's sealed secret, if it has one.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EmailSecret {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sealed_secret: Option<String>,
 }
@@ -161,22 +210,6 @@ impl EmailPayload {
             None => Ok(self.text.clone()),
         }
     }
-}
-
-/// The payload of a `message` effect: which message row it sends. Phone and channel are
-/// read from the student at send time, so a changed number is used from then on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(untagged)]
-pub enum MessagePayload {
-    /// A course delivery's message (`delivery_messages`).
-    Delivery { delivery_message_id: uuid::Uuid },
-    /// A schedule's message (`schedule_messages`, keyed by the effect's own id); the fields
-    /// say what it is in the jobs API.
-    Schedule {
-        schedule_id: uuid::Uuid,
-        student_id: uuid::Uuid,
-        fire_at: chrono::DateTime<chrono::Utc>,
-    },
 }
 
 /// The apalis task: only the id of the effect row. Handlers re-read the row.
@@ -200,26 +233,5 @@ mod tests {
             assert_eq!(json, format!("\"{state}\""));
         }
         assert!("fax".parse::<EffectKind>().is_err());
-    }
-
-    #[test]
-    fn message_payloads_read_both_shapes() {
-        let id = uuid::Uuid::new_v4();
-        let delivery: MessagePayload =
-            serde_json::from_value(serde_json::json!({ "delivery_message_id": id })).unwrap();
-        assert_eq!(
-            delivery,
-            MessagePayload::Delivery {
-                delivery_message_id: id
-            }
-        );
-        let schedule: MessagePayload = serde_json::from_value(serde_json::json!({
-            "schedule_id": id, "student_id": id, "fire_at": "2026-03-08T07:30:00Z"
-        }))
-        .unwrap();
-        assert!(
-            matches!(schedule, MessagePayload::Schedule { schedule_id, .. } if schedule_id == id)
-        );
-        assert!(serde_json::from_value::<MessagePayload>(serde_json::json!({ "id": id })).is_err());
     }
 }

@@ -114,6 +114,25 @@ pub async fn plan(
     })
 }
 
+/// [`refill`] for every active schedule of the group, locked until the caller's transaction
+/// ends: called after students are added, re-subscribed or moved to another zone, so they do
+/// not wait for the next plan.
+pub async fn refill_group(
+    conn: &mut PgConnection,
+    group_id: Uuid,
+    settings: &PlanSettings,
+) -> Result<(), PlanError> {
+    let schedules = schedules::lock_active_for_group(&mut *conn, group_id).await?;
+    if schedules.is_empty() {
+        return Ok(());
+    }
+    let now = crate::db::now(&mut *conn).await?;
+    for schedule in &schedules {
+        refill(conn, schedule, now, settings).await?;
+    }
+    Ok(())
+}
+
 /// Brings the schedule's already planned future fires (after `now`, up to the plan's end)
 /// up to date with its group as it is now, inside the caller's transaction: a student added,
 /// re-subscribed or moved to another zone gets the messages of those fires at once instead

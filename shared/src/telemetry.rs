@@ -68,3 +68,19 @@ pub fn render(build: BuildInfo) -> String {
         .set(1.0);
     handle.render()
 }
+
+tokio::task_local! {
+    /// The id of the API request being served (its `x-request-id`), set by the API around each
+    /// request: whatever the request plans records it, and the worker's spans carry it.
+    static REQUEST_ID: String;
+}
+
+/// Runs `work` as part of the API request `request_id`.
+pub async fn with_request_id<F: std::future::Future>(request_id: String, work: F) -> F::Output {
+    REQUEST_ID.scope(request_id, work).await
+}
+
+/// The id of the API request this code runs for, if any.
+pub fn request_id() -> Option<String> {
+    REQUEST_ID.try_with(Clone::clone).ok()
+}

@@ -5,8 +5,6 @@
 //! sweep, the cron runner, the schedule planner (each of these four supervised too, see
 //! `loops`) and a small health/metrics HTTP server. Run as many replicas as needed.
 
-/// Helpers for the benchmark binaries in `src/bin/` (not used by the worker).
-pub mod bench;
 pub mod context;
 pub mod cron;
 pub mod dispatcher;

@@ -2,15 +2,16 @@
 //! a conditional update or guarded by a Redis lock, so replicas do not collide):
 //! - rows `queued` too long (Redis flushed, a worker killed before starting them) are
 //!   dispatched again;
-//! - rows stuck in `sending` (a worker killed mid-send) become `unknown`, visibly;
-//! - Twilio status callbacks that arrived before their message's SID was recorded are applied;
+//! - rows stuck in `sending` (a worker killed mid-send) are retried with a look-up at the
+//!   provider first when it offers one (Twilio), else become `unknown`, visibly (SMTP);
 //! - finished apalis tasks older than the retention are trimmed from Redis, which
 //!   apalis-redis never does itself. Only `done`/`dead` tasks are touched; a task waiting for
 //!   an apalis retry is never deleted (deleting one poisons the queue).
 
 use std::time::Duration;
 
-use herald_shared::db::{effects, twilio_events};
+use herald_shared::db::effects::{self, Stuck};
+use herald_shared::effects::EffectKind;
 use tokio::sync::watch;
 
 use crate::context::WorkerContext;
@@ -43,8 +44,8 @@ pub struct Swept {
     pub requeued: u64,
     pub unknown: u64,
     pub trimmed: u64,
-    /// Twilio status callbacks that had arrived before their SID was recorded, now applied.
-    pub early_statuses: u64,
+    /// Rows stuck in `sending` given back to be looked up at the provider.
+    pub looked_up: u64,
 }
 
 /// One pass of every step. Each step runs whatever the others did: a failing one is logged
@@ -66,18 +67,19 @@ pub async fn sweep_once(ctx: &WorkerContext) -> anyhow::Result<Swept> {
     let requeued = effects::requeue_stale(&ctx.db, worker.requeue_after_secs as f64).await;
     step("requeue", requeued.map_err(Into::into), &mut swept.requeued);
     for settings in ctx.jobs.all() {
-        let stuck_after = settings.timeout.as_secs_f64() + worker.stuck_sending_grace_secs as f64;
-        let unknown = effects::resolve_stuck_sending(&ctx.db, settings.kind, stuck_after).await;
-        step(
-            "stuck_sending",
-            unknown.map_err(Into::into),
-            &mut swept.unknown,
-        );
+        // a message may wait for its sender's rate slot (less than the timeout) before the
+        // Twilio call (the timeout): twice the timeout covers both
+        let (stuck, busy_for, total) = match settings.kind {
+            EffectKind::Message => (Stuck::LookUp, settings.timeout * 2, &mut swept.looked_up),
+            EffectKind::Email => (Stuck::Unknown, settings.timeout, &mut swept.unknown),
+        };
+        let stuck_after = busy_for.as_secs_f64() + worker.stuck_sending_grace_secs as f64;
+        let resolved =
+            effects::resolve_stuck_sending(&ctx.db, settings.kind, stuck_after, stuck).await;
+        step("stuck_sending", resolved.map_err(Into::into), total);
         let trimmed = trim_finished(ctx, &ctx.redis_queue(&settings.queue)).await;
         step("trim_redis", trimmed, &mut swept.trimmed);
     }
-    let early = apply_early_statuses(ctx).await;
-    step("early_statuses", early, &mut swept.early_statuses);
     if swept.requeued > 0 {
         tracing::warn!(
             rows = swept.requeued,
@@ -91,17 +93,19 @@ pub async fn sweep_once(ctx: &WorkerContext) -> anyhow::Result<Swept> {
         );
     }
     metrics::counter!("herald_sweep_requeued_total").increment(swept.requeued);
+    if swept.looked_up > 0 {
+        tracing::warn!(
+            rows = swept.looked_up,
+            "rows stuck in `sending` retried; each is looked up at the provider before it is sent again"
+        );
+    }
     metrics::counter!("herald_sweep_unknown_total").increment(swept.unknown);
+    metrics::counter!("herald_sweep_looked_up_total").increment(swept.looked_up);
     if failed.is_empty() {
         Ok(swept)
     } else {
         Err(anyhow::anyhow!("sweep steps failed: {}", failed.join("; ")))
     }
-}
-
-async fn apply_early_statuses(ctx: &WorkerContext) -> anyhow::Result<u64> {
-    let mut conn = ctx.db.acquire().await?;
-    Ok(twilio_events::apply_early_statuses(&mut conn).await?)
 }
 
 /// Deletes data and metadata of `done`/`dead` tasks of `queue` finished before the retention,

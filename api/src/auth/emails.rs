@@ -9,9 +9,8 @@
 //! transfer encoding the body gets (a long link line makes it quoted-printable, and `=` in
 //! the link becomes `=3D`, with soft line breaks).
 
-use chrono::Utc;
-use herald_shared::db::effects::{self, NewEffect};
-use herald_shared::effects::{EffectKind, EmailPayload, SECRET_PLACEHOLDER};
+use herald_shared::db::outbound_messages;
+use herald_shared::effects::{EffectKind, EmailPayload, MessageSource, SECRET_PLACEHOLDER};
 use sqlx::PgConnection;
 use uuid::Uuid;
 
@@ -135,14 +134,15 @@ async fn plan(
     idempotency_key: String,
     email: &EmailPayload,
 ) -> Result<(), ApiError> {
-    let effect = NewEffect {
+    let queue = &state.jobs.get(EffectKind::Email).queue;
+    outbound_messages::plan_email(
+        conn,
         account_id,
-        kind: EffectKind::Email,
-        queue: state.jobs.get(EffectKind::Email).queue.clone(),
+        MessageSource::AuthEmail,
+        queue,
         idempotency_key,
-        payload: serde_json::to_value(email).map_err(anyhow::Error::from)?,
-        due_at: Utc::now(),
-    };
-    effects::plan(conn, &effect).await?;
+        email,
+    )
+    .await?;
     Ok(())
 }

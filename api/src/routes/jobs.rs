@@ -47,6 +47,9 @@ pub struct JobOut {
     pub last_error: Option<String>,
     /// The provider's id for it, once sent.
     pub provider_id: Option<String>,
+    /// The `x-request-id` of the API request that planned it; the worker's logs of its
+    /// attempts carry the same id.
+    pub request_id: Option<String>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     pub finished_at: Option<DateTime<Utc>>,
@@ -54,18 +57,19 @@ pub struct JobOut {
 
 impl From<EffectRow> for JobOut {
     fn from(row: EffectRow) -> Self {
-        let waiting = matches!(row.state.as_str(), "planned" | "retrying");
+        let waiting = matches!(row.state, EffectState::Planned | EffectState::Retrying);
         Self {
             id: row.id,
-            kind: row.kind,
+            kind: row.kind.to_string(),
             queue: row.queue,
-            state: row.state,
+            state: row.state.to_string(),
             idempotency_key: row.idempotency_key,
             due_at: row.due_at,
             next_attempt_at: waiting.then_some(row.next_attempt_at),
             attempts: row.attempts,
             last_error: row.last_error,
             provider_id: row.provider_id,
+            request_id: row.request_id,
             created_at: row.created_at,
             updated_at: row.updated_at,
             finished_at: row.finished_at,

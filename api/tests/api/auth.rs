@@ -22,7 +22,7 @@ async fn signup_creates_the_user_and_account_and_plans_a_verification_email() {
     let session = session_from(&body);
     assert_eq!(app.count("accounts").await, 1);
     let planned: (String, String) = sqlx::query_as(
-        "select state, account_id::text from effects where kind = 'email' and payload->>'to' = 'ada@example.com'",
+        "select e.state, e.account_id::text from effects e join outbound_messages m on m.effect_id = e.id where m.channel = 'email' and m.recipient = 'ada@example.com'",
     )
     .fetch_one(&app.db)
     .await
@@ -868,23 +868,7 @@ async fn forgot_password_work_in_progress_is_bounded_and_beyond_it_every_address
 
 /// The texts of every e-mail planned for `to`, oldest first, secrets opened.
 async fn mails_to(app: &TestApp, to: &str) -> Vec<String> {
-    let payloads: Vec<Value> = sqlx::query_scalar(
-        "select payload from effects where kind = 'email' and payload->>'to' = $1
-         order by created_at",
-    )
-    .bind(to)
-    .fetch_all(&app.db)
-    .await
-    .unwrap();
-    payloads
-        .into_iter()
-        .map(|payload| {
-            serde_json::from_value::<herald_shared::effects::EmailPayload>(payload)
-                .unwrap()
-                .text_to_send(&app.secrets)
-                .unwrap()
-        })
-        .collect()
+    app.emails_texts_to(to).await
 }
 
 #[tokio::test]

@@ -691,10 +691,11 @@ async fn a_student_deleted_while_a_delivery_is_planned_is_left_out_not_a_500() {
     assert_eq!(created.status(), StatusCode::CREATED);
     let delivery: Value = created.json().await.unwrap();
     assert_eq!(delivery["message_count"], 3, "only b's 2 days + 1 question");
-    let planned: Vec<Uuid> = sqlx::query_scalar("select student_id from delivery_messages")
-        .fetch_all(&app.db)
-        .await
-        .unwrap();
+    let planned: Vec<Uuid> =
+        sqlx::query_scalar("select student_id from outbound_messages where source = 'delivery'")
+            .fetch_all(&app.db)
+            .await
+            .unwrap();
     assert!(planned.iter().all(|id| *id == students[1]), "{planned:?}");
 }
 
@@ -846,8 +847,9 @@ async fn a_plan_is_written_a_page_of_students_at_a_time_and_nothing_is_lost_betw
     let delivery: Value = created.json().await.unwrap();
     assert_eq!(delivery["message_count"], 12_500);
     let per_student: Vec<(Uuid, i64, i64)> = sqlx::query_as(
-        "select student_id, count(*), count(distinct (day, seq)) from delivery_messages
-         group by student_id order by student_id",
+        "select o.student_id, count(*), count(distinct (m.day, m.seq)) from delivery_messages m
+         join outbound_messages o on o.effect_id = m.effect_id
+         group by o.student_id order by o.student_id",
     )
     .fetch_all(&app.db)
     .await

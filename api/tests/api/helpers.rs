@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use herald_shared::config::Config;
-use herald_shared::effects::EmailPayload;
+use herald_shared::effects::{EmailPayload, EmailSecret};
 use herald_shared::secrets::SecretBox;
 use herald_shared::testing::TestEnv;
 use reqwest::{Method, RequestBuilder, Response, StatusCode};
@@ -99,25 +99,41 @@ impl TestApp {
             .expect("count")
     }
 
-    /// The text of the newest e-mail effect sent to `to`, as the worker would send it (its
+    /// The text of the newest e-mail planned for `to`, as the worker would send it (its
     /// sealed secret opened).
     pub async fn last_email_to(&self, to: &str) -> Option<String> {
-        let payload: Option<Value> = sqlx::query_scalar(
-            "select payload from effects where kind = 'email' and payload->>'to' = $1
-             order by created_at desc limit 1",
-        )
-        .bind(to)
-        .fetch_optional(&self.db)
-        .await
-        .expect("email");
-        let email: EmailPayload = serde_json::from_value(payload?).expect("e-mail payload");
-        Some(email.text_to_send(&self.secrets).expect("sealed secret"))
+        self.emails_texts_to(to).await.pop()
     }
 
-    /// E-mail effects planned for `to`.
+    /// The texts of the e-mails planned for `to`, oldest first, as the worker would send them
+    /// (their sealed secrets opened).
+    pub async fn emails_texts_to(&self, to: &str) -> Vec<String> {
+        let rows: Vec<(String, Value)> = sqlx::query_as(
+            "select m.body, e.payload from outbound_messages m join effects e on e.id = m.effect_id
+             where m.channel = 'email' and m.recipient = $1 order by e.created_at, e.id",
+        )
+        .bind(to)
+        .fetch_all(&self.db)
+        .await
+        .expect("email");
+        rows.into_iter()
+            .map(|(body, payload)| {
+                let secret: EmailSecret = serde_json::from_value(payload).expect("e-mail payload");
+                let email = EmailPayload {
+                    to: to.to_owned(),
+                    subject: String::new(),
+                    text: body,
+                    sealed_secret: secret.sealed_secret,
+                };
+                email.text_to_send(&self.secrets).expect("sealed secret")
+            })
+            .collect()
+    }
+
+    /// E-mails planned for `to`.
     pub async fn emails_to(&self, to: &str) -> i64 {
         sqlx::query_scalar(
-            "select count(*) from effects where kind = 'email' and payload->>'to' = $1",
+            "select count(*) from outbound_messages where channel = 'email' and recipient = $1",
         )
         .bind(to)
         .fetch_one(&self.db)
@@ -204,19 +220,24 @@ pub async fn assert_field_error(response: Response, field: &str) -> Value {
     body
 }
 
-/// Plans an e-mail effect for an account directly in the database.
+/// Plans an e-mail for an account with the planner the API uses.
 pub async fn plan_email(db: &PgPool, account_id: Uuid, key: &str) -> Uuid {
     let mut conn = db.acquire().await.expect("conn");
-    let effect = herald_shared::db::effects::NewEffect {
-        account_id,
-        kind: herald_shared::effects::EffectKind::Email,
-        queue: "email".to_owned(),
-        idempotency_key: key.to_owned(),
-        payload: json!({"to": "x@example.com", "subject": "s", "text": "t"}),
-        due_at: chrono::Utc::now(),
+    let email = EmailPayload {
+        to: "x@example.com".to_owned(),
+        subject: "s".to_owned(),
+        text: "t".to_owned(),
+        sealed_secret: None,
     };
-    herald_shared::db::effects::plan(&mut conn, &effect)
-        .await
-        .expect("plan")
-        .expect("new")
+    herald_shared::db::outbound_messages::plan_email(
+        &mut conn,
+        account_id,
+        herald_shared::effects::MessageSource::AuthEmail,
+        "email",
+        key.to_owned(),
+        &email,
+    )
+    .await
+    .expect("plan")
+    .expect("new")
 }

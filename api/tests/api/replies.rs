@@ -416,7 +416,7 @@ async fn questions_sent_before_senders_were_recorded_count_as_sent_from_the_shar
     let phone = "+14155550117";
     let (delivery, _, token) = delivery_for(&app, "ada@example.com", phone).await;
     mark_sent(&app, &delivery, 1, 1, "SM1").await;
-    sqlx::query("update effects set sent_from = null where provider_id = 'SM1'")
+    sqlx::query("update outbound_messages m set sent_from = null from effects e where e.id = m.effect_id and e.provider_id = 'SM1'")
         .execute(&app.db)
         .await
         .unwrap();

@@ -507,7 +507,8 @@ async fn an_update_replans_unsent_fires_and_delete_cancels_them() {
         );
     }
     let bodies: Vec<String> = sqlx::query_scalar(
-        "select m.body from schedule_messages m join effects e on e.id = m.effect_id
+        "select o.body from schedule_messages m join effects e on e.id = m.effect_id
+         join outbound_messages o on o.effect_id = m.effect_id
          where m.schedule_id = $1::uuid and e.state = 'planned'",
     )
     .bind(id)
@@ -576,7 +577,8 @@ async fn an_update_replans_unsent_fires_and_delete_cancels_them() {
 /// Effect id, state and body of the schedule's messages, by due instant.
 async fn messages(app: &TestApp, schedule: &str) -> Vec<(Uuid, String, String)> {
     sqlx::query_as(
-        "select e.id, e.state, m.body from schedule_messages m join effects e on e.id = m.effect_id
+        "select e.id, e.state, o.body from schedule_messages m join effects e on e.id = m.effect_id
+         join outbound_messages o on o.effect_id = m.effect_id
          where m.schedule_id = $1::uuid order by e.due_at",
     )
     .bind(schedule)

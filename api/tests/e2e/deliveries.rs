@@ -213,7 +213,7 @@ async fn a_worker_killed_mid_delivery_and_restarted_sends_nothing_twice_and_lose
     let message_states = || async {
         sqlx::query_as::<_, (Uuid, String, Option<String>)>(
             "select e.id, e.state, s.phone from effects e
-             join delivery_messages m on m.effect_id = e.id join students s on s.id = m.student_id
+             join outbound_messages m on m.effect_id = e.id join students s on s.id = m.student_id
              where e.kind = 'message'",
         )
         .fetch_all(&db)

@@ -215,23 +215,24 @@ impl Stack {
         let mut ids = Vec::new();
         let mut conn = self.db.acquire().await.expect("conn");
         for n in 0..count {
-            let effect = herald_shared::db::effects::NewEffect {
-                account_id: account,
-                kind: herald_shared::effects::EffectKind::Email,
-                queue: "email".to_owned(),
-                idempotency_key: format!("{local_prefix}-{n}"),
-                payload: serde_json::json!({
-                    "to": format!("{local_prefix}-{n}@example.com"),
-                    "subject": format!("message {n}"),
-                    "text": "hello",
-                }),
-                due_at: chrono::Utc::now(),
+            let email = herald_shared::effects::EmailPayload {
+                to: format!("{local_prefix}-{n}@example.com"),
+                subject: format!("message {n}"),
+                text: "hello".to_owned(),
+                sealed_secret: None,
             };
             ids.push(
-                herald_shared::db::effects::plan(&mut conn, &effect)
-                    .await
-                    .expect("plan")
-                    .expect("new"),
+                herald_shared::db::outbound_messages::plan_email(
+                    &mut conn,
+                    account,
+                    herald_shared::effects::MessageSource::AuthEmail,
+                    "email",
+                    format!("{local_prefix}-{n}"),
+                    &email,
+                )
+                .await
+                .expect("plan")
+                .expect("new"),
             );
         }
         ids

@@ -18,11 +18,12 @@ pub async fn get(
     executor: impl PgExecutor<'_>,
     account_id: Uuid,
 ) -> Result<AccountSenders, sqlx::Error> {
-    let found: Option<AccountSenders> = sqlx::query_as(
+    let found = sqlx::query_as!(
+        AccountSenders,
         "select sms_from, whatsapp_from, messaging_service_sid
          from account_twilio_senders where account_id = $1",
+        account_id,
     )
-    .bind(account_id)
     .fetch_optional(executor)
     .await?;
     Ok(found.unwrap_or_default())
@@ -48,17 +49,17 @@ pub async fn put(
     account_id: Uuid,
     senders: &AccountSenders,
 ) -> Result<(), sqlx::Error> {
-    sqlx::query(
+    sqlx::query!(
         "insert into account_twilio_senders (account_id, sms_from, whatsapp_from, messaging_service_sid)
          values ($1, $2, $3, $4)
          on conflict (account_id) do update set sms_from = excluded.sms_from,
              whatsapp_from = excluded.whatsapp_from,
              messaging_service_sid = excluded.messaging_service_sid",
+        account_id,
+        senders.sms_from.as_deref(),
+        senders.whatsapp_from.as_deref(),
+        senders.messaging_service_sid.as_deref(),
     )
-    .bind(account_id)
-    .bind(&senders.sms_from)
-    .bind(&senders.whatsapp_from)
-    .bind(&senders.messaging_service_sid)
     .execute(executor)
     .await?;
     Ok(())
@@ -72,17 +73,17 @@ pub async fn owner(
     to: &str,
     messaging_service_sid: Option<&str>,
 ) -> Result<Option<Uuid>, sqlx::Error> {
-    sqlx::query_scalar(
+    sqlx::query_scalar!(
         "select account_id from account_twilio_senders
          where messaging_service_sid = $3
             or ($1 = 'sms' and sms_from = $2)
             or ($1 = 'whatsapp' and whatsapp_from = $2)
          order by messaging_service_sid = $3 desc nulls last
          limit 1",
+        channel,
+        to,
+        messaging_service_sid,
     )
-    .bind(channel)
-    .bind(to)
-    .bind(messaging_service_sid)
     .fetch_optional(executor)
     .await
 }

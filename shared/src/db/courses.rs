@@ -56,8 +56,12 @@ pub struct NewQuestion {
     pub correct_answer: Option<String>,
 }
 
-const COURSE_COLUMNS: &str = "id, name, author, description, created_at, updated_at";
-const QUESTION_COLUMNS: &str = "id, day_id, position, question, type, options, correct_answer";
+impl NewQuestion {
+    /// `options` as the `jsonb` array the column holds.
+    fn options_json(&self) -> Option<serde_json::Value> {
+        self.options.clone().map(serde_json::Value::from)
+    }
+}
 
 pub async fn insert_course(
     conn: &mut PgConnection,
@@ -66,14 +70,15 @@ pub async fn insert_course(
     author: &str,
     description: &str,
 ) -> Result<CourseRow, sqlx::Error> {
-    sqlx::query_as(&format!(
+    sqlx::query_as!(
+        CourseRow,
         "insert into courses (account_id, name, author, description) values ($1, $2, $3, $4)
-         returning {COURSE_COLUMNS}"
-    ))
-    .bind(account_id)
-    .bind(name)
-    .bind(author)
-    .bind(description)
+         returning id, name, author, description, created_at, updated_at",
+        account_id,
+        name,
+        author,
+        description,
+    )
     .fetch_one(conn)
     .await
 }
@@ -84,11 +89,13 @@ pub async fn lock_course(
     account_id: Uuid,
     id: Uuid,
 ) -> Result<Option<CourseRow>, sqlx::Error> {
-    sqlx::query_as(&format!(
-        "select {COURSE_COLUMNS} from courses where account_id = $1 and id = $2 for update"
-    ))
-    .bind(account_id)
-    .bind(id)
+    sqlx::query_as!(
+        CourseRow,
+        "select id, name, author, description, created_at, updated_at
+         from courses where account_id = $1 and id = $2 for update",
+        account_id,
+        id,
+    )
     .fetch_optional(conn)
     .await
 }
@@ -98,11 +105,13 @@ pub async fn get_course(
     account_id: Uuid,
     id: Uuid,
 ) -> Result<Option<CourseRow>, sqlx::Error> {
-    sqlx::query_as(&format!(
-        "select {COURSE_COLUMNS} from courses where account_id = $1 and id = $2"
-    ))
-    .bind(account_id)
-    .bind(id)
+    sqlx::query_as!(
+        CourseRow,
+        "select id, name, author, description, created_at, updated_at
+         from courses where account_id = $1 and id = $2",
+        account_id,
+        id,
+    )
     .fetch_optional(executor)
     .await
 }
@@ -115,18 +124,20 @@ pub async fn list_courses(
     limit: i64,
 ) -> Result<Vec<CourseSummary>, sqlx::Error> {
     let (after_at, after_id) = after.unzip();
-    sqlx::query_as(
-        "select c.id, c.name, c.author, c.description, c.created_at, c.updated_at,
-                (select count(*) from course_days d where d.course_id = c.id) as day_count
+    // count(*) is never null
+    sqlx::query_as!(
+        CourseSummary,
+        r#"select c.id, c.name, c.author, c.description, c.created_at, c.updated_at,
+                (select count(*) from course_days d where d.course_id = c.id) as "day_count!"
          from courses c
          where c.account_id = $1 and ($2::timestamptz is null or (c.created_at, c.id) < ($2, $3))
          order by c.created_at desc, c.id desc
-         limit $4",
+         limit $4"#,
+        account_id,
+        after_at,
+        after_id,
+        limit,
     )
-    .bind(account_id)
-    .bind(after_at)
-    .bind(after_id)
-    .bind(limit)
     .fetch_all(executor)
     .await
 }
@@ -138,21 +149,21 @@ pub async fn update_course(
     author: &str,
     description: &str,
 ) -> Result<CourseRow, sqlx::Error> {
-    sqlx::query_as(&format!(
+    sqlx::query_as!(
+        CourseRow,
         "update courses set name = $2, author = $3, description = $4 where id = $1
-         returning {COURSE_COLUMNS}"
-    ))
-    .bind(id)
-    .bind(name)
-    .bind(author)
-    .bind(description)
+         returning id, name, author, description, created_at, updated_at",
+        id,
+        name,
+        author,
+        description,
+    )
     .fetch_one(executor)
     .await
 }
 
 pub async fn delete_course(executor: impl PgExecutor<'_>, id: Uuid) -> Result<(), sqlx::Error> {
-    sqlx::query("delete from courses where id = $1")
-        .bind(id)
+    sqlx::query!("delete from courses where id = $1", id)
         .execute(executor)
         .await?;
     Ok(())
@@ -164,13 +175,14 @@ pub async fn append_day(
     course_id: Uuid,
     text: &str,
 ) -> Result<DayRow, sqlx::Error> {
-    sqlx::query_as(
+    sqlx::query_as!(
+        DayRow,
         "insert into course_days (course_id, day_number, text)
          select $1, coalesce(max(day_number), 0) + 1, $2 from course_days where course_id = $1
          returning id, day_number, text",
+        course_id,
+        text,
     )
-    .bind(course_id)
-    .bind(text)
     .fetch_one(conn)
     .await
 }
@@ -182,13 +194,14 @@ pub async fn days(
     after_day: i32,
     limit: i64,
 ) -> Result<Vec<DayRow>, sqlx::Error> {
-    sqlx::query_as(
+    sqlx::query_as!(
+        DayRow,
         "select id, day_number, text from course_days
          where course_id = $1 and day_number > $2 order by day_number limit $3",
+        course_id,
+        after_day,
+        limit,
     )
-    .bind(course_id)
-    .bind(after_day)
-    .bind(limit)
     .fetch_all(executor)
     .await
 }
@@ -198,11 +211,12 @@ pub async fn day(
     course_id: Uuid,
     day_number: i32,
 ) -> Result<Option<DayRow>, sqlx::Error> {
-    sqlx::query_as(
+    sqlx::query_as!(
+        DayRow,
         "select id, day_number, text from course_days where course_id = $1 and day_number = $2",
+        course_id,
+        day_number,
     )
-    .bind(course_id)
-    .bind(day_number)
     .fetch_optional(executor)
     .await
 }
@@ -212,11 +226,14 @@ pub async fn update_day_text(
     day_id: Uuid,
     text: &str,
 ) -> Result<DayRow, sqlx::Error> {
-    sqlx::query_as("update course_days set text = $2 where id = $1 returning id, day_number, text")
-        .bind(day_id)
-        .bind(text)
-        .fetch_one(executor)
-        .await
+    sqlx::query_as!(
+        DayRow,
+        "update course_days set text = $2 where id = $1 returning id, day_number, text",
+        day_id,
+        text,
+    )
+    .fetch_one(executor)
+    .await
 }
 
 /// Removes a day and renumbers the days after it.
@@ -225,16 +242,18 @@ pub async fn delete_day(
     course_id: Uuid,
     day_number: i32,
 ) -> Result<(), sqlx::Error> {
-    sqlx::query("delete from course_days where course_id = $1 and day_number = $2")
-        .bind(course_id)
-        .bind(day_number)
-        .execute(&mut *conn)
-        .await?;
-    sqlx::query(
-        "update course_days set day_number = day_number - 1 where course_id = $1 and day_number > $2",
+    sqlx::query!(
+        "delete from course_days where course_id = $1 and day_number = $2",
+        course_id,
+        day_number,
     )
-    .bind(course_id)
-    .bind(day_number)
+    .execute(&mut *conn)
+    .await?;
+    sqlx::query!(
+        "update course_days set day_number = day_number - 1 where course_id = $1 and day_number > $2",
+        course_id,
+        day_number,
+    )
     .execute(conn)
     .await?;
     Ok(())
@@ -246,16 +265,18 @@ pub async fn append_question(
     day_id: Uuid,
     question: &NewQuestion,
 ) -> Result<QuestionRow, sqlx::Error> {
-    sqlx::query_as(&format!(
-        "insert into questions (day_id, position, question, type, options, correct_answer)
+    sqlx::query_as!(
+        QuestionRow,
+        r#"insert into questions (day_id, position, question, type, options, correct_answer)
          select $1, coalesce(max(position), 0) + 1, $2, $3, $4, $5 from questions where day_id = $1
-         returning {QUESTION_COLUMNS}"
-    ))
-    .bind(day_id)
-    .bind(&question.question)
-    .bind(question.kind)
-    .bind(question.options.clone().map(Json))
-    .bind(&question.correct_answer)
+         returning id, day_id, position, question, type as kind,
+                   options as "options: Json<Vec<String>>", correct_answer"#,
+        day_id,
+        question.question,
+        question.kind,
+        question.options_json(),
+        question.correct_answer.as_deref(),
+    )
     .fetch_one(conn)
     .await
 }
@@ -265,10 +286,13 @@ pub async fn questions_of(
     executor: impl PgExecutor<'_>,
     day_ids: &[Uuid],
 ) -> Result<Vec<QuestionRow>, sqlx::Error> {
-    sqlx::query_as(&format!(
-        "select {QUESTION_COLUMNS} from questions where day_id = any($1) order by day_id, position"
-    ))
-    .bind(day_ids)
+    sqlx::query_as!(
+        QuestionRow,
+        r#"select id, day_id, position, question, type as kind,
+                  options as "options: Json<Vec<String>>", correct_answer
+         from questions where day_id = any($1) order by day_id, position"#,
+        day_ids,
+    )
     .fetch_all(executor)
     .await
 }
@@ -285,22 +309,26 @@ pub async fn lock_question(
     account_id: Uuid,
     id: Uuid,
 ) -> Result<Option<(QuestionRow, QuestionPlace)>, sqlx::Error> {
-    let place: Option<QuestionPlace> = sqlx::query_as(
+    let place = sqlx::query_as!(
+        QuestionPlace,
         "select c.id as course_id, d.day_number from questions q
          join course_days d on d.id = q.day_id
          join courses c on c.id = d.course_id
          where c.account_id = $1 and q.id = $2
          for update of c",
+        account_id,
+        id,
     )
-    .bind(account_id)
-    .bind(id)
     .fetch_optional(&mut *conn)
     .await?;
     let Some(place) = place else { return Ok(None) };
-    let question: QuestionRow = sqlx::query_as(&format!(
-        "select {QUESTION_COLUMNS} from questions where id = $1"
-    ))
-    .bind(id)
+    let question = sqlx::query_as!(
+        QuestionRow,
+        r#"select id, day_id, position, question, type as kind,
+                  options as "options: Json<Vec<String>>", correct_answer
+         from questions where id = $1"#,
+        id,
+    )
     .fetch_one(conn)
     .await?;
     Ok(Some((question, place)))
@@ -311,15 +339,18 @@ pub async fn update_question(
     id: Uuid,
     question: &NewQuestion,
 ) -> Result<QuestionRow, sqlx::Error> {
-    sqlx::query_as(&format!(
-        "update questions set question = $2, type = $3, options = $4, correct_answer = $5
-         where id = $1 returning {QUESTION_COLUMNS}"
-    ))
-    .bind(id)
-    .bind(&question.question)
-    .bind(question.kind)
-    .bind(question.options.clone().map(Json))
-    .bind(&question.correct_answer)
+    sqlx::query_as!(
+        QuestionRow,
+        r#"update questions set question = $2, type = $3, options = $4, correct_answer = $5
+         where id = $1
+         returning id, day_id, position, question, type as kind,
+                   options as "options: Json<Vec<String>>", correct_answer"#,
+        id,
+        question.question,
+        question.kind,
+        question.options_json(),
+        question.correct_answer.as_deref(),
+    )
     .fetch_one(executor)
     .await
 }
@@ -329,14 +360,15 @@ pub async fn delete_question(
     conn: &mut PgConnection,
     question: &QuestionRow,
 ) -> Result<(), sqlx::Error> {
-    sqlx::query("delete from questions where id = $1")
-        .bind(question.id)
+    sqlx::query!("delete from questions where id = $1", question.id)
         .execute(&mut *conn)
         .await?;
-    sqlx::query("update questions set position = position - 1 where day_id = $1 and position > $2")
-        .bind(question.day_id)
-        .bind(question.position)
-        .execute(conn)
-        .await?;
+    sqlx::query!(
+        "update questions set position = position - 1 where day_id = $1 and position > $2",
+        question.day_id,
+        question.position,
+    )
+    .execute(conn)
+    .await?;
     Ok(())
 }

@@ -10,10 +10,12 @@ pub async fn last_fire(
     executor: impl PgExecutor<'_>,
     trigger: &str,
 ) -> Result<Option<DateTime<Utc>>, sqlx::Error> {
-    sqlx::query_scalar("select max(fire_at) from cron_fires where trigger = $1")
-        .bind(trigger)
-        .fetch_one(executor)
-        .await
+    sqlx::query_scalar!(
+        "select max(fire_at) from cron_fires where trigger = $1",
+        trigger,
+    )
+    .fetch_one(executor)
+    .await
 }
 
 /// Records fires; ones already recorded (by another replica) are left alone.
@@ -23,14 +25,14 @@ pub async fn record(
     fires: &[DateTime<Utc>],
     state: &str,
 ) -> Result<u64, sqlx::Error> {
-    let done = sqlx::query(
+    let done = sqlx::query!(
         "insert into cron_fires (trigger, fire_at, state, finished_at)
          select $1, f, $3, case when $3 = 'missed' then now() end from unnest($2::timestamptz[]) as f
          on conflict on constraint cron_fires_once do nothing",
+        trigger,
+        fires,
+        state,
     )
-    .bind(trigger)
-    .bind(fires)
-    .bind(state)
     .execute(executor)
     .await?;
     Ok(done.rows_affected())
@@ -57,7 +59,8 @@ pub async fn claim_next(
     runner: &str,
     now: DateTime<Utc>,
 ) -> Result<Option<Claimed>, sqlx::Error> {
-    sqlx::query_as(
+    sqlx::query_as!(
+        Claimed,
         "update cron_fires set state = 'running', runs = runs + 1, runner = $2, started_at = now(),
                 alive_at = now()
          where id = (
@@ -67,10 +70,10 @@ pub async fn claim_next(
              limit 1
              for update skip locked)
          returning id, trigger, fire_at, runs",
+        triggers,
+        runner,
+        now,
     )
-    .bind(triggers)
-    .bind(runner)
-    .bind(now)
     .fetch_optional(executor)
     .await
 }
@@ -84,15 +87,15 @@ pub async fn finish(
     state: &str,
     error: Option<&str>,
 ) -> Result<(), sqlx::Error> {
-    sqlx::query(
+    sqlx::query!(
         "update cron_fires set state = $2, error = $3, finished_at = now()
          where id = $1 and state = 'running' and runner = $4 and runs = $5",
+        claimed.id,
+        state,
+        error,
+        runner,
+        claimed.runs,
     )
-    .bind(claimed.id)
-    .bind(state)
-    .bind(error)
-    .bind(runner)
-    .bind(claimed.runs)
     .execute(executor)
     .await?;
     Ok(())
@@ -105,13 +108,13 @@ pub async fn still_running(
     claimed: &Claimed,
     runner: &str,
 ) -> Result<bool, sqlx::Error> {
-    let done = sqlx::query(
+    let done = sqlx::query!(
         "update cron_fires set alive_at = now()
          where id = $1 and state = 'running' and runner = $2 and runs = $3",
+        claimed.id,
+        runner,
+        claimed.runs,
     )
-    .bind(claimed.id)
-    .bind(runner)
-    .bind(claimed.runs)
     .execute(executor)
     .await?;
     Ok(done.rows_affected() == 1)
@@ -124,12 +127,12 @@ pub async fn release_stale(
     executor: impl PgExecutor<'_>,
     older_than_secs: f64,
 ) -> Result<u64, sqlx::Error> {
-    let done = sqlx::query(
+    let done = sqlx::query!(
         "update cron_fires set state = 'planned'
          where state = 'running'
            and greatest(alive_at, started_at) < now() - make_interval(secs => $1)",
+        older_than_secs,
     )
-    .bind(older_than_secs)
     .execute(executor)
     .await?;
     Ok(done.rows_affected())

@@ -1,10 +1,13 @@
-//! Queries on `deliveries` and the planning side of `delivery_messages`: creating a delivery
-//! with all its message and effect rows in bulk, progress, pause/resume/stop transitions,
-//! and the message and answer lists. Sending-side queries live in `delivery_messages`.
+//! Queries on `deliveries` and `delivery_messages` (a delivery message's day, sequence and
+//! question; the message itself is an outbound message): creating a delivery with all its
+//! messages in bulk, progress, and pause/resume/stop transitions.
 
 use chrono::{DateTime, NaiveDateTime, Utc};
 use sqlx::{FromRow, PgConnection, PgExecutor};
 use uuid::Uuid;
+
+use super::outbound_messages::{self, Batch};
+use crate::effects::{EffectKind, EffectState, MessageSource};
 
 /// Rows per bulk insert statement.
 const CHUNK: usize = 5_000;
@@ -162,7 +165,7 @@ pub async fn insert(
     .await
 }
 
-/// One message to plan: its effect row and its delivery_messages row.
+/// One message to plan: an outbound message and its delivery facts.
 #[derive(Debug, Clone)]
 pub struct NewMessage {
     pub student_id: Uuid,
@@ -173,8 +176,8 @@ pub struct NewMessage {
     pub at: DateTime<Utc>,
 }
 
-/// Writes every message of a delivery: one effect (kind `message`) and one delivery_messages
-/// row each, in bulk, inside the caller's transaction.
+/// Writes every message of a delivery, in bulk, inside the caller's transaction: the
+/// outbound messages (`outbound_messages::plan`) and their day, sequence and question.
 pub async fn insert_messages(
     conn: &mut PgConnection,
     account_id: Uuid,
@@ -182,50 +185,52 @@ pub async fn insert_messages(
     queue: &str,
     messages: &[NewMessage],
 ) -> Result<(), sqlx::Error> {
+    let batch = Batch {
+        account_id,
+        source: MessageSource::Delivery,
+        kind: EffectKind::Message,
+        queue,
+        revive_canceled: None,
+    };
     for chunk in messages.chunks(CHUNK) {
-        let effect_ids: Vec<Uuid> = chunk.iter().map(|_| Uuid::new_v4()).collect();
-        let message_ids: Vec<Uuid> = chunk.iter().map(|_| Uuid::new_v4()).collect();
-        let keys: Vec<String> = chunk
+        let ids: Vec<Uuid> = chunk.iter().map(|_| Uuid::new_v4()).collect();
+        let planned: Vec<outbound_messages::NewMessage> = chunk
             .iter()
-            .map(|m| {
-                format!(
+            .zip(&ids)
+            .map(|(m, id)| outbound_messages::NewMessage {
+                key: format!(
                     "delivery:{delivery_id}:{}:{}:{}",
                     m.student_id, m.day, m.seq
-                )
+                ),
+                due_at: m.at,
+                payload: serde_json::json!({ "delivery_message_id": id }),
+                channel: None,
+                student_id: Some(m.student_id),
+                recipient: None,
+                subject: None,
+                body: m.body.clone(),
             })
             .collect();
-        let ats: Vec<DateTime<Utc>> = chunk.iter().map(|m| m.at).collect();
+        let written = outbound_messages::plan(&mut *conn, &batch, &planned).await?;
+        let effect_ids: Vec<Uuid> = written.iter().map(|(effect, _)| *effect).collect();
+        let message_ids: Vec<Uuid> = written.iter().map(|(_, index)| ids[*index]).collect();
+        let days: Vec<i32> = written.iter().map(|(_, index)| chunk[*index].day).collect();
+        let seqs: Vec<i32> = written.iter().map(|(_, index)| chunk[*index].seq).collect();
+        let questions: Vec<Option<Uuid>> = written
+            .iter()
+            .map(|(_, index)| chunk[*index].question_id)
+            .collect();
         sqlx::query(
-            "insert into effects (id, account_id, kind, queue, idempotency_key, payload, due_at, next_attempt_at)
-             select e.id, $1, 'message', $2, e.key, jsonb_build_object('delivery_message_id', e.message_id), e.at, e.at
-             from unnest($3::uuid[], $4::uuid[], $5::text[], $6::timestamptz[]) as e(id, message_id, key, at)",
-        )
-        .bind(account_id)
-        .bind(queue)
-        .bind(&effect_ids)
-        .bind(&message_ids)
-        .bind(&keys)
-        .bind(&ats)
-        .execute(&mut *conn)
-        .await?;
-        let students: Vec<Uuid> = chunk.iter().map(|m| m.student_id).collect();
-        let days: Vec<i32> = chunk.iter().map(|m| m.day).collect();
-        let seqs: Vec<i32> = chunk.iter().map(|m| m.seq).collect();
-        let questions: Vec<Option<Uuid>> = chunk.iter().map(|m| m.question_id).collect();
-        let bodies: Vec<&str> = chunk.iter().map(|m| m.body.as_str()).collect();
-        sqlx::query(
-            "insert into delivery_messages (id, delivery_id, student_id, day, seq, question_id, body, effect_id)
-             select m.id, $1, m.student_id, m.day, m.seq, m.question_id, m.body, m.effect_id
-             from unnest($2::uuid[], $3::uuid[], $4::int[], $5::int[], $6::uuid[], $7::text[], $8::uuid[])
-                  as m(id, student_id, day, seq, question_id, body, effect_id)",
+            "insert into delivery_messages (id, delivery_id, day, seq, question_id, effect_id)
+             select m.id, $1, m.day, m.seq, m.question_id, m.effect_id
+             from unnest($2::uuid[], $3::int[], $4::int[], $5::uuid[], $6::uuid[])
+                  as m(id, day, seq, question_id, effect_id)",
         )
         .bind(delivery_id)
         .bind(&message_ids)
-        .bind(&students)
         .bind(&days)
         .bind(&seqs)
         .bind(&questions)
-        .bind(&bodies)
         .bind(&effect_ids)
         .execute(&mut *conn)
         .await?;
@@ -285,7 +290,7 @@ pub async fn list(
 /// Message counts per effect state, and the next planned send.
 #[derive(Debug, Clone, Default)]
 pub struct Progress {
-    pub counts: Vec<(String, i64)>,
+    pub counts: Vec<(EffectState, i64)>,
     pub next_send_at: Option<DateTime<Utc>>,
 }
 
@@ -294,12 +299,7 @@ impl Progress {
     pub fn unsent(&self) -> i64 {
         self.counts
             .iter()
-            .filter(|(state, _)| {
-                matches!(
-                    state.as_str(),
-                    "planned" | "queued" | "sending" | "retrying" | "held"
-                )
-            })
+            .filter(|(state, _)| state.is_unsent())
             .map(|(_, count)| count)
             .sum()
     }
@@ -316,7 +316,7 @@ pub async fn progress_of_many(
     conn: &mut PgConnection,
     ids: &[Uuid],
 ) -> Result<std::collections::HashMap<Uuid, Progress>, sqlx::Error> {
-    let rows: Vec<(Uuid, String, i64, Option<DateTime<Utc>>)> = sqlx::query_as(
+    let rows: Vec<(Uuid, EffectState, i64, Option<DateTime<Utc>>)> = sqlx::query_as(
         "select m.delivery_id, e.state, count(*),
                 min(e.next_attempt_at) filter (where e.state in ('planned', 'retrying'))
          from delivery_messages m join effects e on e.id = m.effect_id
@@ -356,15 +356,16 @@ pub async fn set_status(
 pub async fn move_messages(
     executor: impl PgExecutor<'_>,
     delivery_id: Uuid,
-    from: &[&str],
-    to: &str,
+    from: &[EffectState],
+    to: EffectState,
     reason: &str,
 ) -> Result<u64, sqlx::Error> {
     let done = sqlx::query(
         "update effects e set state = $3, last_error = $4,
              finished_at = case when $3 = 'canceled' then now() else e.finished_at end
          from delivery_messages m
-         where m.effect_id = e.id and m.delivery_id = $1 and e.state = any($2)",
+         where m.effect_id = e.id and m.delivery_id = $1 and e.state = any($2)
+           and e.unconfirmed_since is null",
     )
     .bind(delivery_id)
     .bind(from)
@@ -390,9 +391,10 @@ pub async fn held_messages(
     delivery_id: Uuid,
 ) -> Result<Vec<HeldRow>, sqlx::Error> {
     sqlx::query_as(
-        "select e.id as effect_id, m.student_id, s.timezone, m.day, m.seq
+        "select e.id as effect_id, o.student_id, s.timezone, m.day, m.seq
          from delivery_messages m join effects e on e.id = m.effect_id
-         left join students s on s.id = m.student_id
+         join outbound_messages o on o.effect_id = m.effect_id
+         left join students s on s.id = o.student_id
          where m.delivery_id = $1 and e.state = 'held'",
     )
     .bind(delivery_id)
@@ -428,19 +430,21 @@ pub async fn active_for(
     column: ActiveFor,
     id: Uuid,
 ) -> Result<bool, sqlx::Error> {
-    let column = match column {
-        ActiveFor::Course => "course_id",
-        ActiveFor::Group => "group_id",
+    let (course, group) = match column {
+        ActiveFor::Course => (Some(id), None),
+        ActiveFor::Group => (None, Some(id)),
     };
-    sqlx::query_scalar(&format!(
+    sqlx::query_scalar(
         "select exists(
              select 1 from deliveries d
              join delivery_messages m on m.delivery_id = d.id
              join effects e on e.id = m.effect_id
-             where d.{column} = $1 and d.status <> 'stopped'
-               and e.state in ('planned', 'queued', 'sending', 'retrying', 'held'))"
-    ))
-    .bind(id)
+             where (d.course_id = $1 or d.group_id = $2) and d.status <> 'stopped'
+               and e.state = any($3))",
+    )
+    .bind(course)
+    .bind(group)
+    .bind(&EffectState::UNSENT[..])
     .fetch_one(executor)
     .await
 }

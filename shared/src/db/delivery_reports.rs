@@ -38,15 +38,17 @@ pub async fn messages(
         None => (None, None, None),
     };
     sqlx::query_as(
-        "select m.id, m.student_id, m.day, m.seq, m.body, e.state, e.due_at, e.next_attempt_at,
-                e.finished_at, e.attempts, e.last_error, e.provider_id, m.provider_status, m.error_code
-         from delivery_messages m join effects e on e.id = m.effect_id
+        "select m.id, o.student_id, m.day, m.seq, o.body, e.state, e.due_at, e.next_attempt_at,
+                e.finished_at, e.attempts, e.last_error, e.provider_id, o.provider_status, o.error_code
+         from delivery_messages m
+         join outbound_messages o on o.effect_id = m.effect_id
+         join effects e on e.id = m.effect_id
          where m.delivery_id = $1
            and ($2::text is null or e.state = $2)
-           and ($3::uuid is null or m.student_id = $3)
+           and ($3::uuid is null or o.student_id = $3)
            and ($4::int is null
-                or (m.day, m.seq, coalesce(m.student_id, '00000000-0000-0000-0000-000000000000'::uuid)) > ($4, $5, $6))
-         order by m.day, m.seq, coalesce(m.student_id, '00000000-0000-0000-0000-000000000000'::uuid)
+                or (m.day, m.seq, coalesce(o.student_id, '00000000-0000-0000-0000-000000000000'::uuid)) > ($4, $5, $6))
+         order by m.day, m.seq, coalesce(o.student_id, '00000000-0000-0000-0000-000000000000'::uuid)
          limit $7",
     )
     .bind(delivery_id)

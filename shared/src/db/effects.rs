@@ -115,6 +115,11 @@ pub struct Started {
     pub attempts: i32,
     /// When the attempt became due: `next_attempt_at` before this start.
     pub due: DateTime<Utc>,
+    /// When an earlier attempt that may have reached the provider began (its answer was not
+    /// read): the provider is asked for the message before it is sent again.
+    pub unconfirmed_since: Option<DateTime<Utc>>,
+    /// The API request that planned it, for the attempt's logs.
+    pub request_id: Option<String>,
 }
 
 /// Moves a `queued` row to `sending`. `None` means someone else has it (or it was canceled):
@@ -126,7 +131,8 @@ pub async fn start_sending(
     sqlx::query_as(
         "update effects set state = 'sending', sending_at = now(), attempts = attempts + 1
          where id = $1 and state = 'queued'
-         returning id, account_id, kind, payload, attempts, next_attempt_at as due",
+         returning id, account_id, kind, payload, attempts, next_attempt_at as due,
+                   unconfirmed_since, request_id",
     )
     .bind(id)
     .fetch_optional(executor)
@@ -134,18 +140,40 @@ pub async fn start_sending(
 }
 
 /// [`start_sending`] for many rows in one statement (one commit): each row of `ids` that is
-/// `queued` moves to `sending` and is returned; the others are left alone and missing from
-/// the result. An id listed twice is updated (and returned) once.
+/// `queued` moves to `sending`, marked with `token`, and is returned; the others are left
+/// alone and missing from the result. An id listed twice is updated (and returned) once.
 pub async fn start_sending_many(
     executor: impl PgExecutor<'_>,
     ids: &[Uuid],
+    token: Uuid,
 ) -> Result<Vec<Started>, sqlx::Error> {
     sqlx::query_as(
-        "update effects set state = 'sending', sending_at = now(), attempts = attempts + 1
+        "update effects set state = 'sending', sending_at = now(), attempts = attempts + 1,
+             start_token = $2
          where id = any($1) and state = 'queued'
-         returning id, account_id, kind, payload, attempts, next_attempt_at as due",
+         returning id, account_id, kind, payload, attempts, next_attempt_at as due,
+                   unconfirmed_since, request_id",
     )
     .bind(ids)
+    .bind(token)
+    .fetch_all(executor)
+    .await
+}
+
+/// The rows of `ids` that a [`start_sending_many`] with `token` moved to `sending` and that
+/// are still there: what a batch whose answer was lost did.
+pub async fn started_with(
+    executor: impl PgExecutor<'_>,
+    ids: &[Uuid],
+    token: Uuid,
+) -> Result<Vec<Started>, sqlx::Error> {
+    sqlx::query_as(
+        "select id, account_id, kind, payload, attempts,
+                next_attempt_at as due, unconfirmed_since, request_id
+         from effects where id = any($1) and state = 'sending' and start_token = $2",
+    )
+    .bind(ids)
+    .bind(token)
     .fetch_all(executor)
     .await
 }
@@ -157,57 +185,80 @@ pub struct SentOutcome {
     /// `sent` or `sandboxed`.
     pub state: EffectState,
     pub provider_id: Option<String>,
+    /// What an outbound message went out as (`None` for other effects).
+    pub message: Option<SentMessage>,
+}
+
+/// How an outbound message went out: recorded on its `outbound_messages` row with the outcome.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SentMessage {
     /// Who it went out from, as the provider names the sender (a reply to it is routed by
     /// this); `None` for e-mail.
     pub sent_from: Option<String>,
+    /// The address it went to (a student's phone then).
+    pub recipient: Option<String>,
+    /// `sms`, `whatsapp` or `email`.
+    pub channel: Option<&'static str>,
 }
 
 /// [`finish_sent`] for many rows in one statement (one commit); returns the ids of the rows
-/// that were `sending` and are now recorded.
+/// that were `sending` and are now recorded. A sealed secret in the payload (see
+/// `EmailPayload::sealed_secret`) has served its purpose and is removed. A provider id a status
+/// callback recorded first is kept when the send's own answer had none.
 pub async fn finish_sent_many(
     executor: impl PgExecutor<'_>,
     outcomes: &[SentOutcome],
 ) -> Result<Vec<Uuid>, sqlx::Error> {
     let ids: Vec<Uuid> = outcomes.iter().map(|o| o.id).collect();
-    let states: Vec<&str> = outcomes.iter().map(|o| o.state.as_str()).collect();
+    let states: Vec<EffectState> = outcomes.iter().map(|o| o.state).collect();
     let provider_ids: Vec<Option<&str>> =
         outcomes.iter().map(|o| o.provider_id.as_deref()).collect();
-    let senders: Vec<Option<&str>> = outcomes.iter().map(|o| o.sent_from.as_deref()).collect();
+    let messages: Vec<Option<&SentMessage>> = outcomes.iter().map(|o| o.message.as_ref()).collect();
+    let senders: Vec<Option<&str>> = messages
+        .iter()
+        .map(|m| m.and_then(|m| m.sent_from.as_deref()))
+        .collect();
+    let recipients: Vec<Option<&str>> = messages
+        .iter()
+        .map(|m| m.and_then(|m| m.recipient.as_deref()))
+        .collect();
+    let channels: Vec<Option<&str>> = messages.iter().map(|m| m.and_then(|m| m.channel)).collect();
     sqlx::query_scalar(
-        "update effects e set state = o.state, provider_id = o.provider_id,
-             sent_from = o.sent_from, finished_at = now(), last_error = null,
-             payload = e.payload - 'sealed_secret'
-         from unnest($1::uuid[], $2::text[], $3::text[], $4::text[])
-             as o (id, state, provider_id, sent_from)
-         where e.id = o.id and e.state = 'sending'
-         returning e.id",
+        "with done as (
+             update effects e set state = o.state,
+                 provider_id = coalesce(o.provider_id, e.provider_id), finished_at = now(),
+                 last_error = null, payload = e.payload - 'sealed_secret'
+             from unnest($1::uuid[], $2::text[], $3::text[])
+                 as o (id, state, provider_id)
+             where e.id = o.id and e.state = 'sending'
+             returning e.id),
+         message as (
+             update outbound_messages m set sent_from = o.sent_from,
+                 recipient = coalesce(o.recipient, m.recipient),
+                 channel = coalesce(o.channel, m.channel)
+             from unnest($1::uuid[], $4::text[], $5::text[], $6::text[])
+                 as o (id, sent_from, recipient, channel)
+             where m.effect_id = o.id and o.id in (select id from done))
+         select id from done",
     )
     .bind(&ids)
     .bind(&states)
     .bind(&provider_ids)
     .bind(&senders)
+    .bind(&recipients)
+    .bind(&channels)
     .fetch_all(executor)
     .await
 }
 
-/// Records the outcome of a send that worked (`sent` or `sandboxed`). A sealed secret in the
-/// payload (see `EmailPayload::sealed_secret`) has served its purpose and is removed.
+/// Records the outcome of a send that worked (`sent` or `sandboxed`); see
+/// [`finish_sent_many`].
 pub async fn finish_sent(
     executor: impl PgExecutor<'_>,
     outcome: &SentOutcome,
 ) -> Result<bool, sqlx::Error> {
-    let done = sqlx::query(
-        "update effects set state = $2, provider_id = $3, sent_from = $4, finished_at = now(),
-             last_error = null, payload = payload - 'sealed_secret'
-         where id = $1 and state = 'sending'",
-    )
-    .bind(outcome.id)
-    .bind(outcome.state.as_str())
-    .bind(&outcome.provider_id)
-    .bind(&outcome.sent_from)
-    .execute(executor)
-    .await?;
-    Ok(done.rows_affected() == 1)
+    let done = finish_sent_many(executor, std::slice::from_ref(outcome)).await?;
+    Ok(!done.is_empty())
 }
 
 /// Records a retryable failure; the dispatcher picks the row up again at `next_attempt_at`.
@@ -371,22 +422,62 @@ pub async fn requeue_stale(
     Ok(done.rows_affected())
 }
 
-/// Rows of `kind` in `sending` for longer than `older_than_secs`: the worker died between
-/// handing the message over and recording it. Whether the provider has it cannot be known
-/// (SMTP offers no lookup), so the row becomes `unknown`, visibly, for an operator to re-run
-/// or leave.
+/// Records an attempt whose request may have reached the provider without its answer being
+/// read: the row waits for a retry like any other, and that retry asks the provider for the
+/// message before sending it again (`unconfirmed_since`: the first such attempt's start).
+pub async fn retry_unconfirmed(
+    executor: impl PgExecutor<'_>,
+    id: Uuid,
+    error: &str,
+    next_attempt_at: DateTime<Utc>,
+) -> Result<bool, sqlx::Error> {
+    let done = sqlx::query(
+        "update effects set state = 'retrying', last_error = $2, next_attempt_at = $3,
+             unconfirmed_since = coalesce(unconfirmed_since, sending_at)
+         where id = $1 and state = 'sending'",
+    )
+    .bind(id)
+    .bind(error)
+    .bind(next_attempt_at)
+    .execute(executor)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// What becomes of a row found stuck in `sending`: its worker died between handing the
+/// message over and recording the answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stuck {
+    /// The provider can be asked (Twilio): the row is retried at once, and the retry looks
+    /// the message up before sending it again.
+    LookUp,
+    /// The provider cannot be asked (SMTP): the row becomes `unknown`, visibly, for an
+    /// operator to re-run or leave.
+    Unknown,
+}
+
+/// Resolves rows of `kind` in `sending` for longer than `older_than_secs` (see [`Stuck`]).
 pub async fn resolve_stuck_sending(
     executor: impl PgExecutor<'_>,
     kind: EffectKind,
     older_than_secs: f64,
+    stuck: Stuck,
 ) -> Result<u64, sqlx::Error> {
     let done = sqlx::query(
-        "update effects set state = 'unknown', finished_at = now(),
-             last_error = 'worker stopped while sending; the provider may or may not have it'
+        "update effects set
+             state = case when $3 then 'retrying' else 'unknown' end,
+             unconfirmed_since = case when $3 then coalesce(unconfirmed_since, sending_at)
+                                      else unconfirmed_since end,
+             next_attempt_at = case when $3 then now() else next_attempt_at end,
+             finished_at = case when $3 then null else now() end,
+             last_error = case when $3
+                 then 'worker stopped while sending; the provider is asked before sending again'
+                 else 'worker stopped while sending; the provider may or may not have it' end
          where state = 'sending' and kind = $1 and sending_at < now() - make_interval(secs => $2)",
     )
     .bind(kind.as_str())
     .bind(older_than_secs)
+    .bind(stuck == Stuck::LookUp)
     .execute(executor)
     .await?;
     Ok(done.rows_affected())
@@ -396,22 +487,23 @@ pub async fn resolve_stuck_sending(
 #[derive(Debug, Clone, FromRow)]
 pub struct EffectRow {
     pub id: Uuid,
-    pub kind: String,
+    pub kind: EffectKind,
     pub queue: String,
-    pub state: String,
+    pub state: EffectState,
     pub idempotency_key: String,
     pub due_at: DateTime<Utc>,
     pub next_attempt_at: DateTime<Utc>,
     pub attempts: i32,
     pub last_error: Option<String>,
     pub provider_id: Option<String>,
+    pub request_id: Option<String>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     pub finished_at: Option<DateTime<Utc>>,
 }
 
 const EFFECT_COLUMNS: &str = "id, kind, queue, state, idempotency_key, due_at, next_attempt_at,
-    attempts, last_error, provider_id, created_at, updated_at, finished_at";
+    attempts, last_error, provider_id, request_id, created_at, updated_at, finished_at";
 
 /// Filters and keyset position of a page of effects, newest first.
 #[derive(Debug, Clone, Default)]
@@ -440,8 +532,8 @@ pub async fn list(
          limit $6"
     ))
     .bind(account_id)
-    .bind(filter.state.map(EffectState::as_str))
-    .bind(filter.kind.map(EffectKind::as_str))
+    .bind(filter.state)
+    .bind(filter.kind)
     .bind(after_at)
     .bind(after_id)
     .bind(filter.limit)
@@ -473,7 +565,6 @@ pub async fn transition(
     from: &[EffectState],
     to: EffectState,
 ) -> Result<Option<EffectRow>, sqlx::Error> {
-    let from: Vec<&str> = from.iter().map(|state| state.as_str()).collect();
     sqlx::query_as(&format!(
         "update effects set state = $4,
              attempts = case when $4 = 'planned' then 0 else attempts end,
@@ -484,8 +575,8 @@ pub async fn transition(
     ))
     .bind(account_id)
     .bind(id)
-    .bind(&from)
-    .bind(to.as_str())
+    .bind(from)
+    .bind(to)
     .fetch_optional(executor)
     .await
 }

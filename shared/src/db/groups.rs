@@ -62,33 +62,20 @@ pub struct Upserted {
     pub updated: u64,
 }
 
-const GROUP_COLUMNS: &str = "id, name, description, created_at, updated_at";
-const GROUP_SUMMARY_COLUMNS: &str = "g.id, g.name, g.description, g.created_at, g.updated_at,
-    (select count(*) from students s where s.group_id = g.id) as student_count";
-const STUDENT_COLUMNS: &str = "id, group_id, name, phone, channel, timezone, subscribed,
-    unsubscribe_reason, created_at, updated_at";
-/// Inserts `Columns` ($2…$6) into group $1. One statement shares one `now()`; adding each
-/// row's ordinal in microseconds keeps the roster, listed by creation time, in the order given.
-const INSERT_STUDENTS: &str =
-    "insert into students (group_id, name, phone, channel, timezone, subscribed, created_at)
-     select $1, t.name, t.phone, t.channel, t.timezone, t.subscribed,
-            now() + t.ord * interval '1 microsecond'
-     from unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::bool[])
-          with ordinality as t(name, phone, channel, timezone, subscribed, ord)";
-
 pub async fn insert_group(
     executor: impl PgExecutor<'_>,
     account_id: Uuid,
     name: &str,
     description: &str,
 ) -> Result<GroupRow, sqlx::Error> {
-    sqlx::query_as(&format!(
+    sqlx::query_as!(
+        GroupRow,
         "insert into groups (account_id, name, description) values ($1, $2, $3)
-         returning {GROUP_COLUMNS}"
-    ))
-    .bind(account_id)
-    .bind(name)
-    .bind(description)
+         returning id, name, description, created_at, updated_at",
+        account_id,
+        name,
+        description,
+    )
     .fetch_one(executor)
     .await
 }
@@ -99,11 +86,13 @@ pub async fn lock_group(
     account_id: Uuid,
     id: Uuid,
 ) -> Result<Option<GroupRow>, sqlx::Error> {
-    sqlx::query_as(&format!(
-        "select {GROUP_COLUMNS} from groups where account_id = $1 and id = $2 for update"
-    ))
-    .bind(account_id)
-    .bind(id)
+    sqlx::query_as!(
+        GroupRow,
+        "select id, name, description, created_at, updated_at
+         from groups where account_id = $1 and id = $2 for update",
+        account_id,
+        id,
+    )
     .fetch_optional(conn)
     .await
 }
@@ -114,11 +103,15 @@ pub async fn get_group(
     account_id: Uuid,
     id: Uuid,
 ) -> Result<Option<GroupSummary>, sqlx::Error> {
-    sqlx::query_as(&format!(
-        "select {GROUP_SUMMARY_COLUMNS} from groups g where g.account_id = $1 and g.id = $2"
-    ))
-    .bind(account_id)
-    .bind(id)
+    // count(*) is never null
+    sqlx::query_as!(
+        GroupSummary,
+        r#"select g.id, g.name, g.description, g.created_at, g.updated_at,
+                (select count(*) from students s where s.group_id = g.id) as "student_count!"
+         from groups g where g.account_id = $1 and g.id = $2"#,
+        account_id,
+        id,
+    )
     .fetch_optional(executor)
     .await
 }
@@ -131,16 +124,19 @@ pub async fn list_groups(
     limit: i64,
 ) -> Result<Vec<GroupSummary>, sqlx::Error> {
     let (after_at, after_id) = after.unzip();
-    sqlx::query_as(&format!(
-        "select {GROUP_SUMMARY_COLUMNS} from groups g
+    sqlx::query_as!(
+        GroupSummary,
+        r#"select g.id, g.name, g.description, g.created_at, g.updated_at,
+                (select count(*) from students s where s.group_id = g.id) as "student_count!"
+         from groups g
          where g.account_id = $1 and ($2::timestamptz is null or (g.created_at, g.id) < ($2, $3))
          order by g.created_at desc, g.id desc
-         limit $4"
-    ))
-    .bind(account_id)
-    .bind(after_at)
-    .bind(after_id)
-    .bind(limit)
+         limit $4"#,
+        account_id,
+        after_at,
+        after_id,
+        limit,
+    )
     .fetch_all(executor)
     .await
 }
@@ -152,12 +148,12 @@ pub async fn update_group(
     name: &str,
     description: Option<&str>,
 ) -> Result<(), sqlx::Error> {
-    sqlx::query(
+    sqlx::query!(
         "update groups set name = $2, description = coalesce($3, description) where id = $1",
+        id,
+        name,
+        description,
     )
-    .bind(id)
-    .bind(name)
-    .bind(description)
     .execute(executor)
     .await?;
     Ok(())
@@ -165,8 +161,7 @@ pub async fn update_group(
 
 /// Deletes a group and (by cascade) its students.
 pub async fn delete_group(executor: impl PgExecutor<'_>, id: Uuid) -> Result<(), sqlx::Error> {
-    sqlx::query("delete from groups where id = $1")
-        .bind(id)
+    sqlx::query!("delete from groups where id = $1", id)
         .execute(executor)
         .await?;
     Ok(())
@@ -180,16 +175,26 @@ pub async fn insert_students(
     students: &[NewStudent],
 ) -> Result<Vec<StudentRow>, sqlx::Error> {
     let columns = Columns::of(students);
-    let mut rows: Vec<StudentRow> =
-        sqlx::query_as(&format!("{INSERT_STUDENTS} returning {STUDENT_COLUMNS}"))
-            .bind(group_id)
-            .bind(&columns.names)
-            .bind(&columns.phones)
-            .bind(&columns.channels)
-            .bind(&columns.timezones)
-            .bind(&columns.subscribed)
-            .fetch_all(conn)
-            .await?;
+    // One statement shares one `now()`; adding each row's ordinal in microseconds keeps the
+    // roster, listed by creation time, in the order given (as in `upsert_students`).
+    let mut rows = sqlx::query_as!(
+        StudentRow,
+        "insert into students (group_id, name, phone, channel, timezone, subscribed, created_at)
+         select $1, t.name, t.phone, t.channel, t.timezone, t.subscribed,
+                now() + t.ord * interval '1 microsecond'
+         from unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::bool[])
+              with ordinality as t(name, phone, channel, timezone, subscribed, ord)
+         returning id, group_id, name, phone, channel, timezone, subscribed,
+                   unsubscribe_reason, created_at, updated_at",
+        group_id,
+        &columns.names,
+        &columns.phones,
+        &columns.channels,
+        &columns.timezones,
+        &columns.subscribed,
+    )
+    .fetch_all(conn)
+    .await?;
     // `returning` promises no order; creation times follow the input.
     rows.sort_by_key(|row| (row.created_at, row.id));
     Ok(rows)
@@ -205,19 +210,24 @@ pub async fn upsert_students(
 ) -> Result<Upserted, sqlx::Error> {
     let columns = Columns::of(students);
     let existing = existing_phones(&mut *conn, group_id, &columns.phones).await?;
-    sqlx::query(&format!(
-        "{INSERT_STUDENTS}
+    // the insert of `insert_students`, with its creation-time ordering
+    sqlx::query!(
+        "insert into students (group_id, name, phone, channel, timezone, subscribed, created_at)
+         select $1, t.name, t.phone, t.channel, t.timezone, t.subscribed,
+                now() + t.ord * interval '1 microsecond'
+         from unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::bool[])
+              with ordinality as t(name, phone, channel, timezone, subscribed, ord)
          on conflict on constraint students_group_phone do update
             set name = excluded.name, channel = excluded.channel, timezone = excluded.timezone
             where (students.name, students.channel, students.timezone)
-                  is distinct from (excluded.name, excluded.channel, excluded.timezone)"
-    ))
-    .bind(group_id)
-    .bind(&columns.names)
-    .bind(&columns.phones)
-    .bind(&columns.channels)
-    .bind(&columns.timezones)
-    .bind(&columns.subscribed)
+                  is distinct from (excluded.name, excluded.channel, excluded.timezone)",
+        group_id,
+        &columns.names,
+        &columns.phones,
+        &columns.channels,
+        &columns.timezones,
+        &columns.subscribed,
+    )
     .execute(conn)
     .await?;
     let updated = existing.len() as u64;
@@ -233,11 +243,14 @@ pub async fn students_by_phone(
     group_id: Uuid,
     phones: &[String],
 ) -> Result<Vec<StudentRow>, sqlx::Error> {
-    sqlx::query_as(&format!(
-        "select {STUDENT_COLUMNS} from students where group_id = $1 and phone = any($2)"
-    ))
-    .bind(group_id)
-    .bind(phones)
+    sqlx::query_as!(
+        StudentRow,
+        "select id, group_id, name, phone, channel, timezone, subscribed,
+                unsubscribe_reason, created_at, updated_at
+         from students where group_id = $1 and phone = any($2)",
+        group_id,
+        phones,
+    )
     .fetch_all(executor)
     .await
 }
@@ -248,11 +261,13 @@ pub async fn existing_phones(
     group_id: Uuid,
     phones: &[String],
 ) -> Result<Vec<String>, sqlx::Error> {
-    sqlx::query_scalar("select phone from students where group_id = $1 and phone = any($2)")
-        .bind(group_id)
-        .bind(phones)
-        .fetch_all(executor)
-        .await
+    sqlx::query_scalar!(
+        "select phone from students where group_id = $1 and phone = any($2)",
+        group_id,
+        phones,
+    )
+    .fetch_all(executor)
+    .await
 }
 
 /// A page of the group's students, oldest first, after `(created_at, id)`; `subscribed`
@@ -265,18 +280,21 @@ pub async fn list_students(
     limit: i64,
 ) -> Result<Vec<StudentRow>, sqlx::Error> {
     let (after_at, after_id) = after.unzip();
-    sqlx::query_as(&format!(
-        "select {STUDENT_COLUMNS} from students
+    sqlx::query_as!(
+        StudentRow,
+        "select id, group_id, name, phone, channel, timezone, subscribed,
+                unsubscribe_reason, created_at, updated_at
+         from students
          where group_id = $1 and ($2::boolean is null or subscribed = $2)
            and ($3::timestamptz is null or (created_at, id) > ($3, $4))
          order by created_at, id
-         limit $5"
-    ))
-    .bind(group_id)
-    .bind(subscribed)
-    .bind(after_at)
-    .bind(after_id)
-    .bind(limit)
+         limit $5",
+        group_id,
+        subscribed,
+        after_at,
+        after_id,
+        limit,
+    )
     .fetch_all(executor)
     .await
 }
@@ -287,14 +305,15 @@ pub async fn get_student(
     account_id: Uuid,
     id: Uuid,
 ) -> Result<Option<StudentRow>, sqlx::Error> {
-    sqlx::query_as(
+    sqlx::query_as!(
+        StudentRow,
         "select s.id, s.group_id, s.name, s.phone, s.channel, s.timezone, s.subscribed,
                 s.unsubscribe_reason, s.created_at, s.updated_at
          from students s join groups g on g.id = s.group_id
          where g.account_id = $1 and s.id = $2",
+        account_id,
+        id,
     )
-    .bind(account_id)
-    .bind(id)
     .fetch_optional(executor)
     .await
 }
@@ -305,15 +324,16 @@ pub async fn lock_student(
     account_id: Uuid,
     id: Uuid,
 ) -> Result<Option<StudentRow>, sqlx::Error> {
-    sqlx::query_as(
+    sqlx::query_as!(
+        StudentRow,
         "select s.id, s.group_id, s.name, s.phone, s.channel, s.timezone, s.subscribed,
                 s.unsubscribe_reason, s.created_at, s.updated_at
          from students s join groups g on g.id = s.group_id
          where g.account_id = $1 and s.id = $2
          for update of g",
+        account_id,
+        id,
     )
-    .bind(account_id)
-    .bind(id)
     .fetch_optional(conn)
     .await
 }
@@ -325,23 +345,25 @@ pub async fn update_student(
     id: Uuid,
     student: &NewStudent,
 ) -> Result<StudentRow, sqlx::Error> {
-    sqlx::query_as(&format!(
+    sqlx::query_as!(
+        StudentRow,
         "update students set name = $2, phone = $3, channel = $4, timezone = $5, subscribed = $6
-         where id = $1 returning {STUDENT_COLUMNS}"
-    ))
-    .bind(id)
-    .bind(&student.name)
-    .bind(&student.phone)
-    .bind(student.channel)
-    .bind(&student.timezone)
-    .bind(student.subscribed)
+         where id = $1
+         returning id, group_id, name, phone, channel, timezone, subscribed,
+                   unsubscribe_reason, created_at, updated_at",
+        id,
+        student.name,
+        student.phone,
+        student.channel,
+        student.timezone,
+        student.subscribed,
+    )
     .fetch_one(executor)
     .await
 }
 
 pub async fn delete_student(executor: impl PgExecutor<'_>, id: Uuid) -> Result<(), sqlx::Error> {
-    sqlx::query("delete from students where id = $1")
-        .bind(id)
+    sqlx::query!("delete from students where id = $1", id)
         .execute(executor)
         .await?;
     Ok(())

@@ -22,26 +22,27 @@ pub async fn claim(
     key: &str,
     request_hash: &[u8],
 ) -> Result<Option<Saved>, sqlx::Error> {
-    let inserted = sqlx::query(
+    let inserted = sqlx::query!(
         "insert into idempotency_keys (account_id, route, key, request_hash) values ($1, $2, $3, $4)
          on conflict do nothing",
+        account_id,
+        route,
+        key,
+        request_hash,
     )
-    .bind(account_id)
-    .bind(route)
-    .bind(key)
-    .bind(request_hash)
     .execute(&mut *conn)
     .await?;
     if inserted.rows_affected() == 1 {
         return Ok(None);
     }
-    sqlx::query_as(
+    sqlx::query_as!(
+        Saved,
         "select request_hash, response_status, response_body from idempotency_keys
          where account_id = $1 and route = $2 and key = $3",
+        account_id,
+        route,
+        key,
     )
-    .bind(account_id)
-    .bind(route)
-    .bind(key)
     .fetch_optional(&mut *conn)
     .await
 }
@@ -55,15 +56,15 @@ pub async fn save(
     status: u16,
     body: &Value,
 ) -> Result<(), sqlx::Error> {
-    sqlx::query(
+    sqlx::query!(
         "update idempotency_keys set response_status = $4, response_body = $5
          where account_id = $1 and route = $2 and key = $3",
+        account_id,
+        route,
+        key,
+        i16::try_from(status).unwrap_or(500),
+        body,
     )
-    .bind(account_id)
-    .bind(route)
-    .bind(key)
-    .bind(i16::try_from(status).unwrap_or(500))
-    .bind(body)
     .execute(conn)
     .await?;
     Ok(())

@@ -6,14 +6,11 @@ use chrono::{DateTime, NaiveDateTime, Utc};
 use sqlx::{FromRow, PgConnection, PgExecutor};
 use uuid::Uuid;
 
-use super::account_senders::AccountSenders;
+use super::outbound_messages::{self, Batch};
+use crate::effects::{EffectKind, EffectState, MessageSource};
 
 /// Rows per bulk insert statement.
 const CHUNK: usize = 5_000;
-
-/// Effect states that mean "not handed to a provider yet": what pausing, changing or deleting
-/// a schedule cancels.
-const UNSENT: &str = "('planned', 'queued', 'retrying')";
 
 #[derive(Debug, Clone, FromRow)]
 pub struct ScheduleRow {
@@ -203,15 +200,16 @@ pub async fn cancel_unsent_messages(
 ) -> Result<u64, sqlx::Error> {
     // PostgreSQL's timestamps start in 4713 BC, chrono's much earlier
     let after = after.max(DateTime::UNIX_EPOCH);
-    Ok(sqlx::query(&format!(
+    Ok(sqlx::query(
         "update effects e set state = 'canceled', finished_at = now(), last_error = $3
          from schedule_fires f join schedule_messages m on m.fire_id = f.id
          where f.schedule_id = $1 and f.fire_at > $2 and m.effect_id = e.id
-           and e.state in {UNSENT}"
-    ))
+           and e.state = any($4) and e.unconfirmed_since is null",
+    )
     .bind(schedule_id)
     .bind(after)
     .bind(CANCELED_BY_SCHEDULE)
+    .bind(&EffectState::NOT_STARTED[..])
     .execute(conn)
     .await?
     .rows_affected())
@@ -224,13 +222,15 @@ pub async fn rewrite_unsent_text(
     schedule_id: Uuid,
     text: &str,
 ) -> Result<u64, sqlx::Error> {
-    Ok(sqlx::query(&format!(
-        "update schedule_messages m set body = $2 from effects e
-         where m.schedule_id = $1 and e.id = m.effect_id and e.state in {UNSENT}
-           and m.body <> $2"
-    ))
+    Ok(sqlx::query(
+        "update outbound_messages o set body = $2
+         from schedule_messages m join effects e on e.id = m.effect_id
+         where m.schedule_id = $1 and o.effect_id = m.effect_id and e.state = any($3)
+           and e.unconfirmed_since is null and o.body <> $2",
+    )
     .bind(schedule_id)
     .bind(text)
+    .bind(&EffectState::NOT_STARTED[..])
     .execute(executor)
     .await?
     .rows_affected())
@@ -437,8 +437,8 @@ pub async fn write_fires(
     Ok(messages)
 }
 
-/// One chunk of `write_fires`: effect rows (new, or revived from `canceled`), then their
-/// message rows.
+/// One chunk of `write_fires`: outbound messages (new, or revived from `canceled` by the
+/// schedule itself), then their fire.
 async fn write_messages(
     conn: &mut PgConnection,
     schedule: &ScheduleRow,
@@ -447,67 +447,44 @@ async fn write_messages(
     students: &[Uuid],
     due: &[DateTime<Utc>],
 ) -> Result<u64, sqlx::Error> {
-    let keys: Vec<String> = students
+    let batch = Batch {
+        account_id: schedule.account_id,
+        source: MessageSource::Schedule,
+        kind: EffectKind::Message,
+        queue,
+        revive_canceled: Some(CANCELED_BY_SCHEDULE),
+    };
+    let messages: Vec<outbound_messages::NewMessage> = students
         .iter()
         .zip(due)
-        .map(|(student, at)| format!("schedule:{}:{}:{student}", schedule.id, at.timestamp()))
+        .map(|(student, at)| outbound_messages::NewMessage {
+            key: format!("schedule:{}:{}:{student}", schedule.id, at.timestamp()),
+            due_at: *at,
+            payload: serde_json::json!({
+                "schedule_id": schedule.id, "student_id": student, "fire_at": at,
+            }),
+            channel: None,
+            student_id: Some(*student),
+            recipient: None,
+            subject: None,
+            body: schedule.text.clone(),
+        })
         .collect();
-    let new_ids: Vec<Uuid> = students.iter().map(|_| Uuid::new_v4()).collect();
-    let effects: Vec<(Uuid, String)> = sqlx::query_as(
-        "insert into effects (id, account_id, kind, queue, idempotency_key, payload, due_at, next_attempt_at)
-         select e.id, $1, 'message', $2, e.key,
-                jsonb_build_object('schedule_id', $3::uuid, 'student_id', e.student, 'fire_at', e.at),
-                e.at, e.at
-         from unnest($4::uuid[], $5::text[], $6::uuid[], $7::timestamptz[]) as e(id, key, student, at)
-         on conflict (idempotency_key) do update
-             set state = 'planned', due_at = excluded.due_at,
-                 next_attempt_at = excluded.next_attempt_at, attempts = 0, last_error = null,
-                 finished_at = null
-             where effects.state = 'canceled' and effects.last_error = $8
-         returning id, idempotency_key",
-    )
-    .bind(schedule.account_id)
-    .bind(queue)
-    .bind(schedule.id)
-    .bind(&new_ids)
-    .bind(&keys)
-    .bind(students)
-    .bind(due)
-    .bind(CANCELED_BY_SCHEDULE)
-    .fetch_all(&mut *conn)
-    .await?;
-    let by_key: std::collections::HashMap<&str, usize> = keys
-        .iter()
-        .enumerate()
-        .map(|(index, key)| (key.as_str(), index))
-        .collect();
-    let mut effect_ids = Vec::with_capacity(effects.len());
-    let mut message_fires = Vec::with_capacity(effects.len());
-    let mut message_students = Vec::with_capacity(effects.len());
-    for (effect_id, key) in &effects {
-        if let Some(&index) = by_key.get(key.as_str()) {
-            effect_ids.push(*effect_id);
-            message_fires.push(fire_ids[index]);
-            message_students.push(students[index]);
-        }
-    }
+    let written = outbound_messages::plan(&mut *conn, &batch, &messages).await?;
+    let effect_ids: Vec<Uuid> = written.iter().map(|(effect, _)| *effect).collect();
+    let message_fires: Vec<Uuid> = written.iter().map(|(_, index)| fire_ids[*index]).collect();
     sqlx::query(
-        "insert into schedule_messages (effect_id, schedule_id, fire_id, student_id, body)
-         select m.effect_id, $1, m.fire_id, m.student_id, $2
-         from unnest($3::uuid[], $4::uuid[], $5::uuid[]) as m(effect_id, fire_id, student_id)
-         on conflict (effect_id) do update
-             set fire_id = excluded.fire_id, student_id = excluded.student_id,
-                 body = excluded.body, provider_status = null, error_code = null,
-                 error_message = null",
+        "insert into schedule_messages (effect_id, schedule_id, fire_id)
+         select m.effect_id, $1, m.fire_id
+         from unnest($2::uuid[], $3::uuid[]) as m(effect_id, fire_id)
+         on conflict (effect_id) do update set fire_id = excluded.fire_id",
     )
     .bind(schedule.id)
-    .bind(&schedule.text)
     .bind(&effect_ids)
     .bind(&message_fires)
-    .bind(&message_students)
     .execute(conn)
     .await?;
-    Ok(effects.len() as u64)
+    Ok(written.len() as u64)
 }
 
 /// A past or planned fire with its messages counted by state.
@@ -540,9 +517,8 @@ pub async fn past_fires(
         "select f.id, f.timezone, f.fire_at, f.local_time, f.state, f.recipients,
                 count(e.id) filter (where e.state in ('sent', 'sandboxed')) as sent,
                 count(e.id) filter (where e.state in ('failed', 'dead', 'unknown')) as failed,
-                count(e.id) filter (where e.state in ('canceled', 'held')) as skipped,
-                count(e.id) filter (where e.state in ('planned', 'queued', 'sending', 'retrying'))
-                    as pending
+                count(e.id) filter (where e.state = 'canceled') as skipped,
+                count(e.id) filter (where e.state = any($4)) as pending
          from (select * from schedule_fires where schedule_id = $1 and fire_at <= $2
                order by fire_at desc, timezone limit $3) f
          left join schedule_messages m on m.fire_id = f.id
@@ -553,54 +529,8 @@ pub async fn past_fires(
     .bind(schedule_id)
     .bind(until)
     .bind(limit)
+    .bind(&EffectState::UNSENT[..])
     .fetch_all(executor)
-    .await
-}
-
-/// A schedule message as the sender sees it.
-#[derive(Debug, Clone, FromRow)]
-pub struct ToSend {
-    /// `active` or `paused` (a deleted schedule's messages are gone with it).
-    pub schedule_status: String,
-    /// The fire's zone, and whether the schedule reads the cron in each recipient's zone.
-    pub fire_timezone: String,
-    pub fire_at: DateTime<Utc>,
-    pub per_recipient_zone: bool,
-    /// The schedule's expression now.
-    pub cron: String,
-    pub group_id: Uuid,
-    pub student_id: Option<Uuid>,
-    pub student_group_id: Option<Uuid>,
-    pub student_timezone: Option<String>,
-    pub phone: Option<String>,
-    pub channel: Option<String>,
-    pub subscribed: Option<bool>,
-    pub body: String,
-    /// The schedule's account's own Twilio senders, read in the same query.
-    #[sqlx(flatten)]
-    pub senders: AccountSenders,
-}
-
-/// Reads a schedule message by its effect, with its schedule and student as they are now.
-pub async fn find_to_send(
-    executor: impl PgExecutor<'_>,
-    effect_id: Uuid,
-) -> Result<Option<ToSend>, sqlx::Error> {
-    sqlx::query_as(
-        "select sc.status as schedule_status, f.timezone as fire_timezone, f.fire_at,
-                sc.timezone is null as per_recipient_zone, sc.cron, sc.group_id,
-                m.student_id, s.group_id as student_group_id, s.timezone as student_timezone,
-                s.phone, s.channel, s.subscribed, m.body,
-                a.sms_from, a.whatsapp_from, a.messaging_service_sid
-         from schedule_messages m
-         join schedule_fires f on f.id = m.fire_id
-         join schedules sc on sc.id = m.schedule_id
-         left join students s on s.id = m.student_id
-         left join account_twilio_senders a on a.account_id = sc.account_id
-         where m.effect_id = $1",
-    )
-    .bind(effect_id)
-    .fetch_optional(executor)
     .await
 }
 
@@ -619,24 +549,6 @@ pub async fn mark_fire_missed(
                  and e.state in ('sending', 'sent', 'sandboxed'))",
     )
     .bind(effect_id)
-    .execute(executor)
-    .await?;
-    Ok(())
-}
-
-/// Records why the provider refused the message.
-pub async fn record_error(
-    executor: impl PgExecutor<'_>,
-    effect_id: Uuid,
-    code: Option<i32>,
-    message: &str,
-) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "update schedule_messages set error_code = $2, error_message = $3 where effect_id = $1",
-    )
-    .bind(effect_id)
-    .bind(code)
-    .bind(message)
     .execute(executor)
     .await?;
     Ok(())

@@ -6,10 +6,12 @@ use uuid::Uuid;
 
 /// Starts a session for a user.
 pub async fn create(executor: impl PgExecutor<'_>, user_id: Uuid) -> Result<Uuid, sqlx::Error> {
-    sqlx::query_scalar("insert into sessions (user_id) values ($1) returning id")
-        .bind(user_id)
-        .fetch_one(executor)
-        .await
+    sqlx::query_scalar!(
+        "insert into sessions (user_id) values ($1) returning id",
+        user_id,
+    )
+    .fetch_one(executor)
+    .await
 }
 
 /// Stores a refresh token (its hash) for a session.
@@ -19,12 +21,12 @@ pub async fn add_refresh_token(
     token_hash: &[u8],
     expires_at: DateTime<Utc>,
 ) -> Result<(), sqlx::Error> {
-    sqlx::query(
+    sqlx::query!(
         "insert into refresh_tokens (token_hash, session_id, expires_at) values ($1, $2, $3)",
+        token_hash,
+        session_id,
+        expires_at,
     )
-    .bind(token_hash)
-    .bind(session_id)
-    .bind(expires_at)
     .execute(executor)
     .await?;
     Ok(())
@@ -52,28 +54,31 @@ pub async fn spend_refresh_token(
     token_hash: &[u8],
     max_age_secs: u64,
 ) -> Result<Option<SpentToken>, sqlx::Error> {
-    let found: Option<SpentToken> = sqlx::query_as(
-        "select t.session_id, s.user_id, u.account_id,
-                t.used_at is not null as reused,
-                t.expires_at <= now() as expired,
-                s.revoked_at is not null as revoked,
-                s.created_at <= now() - make_interval(secs => $2) as too_old
+    // as a double (make_interval takes one), capped at a century so it stays in range
+    let max_age_secs = max_age_secs.min(100 * 366 * 86_400) as f64;
+    // the comparisons are of non-null columns (and `now()`), so never null
+    let found = sqlx::query_as!(
+        SpentToken,
+        r#"select t.session_id, s.user_id, u.account_id,
+                t.used_at is not null as "reused!",
+                t.expires_at <= now() as "expired!",
+                s.revoked_at is not null as "revoked!",
+                s.created_at <= now() - make_interval(secs => $2) as "too_old!"
          from refresh_tokens t
          join sessions s on s.id = t.session_id
          join users u on u.id = s.user_id
          where t.token_hash = $1
-         for update of t",
+         for update of t"#,
+        token_hash,
+        max_age_secs,
     )
-    .bind(token_hash)
-    // as a double (make_interval takes one), capped at a century so it stays in range
-    .bind(max_age_secs.min(100 * 366 * 86_400) as f64)
     .fetch_optional(&mut *conn)
     .await?;
     if found.is_some() {
-        sqlx::query(
+        sqlx::query!(
             "update refresh_tokens set used_at = coalesce(used_at, now()) where token_hash = $1",
+            token_hash,
         )
-        .bind(token_hash)
         .execute(&mut *conn)
         .await?;
     }
@@ -82,19 +87,23 @@ pub async fn spend_refresh_token(
 
 /// Revokes one session.
 pub async fn revoke(executor: impl PgExecutor<'_>, session_id: Uuid) -> Result<(), sqlx::Error> {
-    sqlx::query("update sessions set revoked_at = coalesce(revoked_at, now()) where id = $1")
-        .bind(session_id)
-        .execute(executor)
-        .await?;
+    sqlx::query!(
+        "update sessions set revoked_at = coalesce(revoked_at, now()) where id = $1",
+        session_id,
+    )
+    .execute(executor)
+    .await?;
     Ok(())
 }
 
 /// Revokes every session of a user (after a password reset).
 pub async fn revoke_all(executor: impl PgExecutor<'_>, user_id: Uuid) -> Result<(), sqlx::Error> {
-    sqlx::query("update sessions set revoked_at = now() where user_id = $1 and revoked_at is null")
-        .bind(user_id)
-        .execute(executor)
-        .await?;
+    sqlx::query!(
+        "update sessions set revoked_at = now() where user_id = $1 and revoked_at is null",
+        user_id,
+    )
+    .execute(executor)
+    .await?;
     Ok(())
 }
 
@@ -104,12 +113,12 @@ pub async fn revoke_all_but(
     user_id: Uuid,
     keep: Uuid,
 ) -> Result<(), sqlx::Error> {
-    sqlx::query(
+    sqlx::query!(
         "update sessions set revoked_at = now()
          where user_id = $1 and id <> $2 and revoked_at is null",
+        user_id,
+        keep,
     )
-    .bind(user_id)
-    .bind(keep)
     .execute(executor)
     .await?;
     Ok(())
@@ -122,14 +131,15 @@ pub async fn is_active_for(
     user_id: Uuid,
     account_id: Uuid,
 ) -> Result<bool, sqlx::Error> {
-    sqlx::query_scalar(
-        "select exists(
+    sqlx::query_scalar!(
+        r#"select exists(
            select 1 from sessions s join users u on u.id = s.user_id
-           where s.id = $1 and s.revoked_at is null and s.user_id = $2 and u.account_id = $3)",
+           where s.id = $1 and s.revoked_at is null and s.user_id = $2 and u.account_id = $3)
+           as "active!""#,
+        session_id,
+        user_id,
+        account_id,
     )
-    .bind(session_id)
-    .bind(user_id)
-    .bind(account_id)
     .fetch_one(executor)
     .await
 }

@@ -1,14 +1,17 @@
 //! A student's unsent course messages, when the student changes: unsubscribing or removal
-//! skips them, a new time zone moves them.
+//! skips them, a new time zone moves them. (A schedule's messages are checked against the
+//! student when sent, so a student who opts back in before a fire still gets it.)
 
 use chrono::{DateTime, Utc};
 use sqlx::{FromRow, PgConnection, PgExecutor};
 use uuid::Uuid;
 
+use crate::effects::EffectState;
+
 /// Rows per bulk update statement.
 const CHUNK: usize = 5_000;
 
-/// Skips (cancels) every unsent message of these students: they unsubscribed or were
+/// Skips (cancels) every unsent course message of these students: they unsubscribed or were
 /// removed. A message already `sending` is in the provider's hands and is left alone.
 pub async fn skip_unsent_for_students(
     executor: impl PgExecutor<'_>,
@@ -17,16 +20,25 @@ pub async fn skip_unsent_for_students(
 ) -> Result<u64, sqlx::Error> {
     let done = sqlx::query(
         "update effects e set state = 'canceled', last_error = $2, finished_at = now()
-         from delivery_messages m
-         where m.effect_id = e.id and m.student_id = any($1)
-           and e.state in ('planned', 'queued', 'retrying', 'held')",
+         from outbound_messages m
+         where m.effect_id = e.id and m.student_id = any($1) and m.source = 'delivery'
+           and e.state = any($3) and e.unconfirmed_since is null",
     )
     .bind(student_ids)
     .bind(reason)
+    .bind(&EffectState::NOT_STARTED[..])
     .execute(executor)
     .await?;
     Ok(done.rows_affected())
 }
+
+/// Messages a new time zone moves: those waiting for their time (`held` ones are re-planned on
+/// resume, in the zone the student has then).
+const MOVABLE: [EffectState; 3] = [
+    EffectState::Planned,
+    EffectState::Queued,
+    EffectState::Retrying,
+];
 
 /// An unsent message of a student whose delivery follows the student's own clock.
 #[derive(Debug, Clone, FromRow)]
@@ -44,13 +56,14 @@ pub async fn unsent_on_own_clock(
 ) -> Result<Vec<UnsentMessage>, sqlx::Error> {
     sqlx::query_as(
         "select e.id as effect_id, e.next_attempt_at
-         from delivery_messages m
+         from outbound_messages o
+         join delivery_messages m on m.effect_id = o.effect_id
          join deliveries d on d.id = m.delivery_id
          join effects e on e.id = m.effect_id
-         where m.student_id = $1 and d.timezone is null
-           and e.state in ('planned', 'queued', 'retrying')",
+         where o.student_id = $1 and d.timezone is null and e.state = any($2)",
     )
     .bind(student_id)
+    .bind(&MOVABLE[..])
     .fetch_all(executor)
     .await
 }
@@ -68,10 +81,11 @@ pub async fn move_unsent(
             "update effects e set state = case when e.state = 'queued' then 'planned' else e.state end,
                  next_attempt_at = p.at
              from unnest($1::uuid[], $2::timestamptz[]) as p(id, at)
-             where e.id = p.id and e.state in ('planned', 'queued', 'retrying')",
+             where e.id = p.id and e.state = any($3)",
         )
         .bind(&ids)
         .bind(&ats)
+        .bind(&MOVABLE[..])
         .execute(&mut *conn)
         .await?;
     }

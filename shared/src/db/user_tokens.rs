@@ -28,13 +28,13 @@ pub async fn create(
     token_hash: &[u8],
     expires_at: DateTime<Utc>,
 ) -> Result<(), sqlx::Error> {
-    sqlx::query(
+    sqlx::query!(
         "insert into user_tokens (token_hash, user_id, purpose, expires_at) values ($1, $2, $3, $4)",
+        token_hash,
+        user_id,
+        purpose.as_str(),
+        expires_at,
     )
-    .bind(token_hash)
-    .bind(user_id)
-    .bind(purpose.as_str())
-    .bind(expires_at)
     .execute(executor)
     .await?;
     Ok(())
@@ -47,12 +47,13 @@ pub async fn is_live(
     purpose: Purpose,
     token_hash: &[u8],
 ) -> Result<bool, sqlx::Error> {
-    sqlx::query_scalar(
-        "select exists(select 1 from user_tokens
-         where token_hash = $1 and purpose = $2 and used_at is null and expires_at > now())",
+    sqlx::query_scalar!(
+        r#"select exists(select 1 from user_tokens
+             where token_hash = $1 and purpose = $2 and used_at is null and expires_at > now())
+           as "live!""#,
+        token_hash,
+        purpose.as_str(),
     )
-    .bind(token_hash)
-    .bind(purpose.as_str())
     .fetch_one(executor)
     .await
 }
@@ -63,12 +64,12 @@ pub async fn end_all(
     user_id: Uuid,
     purpose: Purpose,
 ) -> Result<(), sqlx::Error> {
-    sqlx::query(
+    sqlx::query!(
         "update user_tokens set used_at = now()
          where user_id = $1 and purpose = $2 and used_at is null",
+        user_id,
+        purpose.as_str(),
     )
-    .bind(user_id)
-    .bind(purpose.as_str())
     .execute(executor)
     .await?;
     Ok(())
@@ -80,13 +81,13 @@ pub async fn consume(
     purpose: Purpose,
     token_hash: &[u8],
 ) -> Result<Option<Uuid>, sqlx::Error> {
-    sqlx::query_scalar(
+    sqlx::query_scalar!(
         "update user_tokens set used_at = now()
          where token_hash = $1 and purpose = $2 and used_at is null and expires_at > now()
          returning user_id",
+        token_hash,
+        purpose.as_str(),
     )
-    .bind(token_hash)
-    .bind(purpose.as_str())
     .fetch_optional(executor)
     .await
 }

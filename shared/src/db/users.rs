@@ -23,8 +23,6 @@ pub struct Credentials {
     pub password_hash: String,
 }
 
-const USER_COLUMNS: &str = "id, account_id, email, name, email_verified_at, created_at";
-
 /// Creates an account and its first user. `None` when the e-mail is taken.
 pub async fn create_with_account(
     conn: &mut PgConnection,
@@ -32,19 +30,19 @@ pub async fn create_with_account(
     name: &str,
     password_hash: &str,
 ) -> Result<Option<User>, sqlx::Error> {
-    let account_id: Uuid =
-        sqlx::query_scalar("insert into accounts (name) values ($1) returning id")
-            .bind(name)
+    let account_id =
+        sqlx::query_scalar!("insert into accounts (name) values ($1) returning id", name)
             .fetch_one(&mut *conn)
             .await?;
-    let inserted = sqlx::query_as(&format!(
+    let inserted = sqlx::query_as!(
+        User,
         "insert into users (account_id, email, name, password_hash) values ($1, $2, $3, $4)
-         returning {USER_COLUMNS}"
-    ))
-    .bind(account_id)
-    .bind(email)
-    .bind(name)
-    .bind(password_hash)
+         returning id, account_id, email, name, email_verified_at, created_at",
+        account_id,
+        email,
+        name,
+        password_hash,
+    )
     .fetch_one(&mut *conn)
     .await;
     super::on_unique_violation(inserted, "users_email_key")
@@ -55,10 +53,13 @@ pub async fn credentials_by_email(
     executor: impl PgExecutor<'_>,
     email: &str,
 ) -> Result<Option<Credentials>, sqlx::Error> {
-    sqlx::query_as("select id, account_id, password_hash from users where email = $1")
-        .bind(email)
-        .fetch_optional(executor)
-        .await
+    sqlx::query_as!(
+        Credentials,
+        "select id, account_id, password_hash from users where email = $1",
+        email,
+    )
+    .fetch_optional(executor)
+    .await
 }
 
 /// The user with this e-mail.
@@ -66,20 +67,26 @@ pub async fn by_email(
     executor: impl PgExecutor<'_>,
     email: &str,
 ) -> Result<Option<User>, sqlx::Error> {
-    sqlx::query_as(&format!(
-        "select {USER_COLUMNS} from users where email = $1"
-    ))
-    .bind(email)
+    sqlx::query_as!(
+        User,
+        "select id, account_id, email, name, email_verified_at, created_at
+         from users where email = $1",
+        email,
+    )
     .fetch_optional(executor)
     .await
 }
 
 /// The user with this id.
 pub async fn by_id(executor: impl PgExecutor<'_>, id: Uuid) -> Result<Option<User>, sqlx::Error> {
-    sqlx::query_as(&format!("select {USER_COLUMNS} from users where id = $1"))
-        .bind(id)
-        .fetch_optional(executor)
-        .await
+    sqlx::query_as!(
+        User,
+        "select id, account_id, email, name, email_verified_at, created_at
+         from users where id = $1",
+        id,
+    )
+    .fetch_optional(executor)
+    .await
 }
 
 /// Replaces the password hash.
@@ -88,11 +95,13 @@ pub async fn set_password(
     id: Uuid,
     password_hash: &str,
 ) -> Result<(), sqlx::Error> {
-    sqlx::query("update users set password_hash = $2 where id = $1")
-        .bind(id)
-        .bind(password_hash)
-        .execute(executor)
-        .await?;
+    sqlx::query!(
+        "update users set password_hash = $2 where id = $1",
+        id,
+        password_hash,
+    )
+    .execute(executor)
+    .await?;
     Ok(())
 }
 
@@ -102,11 +111,13 @@ pub async fn set_name(
     id: Uuid,
     name: &str,
 ) -> Result<Option<User>, sqlx::Error> {
-    sqlx::query_as(&format!(
-        "update users set name = $2 where id = $1 returning {USER_COLUMNS}"
-    ))
-    .bind(id)
-    .bind(name)
+    sqlx::query_as!(
+        User,
+        "update users set name = $2 where id = $1
+         returning id, account_id, email, name, email_verified_at, created_at",
+        id,
+        name,
+    )
     .fetch_optional(executor)
     .await
 }
@@ -116,11 +127,12 @@ pub async fn mark_verified(
     executor: impl PgExecutor<'_>,
     id: Uuid,
 ) -> Result<Option<User>, sqlx::Error> {
-    sqlx::query_as(&format!(
+    sqlx::query_as!(
+        User,
         "update users set email_verified_at = coalesce(email_verified_at, now()) where id = $1
-         returning {USER_COLUMNS}"
-    ))
-    .bind(id)
+         returning id, account_id, email, name, email_verified_at, created_at",
+        id,
+    )
     .fetch_optional(executor)
     .await
 }

@@ -183,6 +183,10 @@ pub struct Outgoing<'a> {
     /// Who sends it: the account's own sender ([`Twilio::sender_for`]); `None` sends from
     /// the platform's default sender.
     pub sender: Option<&'a Sender>,
+    /// The message's effect: carried in the status callback URL (`?effect_id=`), so a
+    /// callback finds its message even before the SID is recorded. Twilio signs the whole
+    /// URL, query included, so the id cannot be forged.
+    pub effect_id: uuid::Uuid,
 }
 
 #[derive(Clone)]
@@ -311,7 +315,11 @@ impl Twilio {
             Sender::From(from) => form.push(("From", from)),
             Sender::MessagingService(sid) => form.push(("MessagingServiceSid", sid)),
         }
-        if let Some(callback) = &self.status_callback {
+        let callback = self
+            .status_callback
+            .as_ref()
+            .map(|callback| format!("{callback}?effect_id={}", message.effect_id));
+        if let Some(callback) = &callback {
             form.push(("StatusCallback", callback));
         }
         let response = self

@@ -15,6 +15,7 @@ fn message() -> Outgoing<'static> {
         channel: Channel::Sms,
         body: "Day 1",
         sender: None,
+        effect_id: uuid::Uuid::nil(),
     }
 }
 

@@ -18,6 +18,8 @@ use std::future::Future;
 use std::sync::Arc;
 
 use herald_shared::db::effects::{self, SentOutcome, Started};
+
+use super::retry::retry_write;
 use sqlx::PgPool;
 use tokio::sync::{Mutex, mpsc, oneshot};
 use uuid::Uuid;
@@ -120,22 +122,30 @@ async fn flush_starts(db: PgPool, batch: Vec<(Uuid, Reply<Option<Started>>)>) {
     let mut ids: Vec<Uuid> = batch.iter().map(|(id, _)| *id).collect();
     ids.sort_unstable();
     ids.dedup();
-    match effects::start_sending_many(&db, &ids).await {
-        Ok(rows) => {
-            let mut started: HashMap<Uuid, Started> =
-                rows.into_iter().map(|row| (row.id, row)).collect();
-            for (id, reply) in batch {
-                // The same id twice in one batch (a duplicate delivery): the row moved once,
-                // so only the first request gets it and the other does nothing.
-                let _ = reply.send(Ok(started.remove(&id)));
-            }
-        }
+    let token = Uuid::new_v4();
+    let (rows, unsure) = match effects::start_sending_many(&db, &ids, token).await {
+        Ok(rows) => (rows, false),
         Err(err) => {
-            tracing::warn!(error = %err, rows = batch.len(), "batched start failed; retrying row by row");
-            for (id, reply) in batch {
-                let _ = reply.send(effects::start_sending(&db, id).await);
-            }
+            // The statement may have committed with its answer lost: the rows this batch
+            // moved carry its token and are read back, rather than left in `sending` with
+            // nobody sending them; the others are started one by one.
+            tracing::warn!(error = %err, rows = batch.len(), "batched start failed; reading what it did");
+            let read = retry_write("read a failed batch start", || {
+                effects::started_with(&db, &ids, token)
+            });
+            (read.await.unwrap_or_default(), true)
         }
+    };
+    let mut started: HashMap<Uuid, Started> = rows.into_iter().map(|row| (row.id, row)).collect();
+    for (id, reply) in batch {
+        // The same id twice in one batch (a duplicate delivery): the row moved once, so only
+        // the first request gets it and the other does nothing.
+        let result = match started.remove(&id) {
+            Some(row) => Ok(Some(row)),
+            None if unsure => effects::start_sending(&db, id).await,
+            None => Ok(None),
+        };
+        let _ = reply.send(result);
     }
 }
 
@@ -153,7 +163,9 @@ async fn flush_finishes(db: PgPool, mut batch: Vec<(SentOutcome, Reply<bool>)>) 
         Err(err) => {
             tracing::warn!(error = %err, rows = batch.len(), "batched finish failed; retrying row by row");
             for (outcome, reply) in batch {
-                let _ = reply.send(effects::finish_sent(&db, &outcome).await);
+                let recorded =
+                    retry_write("record a send", || effects::finish_sent(&db, &outcome)).await;
+                let _ = reply.send(recorded);
             }
         }
     }

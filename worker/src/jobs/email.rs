@@ -1,34 +1,73 @@
-//! The `email` kind: one e-mail over SMTP, or recorded in sandbox mode.
+//! The `email` kind: one outbound e-mail over SMTP, or recorded in sandbox mode.
 
-use herald_shared::db::effects::Started;
-use herald_shared::effects::EmailPayload;
+use herald_shared::db::effects::{SentMessage, Started};
+use herald_shared::db::outbound_messages;
+use herald_shared::effects::{EffectKind, EmailPayload, EmailSecret};
 use herald_shared::providers::email::{Delivery, EmailError};
 
 use super::{JobError, Outcome};
 use crate::context::WorkerContext;
 
-/// Sends the e-mail in the row's payload.
+/// Sends the outbound e-mail of the started effect.
 pub async fn send(ctx: &WorkerContext, started: &Started) -> Result<Outcome, JobError> {
-    let mut email: EmailPayload = serde_json::from_value(started.payload.clone())
+    let email = read(ctx, started).await?;
+    let sent = SentMessage {
+        sent_from: None,
+        recipient: Some(email.to.clone()),
+        channel: Some("email"),
+    };
+    let timeout = ctx.jobs.get(EffectKind::Email).timeout;
+    let answer = tokio::time::timeout(timeout, ctx.mailer.send(started.id, &email))
+        .await
+        .map_err(|_| JobError::Unconfirmed {
+            message: format!(
+                "no answer from the SMTP server within the job's timeout ({timeout:?})"
+            ),
+        })?;
+    match answer {
+        Ok(Delivery::Sent { server_reply }) => Ok(Outcome::Sent {
+            provider_id: Some(server_reply),
+            message: Some(sent),
+        }),
+        Ok(Delivery::Sandboxed) => Ok(Outcome::Sandboxed {
+            message: Some(sent),
+        }),
+        Err(EmailError::Permanent(message)) => Err(JobError::Permanent(message)),
+        Err(EmailError::Retryable(message)) => Err(JobError::Retryable {
+            message,
+            retry_after: None,
+        }),
+        // the server may have the message (the failure came after DATA): `unknown`, never
+        // re-sent by itself
+        Err(EmailError::Unconfirmed(message)) => Err(JobError::Unconfirmed { message }),
+    }
+}
+
+/// The e-mail as planned, its sealed secret opened.
+async fn read(ctx: &WorkerContext, started: &Started) -> Result<EmailPayload, JobError> {
+    let secret: EmailSecret = serde_json::from_value(started.payload.clone())
         .map_err(|err| JobError::Permanent(format!("invalid e-mail payload: {err}")))?;
+    let message = outbound_messages::find_to_send(&ctx.db, started.id)
+        .await
+        .map_err(|err| JobError::Retryable {
+            message: format!("read the e-mail: {err}"),
+            retry_after: None,
+        })?
+        .ok_or_else(|| JobError::Permanent("the e-mail's message row is missing".to_owned()))?;
+    let (Some(to), Some(subject)) = (message.recipient, message.subject) else {
+        return Err(JobError::Permanent(
+            "the e-mail has no recipient or subject".to_owned(),
+        ));
+    };
+    let mut email = EmailPayload {
+        to,
+        subject,
+        text: message.body,
+        sealed_secret: secret.sealed_secret,
+    };
     // A secret sealed with another key (secrets.encryption_key changed) cannot be recovered.
     email.text = email
         .text_to_send(&ctx.secrets)
         .map_err(|err| JobError::Permanent(err.to_string()))?;
-    match ctx.mailer.send(started.id, &email).await {
-        Ok(Delivery::Sent { server_reply }) => Ok(Outcome::Sent {
-            provider_id: Some(server_reply),
-            sent_from: None,
-        }),
-        Ok(Delivery::Sandboxed) => Ok(Outcome::Sandboxed { sent_from: None }),
-        Err(EmailError::Permanent(message)) => Err(JobError::Permanent(message)),
-        // Stopgap until the send path records an unconfirmed e-mail `unknown`: retried as
-        // before.
-        Err(EmailError::Retryable(message) | EmailError::Unconfirmed(message)) => {
-            Err(JobError::Retryable {
-                message,
-                retry_after: None,
-            })
-        }
-    }
+    Ok(email)
 }

@@ -13,29 +13,32 @@
 
 pub mod batch;
 pub mod email;
+mod gates;
 pub mod message;
+mod retry;
 
 use std::time::Duration;
 
 use apalis::prelude::{AbortError, BoxDynError, Data};
 use chrono::{DateTime, Utc};
-use herald_shared::db::effects::{self, SentOutcome, Started};
+use herald_shared::db::effects::{self, SentMessage, SentOutcome, Started};
 use herald_shared::effects::{EffectKind, EffectState, EffectTask};
 
 use crate::context::WorkerContext;
 use crate::rate_limit::{self, Slot};
+use retry::retry_write;
 
 /// How one attempt ended, as decided by a kind's handler.
 #[derive(Debug)]
 pub enum Outcome {
-    /// Handed to the provider; its id for the message, if it gives one, and the sender it
-    /// went out from (messages; replies are routed by it).
+    /// Handed to the provider; its id for the message, if it gives one, and how an
+    /// outbound message went out (its sender: replies are routed by it).
     Sent {
         provider_id: Option<String>,
-        sent_from: Option<String>,
+        message: Option<SentMessage>,
     },
     /// Sandbox mode: recorded and logged only (with the sender it would have used).
-    Sandboxed { sent_from: Option<String> },
+    Sandboxed { message: Option<SentMessage> },
     /// Not sent and never will be (the recipient unsubscribed, the delivery was stopped):
     /// the row ends `canceled` with `reason` as its `last_error`.
     Skipped { reason: String },
@@ -59,6 +62,12 @@ pub enum JobError {
     /// Trying again will not help (rejected address, invalid payload).
     #[error("{0}")]
     Permanent(String),
+    /// The request may have reached the provider and its answer was not read (a timeout
+    /// after the request was written, a reset connection, a 5xx, the job's own timeout):
+    /// sending again blindly could send twice. A provider that can be asked (Twilio) is asked
+    /// on the next attempt; one that cannot (SMTP after DATA) leaves the row `unknown`.
+    #[error("{message}")]
+    Unconfirmed { message: String },
     /// The provider refused Herald's own credentials: every message fails alike until they
     /// are fixed, so the attempt does not count and the message waits.
     #[error("{message}")]
@@ -68,7 +77,11 @@ pub enum JobError {
     },
 }
 
-/// The apalis handler for every queue.
+/// The apalis handler for every queue. Its span names the effect and, once the row is read,
+/// the API request that planned it, so every log line of the attempt leads back to that call.
+#[tracing::instrument(name = "effect", skip_all,
+    fields(effect_id = %task.effect_id, kind = tracing::field::Empty,
+           attempt = tracing::field::Empty, request_id = tracing::field::Empty))]
 pub async fn handle_effect(
     task: EffectTask,
     ctx: Data<WorkerContext>,
@@ -83,18 +96,19 @@ pub async fn handle_effect(
         .kind
         .parse()
         .map_err(|_| AbortError::new("unknown kind"))?;
+    let span = tracing::Span::current();
+    span.record("kind", kind.as_str());
+    span.record("attempt", started.attempts);
+    if let Some(request_id) = &started.request_id {
+        span.record("request_id", request_id.as_str());
+    }
     let settings = ctx.jobs.get(kind);
     metrics::histogram!("herald_pickup_latency_seconds", "queue" => settings.queue.clone())
         .record(pickup.as_secs_f64());
 
-    let attempt = run_kind(&ctx, kind, &started);
-    let result = match tokio::time::timeout(settings.timeout, attempt).await {
-        Ok(result) => result,
-        Err(_) => Err(JobError::Retryable {
-            message: format!("timed out after {:?}", settings.timeout),
-            retry_after: None,
-        }),
-    };
+    // each kind bounds its provider call by the kind's timeout (a rate-limit wait before it
+    // does not count); a timeout there is `Unconfirmed`, never a blind retry
+    let result = run_kind(&ctx, kind, &started).await;
     record(&ctx, kind, &started, result).await
 }
 
@@ -149,47 +163,59 @@ async fn record(
         Err(JobError::Retryable { .. }) => "dead",
         Err(JobError::Permanent(_)) => "failed",
         Err(JobError::Outage { .. }) => "outage",
+        Err(JobError::Unconfirmed { .. })
+            if kind == EffectKind::Message && settings.may_retry_after(attempts(started)) =>
+        {
+            "unconfirmed"
+        }
+        Err(JobError::Unconfirmed { .. }) => "unknown",
     };
     metrics::counter!("herald_effects_finished_total", "kind" => kind.as_str(), "outcome" => outcome_label)
         .increment(1);
     match result {
         Ok(Outcome::Sent {
             provider_id,
-            sent_from,
+            message,
         }) => {
             let sent = SentOutcome {
                 id,
                 state: EffectState::Sent,
                 provider_id,
-                sent_from,
+                message,
             };
             ctx.transitions.finish_sent(sent).await?;
             Ok("sent".to_owned())
         }
-        Ok(Outcome::Sandboxed { sent_from }) => {
+        Ok(Outcome::Sandboxed { message }) => {
             let sandboxed = SentOutcome {
                 id,
                 state: EffectState::Sandboxed,
                 provider_id: None,
-                sent_from,
+                message,
             };
             ctx.transitions.finish_sent(sandboxed).await?;
             Ok("sandboxed".to_owned())
         }
         Ok(Outcome::Skipped { reason }) => {
             tracing::info!(effect_id = %id, %reason, "effect canceled");
-            effects::finish_skipped(&ctx.db, id, EffectState::Canceled, &reason).await?;
+            retry_write("record a skip", || {
+                effects::finish_skipped(&ctx.db, id, EffectState::Canceled, &reason)
+            })
+            .await?;
             Ok(format!("canceled: {reason}"))
         }
         Ok(Outcome::Held { reason }) => {
             tracing::info!(effect_id = %id, %reason, "effect held");
             // re-checks the delivery under a lock: a resume or stop may have just committed
-            effects::park_for_delivery(&ctx.db, id, &reason).await?;
+            retry_write("park a message", || {
+                effects::park_for_delivery(&ctx.db, id, &reason)
+            })
+            .await?;
             Ok(format!("held: {reason}"))
         }
         Ok(Outcome::Deferred { until }) => {
             tracing::debug!(effect_id = %id, %until, "effect deferred");
-            effects::defer(&ctx.db, id, until).await?;
+            retry_write("defer", || effects::defer(&ctx.db, id, until)).await?;
             Ok(format!("deferred until {until}"))
         }
         Err(JobError::Retryable {
@@ -199,13 +225,19 @@ async fn record(
             let delay = settings.retry_delay(attempts(started), retry_after);
             let next = Utc::now() + chrono::Duration::from_std(delay).unwrap_or_default();
             tracing::warn!(effect_id = %id, attempt = started.attempts, ?delay, error = %message, "attempt failed; retry scheduled");
-            effects::schedule_retry(&ctx.db, id, &message, next).await?;
+            retry_write("schedule a retry", || {
+                effects::schedule_retry(&ctx.db, id, &message, next)
+            })
+            .await?;
             Ok(format!("retry scheduled in {delay:?}: {message}"))
         }
         Err(JobError::Retryable { message, .. }) => {
             let error = format!("gave up after {} attempts: {message}", started.attempts);
             tracing::error!(effect_id = %id, error = %error, "effect is dead");
-            effects::finish_failed(&ctx.db, id, EffectState::Dead, &error).await?;
+            retry_write("record a dead effect", || {
+                effects::finish_failed(&ctx.db, id, EffectState::Dead, &error)
+            })
+            .await?;
             Err(AbortError::new(error).into())
         }
         Err(JobError::Outage { provider, message }) => {
@@ -214,12 +246,37 @@ async fn record(
             let delay = crate::outage::jittered(retry);
             let next = Utc::now() + chrono::Duration::from_std(delay).unwrap_or_default();
             tracing::warn!(effect_id = %id, %provider, ?delay, error = %message, "provider outage; retry scheduled, attempt not counted");
-            effects::retry_uncounted(&ctx.db, id, &message, next).await?;
+            retry_write("schedule an outage retry", || {
+                effects::retry_uncounted(&ctx.db, id, &message, next)
+            })
+            .await?;
             Ok(format!("provider outage, retry in {delay:?}: {message}"))
+        }
+        Err(JobError::Unconfirmed { message }) if outcome_label == "unconfirmed" => {
+            let delay = settings.retry_delay(attempts(started), None);
+            let next = Utc::now() + chrono::Duration::from_std(delay).unwrap_or_default();
+            tracing::warn!(effect_id = %id, attempt = started.attempts, ?delay, error = %message, "the provider may have the message; it is looked up before any re-send");
+            retry_write("schedule a look-up", || {
+                effects::retry_unconfirmed(&ctx.db, id, &message, next)
+            })
+            .await?;
+            Ok(format!("look-up scheduled in {delay:?}: {message}"))
+        }
+        Err(JobError::Unconfirmed { message }) => {
+            let error = format!("the provider may or may not have it: {message}");
+            tracing::error!(effect_id = %id, error = %error, "effect is unknown");
+            retry_write("record an unknown effect", || {
+                effects::finish_failed(&ctx.db, id, EffectState::Unknown, &error)
+            })
+            .await?;
+            Err(AbortError::new(error).into())
         }
         Err(JobError::Permanent(message)) => {
             tracing::error!(effect_id = %id, error = %message, "effect failed permanently");
-            effects::finish_failed(&ctx.db, id, EffectState::Failed, &message).await?;
+            retry_write("record a failure", || {
+                effects::finish_failed(&ctx.db, id, EffectState::Failed, &message)
+            })
+            .await?;
             Err(AbortError::new(message).into())
         }
     }

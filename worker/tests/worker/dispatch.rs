@@ -145,7 +145,7 @@ async fn an_effect_canceled_before_its_due_time_is_never_sent() {
     .await
     .unwrap()
     .expect("a planned effect can be canceled");
-    assert_eq!(row.state, "canceled");
+    assert_eq!(row.state, herald_shared::effects::EffectState::Canceled);
 
     // The witness, due at the same time, being done shows the dispatcher has run past the
     // due time; watch the canceled one all along, until a second past due.

@@ -17,8 +17,9 @@ use std::time::Duration;
 
 use apalis_redis::Config as RedisQueueConfig;
 use chrono::{DateTime, Utc};
-use herald_shared::db::effects::{self, NewEffect};
-use herald_shared::effects::{EffectKind, EmailPayload, MessagePayload};
+use herald_shared::db::deliveries;
+use herald_shared::db::outbound_messages::{self, Batch, NewMessage};
+use herald_shared::effects::{EffectKind, MessageSource};
 use herald_shared::jobs_config::JobsConfig;
 use herald_shared::testing::TestEnv;
 use herald_worker::WorkerContext;
@@ -448,31 +449,35 @@ impl TestWorker {
         due_at: DateTime<Utc>,
     ) -> Vec<Uuid> {
         let queue = self.jobs.get(EffectKind::Email).queue.clone();
-        let mut tx = self.db().begin().await.unwrap();
-        let mut ids = Vec::with_capacity(count);
-        for i in 0..count {
-            let payload = EmailPayload {
-                to: to(i),
-                subject: format!("test {i}"),
-                text: format!("body of test e-mail {i}"),
-                sealed_secret: None,
-            };
-            let effect = NewEffect {
-                account_id: self.account_id,
-                kind: EffectKind::Email,
-                queue: queue.clone(),
-                idempotency_key: format!("test:{}", Uuid::new_v4()),
-                payload: serde_json::to_value(&payload).unwrap(),
+        let batch = Batch {
+            account_id: self.account_id,
+            source: MessageSource::AuthEmail,
+            kind: EffectKind::Email,
+            queue: &queue,
+            revive_canceled: None,
+        };
+        let messages: Vec<NewMessage> = (0..count)
+            .map(|i| NewMessage {
+                key: format!("test:{}", Uuid::new_v4()),
                 due_at,
-            };
-            ids.push(
-                effects::plan(&mut tx, &effect)
-                    .await
-                    .unwrap()
-                    .expect("a fresh key always plans"),
-            );
-        }
+                payload: serde_json::json!({}),
+                channel: Some("email"),
+                student_id: None,
+                recipient: Some(to(i)),
+                subject: Some(format!("test {i}")),
+                body: format!("body of test e-mail {i}"),
+            })
+            .collect();
+        let mut tx = self.db().begin().await.unwrap();
+        let planned = outbound_messages::plan(&mut tx, &batch, &messages)
+            .await
+            .unwrap();
         tx.commit().await.unwrap();
+        assert_eq!(planned.len(), count, "fresh keys always plan");
+        let mut ids = vec![Uuid::nil(); count];
+        for (id, index) in planned {
+            ids[index] = id;
+        }
         ids
     }
 
@@ -668,10 +673,9 @@ pub struct DeliveryFixture {
     pub delivery_id: Uuid,
 }
 
-/// One planned delivery message and its effect row.
+/// One planned delivery message: its effect (and outbound message) id.
 #[derive(Debug, Clone, Copy)]
 pub struct PlannedMessage {
-    pub message_id: Uuid,
     pub effect_id: Uuid,
 }
 
@@ -723,8 +727,8 @@ impl TestWorker {
         .unwrap()
     }
 
-    /// Plans message `seq` of day 1 to `student`, due at `due_at`: the `message` effect and
-    /// its `delivery_messages` row, in one transaction as the API does.
+    /// Plans message `seq` of day 1 to `student`, due at `due_at`, with the planner the API
+    /// uses (`deliveries::insert_messages`).
     pub async fn plan_message(
         &self,
         delivery: DeliveryFixture,
@@ -733,37 +737,37 @@ impl TestWorker {
         body: &str,
         due_at: DateTime<Utc>,
     ) -> PlannedMessage {
-        let message_id = Uuid::new_v4();
-        let mut tx = self.db().begin().await.unwrap();
-        let effect = NewEffect {
-            account_id: self.account_id,
-            kind: EffectKind::Message,
-            queue: self.jobs.get(EffectKind::Message).queue.clone(),
-            idempotency_key: format!("message:{message_id}"),
-            payload: serde_json::to_value(MessagePayload::Delivery {
-                delivery_message_id: message_id,
-            })
-            .unwrap(),
-            due_at,
+        let queue = self.jobs.get(EffectKind::Message).queue.clone();
+        let message = deliveries::NewMessage {
+            student_id,
+            day: 1,
+            seq,
+            question_id: None,
+            body: body.to_owned(),
+            at: due_at,
         };
-        let effect_id = effects::plan(&mut tx, &effect).await.unwrap().unwrap();
-        sqlx::query(
-            "insert into delivery_messages (id, delivery_id, student_id, day, seq, body, effect_id)
-             values ($1, $2, $3, 1, $4, $5, $6)",
+        let mut tx = self.db().begin().await.unwrap();
+        deliveries::insert_messages(
+            &mut tx,
+            self.account_id,
+            delivery.delivery_id,
+            &queue,
+            std::slice::from_ref(&message),
         )
-        .bind(message_id)
-        .bind(delivery.delivery_id)
-        .bind(student_id)
-        .bind(seq)
-        .bind(body)
-        .bind(effect_id)
-        .execute(&mut *tx)
         .await
         .unwrap();
         tx.commit().await.unwrap();
-        PlannedMessage {
-            message_id,
-            effect_id,
-        }
+        let effect_id: Uuid = sqlx::query_scalar(
+            "select m.effect_id from delivery_messages m
+             join outbound_messages o on o.effect_id = m.effect_id
+             where m.delivery_id = $1 and o.student_id = $2 and m.day = 1 and m.seq = $3",
+        )
+        .bind(delivery.delivery_id)
+        .bind(student_id)
+        .bind(seq)
+        .fetch_one(self.db())
+        .await
+        .unwrap();
+        PlannedMessage { effect_id }
     }
 }

@@ -77,10 +77,10 @@ async fn requests_to(server: &MockServer, to: &str) -> Vec<Request> {
         .collect()
 }
 
-/// `error_code` and `error_message` of a delivery message.
-async fn message_error(test: &TestWorker, message_id: Uuid) -> (Option<i32>, Option<String>) {
-    sqlx::query_as("select error_code, error_message from delivery_messages where id = $1")
-        .bind(message_id)
+/// `error_code` and `error_message` of an outbound message.
+async fn message_error(test: &TestWorker, effect_id: Uuid) -> (Option<i32>, Option<String>) {
+    sqlx::query_as("select error_code, error_message from outbound_messages where effect_id = $1")
+        .bind(effect_id)
         .fetch_one(test.db())
         .await
         .unwrap()
@@ -124,7 +124,11 @@ async fn sms_and_whatsapp_messages_are_sent_once_with_twilios_form_fields_and_ba
             Some("SM00000000000000000000000000000001")
         );
     }
-    let callback = "https://herald.example.com/webhooks/twilio/status";
+    // the callback names the message's effect, so a callback that beats the SID finds it
+    let callback = format!(
+        "https://herald.example.com/webhooks/twilio/status?effect_id={}",
+        sms.effect_id
+    );
     let sent = requests_to(&server, "+14155550101").await;
     assert_eq!(sent.len(), 1);
     assert_eq!(
@@ -133,7 +137,7 @@ async fn sms_and_whatsapp_messages_are_sent_once_with_twilios_form_fields_and_ba
             ("To", "+14155550101"),
             ("Body", "Day 1: hello"),
             ("From", SMS_FROM),
-            ("StatusCallback", callback),
+            ("StatusCallback", callback.as_str()),
         ]
         .map(|(key, value)| (key.to_owned(), value.to_owned()))
     );
@@ -183,7 +187,7 @@ async fn with_a_messaging_service_it_is_the_sender_instead_of_from() {
 
 /// The sender recorded with a sent message (replies are routed by it).
 async fn sent_from(test: &TestWorker, effect_id: Uuid) -> Option<String> {
-    sqlx::query_scalar("select sent_from from effects where id = $1")
+    sqlx::query_scalar("select sent_from from outbound_messages where effect_id = $1")
         .bind(effect_id)
         .fetch_one(test.db())
         .await
@@ -310,7 +314,7 @@ async fn an_invalid_or_opted_out_number_fails_at_once_keeping_twilios_code_and_m
         let error = row.last_error.unwrap();
         assert!(error.contains(&code.to_string()), "{error}");
         assert!(error.contains(text), "{error}");
-        let (error_code, error_message) = message_error(&test, message.message_id).await;
+        let (error_code, error_message) = message_error(&test, message.effect_id).await;
         assert_eq!(error_code, Some(i32::try_from(code).unwrap()));
         assert_eq!(error_message.as_deref(), Some(text));
     }
@@ -649,7 +653,7 @@ async fn refused_credentials_are_an_outage_messages_wait_uncounted_and_go_once_t
         metrics.contains("herald_provider_auth_failures_total{provider=\"twilio\"}"),
         "{metrics}"
     );
-    let (_, message_error) = message_error(&test, message.message_id).await;
+    let (_, message_error) = message_error(&test, message.effect_id).await;
     assert_eq!(message_error, None, "not recorded as the message's refusal");
 
     // the credentials are fixed (say, the new token deployed at Twilio's end): the message

@@ -5,7 +5,7 @@ use chrono::Utc;
 use serde_json::json;
 use uuid::Uuid;
 
-use herald_shared::db::twilio_events::{self, Recorded};
+use herald_shared::db::outbound_messages::{self, ProviderStatus};
 
 use crate::helpers::{PATIENCE, TestWorker, in_millis, wait_until};
 
@@ -133,7 +133,7 @@ async fn finished_tasks_are_trimmed_from_redis_after_the_retention() {
 }
 
 #[tokio::test]
-async fn a_status_callback_that_beats_the_sid_is_kept_and_applied_by_the_sweep() {
+async fn a_status_callback_that_beats_the_sid_finds_its_message_by_effect_id() {
     let test = TestWorker::spawn(&[], |jobs| jobs).await;
     let delivery = test.create_delivery().await;
     let student = test.add_student(delivery, "+14155550123", "sms").await;
@@ -143,45 +143,63 @@ async fn a_status_callback_that_beats_the_sid_is_kept_and_applied_by_the_sweep()
             student,
             0,
             "hello",
-            chrono::Utc::now() + chrono::Duration::days(1),
+            Utc::now() + chrono::Duration::days(1),
         )
         .await;
+    let status = |sid: &'static str, status: &'static str| ProviderStatus {
+        provider_id: sid,
+        status,
+        error_code: None,
+        error_message: None,
+    };
     let mut conn = test.db().acquire().await.unwrap();
-    // Twilio calls back before the worker has recorded the SID
-    for status in ["sent", "delivered"] {
-        let recorded = twilio_events::record_or_keep_status(&mut conn, "SM42", status, None, None)
-            .await
-            .unwrap();
-        assert_eq!(recorded, Recorded::Early);
-    }
-    sqlx::query("update effects set state = 'sent', provider_id = 'SM42' where id = $1")
+    sqlx::query("update effects set state = 'sending' where id = $1")
         .bind(planned.effect_id)
-        .execute(test.db())
+        .execute(&mut *conn)
         .await
         .unwrap();
-    let swept = herald_worker::sweep::sweep_once(test.ctx()).await.unwrap();
-    assert_eq!(swept.early_statuses, 2);
-    let status: Option<String> =
-        sqlx::query_scalar("select provider_status from delivery_messages where id = $1")
-            .bind(planned.message_id)
-            .fetch_one(test.db())
-            .await
-            .unwrap();
+    // Twilio calls back before the worker has recorded the SID: the URL's effect id finds it
+    for report in ["sent", "delivered"] {
+        let recorded = outbound_messages::record_provider_status(
+            &mut conn,
+            planned.effect_id,
+            &status("SM42", report),
+        )
+        .await
+        .unwrap();
+        assert!(recorded, "{report} is recorded at once");
+    }
+    // an older status after a later one changes nothing, nor does one for another SID
+    let stale = outbound_messages::record_provider_status(
+        &mut conn,
+        planned.effect_id,
+        &status("SM42", "sent"),
+    )
+    .await
+    .unwrap();
+    assert!(!stale);
+    let (provider_status, provider_id): (Option<String>, Option<String>) = sqlx::query_as(
+        "select m.provider_status, e.provider_id from outbound_messages m
+         join effects e on e.id = m.effect_id where m.effect_id = $1",
+    )
+    .bind(planned.effect_id)
+    .fetch_one(&mut *conn)
+    .await
+    .unwrap();
+    assert_eq!(provider_status.as_deref(), Some("delivered"));
     assert_eq!(
-        status.as_deref(),
-        Some("delivered"),
-        "applied in order: the later status wins"
+        provider_id.as_deref(),
+        Some("SM42"),
+        "the report names the SID"
     );
-    let left: i64 = sqlx::query_scalar("select count(*) from early_statuses")
-        .fetch_one(test.db())
-        .await
-        .unwrap();
-    assert_eq!(left, 0);
-    // once the SID is known, an older callback is just stale
-    let late = twilio_events::record_or_keep_status(&mut conn, "SM42", "sent", None, None)
-        .await
-        .unwrap();
-    assert_eq!(late, Recorded::Stale);
+    let other = outbound_messages::record_provider_status(
+        &mut conn,
+        planned.effect_id,
+        &status("SM99", "failed"),
+    )
+    .await
+    .unwrap();
+    assert!(!other, "a report about another SID is not this message's");
     drop(conn);
     test.finish().await;
 }
@@ -245,16 +263,15 @@ async fn a_failing_sweep_step_is_reported_and_does_not_skip_the_others() {
     let planned = test
         .plan_message(delivery, student, 0, "hello", later)
         .await;
-    let mut conn = test.db().acquire().await.unwrap();
-    twilio_events::record_or_keep_status(&mut conn, "SM43", "delivered", None, None)
-        .await
-        .unwrap();
-    drop(conn);
-    sqlx::query("update effects set state = 'sent', provider_id = 'SM43' where id = $1")
-        .bind(planned.effect_id)
-        .execute(test.db())
-        .await
-        .unwrap();
+    // a message whose worker died mid-send
+    sqlx::query(
+        "update effects set state = 'sending', sending_at = now() - interval '1 hour'
+         where id = $1",
+    )
+    .bind(planned.effect_id)
+    .execute(test.db())
+    .await
+    .unwrap();
     // the first step (re-dispatching rows lost from Redis) fails in the database
     sqlx::raw_sql(
         "create function refuse_requeue() returns trigger language plpgsql as $$
@@ -275,13 +292,16 @@ async fn a_failing_sweep_step_is_reported_and_does_not_skip_the_others() {
     assert_eq!(test.state(lost).await, "queued");
     // the later steps ran all the same
     assert_eq!(test.state(stuck).await, "unknown");
-    let status: Option<String> =
-        sqlx::query_scalar("select provider_status from delivery_messages where id = $1")
-            .bind(planned.message_id)
+    // a stuck message is retried (the running replica may already be at it), looked up at
+    // Twilio first
+    let (state, unconfirmed): (String, bool) =
+        sqlx::query_as("select state, unconfirmed_since is not null from effects where id = $1")
+            .bind(planned.effect_id)
             .fetch_one(test.db())
             .await
             .unwrap();
-    assert_eq!(status.as_deref(), Some("delivered"));
+    assert_ne!(state, "unknown");
+    assert!(unconfirmed, "the retry asks Twilio before sending again");
 
     sqlx::raw_sql("drop trigger refuse_requeue on effects")
         .execute(test.db())

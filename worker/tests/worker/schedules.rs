@@ -145,9 +145,10 @@ async fn fires(test: &TestWorker, schedule_id: Uuid) -> Vec<FireRow> {
 /// (student, due instant, effect state) of every message, in time order.
 async fn messages(test: &TestWorker, schedule_id: Uuid) -> Vec<(Uuid, DateTime<Utc>, String)> {
     sqlx::query_as(
-        "select m.student_id, e.due_at, e.state from schedule_messages m
+        "select o.student_id, e.due_at, e.state from schedule_messages m
+         join outbound_messages o on o.effect_id = m.effect_id
          join effects e on e.id = m.effect_id where m.schedule_id = $1
-         order by e.due_at, m.student_id",
+         order by e.due_at, o.student_id",
     )
     .bind(schedule_id)
     .fetch_all(test.db())
@@ -552,7 +553,8 @@ async fn two_replicas_send_each_fire_to_each_student_once_on_time_and_skip_who_l
     .await;
 
     let rows: Vec<StartedRow> = sqlx::query_as(
-        "select m.student_id, e.due_at, e.state, e.sending_at from schedule_messages m
+        "select o.student_id, e.due_at, e.state, e.sending_at from schedule_messages m
+         join outbound_messages o on o.effect_id = m.effect_id
          join effects e on e.id = m.effect_id
          where m.schedule_id = $1 and e.due_at <= $2 order by e.due_at",
     )
@@ -652,7 +654,7 @@ async fn a_student_who_moved_zone_is_skipped_by_the_old_zones_fire_and_callbacks
     assert_eq!(state_of(students[0]), "canceled");
     assert_eq!(state_of(students[1]), "sent");
     let reason: Option<String> = sqlx::query_scalar(
-        "select e.last_error from schedule_messages m join effects e on e.id = m.effect_id
+        "select e.last_error from outbound_messages m join effects e on e.id = m.effect_id
          where m.student_id = $1",
     )
     .bind(students[0])
@@ -663,18 +665,25 @@ async fn a_student_who_moved_zone_is_skipped_by_the_old_zones_fire_and_callbacks
 
     // Twilio's status callback lands on the schedule message
     let mut conn = test.db().acquire().await.unwrap();
-    let changed = herald_shared::db::twilio_events::record_status(
-        &mut conn,
-        "SM0000000000000000000000000000000a",
-        "delivered",
-        None,
-        None,
-    )
-    .await
-    .unwrap();
+    let effect_id: Uuid =
+        sqlx::query_scalar("select effect_id from outbound_messages where student_id = $1")
+            .bind(students[1])
+            .fetch_one(&mut *conn)
+            .await
+            .unwrap();
+    let report = herald_shared::db::outbound_messages::ProviderStatus {
+        provider_id: "SM0000000000000000000000000000000a",
+        status: "delivered",
+        error_code: None,
+        error_message: None,
+    };
+    let changed =
+        herald_shared::db::outbound_messages::record_provider_status(&mut conn, effect_id, &report)
+            .await
+            .unwrap();
     assert!(changed);
     let status: Option<String> =
-        sqlx::query_scalar("select provider_status from schedule_messages where student_id = $1")
+        sqlx::query_scalar("select provider_status from outbound_messages where student_id = $1")
             .bind(students[1])
             .fetch_one(&mut *conn)
             .await
@@ -770,7 +779,8 @@ async fn a_text_longer_than_sms_carries_fails_visibly_without_calling_twilio() {
     })
     .await;
     let (last_error, error_message): (Option<String>, Option<String>) = sqlx::query_as(
-        "select e.last_error, m.error_message from schedule_messages m
+        "select e.last_error, o.error_message from schedule_messages m
+         join outbound_messages o on o.effect_id = m.effect_id
          join effects e on e.id = m.effect_id where m.schedule_id = $1",
     )
     .bind(row.id)

@@ -1,9 +1,8 @@
 //! E-mails carrying a sealed secret (a verification or reset token): opened at send time,
 //! removed from the row once sent, and failed for good when the key cannot open them.
 
-use chrono::Utc;
-use herald_shared::db::effects::{self, NewEffect};
-use herald_shared::effects::{EffectKind, EmailPayload, SECRET_PLACEHOLDER};
+use herald_shared::db::outbound_messages;
+use herald_shared::effects::{EffectKind, EmailPayload, MessageSource, SECRET_PLACEHOLDER};
 use herald_shared::secrets::SecretBox;
 use serde_json::Value;
 use uuid::Uuid;
@@ -18,16 +17,13 @@ async fn plan_sealed(test: &TestWorker, to: &str, sealed: String) -> Uuid {
         sealed_secret: Some(sealed),
     };
     let mut conn = test.db().acquire().await.unwrap();
-    effects::plan(
+    outbound_messages::plan_email(
         &mut conn,
-        &NewEffect {
-            account_id: test.account_id,
-            kind: EffectKind::Email,
-            queue: test.jobs.get(EffectKind::Email).queue.clone(),
-            idempotency_key: format!("test:{}", Uuid::new_v4()),
-            payload: serde_json::to_value(&payload).unwrap(),
-            due_at: Utc::now(),
-        },
+        test.account_id,
+        MessageSource::AuthEmail,
+        &test.jobs.get(EffectKind::Email).queue,
+        format!("test:{}", Uuid::new_v4()),
+        &payload,
     )
     .await
     .unwrap()

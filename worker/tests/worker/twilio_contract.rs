@@ -259,6 +259,7 @@ async fn sends_and_look_ups_are_requests_twilios_published_api_description_accep
                 channel,
                 body: "Day 1: ¡hola! & welcome",
                 sender: None,
+                effect_id: uuid::Uuid::new_v4(),
             })
             .await;
         let exchange = last(&seen);
@@ -353,6 +354,7 @@ async fn sends_and_look_ups_are_requests_twilios_published_api_description_accep
             channel: Channel::Sms,
             body: "hi",
             sender: None,
+            effect_id: uuid::Uuid::new_v4(),
         })
         .await;
     assert!(

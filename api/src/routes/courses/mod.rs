@@ -15,7 +15,7 @@ use herald_shared::db::courses::{self as db, CourseRow, CourseSummary};
 use herald_shared::db::deliveries::{self, ActiveFor};
 use serde::{Deserialize, Serialize};
 use sqlx::PgConnection;
-use utoipa::{IntoParams, ToSchema};
+use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
@@ -23,7 +23,7 @@ use uuid::Uuid;
 use self::content::{DayIn, DayOut, MAX_DAYS};
 use crate::error::{ApiError, FieldErrors, Problem};
 use crate::extract::{ApiJson, ApiQuery, AuthUser, path_id};
-use crate::pagination::PageRequest;
+use crate::pagination::{PageQuery, PageRequest};
 use crate::state::AppState;
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -103,16 +103,6 @@ impl From<CourseSummary> for CourseSummaryOut {
 pub struct CoursePage {
     pub items: Vec<CourseSummaryOut>,
     pub next_cursor: Option<String>,
-}
-
-#[derive(Debug, Deserialize, IntoParams)]
-#[serde(deny_unknown_fields)]
-#[into_params(parameter_in = Query)]
-pub struct PageQuery {
-    /// Page size, 1–200 (default 50).
-    pub limit: Option<String>,
-    /// `next_cursor` of the previous page.
-    pub cursor: Option<String>,
 }
 
 fn check_fields(

@@ -1,17 +1,12 @@
-//! Pause, resume and stop. Pause holds every unsent message (`held`); a message already
-//! `sending` is in the provider's hands and goes out. Resume re-plans the held messages: each
-//! student's next unsent day at the next occurrence of their send time, later days one day
-//! apart. Stop cancels every unsent message for good. Wrong transitions answer 409.
+//! Pause, resume and stop (`herald_shared::deliveries::lifecycle` does them). Wrong
+//! transitions answer 409.
 
 use axum::Json;
 use axum::extract::{Path, State};
-use chrono::Utc;
-use chrono_tz::Tz;
 use herald_shared::db::deliveries as db;
-use herald_shared::deliveries::{self, HeldMessage, Recipient, Start};
+use herald_shared::deliveries::lifecycle;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
-use uuid::Uuid;
 
 use super::{DeliveryOut, delivery_out};
 use crate::error::{ApiError, Problem};
@@ -24,8 +19,6 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(resume))
         .routes(routes!(stop))
 }
-
-const UNSENT: [&str; 3] = ["planned", "queued", "retrying"];
 
 /// Holds every unsent message until resumed.
 #[utoipa::path(post, path = "/api/v1/deliveries/{id}/pause", tag = "deliveries", operation_id = "v1.deliveries.pause",
@@ -110,44 +103,9 @@ async fn transition(
         });
     }
     match action {
-        Action::Pause => {
-            db::move_messages(&mut *tx, id, &UNSENT, "held", "delivery paused").await?;
-            db::set_status(&mut *tx, id, "paused").await?;
-        }
-        Action::Resume => {
-            let start = Start {
-                local: row.start_local,
-                zone: row.timezone.as_deref().and_then(|z| z.parse::<Tz>().ok()),
-            };
-            let held: Vec<HeldMessage> = db::held_messages(&mut *tx, id)
-                .await?
-                .into_iter()
-                .filter_map(|held| {
-                    Some(HeldMessage {
-                        effect_id: held.effect_id,
-                        recipient: Recipient {
-                            student_id: held.student_id.unwrap_or_else(Uuid::nil),
-                            zone: held
-                                .timezone
-                                .as_deref()
-                                .and_then(|z| z.parse::<Tz>().ok())
-                                .unwrap_or(Tz::UTC),
-                        },
-                        day: u32::try_from(held.day).ok()?,
-                        seq: u32::try_from(held.seq).ok()?,
-                    })
-                })
-                .collect();
-            let plan = deliveries::replan_held(&start, &held, Utc::now());
-            db::replan(&mut tx, &plan).await?;
-            db::set_status(&mut *tx, id, "scheduled").await?;
-        }
-        Action::Stop => {
-            let mut states = UNSENT.to_vec();
-            states.push("held");
-            db::move_messages(&mut *tx, id, &states, "canceled", "delivery stopped").await?;
-            db::set_status(&mut *tx, id, "stopped").await?;
-        }
+        Action::Pause => lifecycle::pause(&mut tx, id).await?,
+        Action::Resume => lifecycle::resume(&mut tx, &row).await?,
+        Action::Stop => lifecycle::stop(&mut tx, id).await?,
     }
     let row = db::get(&mut *tx, auth.account_id, id)
         .await?

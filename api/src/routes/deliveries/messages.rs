@@ -16,8 +16,8 @@ use uuid::Uuid;
 
 use crate::error::{ApiError, FieldErrors, Problem};
 use crate::extract::{ApiQuery, AuthUser, path_id};
+use crate::pagination::PageQuery;
 use crate::pagination::PageRequest;
-use crate::routes::courses::PageQuery;
 use crate::state::AppState;
 
 pub fn router() -> OpenApiRouter<AppState> {

@@ -27,8 +27,8 @@ use self::plan::DeliveryIn;
 use crate::error::{ApiError, FieldErrors, Problem};
 use crate::extract::{ApiJson, ApiQuery, AuthUser, IdempotencyKey, path_id};
 use crate::idempotency::{self, Claim};
+use crate::pagination::PageQuery;
 use crate::pagination::PageRequest;
-use crate::routes::courses::PageQuery;
 use crate::state::AppState;
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -91,7 +91,11 @@ fn delivery_with(row: DeliveryRow, progress: db::Progress) -> DeliveryOut {
         status,
         next_send_at: progress.next_send_at,
         message_count: progress.counts.iter().map(|(_, count)| count).sum(),
-        progress: progress.counts.into_iter().collect(),
+        progress: progress
+            .counts
+            .into_iter()
+            .map(|(state, count)| (state.to_string(), count))
+            .collect(),
         created_at: row.created_at,
         updated_at: row.updated_at,
     }

@@ -93,7 +93,7 @@ async fn import_students(
                 super::changes::apply(&mut tx, old, new).await?;
             }
         }
-        crate::routes::schedules::refill_group(&state, &mut tx, group_id).await?;
+        crate::planning::refill_schedules(&state, &mut tx, group_id).await?;
     }
     tx.commit().await?;
     Ok(Json(out))

@@ -20,7 +20,6 @@ use super::fields::{self, StudentIn, StudentOut, StudentUpdate};
 use crate::error::{ApiError, FieldErrors, Problem};
 use crate::extract::{ApiJson, ApiQuery, AuthUser, parse_json, path_id};
 use crate::pagination::PageRequest;
-use crate::routes::schedules;
 use crate::state::AppState;
 
 /// Most students one request may add (a CSV import takes more).
@@ -138,7 +137,7 @@ async fn add_one(
     let row = on_unique_violation(inserted, UNIQUE_PHONE)?
         .and_then(|rows| rows.into_iter().next())
         .ok_or_else(|| student_exists(&student.phone))?;
-    schedules::refill_group(state, &mut tx, group_id).await?;
+    crate::planning::refill_schedules(state, &mut tx, group_id).await?;
     tx.commit().await?;
     Ok(row.into())
 }
@@ -174,7 +173,7 @@ async fn add_many(
     }
     errors.finish()?;
     let rows = db::insert_students(&mut tx, group_id, &students).await?;
-    schedules::refill_group(state, &mut tx, group_id).await?;
+    crate::planning::refill_schedules(state, &mut tx, group_id).await?;
     tx.commit().await?;
     Ok(rows.into_iter().map(Into::into).collect())
 }
@@ -304,7 +303,7 @@ async fn update_student(
         .ok_or_else(|| student_exists(&student.phone))?;
     changes::apply(&mut tx, &before, &row).await?;
     if (!before.subscribed && row.subscribed) || before.timezone != row.timezone {
-        schedules::refill_group(&state, &mut tx, row.group_id).await?;
+        crate::planning::refill_schedules(&state, &mut tx, row.group_id).await?;
     }
     tx.commit().await?;
     Ok(Json(row.into()))

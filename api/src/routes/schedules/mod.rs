@@ -16,8 +16,7 @@ use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use herald_shared::cron::{Kind, Schedule};
 use herald_shared::db::schedules::{self as db, ScheduleRow};
-use herald_shared::effects::EffectKind;
-use herald_shared::schedules::{PlanError, PlanSettings, RECIPIENT_ZONE};
+use herald_shared::schedules::RECIPIENT_ZONE;
 use herald_shared::time_rules::parse_zone;
 use serde::Serialize;
 use sqlx::PgConnection;
@@ -30,8 +29,8 @@ use self::input::{ScheduleIn, ScheduleUpdate};
 use crate::error::{ApiError, FieldErrors, Problem};
 use crate::extract::{ApiJson, ApiQuery, AuthUser, IdempotencyKey, path_id};
 use crate::idempotency::{self, Claim};
+use crate::pagination::PageQuery;
 use crate::pagination::PageRequest;
-use crate::routes::courses::PageQuery;
 use crate::state::AppState;
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -138,44 +137,10 @@ pub async fn plan_now(
     row: &ScheduleRow,
     now: DateTime<Utc>,
 ) -> Result<(), ApiError> {
-    let settings = PlanSettings::new(
-        &state.config.schedules,
-        &state.jobs.get(EffectKind::Message).queue,
-    );
+    let settings = crate::planning::schedule_settings(state);
     herald_shared::schedules::plan(conn, row, now, &settings)
         .await
-        .map_err(|err| match err {
-            PlanError::Database(err) => ApiError::from(err),
-            PlanError::Invalid { .. } => ApiError::Internal(err.into()),
-        })?;
-    Ok(())
-}
-
-/// Gives the group's students as they are now the messages of its active schedules' already
-/// planned future fires, in the caller's transaction: called after students are added,
-/// re-subscribed or moved to another zone, so they do not wait for the next plan.
-pub async fn refill_group(
-    state: &AppState,
-    conn: &mut PgConnection,
-    group_id: Uuid,
-) -> Result<(), ApiError> {
-    let schedules = db::lock_active_for_group(&mut *conn, group_id).await?;
-    if schedules.is_empty() {
-        return Ok(());
-    }
-    let settings = PlanSettings::new(
-        &state.config.schedules,
-        &state.jobs.get(EffectKind::Message).queue,
-    );
-    let now = herald_shared::db::now(&mut *conn).await?;
-    for schedule in &schedules {
-        herald_shared::schedules::refill(conn, schedule, now, &settings)
-            .await
-            .map_err(|err| match err {
-                PlanError::Database(err) => ApiError::from(err),
-                PlanError::Invalid { .. } => ApiError::Internal(err.into()),
-            })?;
-    }
+        .map_err(crate::planning::plan_error)?;
     Ok(())
 }
 

@@ -10,6 +10,7 @@ use axum::extract::rejection::BytesRejection;
 use axum::extract::{OriginalUri, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use herald_shared::db::outbound_messages::{self, ProviderStatus};
 use herald_shared::db::twilio_events;
 use herald_shared::replies;
 use secrecy::ExposeSecret;
@@ -28,13 +29,17 @@ pub fn router() -> OpenApiRouter<AppState> {
 }
 
 /// Records a message's delivery status (`sent`, `delivered`, `undelivered`, `failed`, …) with
-/// Twilio's error code. A callback older than what is recorded changes nothing; one that
-/// arrives before the worker has recorded the message's SID is kept and applied shortly after.
+/// Twilio's error code. The message is named by the `effect_id` in the callback URL Herald
+/// gave Twilio (signed with the rest of the URL), so a callback that arrives before the worker
+/// has recorded the SID still finds it; a callback without one (a message sent before ids were
+/// carried) is matched by its SID. A callback older than what is recorded changes nothing.
 #[utoipa::path(post, path = "/webhooks/twilio/status", tag = "webhooks", operation_id = "webhooks.twilio.status",
     request_body(content = String, content_type = "application/x-www-form-urlencoded",
         description = "Twilio's status callback parameters (MessageSid, MessageStatus, ErrorCode, …)"),
-    params(("X-Twilio-Signature" = String, Header)),
-    responses((status = 204), (status = 403, description = "missing or bad signature")))]
+    params(("X-Twilio-Signature" = String, Header),
+        ("effect_id" = Option<uuid::Uuid>, Query, description = "the message's effect, as Herald wrote it in the callback URL")),
+    responses((status = 204), (status = 403, description = "missing or bad signature"),
+        (status = 422, description = "a required parameter is missing or malformed", content_type = "application/problem+json", body = Problem)))]
 async fn status_callback(
     State(state): State<AppState>,
     OriginalUri(uri): OriginalUri,
@@ -55,11 +60,35 @@ async fn status_callback(
             "MessageSid and MessageStatus are required",
         ));
     };
-    let error_code = param(&params, "ErrorCode").and_then(|code| code.parse::<i32>().ok());
-    let error_message = param(&params, "ErrorMessage");
+    let report = ProviderStatus {
+        provider_id: sid,
+        status,
+        error_code: param(&params, "ErrorCode").and_then(|code| code.parse::<i32>().ok()),
+        error_message: param(&params, "ErrorMessage"),
+    };
     let mut conn = state.db.acquire().await?;
-    twilio_events::record_or_keep_status(&mut conn, sid, status, error_code, error_message).await?;
+    let effect_id = match callback_effect_id(&uri)? {
+        Some(id) => Some(id),
+        None => outbound_messages::effect_of_provider_id(&mut *conn, sid).await?,
+    };
+    if let Some(effect_id) = effect_id {
+        outbound_messages::record_provider_status(&mut conn, effect_id, &report).await?;
+    }
     Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// The `effect_id` of the callback URL, if it has one.
+fn callback_effect_id(uri: &axum::http::Uri) -> Result<Option<uuid::Uuid>, ApiError> {
+    let query = uri.query().unwrap_or_default();
+    let Some((_, value)) =
+        url::form_urlencoded::parse(query.as_bytes()).find(|(name, _)| name == "effect_id")
+    else {
+        return Ok(None);
+    };
+    value
+        .parse()
+        .map(Some)
+        .map_err(|_| ApiError::field("effect_id", "must be a UUID"))
 }
 
 /// A message from a student, routed to the account that owns the sender it was sent to (see
