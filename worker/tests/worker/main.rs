@@ -22,3 +22,5 @@ mod schedules;
 mod sealed_secrets;
 mod supervision;
 mod twilio_contract;
+mod twilio_faults;
+mod twilio_standin;
