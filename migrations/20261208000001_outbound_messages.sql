@@ -32,6 +32,9 @@ create table outbound_messages (
     updated_at timestamptz not null default now()
 );
 create index outbound_messages_student on outbound_messages (student_id);
+-- a look-up at Twilio skips SIDs already recorded as other messages to the same recipient
+create index outbound_messages_recipient on outbound_messages (recipient, created_at)
+    where recipient is not null;
 create index outbound_messages_account on outbound_messages (account_id, created_at desc);
 create trigger outbound_messages_updated_at before update on outbound_messages
     for each row execute function set_updated_at();
@@ -92,8 +95,14 @@ alter table effects drop column sent_from;
 -- An attempt whose request may have reached the provider without its answer being read (a
 -- timeout, a reset connection, a 5xx, or a worker that died mid-send) is not re-sent blindly:
 -- the next attempt first asks the provider for a message created since this instant (the
--- first such attempt's start), and re-sends only when there is none.
+-- first such attempt's start, up to `unconfirmed_until`, the last one's end), and re-sends
+-- only when there is none.
 alter table effects add column unconfirmed_since timestamptz;
+alter table effects add column unconfirmed_until timestamptz;
+-- Messages already at risk: retries of attempts that timed out or got a 5xx (they were
+-- retried blindly before), and those left `unknown`, are looked up before any re-send.
+update effects set unconfirmed_since = sending_at, unconfirmed_until = updated_at
+where kind = 'message' and state in ('retrying', 'unknown') and sending_at is not null;
 
 -- Which batched start moved the row to `sending`: when a batch's commit answer is lost, the
 -- worker reads which rows it did move instead of assuming none.
@@ -104,5 +113,20 @@ alter table effects add column start_token uuid;
 alter table effects add column request_id text;
 
 -- Status callbacks now name their message by the effect id in the callback URL, so one can
--- no longer arrive before the message is known.
+-- no longer arrive before the message is known. Callbacks still kept for a SID recorded
+-- since are applied first (the most advanced status of each).
+update outbound_messages m
+set provider_status = kept.status,
+    error_code = coalesce(kept.error_code, m.error_code),
+    error_message = coalesce(kept.error_message, m.error_message)
+from (
+    select distinct on (es.sid) es.sid, es.status, es.error_code, es.error_message
+    from early_statuses es
+    order by es.sid, case es.status
+        when 'sending' then 2 when 'sent' then 3
+        when 'delivered' then 4 when 'undelivered' then 4 when 'failed' then 4
+        when 'read' then 4 when 'canceled' then 4 else 1 end desc
+) kept
+join effects e on e.provider_id = kept.sid
+where m.effect_id = e.id;
 drop table early_statuses;

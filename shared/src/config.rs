@@ -110,6 +110,8 @@ pub struct WorkerConfig {
     pub poll_interval_ms: u64,
     pub dispatch_batch: u32,
     pub requeue_after_secs: u64,
+    /// How often the dispatcher checks that Redis still holds its data (the epoch key).
+    pub redis_epoch_check_ms: u64,
     pub stuck_sending_grace_secs: u64,
     pub sweep_interval_secs: u64,
     pub redis_task_retention_secs: u64,
@@ -493,6 +495,10 @@ impl Config {
             ("auth.session_max_age_secs", self.auth.session_max_age_secs),
             ("worker.poll_interval_ms", self.worker.poll_interval_ms),
             ("worker.requeue_after_secs", self.worker.requeue_after_secs),
+            (
+                "worker.redis_epoch_check_ms",
+                self.worker.redis_epoch_check_ms,
+            ),
             (
                 "worker.sweep_interval_secs",
                 self.worker.sweep_interval_secs,

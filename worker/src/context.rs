@@ -15,6 +15,8 @@ use sqlx::PgPool;
 use crate::jobs::batch::Transitions;
 use crate::loops::Loops;
 use crate::outage::Outages;
+use crate::queue::Wakes;
+use crate::redis_epoch::Epoch;
 
 /// Shared by the dispatcher, the handlers, the sweep and the health server.
 #[derive(Clone)]
@@ -36,6 +38,10 @@ pub struct WorkerContext {
     pub transitions: Transitions,
     /// This replica's name in worker names and logs.
     pub replica: String,
+    /// What the dispatcher knows of the Redis epoch (noticing Redis losing its data).
+    pub epoch: Epoch,
+    /// The dispatcher's wake-ups for the local queue workers.
+    pub wakes: Wakes,
 }
 
 impl WorkerContext {

@@ -13,7 +13,11 @@
 //! row whose claim is not yet committed still reads `planned`, so the handler would skip it
 //! and the row would sit `queued` with no task until the sweep. If the push fails after the
 //! commit, the rows do sit `queued` without a task, and the sweep dispatches them again
-//! after `worker.requeue_after_secs` — the same path as a flushed Redis.
+//! after `worker.requeue_after_secs`.
+//!
+//! Redis losing its data is noticed through an epoch key (`crate::redis_epoch`), checked at
+//! most every `worker.redis_epoch_check_ms` before a round: the rows it held are dispatched
+//! again at once. While rows are in flight the dispatcher wakes at least that often to look.
 
 use std::time::Duration;
 
@@ -48,6 +52,8 @@ pub struct Round {
     pub more: bool,
     /// The window is full (or another replica holds the queue): check again soon.
     pub blocked: bool,
+    /// Rows of the queue are in Redis (`queued`): a loss of Redis data would hold them.
+    pub in_flight: bool,
 }
 
 /// Dispatches until `shutdown` turns true. A round that fails for any queue (after every
@@ -58,12 +64,17 @@ pub async fn run(ctx: WorkerContext, mut shutdown: watch::Receiver<bool>) -> any
     loop {
         let mut more = false;
         let mut blocked = false;
+        let mut in_flight = false;
         let mut failed = None;
+        if let Err(err) = ctx.epoch.check_if_due(&ctx).await {
+            failed = Some(err);
+        }
         for settings in &queues {
             match dispatch_round(&ctx, settings).await {
                 Ok(round) => {
                     more |= round.more;
                     blocked |= round.blocked;
+                    in_flight |= round.in_flight;
                 }
                 Err(err) => {
                     failed.get_or_insert(err.context(format!("dispatch queue {}", settings.queue)));
@@ -81,11 +92,14 @@ pub async fn run(ctx: WorkerContext, mut shutdown: watch::Receiver<bool>) -> any
             tokio::task::yield_now().await;
             continue;
         }
-        let wait = if blocked {
+        let mut wait = if blocked {
             WINDOW_FULL_RECHECK
         } else {
             until_next_due(&ctx, &queues).await
         };
+        if in_flight {
+            wait = wait.min(ctx.epoch.interval());
+        }
         tokio::select! {
             _ = tokio::time::sleep(wait) => {}
             _ = crate::context::stopped(&mut shutdown) => return Ok(()),
@@ -195,13 +209,17 @@ pub async fn dispatch_round(ctx: &WorkerContext, settings: &JobSettings) -> anyh
     if room <= 0 {
         return Ok(Round {
             blocked: true,
+            in_flight: true,
             ..Round::default()
         });
     }
     let limit = room.min(i64::from(ctx.config.worker.dispatch_batch));
     let claimed = effects::claim_due(&mut tx, &settings.queue, limit).await?;
     if claimed.is_empty() {
-        return Ok(Round::default());
+        return Ok(Round {
+            in_flight: waiting > 0,
+            ..Round::default()
+        });
     }
     let tasks: Vec<_> = claimed
         .iter()
@@ -223,6 +241,7 @@ pub async fn dispatch_round(ctx: &WorkerContext, settings: &JobSettings) -> anyh
             claimed.len()
         )
     })?;
+    ctx.wakes.wake(&settings.queue);
     let pushed = claimed.len();
     metrics::counter!("herald_effects_dispatched_total", "queue" => settings.queue.clone())
         .increment(pushed as u64);
@@ -230,5 +249,6 @@ pub async fn dispatch_round(ctx: &WorkerContext, settings: &JobSettings) -> anyh
         pushed,
         more: i64::try_from(pushed).unwrap_or(i64::MAX) == limit,
         blocked: false,
+        in_flight: true,
     })
 }

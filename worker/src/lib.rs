@@ -15,6 +15,7 @@ pub mod loops;
 pub mod outage;
 pub mod queue;
 pub mod rate_limit;
+pub mod redis_epoch;
 pub mod schedule_planner;
 pub mod sweep;
 
@@ -62,6 +63,8 @@ pub async fn build_context(config: Config, jobs: JobsConfig) -> anyhow::Result<W
     };
     let secrets = SecretBox::from_config(&config);
     Ok(WorkerContext {
+        epoch: redis_epoch::Epoch::new(&config),
+        wakes: queue::Wakes::default(),
         transitions: jobs::batch::Transitions::spawn(db.clone()),
         db,
         redis,

@@ -1,17 +1,22 @@
 //! One supervised apalis worker per queue, with the counter-measures apalis-redis 1.0 needs:
 //! a unique name per run (`{queue}-{replica}-{ulid}-r{run}`, since a reused name is refused
 //! for minutes), a short-heartbeat config with idempotency keys enabled, a poll strategy that
-//! really wakes the worker, and a restart with backoff after any Redis error (the worker
-//! otherwise ends for good).
+//! really wakes the worker (at once when this replica's dispatcher pushes, slowly otherwise,
+//! so an idle replica costs Redis little), and a restart with backoff after any Redis error
+//! (the worker otherwise ends for good).
 
+use std::collections::HashMap;
 use std::future::Future;
-use std::task::{Context, Poll};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use apalis::prelude::*;
 use apalis_core::backend::ext::poll_strategy::{PollSnapshot, PollStrategy};
 use apalis_redis::{Config as RedisQueueConfig, RedisStorage};
 use futures::future::BoxFuture;
+use futures::task::AtomicWaker;
 use herald_shared::effects::EffectTask;
 use herald_shared::jobs_config::JobSettings;
 use tokio::sync::watch;
@@ -36,29 +41,93 @@ pub fn queue_config(ctx: &WorkerContext, settings: &JobSettings) -> RedisQueueCo
         )))
 }
 
-/// Wakes an idle worker every interval. apalis's own `PollWith` timers never register a
-/// waker, so an idle worker would otherwise only wake on its heartbeat.
-struct Every(tokio::time::Interval);
+/// Wake-ups for this process's queue workers: the dispatcher calls [`Wakes::wake`] after
+/// pushing to a queue, so the local worker fetches at once instead of on its next slow poll.
+/// Tasks pushed by other replicas are still found by the slow poll (`worker.poll_interval_ms`).
+#[derive(Clone, Default)]
+pub struct Wakes(Arc<Mutex<HashMap<String, Arc<Wake>>>>);
 
-impl Every {
-    fn new(period: Duration) -> Self {
-        let mut interval = tokio::time::interval(period);
-        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        Self(interval)
+/// One queue's wake-up: a push counter and the waker of the worker's fetch loop.
+#[derive(Default)]
+pub struct Wake {
+    pushes: AtomicU64,
+    waker: AtomicWaker,
+}
+
+impl Wakes {
+    /// The wake-up of `queue` (the same one for every run of its worker).
+    pub fn of(&self, queue: &str) -> Arc<Wake> {
+        let mut wakes = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        Arc::clone(wakes.entry(queue.to_owned()).or_default())
+    }
+
+    /// Tells `queue`'s local worker that tasks were pushed (after the push completed).
+    pub fn wake(&self, queue: &str) {
+        let wake = self.of(queue);
+        wake.pushes.fetch_add(1, Ordering::AcqRel);
+        wake.waker.wake();
     }
 }
 
-impl PollStrategy for Every {
+/// When an idle worker fetches again: at once after a local push, else every `period`.
+/// (apalis's own `PollWith` timers never register a waker, so an idle worker would otherwise
+/// only wake on its heartbeat.) A busy worker fetches again as soon as it has room, whatever
+/// the strategy says.
+///
+/// A push can complete while a fetch that ran in Redis just before it is still being read
+/// back. That fetch finds nothing, and the wake-up landed while it was in flight: so after a
+/// poll that saw a new push and ended idle, the strategy wakes the worker once more, and the
+/// next fetch starts after the push. (The dispatcher and the worker share one multiplexed
+/// connection, whose replies come in order, so the stale fetch has always completed by then;
+/// with any other ordering the task would still be found by the slow poll.)
+struct WakeOrEvery {
+    interval: tokio::time::Interval,
+    wake: Arc<Wake>,
+    seen: u64,
+    rewake: Option<Waker>,
+}
+
+impl WakeOrEvery {
+    fn new(period: Duration, wake: Arc<Wake>) -> Self {
+        let mut interval = tokio::time::interval(period);
+        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let seen = wake.pushes.load(Ordering::Acquire);
+        Self {
+            interval,
+            wake,
+            seen,
+            rewake: None,
+        }
+    }
+}
+
+impl PollStrategy for WakeOrEvery {
     fn poll_drive(&mut self, cx: &mut Context<'_>, _: &PollSnapshot) -> Poll<Option<()>> {
+        // register before reading the counter, so a push in between still wakes us
+        self.wake.waker.register(cx.waker());
+        let pushes = self.wake.pushes.load(Ordering::Acquire);
         let mut fired = false;
-        // drain until Pending, so a waker is always registered
-        while self.0.poll_tick(cx).is_ready() {
+        if pushes != self.seen {
+            self.seen = pushes;
+            self.rewake = Some(cx.waker().clone());
+            fired = true;
+        }
+        // drain until Pending, so the timer's waker is always registered
+        while self.interval.poll_tick(cx).is_ready() {
             fired = true;
         }
         if fired {
             Poll::Ready(Some(()))
         } else {
             Poll::Pending
+        }
+    }
+
+    fn on_poll(&mut self, snapshot: &PollSnapshot) {
+        if let Some(waker) = self.rewake.take()
+            && snapshot.consecutive_ready == 0
+        {
+            waker.wake();
         }
     }
 }
@@ -122,9 +191,10 @@ fn start_worker(
 ) -> BoxFuture<'static, Result<(), WorkerError>> {
     let storage = RedisStorage::<EffectTask>::new(ctx.redis.clone())
         .with_config(queue_config(ctx, settings))
-        .poll_with_strategy(Every::new(Duration::from_millis(
-            ctx.config.worker.poll_interval_ms,
-        )));
+        .poll_with_strategy(WakeOrEvery::new(
+            Duration::from_millis(ctx.config.worker.poll_interval_ms),
+            ctx.wakes.of(&settings.queue),
+        ));
     let worker = WorkerBuilder::new(name)
         .backend(storage)
         .catch_panic()

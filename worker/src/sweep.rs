@@ -67,10 +67,12 @@ pub async fn sweep_once(ctx: &WorkerContext) -> anyhow::Result<Swept> {
     let requeued = effects::requeue_stale(&ctx.db, worker.requeue_after_secs as f64).await;
     step("requeue", requeued.map_err(Into::into), &mut swept.requeued);
     for settings in ctx.jobs.all() {
-        // a message may wait for its sender's rate slot (less than the timeout) before the
-        // Twilio call (the timeout): twice the timeout covers both
+        // A live message handler may take up to: the kind's own rate-limit wait (half the
+        // timeout), a look-up (the timeout), its sender's slot (less than the timeout) and
+        // the Twilio call (the timeout). Four timeouts cover them all, so a row still being
+        // worked on is never taken for a stuck one (which could send it twice).
         let (stuck, busy_for, total) = match settings.kind {
-            EffectKind::Message => (Stuck::LookUp, settings.timeout * 2, &mut swept.looked_up),
+            EffectKind::Message => (Stuck::LookUp, settings.timeout * 4, &mut swept.looked_up),
             EffectKind::Email => (Stuck::Unknown, settings.timeout, &mut swept.unknown),
         };
         let stuck_after = busy_for.as_secs_f64() + worker.stuck_sending_grace_secs as f64;

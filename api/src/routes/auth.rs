@@ -387,12 +387,17 @@ async fn forgot_password(
             detail: "too many password-reset requests are in progress; try again shortly",
             retry_after_secs: 1,
         })?;
-    tokio::spawn(async move {
-        if let Err(err) = mail_reset_link(&state, email.as_str()).await {
-            tracing::error!(error = %err, "password-reset request failed");
-        }
-        drop(permit);
-    });
+    // the spawned task keeps the request's id (task-locals do not follow a spawn)
+    let request_id = herald_shared::telemetry::request_id().unwrap_or_default();
+    tokio::spawn(herald_shared::telemetry::with_request_id(
+        request_id,
+        async move {
+            if let Err(err) = mail_reset_link(&state, email.as_str()).await {
+                tracing::error!(error = %err, "password-reset request failed");
+            }
+            drop(permit);
+        },
+    ));
     Ok(StatusCode::ACCEPTED)
 }
 

@@ -68,27 +68,108 @@ pub struct Claimed {
     pub dispatches: i32,
 }
 
-/// Claims up to `limit` due rows of `queue`, oldest due first, and marks them `queued`.
+/// Most accounts with pending rows one [`claim_due`] looks at for its fair share.
+const FAIR_ACCOUNTS: i64 = 256;
+
+/// Claims up to `limit` due rows of `queue` and marks them `queued`, serving accounts in
+/// turn: one account's backlog never holds another's due rows (DESIGN.md, "Fair share").
 /// `skip locked` lets other replicas claim other rows meanwhile.
+///
+/// Two statements in the caller's transaction:
+/// 1. **Fair share.** Accounts with pending rows in the queue are found by a skip scan over
+///    `effects_due_by_account` (one index descent per account, whatever its backlog), from a
+///    random account id and wrapping round, at most [`FAIR_ACCOUNTS`]; of those with rows due
+///    now, each offers its oldest `ceil(limit / accounts)` due rows, and rows are taken round
+///    by round (`row_number() over (partition by account_id …)`): every account's oldest row,
+///    then every account's second, and so on. With more accounts than the cap, each call
+///    serves a different random slice of them.
+/// 2. **Top-up.** Room the fair share left (accounts with fewer due rows than their share)
+///    goes to the oldest due rows of the queue, so one account alone still fills a batch.
+///
+/// Rows read stay bounded by `limit` plus the accounts looked at.
 pub async fn claim_due(
     conn: &mut PgConnection,
     queue: &str,
     limit: i64,
 ) -> Result<Vec<Claimed>, sqlx::Error> {
-    sqlx::query_as(
-        "update effects set state = 'queued', queued_at = now(), dispatches = dispatches + 1
-         where id in (
-             select id from effects
-             where queue = $1 and state in ('planned', 'retrying') and next_attempt_at <= now()
-             order by next_attempt_at
-             limit $2
-             for update skip locked)
+    let mut claimed: Vec<Claimed> = sqlx::query_as(
+        "with recursive
+         from_start (account_id, n) as (
+             (select account_id, 1 from effects
+              where queue = $1 and state in ('planned', 'retrying') and account_id >= $3
+              order by account_id limit 1)
+             union all
+             select (select e.account_id from effects e
+                     where e.queue = $1 and e.state in ('planned', 'retrying')
+                       and e.account_id > a.account_id
+                     order by e.account_id limit 1), a.n + 1
+             from from_start a where a.account_id is not null and a.n < $4),
+         wrapped (account_id, n) as (
+             (select account_id, 1 from effects
+              where queue = $1 and state in ('planned', 'retrying') and account_id < $3
+              order by account_id limit 1)
+             union all
+             select (select e.account_id from effects e
+                     where e.queue = $1 and e.state in ('planned', 'retrying')
+                       and e.account_id > a.account_id and e.account_id < $3
+                     order by e.account_id limit 1), a.n + 1
+             from wrapped a where a.account_id is not null and a.n < $4),
+         accounts as (
+             select account_id from (
+                 select account_id, n from from_start where account_id is not null
+                 union all
+                 select account_id, n + $4 from wrapped where account_id is not null) found
+             where exists (
+                 select from effects e
+                 where e.queue = $1 and e.account_id = found.account_id
+                   and e.state in ('planned', 'retrying') and e.next_attempt_at <= now())
+             order by n limit $4),
+         due as (
+             select d.id, d.account_id, d.next_attempt_at from accounts a
+             cross join lateral (
+                 select id, account_id, next_attempt_at from effects
+                 where queue = $1 and account_id = a.account_id
+                   and state in ('planned', 'retrying') and next_attempt_at <= now()
+                 order by next_attempt_at
+                 limit (select ceil($2::numeric / greatest(count(*), 1))::bigint from accounts)
+                 for update skip locked) d),
+         picked as (
+             select id from (
+                 select id, next_attempt_at,
+                        row_number() over (partition by account_id
+                                           order by next_attempt_at, id) as turn
+                 from due) ranked
+             order by turn, next_attempt_at
+             limit $2)
+         update effects set state = 'queued', queued_at = now(), dispatches = dispatches + 1
+         where id in (select id from picked)
          returning id, dispatches",
     )
     .bind(queue)
     .bind(limit)
-    .fetch_all(conn)
-    .await
+    .bind(Uuid::new_v4())
+    .bind(FAIR_ACCOUNTS)
+    .fetch_all(&mut *conn)
+    .await?;
+    let room = limit - i64::try_from(claimed.len()).unwrap_or(i64::MAX);
+    if room > 0 {
+        let topped_up: Vec<Claimed> = sqlx::query_as(
+            "update effects set state = 'queued', queued_at = now(), dispatches = dispatches + 1
+             where id in (
+                 select id from effects
+                 where queue = $1 and state in ('planned', 'retrying') and next_attempt_at <= now()
+                 order by next_attempt_at
+                 limit $2
+                 for update skip locked)
+             returning id, dispatches",
+        )
+        .bind(queue)
+        .bind(room)
+        .fetch_all(&mut *conn)
+        .await?;
+        claimed.extend(topped_up);
+    }
+    Ok(claimed)
 }
 
 /// The earliest time a planned row of `queue` becomes due, if any.
@@ -118,6 +199,11 @@ pub struct Started {
     /// When an earlier attempt that may have reached the provider began (its answer was not
     /// read): the provider is asked for the message before it is sent again.
     pub unconfirmed_since: Option<DateTime<Utc>>,
+    /// When the last such attempt ended.
+    pub unconfirmed_until: Option<DateTime<Utc>>,
+    /// The provider's id, when a status callback named it while an earlier attempt's answer
+    /// was lost: the provider has the message.
+    pub provider_id: Option<String>,
     /// The API request that planned it, for the attempt's logs.
     pub request_id: Option<String>,
 }
@@ -132,7 +218,7 @@ pub async fn start_sending(
         "update effects set state = 'sending', sending_at = now(), attempts = attempts + 1
          where id = $1 and state = 'queued'
          returning id, account_id, kind, payload, attempts, next_attempt_at as due,
-                   unconfirmed_since, request_id",
+                   unconfirmed_since, unconfirmed_until, provider_id, request_id",
     )
     .bind(id)
     .fetch_optional(executor)
@@ -142,35 +228,24 @@ pub async fn start_sending(
 /// [`start_sending`] for many rows in one statement (one commit): each row of `ids` that is
 /// `queued` moves to `sending`, marked with `token`, and is returned; the others are left
 /// alone and missing from the result. An id listed twice is updated (and returned) once.
+///
+/// Running it again with the same token is safe and answers the same: rows this batch already
+/// moved are returned as they are (not counted twice). So a batch whose answer was lost (the
+/// connection dropped; the server may have committed it, or may still be running it) is simply
+/// run again, and learns which rows are its own instead of leaving them in `sending` unsent.
 pub async fn start_sending_many(
     executor: impl PgExecutor<'_>,
     ids: &[Uuid],
     token: Uuid,
 ) -> Result<Vec<Started>, sqlx::Error> {
     sqlx::query_as(
-        "update effects set state = 'sending', sending_at = now(), attempts = attempts + 1,
+        "update effects set state = 'sending',
+             sending_at = case when state = 'queued' then now() else sending_at end,
+             attempts = case when state = 'queued' then attempts + 1 else attempts end,
              start_token = $2
-         where id = any($1) and state = 'queued'
+         where id = any($1) and (state = 'queued' or (state = 'sending' and start_token = $2))
          returning id, account_id, kind, payload, attempts, next_attempt_at as due,
-                   unconfirmed_since, request_id",
-    )
-    .bind(ids)
-    .bind(token)
-    .fetch_all(executor)
-    .await
-}
-
-/// The rows of `ids` that a [`start_sending_many`] with `token` moved to `sending` and that
-/// are still there: what a batch whose answer was lost did.
-pub async fn started_with(
-    executor: impl PgExecutor<'_>,
-    ids: &[Uuid],
-    token: Uuid,
-) -> Result<Vec<Started>, sqlx::Error> {
-    sqlx::query_as(
-        "select id, account_id, kind, payload, attempts,
-                next_attempt_at as due, unconfirmed_since, request_id
-         from effects where id = any($1) and state = 'sending' and start_token = $2",
+                   unconfirmed_since, unconfirmed_until, provider_id, request_id",
     )
     .bind(ids)
     .bind(token)
@@ -422,6 +497,27 @@ pub async fn requeue_stale(
     Ok(done.rows_affected())
 }
 
+/// Every row of `queues` queued before `queued_before` goes back to `planned`, due now at the
+/// latest: Redis lost its data (see the worker's `redis_epoch`), so they have no task any
+/// more. A copy pushed after the loss and still in Redis finds its row no longer `queued` (or
+/// `queued` by the next dispatch, which only one copy can start) and sends nothing twice.
+pub async fn requeue_lost(
+    executor: impl PgExecutor<'_>,
+    queues: &[String],
+    queued_before: DateTime<Utc>,
+) -> Result<u64, sqlx::Error> {
+    let done = sqlx::query(
+        "update effects set state = 'planned', next_attempt_at = least(next_attempt_at, now()),
+             last_error = 'dispatched again: Redis lost its data'
+         where state = 'queued' and queue = any($1) and queued_at < $2",
+    )
+    .bind(queues)
+    .bind(queued_before)
+    .execute(executor)
+    .await?;
+    Ok(done.rows_affected())
+}
+
 /// Records an attempt whose request may have reached the provider without its answer being
 /// read: the row waits for a retry like any other, and that retry asks the provider for the
 /// message before sending it again (`unconfirmed_since`: the first such attempt's start).
@@ -433,7 +529,8 @@ pub async fn retry_unconfirmed(
 ) -> Result<bool, sqlx::Error> {
     let done = sqlx::query(
         "update effects set state = 'retrying', last_error = $2, next_attempt_at = $3,
-             unconfirmed_since = coalesce(unconfirmed_since, sending_at)
+             unconfirmed_since = coalesce(unconfirmed_since, sending_at),
+             unconfirmed_until = now()
          where id = $1 and state = 'sending'",
     )
     .bind(id)
@@ -468,6 +565,7 @@ pub async fn resolve_stuck_sending(
              state = case when $3 then 'retrying' else 'unknown' end,
              unconfirmed_since = case when $3 then coalesce(unconfirmed_since, sending_at)
                                       else unconfirmed_since end,
+             unconfirmed_until = case when $3 then now() else unconfirmed_until end,
              next_attempt_at = case when $3 then now() else next_attempt_at end,
              finished_at = case when $3 then null else now() end,
              last_error = case when $3

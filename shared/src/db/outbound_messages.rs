@@ -294,6 +294,10 @@ pub struct ProviderStatus<'a> {
     pub status: &'a str,
     pub error_code: Option<i32>,
     pub error_message: Option<&'a str>,
+    /// Who the provider says sent it (Twilio: the Messaging Service, else `From`).
+    pub sent_from: Option<&'a str>,
+    /// Who the provider says it went to (Twilio: `To`, without a channel prefix).
+    pub recipient: Option<&'a str>,
 }
 
 /// Records a provider's status report on the message of `effect_id`. Returns whether the
@@ -334,20 +338,35 @@ pub async fn record_provider_status(
     .await?
     .rows_affected();
     // The report proves Twilio has the message: a send whose answer was unreadable learns its
-    // id here, and one waiting to be looked up (`unconfirmed_since`) is sent, not re-sent.
-    sqlx::query(
-        "update effects set provider_id = $2,
-             state = case when state = 'retrying' then 'sent' else state end,
-             finished_at = case when state = 'retrying' then now() else finished_at end,
-             last_error = case when state = 'retrying' then null else last_error end
-         where id = $1 and provider_id is null
-           and (state in ('sending', 'sent')
-                or (state = 'retrying' and unconfirmed_since is not null))",
+    // id here, and one waiting to be looked up (`unconfirmed_since`) is sent, not re-sent,
+    // with the sender and recipient the report names (replies are routed by the sender).
+    let resolved: Option<bool> = sqlx::query_scalar(
+        "update effects e set provider_id = $2,
+             state = case when old.state = 'retrying' then 'sent' else e.state end,
+             finished_at = case when old.state = 'retrying' then now() else e.finished_at end,
+             last_error = case when old.state = 'retrying' then null else e.last_error end
+         from (select id, state from effects where id = $1 for update) old
+         where e.id = old.id and (e.provider_id is null or e.provider_id = $2)
+           and ((e.provider_id is null and e.state in ('sending', 'sent'))
+                or (e.state = 'retrying' and e.unconfirmed_since is not null))
+         returning old.state = 'retrying'",
     )
     .bind(effect_id)
     .bind(report.provider_id)
-    .execute(conn)
+    .fetch_optional(&mut *conn)
     .await?;
+    if resolved == Some(true) {
+        sqlx::query(
+            "update outbound_messages set sent_from = coalesce($2, sent_from),
+                 recipient = coalesce($3, recipient)
+             where effect_id = $1",
+        )
+        .bind(effect_id)
+        .bind(report.sent_from)
+        .bind(report.recipient)
+        .execute(conn)
+        .await?;
+    }
     Ok(changed > 0)
 }
 
@@ -361,4 +380,26 @@ pub async fn effect_of_provider_id(
         .bind(provider_id)
         .fetch_optional(executor)
         .await
+}
+
+/// The provider ids of the other messages sent to `recipient` since `since`: a look-up for an
+/// unconfirmed attempt must not take one of them for its own (an identical text to the same
+/// phone from the same sender: a schedule's repeated message, another account's on the shared
+/// sender).
+pub async fn sids_sent_to(
+    executor: impl PgExecutor<'_>,
+    effect_id: Uuid,
+    recipient: &str,
+    since: DateTime<Utc>,
+) -> Result<Vec<String>, sqlx::Error> {
+    sqlx::query_scalar(
+        "select e.provider_id from outbound_messages m join effects e on e.id = m.effect_id
+         where m.recipient = $2 and m.created_at >= $3 - interval '1 day'
+           and e.id <> $1 and e.provider_id is not null and e.finished_at >= $3",
+    )
+    .bind(effect_id)
+    .bind(recipient)
+    .bind(since)
+    .fetch_all(executor)
+    .await
 }

@@ -58,14 +58,14 @@ fn page(messages: &[Value], next_page_uri: Option<&str>) -> ResponseTemplate {
 }
 
 /// A Twilio whose List Messages answers `answer` to the first page's request, as Herald must
-/// make it: filtered by `To`, `From` (for a number), `DateSent>=` the attempt's day.
+/// make it: filtered by `To` and `From` (for a number); no `DateSent` (a queued message has none).
 async fn listing(sender: &Sender, answer: ResponseTemplate) -> (MockServer, Twilio) {
     let server = MockServer::start().await;
     let mut first = Mock::given(method("GET"))
         .and(path(MESSAGES_PATH))
         .and(basic_auth(ACCOUNT_SID, AUTH_TOKEN))
         .and(query_param("To", TO))
-        .and(query_param("DateSent>", "2026-12-07T00:00:00Z"))
+        .and(query_param_is_missing("DateSent>"))
         .and(query_param("PageSize", "100"))
         .and(query_param_is_missing("PageToken"));
     first = match sender {
@@ -88,6 +88,8 @@ fn lookup(sender: &Sender) -> Lookup<'_> {
         sender,
         body: "Day 1: welcome",
         since: since(),
+        until: since() + chrono::TimeDelta::seconds(30),
+        skip: &[],
     }
 }
 

@@ -10,8 +10,10 @@
 //!
 //! The semantics are the single-row queries': a row still moves only from the expected
 //! state, each handler learns whether *its* row moved, and only after the commit. A failed
-//! batch is retried row by row, so one bad row (or a deadlock between two batches) costs no
-//! more than before.
+//! start batch is run again with its token (idempotent: it answers which rows are its own,
+//! also when the first run committed and only its answer was lost); a failed finish batch is
+//! retried row by row, so one bad row (or a deadlock between two batches) costs no more than
+//! before.
 
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
@@ -123,29 +125,29 @@ async fn flush_starts(db: PgPool, batch: Vec<(Uuid, Reply<Option<Started>>)>) {
     ids.sort_unstable();
     ids.dedup();
     let token = Uuid::new_v4();
-    let (rows, unsure) = match effects::start_sending_many(&db, &ids, token).await {
-        Ok(rows) => (rows, false),
+    // Run again with the same token when the answer is lost: it returns the rows this batch
+    // moved (see `start_sending_many`), so none is left in `sending` with nobody sending it.
+    let rows = retry_write("start a batch", || {
+        effects::start_sending_many(&db, &ids, token)
+    })
+    .await;
+    let rows = match rows {
+        Ok(rows) => rows,
         Err(err) => {
-            // The statement may have committed with its answer lost: the rows this batch
-            // moved carry its token and are read back, rather than left in `sending` with
-            // nobody sending them; the others are started one by one.
-            tracing::warn!(error = %err, rows = batch.len(), "batched start failed; reading what it did");
-            let read = retry_write("read a failed batch start", || {
-                effects::started_with(&db, &ids, token)
-            });
-            (read.await.unwrap_or_default(), true)
+            tracing::warn!(error = %err, rows = batch.len(), "batched start failed");
+            for (_, reply) in batch {
+                let _ = reply.send(Err(sqlx::Error::Protocol(format!(
+                    "batched start failed: {err}"
+                ))));
+            }
+            return;
         }
     };
     let mut started: HashMap<Uuid, Started> = rows.into_iter().map(|row| (row.id, row)).collect();
     for (id, reply) in batch {
         // The same id twice in one batch (a duplicate delivery): the row moved once, so only
         // the first request gets it and the other does nothing.
-        let result = match started.remove(&id) {
-            Some(row) => Ok(Some(row)),
-            None if unsure => effects::start_sending(&db, id).await,
-            None => Ok(None),
-        };
-        let _ = reply.send(result);
+        let _ = reply.send(Ok(started.remove(&id)));
     }
 }
 

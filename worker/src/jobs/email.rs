@@ -2,7 +2,7 @@
 
 use herald_shared::db::effects::{SentMessage, Started};
 use herald_shared::db::outbound_messages;
-use herald_shared::effects::{EffectKind, EmailPayload, EmailSecret};
+use herald_shared::effects::{EmailPayload, EmailSecret};
 use herald_shared::providers::email::{Delivery, EmailError};
 
 use super::{JobError, Outcome};
@@ -16,15 +16,10 @@ pub async fn send(ctx: &WorkerContext, started: &Started) -> Result<Outcome, Job
         recipient: Some(email.to.clone()),
         channel: Some("email"),
     };
-    let timeout = ctx.jobs.get(EffectKind::Email).timeout;
-    let answer = tokio::time::timeout(timeout, ctx.mailer.send(started.id, &email))
-        .await
-        .map_err(|_| JobError::Unconfirmed {
-            message: format!(
-                "no answer from the SMTP server within the job's timeout ({timeout:?})"
-            ),
-        })?;
-    match answer {
+    // No job-wide timeout around the exchange: each SMTP step has its own
+    // (`email.smtp_timeout_secs`), so a slow server is classified by where it stalled (before
+    // DATA: retried; after: `unknown`), which an outer timeout firing mid-way could not say.
+    match ctx.mailer.send(started.id, &email).await {
         Ok(Delivery::Sent { server_reply }) => Ok(Outcome::Sent {
             provider_id: Some(server_reply),
             message: Some(sent),

@@ -18,12 +18,14 @@
 
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 use herald_shared::courses::{SMS_MAX_CHARS, WHATSAPP_MAX_CHARS, message_length};
 use herald_shared::db::effects::{SentMessage, Started};
 use herald_shared::db::outbound_messages::{self, ToSend};
 use herald_shared::effects::EffectKind;
-use herald_shared::providers::twilio::{Channel, Delivery, Lookup, Outgoing, Sender, TwilioError};
+use herald_shared::providers::twilio::{
+    CLOCK_SKEW, Channel, Delivery, Lookup, Outgoing, Sender, TwilioError,
+};
 
 use super::gates;
 use super::{JobError, Outcome};
@@ -65,10 +67,10 @@ pub async fn send(ctx: &WorkerContext, started: &Started) -> Result<Outcome, Job
 
 async fn run(ctx: &WorkerContext, started: &Started) -> Result<Outcome, Stop> {
     let mut message = find(ctx, started).await?;
-    if let Some(since) = started.unconfirmed_since {
+    if started.unconfirmed_since.is_some() {
         // an earlier attempt may have reached Twilio: ask before anything else, since a
         // message Twilio has is sent whatever has changed since
-        look_up(ctx, &message, since).await?;
+        look_up(ctx, started, &message).await?;
     }
     gate(ctx, started, &message).await?;
     let (mut phone, mut channel) = recipient(&message)?;
@@ -189,11 +191,13 @@ async fn gate(ctx: &WorkerContext, started: &Started, message: &ToSend) -> Resul
     }
 }
 
-/// Asks Twilio whether an earlier attempt, begun at `since`, created the message: found, it is
-/// recorded sent with its SID; not found, the send goes on. The message is looked for as it
-/// would go out now (the student's phone and channel, the account's sender): a student whose
-/// number changed since is not found, and gets it at the new number.
-async fn look_up(ctx: &WorkerContext, message: &ToSend, since: DateTime<Utc>) -> Result<(), Stop> {
+/// Asks Twilio whether an earlier attempt (from `unconfirmed_since` to `unconfirmed_until`)
+/// created the message: found, it is recorded sent with its SID; not found, the send goes
+/// on. A status callback that already named the message settles it without asking. The
+/// message is looked for as it would go out now (the student's phone and channel, the
+/// account's sender): a student whose number changed since is not found, and gets it at the
+/// new number.
+async fn look_up(ctx: &WorkerContext, started: &Started, message: &ToSend) -> Result<(), Stop> {
     let (Some(phone), Some(channel)) = (
         &message.phone,
         message.student_channel.as_deref().and_then(Channel::parse),
@@ -204,39 +208,45 @@ async fn look_up(ctx: &WorkerContext, message: &ToSend, since: DateTime<Utc>) ->
     let Some(sender) = ctx.twilio.sender_for(channel, &message.senders) else {
         return Ok(());
     };
+    let sent = |sid: String| {
+        tracing::info!(%sid, "an earlier attempt had reached Twilio; recorded as sent");
+        Stop::Decided(Outcome::Sent {
+            provider_id: Some(sid),
+            message: Some(SentMessage {
+                sent_from: Some(sender.address().to_owned()),
+                recipient: Some(phone.clone()),
+                channel: Some(channel.as_str()),
+            }),
+        })
+    };
+    if let Some(sid) = &started.provider_id {
+        return Err(sent(sid.clone()));
+    }
+    let since = started.unconfirmed_since.unwrap_or(started.due);
+    let until = started.unconfirmed_until.unwrap_or_else(Utc::now);
+    let unconfirmed = |message: String| Stop::Failed(JobError::Unconfirmed { message });
+    let skip = outbound_messages::sids_sent_to(&ctx.db, started.id, phone, since - CLOCK_SKEW)
+        .await
+        .map_err(|err| unconfirmed(format!("read the recipient's recorded messages: {err}")))?;
     let lookup = Lookup {
         to: phone,
         channel,
         sender: &sender,
         body: &message.body,
         since,
+        until,
+        skip: &skip,
     };
     let timeout = ctx.jobs.get(EffectKind::Message).timeout;
     let found = tokio::time::timeout(timeout, ctx.twilio.find_sent(&lookup))
         .await
-        .map_err(|_| JobError::Unconfirmed {
-            message: format!("Twilio look-up: no answer within {timeout:?}"),
-        })?;
+        .map_err(|_| unconfirmed(format!("Twilio look-up: no answer within {timeout:?}")))?;
     match found {
-        Ok(Some(sid)) => {
-            tracing::info!(%sid, "an earlier attempt had reached Twilio; recorded as sent");
-            Err(Outcome::Sent {
-                provider_id: Some(sid),
-                message: Some(SentMessage {
-                    sent_from: Some(sender.address().to_owned()),
-                    recipient: Some(phone.clone()),
-                    channel: Some(channel.as_str()),
-                }),
-            }
-            .into())
-        }
+        Ok(Some(sid)) => Err(sent(sid)),
         Ok(None) => Ok(()),
         // the question is still open: look up again on the next attempt, and once attempts
         // run out the message is `unknown`, never re-sent blindly
-        Err(err) => Err(JobError::Unconfirmed {
-            message: format!("Twilio look-up: {err}"),
-        }
-        .into()),
+        Err(err) => Err(unconfirmed(format!("Twilio look-up: {err}"))),
     }
 }
 

@@ -2,11 +2,12 @@
 
 use std::time::Duration;
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use herald_shared::db::effects;
 use herald_shared::effects::{EffectKind, EffectState};
+use uuid::Uuid;
 
-use crate::helpers::{PATIENCE, TestWorker, in_millis, wait_until};
+use crate::helpers::{Mail, PATIENCE, TestWorker, in_millis, wait_until};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn an_effect_due_later_is_not_started_before_its_due_time_and_is_started_within_a_second_after()
@@ -191,5 +192,167 @@ async fn a_task_reaches_redis_only_after_its_rows_claim_is_committed() {
 
     let row = test.wait_for_state(id, "sandboxed").await;
     assert_eq!((row.attempts, row.dispatches), (1, 1));
+    test.finish().await;
+}
+
+/// A second account, beside the test's own.
+async fn add_account(test: &TestWorker) -> Uuid {
+    sqlx::query_scalar("insert into accounts (name) values ('other') returning id")
+        .fetch_one(test.db())
+        .await
+        .unwrap()
+}
+
+/// Plans `count` e-mails of `account_id` due at `due_at` in one statement (a large backlog
+/// quickly); returns their ids.
+async fn plan_account_emails(
+    test: &TestWorker,
+    account_id: Uuid,
+    count: i32,
+    due_at: DateTime<Utc>,
+) -> Vec<Uuid> {
+    sqlx::query_scalar(
+        "insert into effects (account_id, kind, queue, idempotency_key, payload, due_at,
+                              next_attempt_at)
+         select $1, 'email', $2, 'test:' || gen_random_uuid(),
+                jsonb_build_object('to', 'bulk-' || i || '@example.com', 'subject', 'test',
+                                   'text', 'body', 'sealed_secret', null),
+                $4, $4
+         from generate_series(1, $3) i
+         returning id",
+    )
+    .bind(account_id)
+    .bind(&test.jobs.get(EffectKind::Email).queue)
+    .bind(count)
+    .bind(due_at)
+    .fetch_all(test.db())
+    .await
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_claim_serves_every_account_with_due_rows_in_turn_and_fills_the_rest_from_the_oldest() {
+    // No replica: the test claims by hand.
+    let test = TestWorker::spawn_with(Mail::Sandbox, &[], |jobs| jobs, &[]).await;
+    let queue = test.jobs.get(EffectKind::Email).queue.clone();
+    let backlog = test.account_id;
+    let other = add_account(&test).await;
+    let later = add_account(&test).await;
+    // One account's backlog fell due a minute ago; the other's ten are due now, after all of
+    // it; the third has only rows due tomorrow.
+    plan_account_emails(
+        &test,
+        backlog,
+        1_000,
+        Utc::now() - chrono::Duration::minutes(1),
+    )
+    .await;
+    let others = plan_account_emails(&test, other, 10, Utc::now()).await;
+    plan_account_emails(&test, later, 5, Utc::now() + chrono::Duration::days(1)).await;
+
+    let mut tx = test.db().begin().await.unwrap();
+    let claimed = effects::claim_due(&mut tx, &queue, 100).await.unwrap();
+    tx.commit().await.unwrap();
+
+    assert_eq!(claimed.len(), 100, "a full batch");
+    let by_account: Vec<(Uuid, i64)> = sqlx::query_as(
+        "select account_id, count(*) from effects where state = 'queued'
+         group by account_id order by account_id",
+    )
+    .fetch_all(test.db())
+    .await
+    .unwrap();
+    let count_of = |account: Uuid| {
+        by_account
+            .iter()
+            .find(|(id, _)| *id == account)
+            .map_or(0, |(_, n)| *n)
+    };
+    assert_eq!(
+        count_of(other),
+        10,
+        "every due row of the small account: {by_account:?}"
+    );
+    assert_eq!(
+        count_of(backlog),
+        90,
+        "the rest from the backlog: {by_account:?}"
+    );
+    assert_eq!(count_of(later), 0, "nothing not yet due");
+    for id in others {
+        assert_eq!(test.state(id).await, "queued");
+    }
+    // The backlog's claimed rows are its oldest.
+    let (newest_claimed, oldest_left): (DateTime<Utc>, DateTime<Utc>) = sqlx::query_as(
+        "select (select max(next_attempt_at) from effects where account_id = $1 and state = 'queued'),
+                (select min(next_attempt_at) from effects where account_id = $1 and state = 'planned')",
+    )
+    .bind(backlog)
+    .fetch_one(test.db())
+    .await
+    .unwrap();
+    assert!(newest_claimed <= oldest_left);
+    test.finish().await;
+}
+
+/// How many of `ids` are sent (sandboxed).
+async fn count_sent(test: &TestWorker, ids: &[Uuid]) -> i64 {
+    sqlx::query_scalar("select count(*) from effects where id = any($1) and state = 'sandboxed'")
+        .bind(ids)
+        .fetch_one(test.db())
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn another_accounts_messages_due_now_are_sent_promptly_beside_a_large_backlog() {
+    // A small window keeps the backlog draining for many seconds.
+    let test = TestWorker::spawn(&[], |jobs| {
+        jobs.with(EffectKind::Email, |email| email.window = 10)
+    })
+    .await;
+    let backlog = plan_account_emails(&test, test.account_id, 3_000, Utc::now()).await;
+    wait_until("the backlog is being sent", PATIENCE, || async {
+        count_sent(&test, &backlog).await > 0
+    })
+    .await;
+
+    let other = add_account(&test).await;
+    let planned_at = tokio::time::Instant::now();
+    let others = plan_account_emails(&test, other, 10, Utc::now()).await;
+    wait_until(
+        "the other account's ten are sent",
+        Duration::from_secs(5),
+        || async { count_sent(&test, &others).await == 10 },
+    )
+    .await;
+    let took = planned_at.elapsed();
+    let backlog_sent = count_sent(&test, &backlog).await;
+    eprintln!("the ten were sent {took:?} after planning; {backlog_sent} of the backlog by then");
+    assert!(
+        backlog_sent < 3_000,
+        "the backlog was done first: the test shows nothing"
+    );
+    test.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_push_by_the_local_dispatcher_is_picked_up_at_once_not_on_the_slow_poll() {
+    // The idle worker looks in Redis every 5 s; its own dispatcher's pushes must wake it.
+    let test = TestWorker::spawn(
+        &[("worker.poll_interval_ms", serde_json::json!(5_000))],
+        |jobs| jobs,
+    )
+    .await;
+    // Due at different times, so each push finds the worker idle between its slow polls.
+    for due_in in [1_000, 2_000, 3_000] {
+        let id = test.plan_email("wake@example.com", in_millis(due_in)).await;
+        let row = test.wait_for_state(id, "sandboxed").await;
+        let pickup = row.sending_at.unwrap() - row.queued_at.unwrap();
+        assert!(
+            pickup < chrono::Duration::milliseconds(500),
+            "picked up {pickup} after its push"
+        );
+    }
     test.finish().await;
 }

@@ -325,8 +325,17 @@ async fn an_invalid_or_opted_out_number_fails_at_once_keeping_twilios_code_and_m
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_503_and_a_429_with_retry_after_are_retried_then_sent() {
+async fn a_503_is_looked_up_before_it_is_sent_again_and_a_429_is_retried_after_retry_after() {
     let server = MockServer::start().await;
+    // Twilio's List Messages: it has neither message
+    Mock::given(method("GET"))
+        .and(path(MESSAGES_PATH))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(json!({"messages": [], "next_page_uri": null})),
+        )
+        .mount(&server)
+        .await;
     Mock::given(method("POST"))
         .and(wiremock::matchers::body_string_contains(
             "To=%2B14155550106",
@@ -382,6 +391,18 @@ async fn a_503_and_a_429_with_retry_after_are_retried_then_sent() {
         assert_eq!(row.last_error, None);
         assert_eq!(requests_to(&server, to).await.len(), 2, "{to}");
     }
+    // a 503 may come after Twilio created the message: it was asked before sending again; a
+    // 429 is a refusal, so nothing was looked up for it
+    let lookups: Vec<String> = server
+        .received_requests()
+        .await
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|request| request.method == wiremock::http::Method::GET)
+        .map(|request| request.url.query().unwrap_or_default().to_owned())
+        .collect();
+    assert_eq!(lookups.len(), 1, "{lookups:?}");
+    assert!(lookups[0].contains("To=%2B14155550106"), "{lookups:?}");
     test.finish().await;
 }
 

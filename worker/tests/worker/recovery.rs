@@ -6,8 +6,9 @@ use serde_json::json;
 use uuid::Uuid;
 
 use herald_shared::db::outbound_messages::{self, ProviderStatus};
+use herald_shared::effects::EffectKind;
 
-use crate::helpers::{PATIENCE, TestWorker, in_millis, wait_until};
+use crate::helpers::{Mail, PATIENCE, TestWorker, in_millis, wait_until};
 
 /// Puts row `id` into `state` by hand, as if that step had happened `minutes_ago`.
 async fn force(test: &TestWorker, id: Uuid, state: &str, minutes_ago: i32) {
@@ -151,6 +152,8 @@ async fn a_status_callback_that_beats_the_sid_finds_its_message_by_effect_id() {
         status,
         error_code: None,
         error_message: None,
+        sent_from: None,
+        recipient: None,
     };
     let mut conn = test.db().acquire().await.unwrap();
     sqlx::query("update effects set state = 'sending' where id = $1")
@@ -201,6 +204,58 @@ async fn a_status_callback_that_beats_the_sid_finds_its_message_by_effect_id() {
     .unwrap();
     assert!(!other, "a report about another SID is not this message's");
     drop(conn);
+    test.finish().await;
+}
+
+#[tokio::test]
+async fn a_status_callback_for_a_message_awaiting_its_look_up_records_it_sent() {
+    let test = TestWorker::spawn(&[], |jobs| jobs).await;
+    let delivery = test.create_delivery().await;
+    let student = test.add_student(delivery, "+14155550125", "sms").await;
+    let later = Utc::now() + chrono::Duration::days(1);
+    let awaiting = test
+        .plan_message(delivery, student, 0, "hello", later)
+        .await;
+    let plain = test
+        .plan_message(delivery, student, 1, "again", later)
+        .await;
+    // both failed an attempt; only the first may have reached Twilio (its answer was lost)
+    sqlx::query(
+        "update effects set state = 'retrying',
+             unconfirmed_since = case when id = $1 then now() end
+         where id in ($1, $2)",
+    )
+    .bind(awaiting.effect_id)
+    .bind(plain.effect_id)
+    .execute(test.db())
+    .await
+    .unwrap();
+    let mut conn = test.db().acquire().await.unwrap();
+    for (planned, sid) in [(awaiting, "SM51"), (plain, "SM52")] {
+        let report = ProviderStatus {
+            provider_id: sid,
+            status: "delivered",
+            error_code: None,
+            error_message: None,
+            sent_from: None,
+            recipient: None,
+        };
+        outbound_messages::record_provider_status(&mut conn, planned.effect_id, &report)
+            .await
+            .unwrap();
+    }
+    drop(conn);
+    let row = test.row(awaiting.effect_id).await;
+    assert_eq!(
+        (row.state.as_str(), row.provider_id.as_deref()),
+        ("sent", Some("SM51")),
+        "Twilio has it: sent, never looked up or sent again"
+    );
+    let row = test.row(plain.effect_id).await;
+    assert_eq!(
+        row.state, "retrying",
+        "a plain retry is not made `sent` by a report (none can come for it)"
+    );
     test.finish().await;
 }
 
@@ -311,5 +366,88 @@ async fn a_failing_sweep_step_is_reported_and_does_not_skip_the_others() {
     assert_eq!(swept.requeued, 1);
     assert_eq!(test.state(lost).await, "planned");
     ctx.db.close().await;
+    test.finish().await;
+}
+
+/// Deletes every key under the test's Redis prefix in one atomic script — what `FLUSHALL` (or
+/// a failover to an empty replica) does to this deployment, without touching the Redis other
+/// tests share — and returns how many tasks were waiting in the e-mail queue at that instant.
+async fn flush_test_prefix(test: &TestWorker) -> u64 {
+    let queue = test.email_queue();
+    let mut conn = test.redis.clone();
+    redis::Script::new(
+        "local waiting = redis.call('ZCARD', KEYS[1]) + redis.call('LLEN', KEYS[2])
+         local keys = redis.call('KEYS', ARGV[1])
+         for i = 1, #keys, 500 do
+             redis.call('DEL', unpack(keys, i, math.min(i + 499, #keys)))
+         end
+         return waiting",
+    )
+    .key(queue.scheduled_jobs_set())
+    .key(queue.active_jobs_list())
+    .arg(format!("{}*", test.env.config.redis.key_prefix))
+    .invoke_async(&mut conn)
+    .await
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn rows_lost_in_a_redis_flush_mid_batch_are_dispatched_again_at_once_and_sent_once() {
+    const COUNT: usize = 40;
+    // The sweep would bring lost rows back only after an hour: anything sooner is the epoch.
+    let test = TestWorker::spawn_with(
+        Mail::Smtp { slow_seconds: 0.2 },
+        &[("worker.requeue_after_secs", json!(3600))],
+        |jobs| {
+            jobs.with(EffectKind::Email, |email| {
+                // two at a time, each held 0.2 s by the SMTP stand-in, ten in flight: most of
+                // the window waits in Redis, where the flush takes it
+                email.concurrency = 2;
+                email.window = 10;
+            })
+        },
+        &["a"],
+    )
+    .await;
+    let ids = test
+        .plan_emails(COUNT, |i| format!("slow-flush-{i}@example.com"), Utc::now())
+        .await;
+
+    wait_until("a few e-mails are sent", PATIENCE, || async {
+        test.count_in("sent").await >= 4
+    })
+    .await;
+    let waiting = flush_test_prefix(&test).await;
+    let flushed_at = tokio::time::Instant::now();
+    assert!(waiting > 0, "no task was waiting in Redis at the flush");
+    assert!(
+        test.count_in("sent").await < COUNT as i64 - 10,
+        "the batch was nearly done before the flush"
+    );
+
+    // Idle well before the sweep's hour: every row sent.
+    wait_until("every e-mail is sent", PATIENCE, || async {
+        test.count_in("sent").await == COUNT as i64
+    })
+    .await;
+    let took = flushed_at.elapsed();
+    eprintln!("{waiting} tasks flushed from Redis; all {COUNT} sent {took:?} after the flush");
+
+    // Exactly once: each e-mail reached the SMTP server once and was attempted once.
+    let mut delivered = test.smtp().effect_ids();
+    delivered.sort();
+    let mut expected = ids.clone();
+    expected.sort();
+    assert_eq!(delivered, expected, "each e-mail delivered exactly once");
+    let (max_attempts, redispatched): (i32, i64) =
+        sqlx::query_as("select max(attempts), count(*) filter (where dispatches > 1) from effects")
+            .fetch_one(test.db())
+            .await
+            .unwrap();
+    assert_eq!(max_attempts, 1, "no e-mail was attempted twice");
+    assert!(
+        redispatched >= i64::try_from(waiting).unwrap(),
+        "{redispatched} rows dispatched again, {waiting} tasks were flushed"
+    );
     test.finish().await;
 }

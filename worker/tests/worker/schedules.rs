@@ -676,6 +676,8 @@ async fn a_student_who_moved_zone_is_skipped_by_the_old_zones_fire_and_callbacks
         status: "delivered",
         error_code: None,
         error_message: None,
+        sent_from: None,
+        recipient: None,
     };
     let changed =
         herald_shared::db::outbound_messages::record_provider_status(&mut conn, effect_id, &report)

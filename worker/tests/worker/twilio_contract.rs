@@ -274,7 +274,7 @@ async fn sends_and_look_ups_are_requests_twilios_published_api_description_accep
         assert!(sid.starts_with("SM"), "{what}: {sid}");
     }
 
-    // A look-up: List Messages by `To`, `From` and `DateSent>`, following `next_page_uri`.
+    // A look-up: List Messages by `To` and `From`, following `next_page_uri`.
     // Prism answers every page with the description's own example, whose messages are not
     // the attempt and which always has a next page: the client reads its ten pages, then
     // says it could neither find nor rule out the message.
@@ -288,6 +288,8 @@ async fn sends_and_look_ups_are_requests_twilios_published_api_description_accep
             sender: &sender,
             body: "Day 1: ¡hola! & welcome",
             since: chrono::Utc::now(),
+            until: chrono::Utc::now(),
+            skip: &[],
         })
         .await;
     assert!(

@@ -65,6 +65,8 @@ async fn status_callback(
         status,
         error_code: param(&params, "ErrorCode").and_then(|code| code.parse::<i32>().ok()),
         error_message: param(&params, "ErrorMessage"),
+        sent_from: param(&params, "MessagingServiceSid").or(param(&params, "From")),
+        recipient: param(&params, "To").map(|to| to.trim_start_matches("whatsapp:")),
     };
     let mut conn = state.db.acquire().await?;
     let effect_id = match callback_effect_id(&uri)? {

@@ -65,6 +65,11 @@ pub struct Args {
     /// Override `database.max_connections` (per replica).
     #[arg(long)]
     db_max_connections: Option<u32>,
+    /// Before planning, count the Redis commands the idle workers cause over this many
+    /// seconds (`INFO stats` of the whole server: give the run a private Redis with
+    /// `--redis-url`); 0 skips it.
+    #[arg(long, default_value_t = 0)]
+    idle_secs: u64,
     /// Give up waiting for the drain after this many seconds.
     #[arg(long, default_value_t = 900)]
     timeout_secs: u64,

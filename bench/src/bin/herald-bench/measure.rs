@@ -19,6 +19,9 @@ pub async fn measure(bench: &mut Bench, args: &Args) -> anyhow::Result<String> {
             .await?;
 
     let ports = bench.start_workers(args).await?;
+    if args.idle_secs > 0 {
+        idle_commands(&mut redis, args.idle_secs).await?;
+    }
     let mut baseline = Baseline::take(&bench.scratch, &bench.workers, &ports, &mut redis).await?;
     let (due, plan_time, committed) =
         crate::plan::plan(&pool, account, &bench.scratch.queue, args).await?;
@@ -63,4 +66,35 @@ pub async fn measure(bench: &mut Bench, args: &Args) -> anyhow::Result<String> {
         drained,
     };
     report.write()
+}
+
+/// An idle replica must cost Redis at most this many commands per second.
+const IDLE_COMMANDS_BOUND: f64 = 20.0;
+
+/// Prints how many commands per second the Redis server processed over `secs` seconds while
+/// the workers idled (the whole server: the count is the run's only with a private Redis).
+async fn idle_commands(redis: &mut redis::aio::ConnectionManager, secs: u64) -> anyhow::Result<()> {
+    async fn processed(redis: &mut redis::aio::ConnectionManager) -> anyhow::Result<u64> {
+        let info: String = redis::cmd("INFO").arg("stats").query_async(redis).await?;
+        info.lines()
+            .find_map(|line| line.strip_prefix("total_commands_processed:"))
+            .and_then(|n| n.trim().parse().ok())
+            .ok_or_else(|| anyhow::anyhow!("no total_commands_processed in INFO stats"))
+    }
+    // let the workers finish starting up (registration, first polls) before counting
+    tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+    let before = processed(redis).await?;
+    tokio::time::sleep(std::time::Duration::from_secs(secs)).await;
+    // this INFO is counted too; leave it out
+    let commands = processed(redis).await?.saturating_sub(before + 1);
+    let rate = commands as f64 / secs as f64;
+    let verdict = if rate <= IDLE_COMMANDS_BOUND {
+        "met"
+    } else {
+        "MISSED"
+    };
+    println!(
+        "idle: {commands} Redis commands in {secs} s = {rate:.1}/s (target <= {IDLE_COMMANDS_BOUND}/s: {verdict}; counts the whole Redis server)"
+    );
+    Ok(())
 }

@@ -4,15 +4,17 @@
 //! Twilio's Messages API takes no idempotency key and the Message resource carries neither
 //! our id nor the callback URL, so the message is recognised by what it says: List Messages
 //! (`GET /2010-04-01/Accounts/{sid}/Messages.json`) filtered by `To` (and `From` for a number
-//! sender) and `DateSent>=` the day the attempt began, then matched here on the sender, the
-//! exact body and a `date_created` no earlier than the attempt's start (less [`CLOCK_SKEW`]).
-//! A message Twilio reports `failed` or `undelivered` still counts: Twilio has it, and sending
-//! again would create a second one.
+//! sender), then matched here on the sender, the exact body and a `date_created` inside the
+//! attempts' window (from the first unconfirmed attempt's start to the last one's end, widened
+//! by [`CLOCK_SKEW`]), skipping messages already recorded as another message's. A message
+//! Twilio reports `failed` or `undelivered` still counts: Twilio has it, and sending again
+//! would create a second one.
 //!
-//! `DateSent` filters on the date Twilio sent the message, which a message still queued at
-//! Twilio may not have yet: look up after the backoff, not at once, as the retry would.
+//! No `DateSent` filter: a message still queued at Twilio (behind a Messaging Service's queue,
+//! say) has no `date_sent` yet, and a filter on it would miss exactly the message being looked
+//! for. The pages read are bounded instead ([`MAX_PAGES`]).
 
-use chrono::{DateTime, NaiveTime, SecondsFormat, TimeDelta, Utc};
+use chrono::{DateTime, TimeDelta, Utc};
 use secrecy::ExposeSecret;
 use serde::Deserialize;
 
@@ -29,8 +31,8 @@ pub const CLOCK_SKEW: TimeDelta = TimeDelta::seconds(10);
 /// Messages asked for per page (Twilio allows 1 to 1,000).
 const PAGE_SIZE: &str = "100";
 
-/// Pages read at most. A recipient with more than this many messages since the attempt's day
-/// is not searched to the end: the look-up answers `Unconfirmed` rather than guessing.
+/// Pages read at most. A recipient with more messages than these pages hold from the sender is
+/// not searched to the end: the look-up answers `Unconfirmed` rather than guessing.
 const MAX_PAGES: usize = 10;
 
 /// One attempt to look for: what was sent, to whom, from whom and when.
@@ -43,8 +45,14 @@ pub struct Lookup<'a> {
     pub sender: &'a Sender,
     /// The body exactly as sent.
     pub body: &'a str,
-    /// When the attempt began (before its request was written).
+    /// When the first unconfirmed attempt began (before its request was written).
     pub since: DateTime<Utc>,
+    /// When the last unconfirmed attempt ended (its answer given up on, or its worker found
+    /// dead): Twilio created nothing of it later.
+    pub until: DateTime<Utc>,
+    /// SIDs already recorded as other messages': an identical message (same text, recipient
+    /// and sender: a schedule's repeated text, two accounts on the shared sender) is not this one.
+    pub skip: &'a [String],
 }
 
 /// One page of List Messages.
@@ -83,7 +91,10 @@ impl Listed {
             .and_then(|date| DateTime::parse_from_rfc2822(date).ok());
         same_sender
             && self.body.as_deref() == Some(lookup.body)
-            && created.is_some_and(|created| created >= lookup.since - CLOCK_SKEW)
+            && !lookup.skip.contains(&self.sid)
+            && created.is_some_and(|created| {
+                created >= lookup.since - CLOCK_SKEW && created <= lookup.until + CLOCK_SKEW
+            })
     }
 }
 
@@ -99,19 +110,7 @@ impl Twilio {
             return Ok(None);
         };
         let to = lookup.channel.address(lookup.to);
-        // Twilio documents `DateSent` at the granularity of a GMT day: ask for the whole day
-        // the window opens on, and let the match compare instants.
-        let day = (lookup.since - CLOCK_SKEW)
-            .date_naive()
-            .and_time(NaiveTime::MIN)
-            .and_utc()
-            .to_rfc3339_opts(SecondsFormat::Secs, true);
-        // `DateSent>=2026-12-07` on the wire is the parameter `DateSent>` (the `=` separates).
-        let mut query = vec![
-            ("To", to.as_str()),
-            ("DateSent>", day.as_str()),
-            ("PageSize", PAGE_SIZE),
-        ];
+        let mut query = vec![("To", to.as_str()), ("PageSize", PAGE_SIZE)];
         if let Sender::From(from) = lookup.sender {
             query.push(("From", from));
         }
@@ -217,6 +216,8 @@ mod tests {
             sender: &sender,
             body: "Day 1",
             since: since(),
+            until: since() + TimeDelta::seconds(30),
+            skip: &[],
         };
         // Twilio's whole seconds put it 0.6 s before the attempt began.
         let same_second = listed(
@@ -253,6 +254,8 @@ mod tests {
             sender: &sender,
             body: "Day 1",
             since: since(),
+            until: since() + TimeDelta::seconds(30),
+            skip: &[],
         };
         let created = "Mon, 07 Dec 2026 10:00:03 +0000";
         let from_the_pool = listed(
