@@ -122,6 +122,32 @@ async fn a_recipient_the_server_keeps_deferring_with_451_is_retried_then_dead_af
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_email_whose_server_stalls_after_data_ends_unknown_and_is_never_sent_again() {
+    // `slow-` recipients: the stand-in takes the content, then holds its reply 3 s, past the
+    // 1 s SMTP timeout
+    let test = TestWorker::spawn_with(
+        Mail::Smtp { slow_seconds: 3.0 },
+        &[("email.smtp_timeout_secs", serde_json::Value::from(1))],
+        |jobs| {
+            jobs.with(EffectKind::Email, |email| {
+                email.retry_schedule = vec![Duration::from_millis(100)];
+            })
+        },
+        &["a"],
+    )
+    .await;
+    let id = test.plan_email("slow-stall@example.com", Utc::now()).await;
+
+    // `unknown` is final: no second attempt, no second dispatch (a retry would have gone
+    // through `retrying` and come back here with two attempts)
+    let row = test.wait_for_state(id, "unknown").await;
+    assert_eq!((row.attempts, row.dispatches), (1, 1));
+    let error = row.last_error.unwrap_or_default();
+    assert!(error.contains("after DATA"), "last_error: {error:?}");
+    test.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_job_that_runs_twice_sends_once() {
     let test = TestWorker::spawn_smtp(&[], |jobs| jobs).await;
     // Due in an hour, so the dispatcher leaves it alone; then queued by hand, as a dispatch

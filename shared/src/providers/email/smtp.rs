@@ -33,7 +33,6 @@ const MAX_IDLE: usize = 10;
 const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// How the connection is secured.
-#[derive(Clone)]
 pub(super) enum Security {
     /// Plain text.
     None,
