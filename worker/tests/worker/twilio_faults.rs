@@ -1,4 +1,4 @@
-//! The send path against Twilio faults (the stand-in in `twilio_standin`): a message Twilio
+//! The send path against Twilio faults (the stand-in in `herald_shared::testing::twilio_standin`): a message Twilio
 //! created but whose answer was lost — a stall past the client's timeout, a reset connection,
 //! a 500 — is found by the look-up on the next attempt and recorded sent with Twilio's SID,
 //! never sent twice; one Twilio never received is sent again, once.
@@ -10,7 +10,7 @@ use herald_shared::effects::EffectKind;
 use serde_json::Value;
 
 use crate::helpers::TestWorker;
-use crate::twilio_standin::{Fault, TwilioStandin};
+use herald_shared::testing::twilio_standin::{Fault, TwilioStandin};
 
 /// Settings pointing Twilio at the stand-in, giving up on an answer after 1 s.
 fn twilio(standin: &TwilioStandin) -> Vec<(&'static str, Value)> {
@@ -34,7 +34,7 @@ fn twilio(standin: &TwilioStandin) -> Vec<(&'static str, Value)> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_message_whose_answer_was_lost_is_delivered_exactly_once_whatever_the_fault() {
-    let standin = TwilioStandin::start().await;
+    let standin = TwilioStandin::start().await.unwrap();
     let cases = [
         ("+14155550201", Some(Fault::Stall)),
         ("+14155550202", Some(Fault::Reset)),

@@ -46,6 +46,8 @@ struct State {
     creates: HashMap<String, usize>,
     /// The fault for the next create request to each `To`, applied once.
     faults: HashMap<String, Fault>,
+    /// How long a create's answer waits after the message was created.
+    answer_delay: std::time::Duration,
 }
 
 /// The stand-in, serving on 127.0.0.1 in this process until the test ends.
@@ -56,10 +58,10 @@ pub struct TwilioStandin {
 }
 
 impl TwilioStandin {
-    pub async fn start() -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    pub async fn start() -> std::io::Result<Self> {
+        let listener = TcpListener::bind("127.0.0.1:0").await?;
         let standin = Self {
-            base_url: format!("http://{}", listener.local_addr().unwrap()),
+            base_url: format!("http://{}", listener.local_addr()?),
             state: Arc::default(),
         };
         let server = standin.clone();
@@ -68,7 +70,13 @@ impl TwilioStandin {
                 tokio::spawn(server.clone().serve(socket));
             }
         });
-        standin
+        Ok(standin)
+    }
+
+    /// Every later create is answered `delay` after the message was created (a slow Twilio:
+    /// a worker killed meanwhile leaves messages Twilio has but Herald never heard of).
+    pub fn answer_after(&self, delay: std::time::Duration) {
+        self.lock().answer_delay = delay;
     }
 
     /// The next create request to `to` (as Twilio names it) meets `fault`; later ones do not.
@@ -103,7 +111,11 @@ impl TwilioStandin {
             let (path, query) = target.split_once('?').unwrap_or((&target, ""));
             let answer = match (method.as_str(), path.ends_with("/Messages.json")) {
                 ("POST", true) => match self.create(&body) {
-                    Ok(answer) => answer,
+                    Ok(answer) => {
+                        let delay = self.lock().answer_delay;
+                        tokio::time::sleep(delay).await;
+                        answer
+                    }
                     Err(Fault::Stall) => {
                         // silent until the client gives up and closes
                         let mut rest = Vec::new();

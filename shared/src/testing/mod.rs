@@ -1,6 +1,8 @@
 //! Test support shared by the api and worker test suites (feature `testing`): a fresh,
 //! migrated PostgreSQL database and a unique Redis key prefix per test, on the real local
-//! services.
+//! services, and a stateful Twilio stand-in for fault tests (`twilio_standin`).
+
+pub mod twilio_standin;
 
 use figment::providers::Serialized;
 use sqlx::{Connection, PgConnection, PgPool};
