@@ -348,15 +348,16 @@ async fn another_accounts_messages_due_now_are_sent_promptly_beside_a_large_back
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_push_by_the_local_dispatcher_is_picked_up_at_once_not_on_the_slow_poll() {
-    // The idle worker looks in Redis every 5 s; its own dispatcher's pushes must wake it.
+    // The idle worker looks in Redis every 10 s; its own dispatcher's pushes must wake it.
     let test = TestWorker::spawn(
-        &[("worker.poll_interval_ms", serde_json::json!(5_000))],
+        &[("worker.poll_interval_ms", serde_json::json!(10_000))],
         |jobs| jobs,
     )
     .await;
-    // Due at different times, so each push finds the worker idle between its slow polls.
-    for due_in in [1_000, 2_000, 3_000] {
-        let id = test.plan_email("wake@example.com", in_millis(due_in)).await;
+    // Each due 2.5 s after the last was sent: the worker is idle again (it polls fast only
+    // within 2 s of its last task), and all three fall before its next slow poll.
+    for _ in 0..3 {
+        let id = test.plan_email("wake@example.com", in_millis(2_500)).await;
         let row = test.wait_for_state(id, "sandboxed").await;
         let pickup = row.sending_at.unwrap() - row.queued_at.unwrap();
         assert!(

@@ -58,7 +58,7 @@ impl Report<'_> {
             args.dispatch_batch
                 .map_or("500 (default)".to_owned(), |b| b.to_string()),
             args.poll_interval_ms
-                .map_or("25 (default)".to_owned(), |p| p.to_string()),
+                .map_or("1000 (default)".to_owned(), |p| p.to_string()),
             args.db_max_connections
                 .map_or("10 (default)".to_owned(), |c| c.to_string()),
         )?;
