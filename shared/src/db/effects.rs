@@ -27,18 +27,18 @@ pub async fn plan(
     conn: &mut PgConnection,
     effect: &NewEffect,
 ) -> Result<Option<Uuid>, sqlx::Error> {
-    sqlx::query_scalar(
+    sqlx::query_scalar!(
         "insert into effects (account_id, kind, queue, idempotency_key, payload, due_at, next_attempt_at)
          values ($1, $2, $3, $4, $5, $6, $6)
          on conflict (idempotency_key) do nothing
          returning id",
+        effect.account_id,
+        effect.kind.as_str(),
+        effect.queue,
+        effect.idempotency_key,
+        effect.payload,
+        effect.due_at,
     )
-    .bind(effect.account_id)
-    .bind(effect.kind.as_str())
-    .bind(&effect.queue)
-    .bind(&effect.idempotency_key)
-    .bind(&effect.payload)
-    .bind(effect.due_at)
     .fetch_optional(conn)
     .await
 }
@@ -46,18 +46,22 @@ pub async fn plan(
 /// Takes a transaction-scoped lock on dispatching `queue`: only one replica dispatches a
 /// queue at a time, which keeps its Redis window exact.
 pub async fn try_lock_queue(conn: &mut PgConnection, queue: &str) -> Result<bool, sqlx::Error> {
-    sqlx::query_scalar("select pg_try_advisory_xact_lock(hashtext('herald.dispatch.' || $1))")
-        .bind(queue)
-        .fetch_one(conn)
-        .await
+    sqlx::query_scalar!(
+        r#"select pg_try_advisory_xact_lock(hashtext('herald.dispatch.' || $1)) as "locked!""#,
+        queue,
+    )
+    .fetch_one(conn)
+    .await
 }
 
 /// Rows of `queue` currently waiting in Redis.
 pub async fn count_queued(conn: &mut PgConnection, queue: &str) -> Result<i64, sqlx::Error> {
-    sqlx::query_scalar("select count(*) from effects where queue = $1 and state = 'queued'")
-        .bind(queue)
-        .fetch_one(conn)
-        .await
+    sqlx::query_scalar!(
+        r#"select count(*) as "count!" from effects where queue = $1 and state = 'queued'"#,
+        queue,
+    )
+    .fetch_one(conn)
+    .await
 }
 
 /// A row the dispatcher claimed.
@@ -128,13 +132,14 @@ pub async fn start_sending(
     executor: impl PgExecutor<'_>,
     id: Uuid,
 ) -> Result<Option<Started>, sqlx::Error> {
-    sqlx::query_as(
+    sqlx::query_as!(
+        Started,
         "update effects set state = 'sending', sending_at = now(), attempts = attempts + 1
          where id = $1 and state = 'queued'
          returning id, account_id, kind, payload, attempts, next_attempt_at as due,
                    unconfirmed_since, request_id",
+        id,
     )
-    .bind(id)
     .fetch_optional(executor)
     .await
 }
@@ -147,15 +152,16 @@ pub async fn start_sending_many(
     ids: &[Uuid],
     token: Uuid,
 ) -> Result<Vec<Started>, sqlx::Error> {
-    sqlx::query_as(
+    sqlx::query_as!(
+        Started,
         "update effects set state = 'sending', sending_at = now(), attempts = attempts + 1,
              start_token = $2
          where id = any($1) and state = 'queued'
          returning id, account_id, kind, payload, attempts, next_attempt_at as due,
                    unconfirmed_since, request_id",
+        ids,
+        token,
     )
-    .bind(ids)
-    .bind(token)
     .fetch_all(executor)
     .await
 }
@@ -167,13 +173,14 @@ pub async fn started_with(
     ids: &[Uuid],
     token: Uuid,
 ) -> Result<Vec<Started>, sqlx::Error> {
-    sqlx::query_as(
+    sqlx::query_as!(
+        Started,
         "select id, account_id, kind, payload, attempts,
                 next_attempt_at as due, unconfirmed_since, request_id
          from effects where id = any($1) and state = 'sending' and start_token = $2",
+        ids,
+        token,
     )
-    .bind(ids)
-    .bind(token)
     .fetch_all(executor)
     .await
 }
@@ -223,7 +230,7 @@ pub async fn finish_sent_many(
         .map(|m| m.and_then(|m| m.recipient.as_deref()))
         .collect();
     let channels: Vec<Option<&str>> = messages.iter().map(|m| m.and_then(|m| m.channel)).collect();
-    sqlx::query_scalar(
+    sqlx::query_scalar!(
         "with done as (
              update effects e set state = o.state,
                  provider_id = coalesce(o.provider_id, e.provider_id), finished_at = now(),
@@ -239,14 +246,14 @@ pub async fn finish_sent_many(
              from unnest($1::uuid[], $4::text[], $5::text[], $6::text[])
                  as o (id, sent_from, recipient, channel)
              where m.effect_id = o.id and o.id in (select id from done))
-         select id from done",
+         select id as \"id!\" from done",
+        &ids,
+        &states as &[EffectState],
+        &provider_ids as &[Option<&str>],
+        &senders as &[Option<&str>],
+        &recipients as &[Option<&str>],
+        &channels as &[Option<&str>],
     )
-    .bind(&ids)
-    .bind(&states)
-    .bind(&provider_ids)
-    .bind(&senders)
-    .bind(&recipients)
-    .bind(&channels)
     .fetch_all(executor)
     .await
 }
@@ -268,13 +275,13 @@ pub async fn schedule_retry(
     error: &str,
     next_attempt_at: DateTime<Utc>,
 ) -> Result<bool, sqlx::Error> {
-    let done = sqlx::query(
+    let done = sqlx::query!(
         "update effects set state = 'retrying', last_error = $2, next_attempt_at = $3
          where id = $1 and state = 'sending'",
+        id,
+        error,
+        next_attempt_at,
     )
-    .bind(id)
-    .bind(error)
-    .bind(next_attempt_at)
     .execute(executor)
     .await?;
     Ok(done.rows_affected() == 1)
@@ -289,14 +296,14 @@ pub async fn retry_uncounted(
     error: &str,
     next_attempt_at: DateTime<Utc>,
 ) -> Result<bool, sqlx::Error> {
-    let done = sqlx::query(
+    let done = sqlx::query!(
         "update effects set state = 'retrying', attempts = greatest(attempts - 1, 0),
              last_error = $2, next_attempt_at = $3
          where id = $1 and state = 'sending'",
+        id,
+        error,
+        next_attempt_at,
     )
-    .bind(id)
-    .bind(error)
-    .bind(next_attempt_at)
     .execute(executor)
     .await?;
     Ok(done.rows_affected() == 1)
@@ -309,13 +316,13 @@ pub async fn finish_failed(
     state: EffectState,
     error: &str,
 ) -> Result<bool, sqlx::Error> {
-    let done = sqlx::query(
+    let done = sqlx::query!(
         "update effects set state = $2, last_error = $3, finished_at = now()
          where id = $1 and state = 'sending'",
+        id,
+        state.as_str(),
+        error,
     )
-    .bind(id)
-    .bind(state.as_str())
-    .bind(error)
     .execute(executor)
     .await?;
     Ok(done.rows_affected() == 1)
@@ -330,14 +337,14 @@ pub async fn finish_skipped(
     state: EffectState,
     reason: &str,
 ) -> Result<bool, sqlx::Error> {
-    let done = sqlx::query(
+    let done = sqlx::query!(
         "update effects set state = $2, last_error = $3,
              finished_at = case when $2 = 'canceled' then now() else null end
          where id = $1 and state = 'sending'",
+        id,
+        state.as_str(),
+        reason,
     )
-    .bind(id)
-    .bind(state.as_str())
-    .bind(reason)
     .execute(executor)
     .await?;
     Ok(done.rows_affected() == 1)
@@ -354,11 +361,11 @@ pub async fn park_for_delivery(
     reason: &str,
 ) -> Result<bool, sqlx::Error> {
     let mut tx = pool.begin().await?;
-    let status: Option<String> = sqlx::query_scalar(
+    let status: Option<String> = sqlx::query_scalar!(
         "select d.status from deliveries d join delivery_messages m on m.delivery_id = d.id
          where m.effect_id = $1 for share of d",
+        id,
     )
-    .bind(id)
     .fetch_optional(&mut *tx)
     .await?;
     let (state, error) = match status.as_deref() {
@@ -366,15 +373,15 @@ pub async fn park_for_delivery(
         Some("scheduled") => ("planned", None),
         _ => ("canceled", Some("delivery stopped")),
     };
-    let done = sqlx::query(
+    let done = sqlx::query!(
         "update effects set state = $2, last_error = coalesce($3, last_error),
              next_attempt_at = case when $2 = 'planned' then now() else next_attempt_at end,
              finished_at = case when $2 = 'canceled' then now() else null end
          where id = $1 and state = 'sending'",
+        id,
+        state,
+        error,
     )
-    .bind(id)
-    .bind(state)
-    .bind(error)
     .execute(&mut *tx)
     .await?;
     tx.commit().await?;
@@ -389,14 +396,14 @@ pub async fn defer(
     id: Uuid,
     at: DateTime<Utc>,
 ) -> Result<bool, sqlx::Error> {
-    let done = sqlx::query(
+    let done = sqlx::query!(
         "update effects set
              state = case when attempts > 1 then 'retrying' else 'planned' end,
              attempts = attempts - 1, next_attempt_at = $2
          where id = $1 and state = 'sending'",
+        id,
+        at,
     )
-    .bind(id)
-    .bind(at)
     .execute(executor)
     .await?;
     Ok(done.rows_affected() == 1)
@@ -431,14 +438,14 @@ pub async fn retry_unconfirmed(
     error: &str,
     next_attempt_at: DateTime<Utc>,
 ) -> Result<bool, sqlx::Error> {
-    let done = sqlx::query(
+    let done = sqlx::query!(
         "update effects set state = 'retrying', last_error = $2, next_attempt_at = $3,
              unconfirmed_since = coalesce(unconfirmed_since, sending_at)
          where id = $1 and state = 'sending'",
+        id,
+        error,
+        next_attempt_at,
     )
-    .bind(id)
-    .bind(error)
-    .bind(next_attempt_at)
     .execute(executor)
     .await?;
     Ok(done.rows_affected() == 1)
@@ -463,7 +470,7 @@ pub async fn resolve_stuck_sending(
     older_than_secs: f64,
     stuck: Stuck,
 ) -> Result<u64, sqlx::Error> {
-    let done = sqlx::query(
+    let done = sqlx::query!(
         "update effects set
              state = case when $3 then 'retrying' else 'unknown' end,
              unconfirmed_since = case when $3 then coalesce(unconfirmed_since, sending_at)
@@ -474,10 +481,10 @@ pub async fn resolve_stuck_sending(
                  then 'worker stopped while sending; the provider is asked before sending again'
                  else 'worker stopped while sending; the provider may or may not have it' end
          where state = 'sending' and kind = $1 and sending_at < now() - make_interval(secs => $2)",
+        kind.as_str(),
+        older_than_secs,
+        stuck == Stuck::LookUp,
     )
-    .bind(kind.as_str())
-    .bind(older_than_secs)
-    .bind(stuck == Stuck::LookUp)
     .execute(executor)
     .await?;
     Ok(done.rows_affected())
@@ -502,9 +509,6 @@ pub struct EffectRow {
     pub finished_at: Option<DateTime<Utc>>,
 }
 
-const EFFECT_COLUMNS: &str = "id, kind, queue, state, idempotency_key, due_at, next_attempt_at,
-    attempts, last_error, provider_id, request_id, created_at, updated_at, finished_at";
-
 /// Filters and keyset position of a page of effects, newest first.
 #[derive(Debug, Clone, Default)]
 pub struct ListFilter {
@@ -522,21 +526,25 @@ pub async fn list(
     filter: &ListFilter,
 ) -> Result<Vec<EffectRow>, sqlx::Error> {
     let (after_at, after_id) = filter.after.unzip();
-    sqlx::query_as(&format!(
-        "select {EFFECT_COLUMNS} from effects
+    sqlx::query_as!(
+        EffectRow,
+        r#"select id, kind as "kind: EffectKind", queue, state as "state: EffectState",
+                idempotency_key, due_at, next_attempt_at, attempts, last_error, provider_id,
+                request_id, created_at, updated_at, finished_at
+         from effects
          where account_id = $1
            and ($2::text is null or state = $2)
            and ($3::text is null or kind = $3)
            and ($4::timestamptz is null or (created_at, id) < ($4, $5))
          order by created_at desc, id desc
-         limit $6"
-    ))
-    .bind(account_id)
-    .bind(filter.state)
-    .bind(filter.kind)
-    .bind(after_at)
-    .bind(after_id)
-    .bind(filter.limit)
+         limit $6"#,
+        account_id,
+        filter.state.map(EffectState::as_str),
+        filter.kind.map(EffectKind::as_str),
+        after_at,
+        after_id,
+        filter.limit,
+    )
     .fetch_all(executor)
     .await
 }
@@ -547,11 +555,15 @@ pub async fn get(
     account_id: Uuid,
     id: Uuid,
 ) -> Result<Option<EffectRow>, sqlx::Error> {
-    sqlx::query_as(&format!(
-        "select {EFFECT_COLUMNS} from effects where account_id = $1 and id = $2"
-    ))
-    .bind(account_id)
-    .bind(id)
+    sqlx::query_as!(
+        EffectRow,
+        r#"select id, kind as "kind: EffectKind", queue, state as "state: EffectState",
+                idempotency_key, due_at, next_attempt_at, attempts, last_error, provider_id,
+                request_id, created_at, updated_at, finished_at
+         from effects where account_id = $1 and id = $2"#,
+        account_id,
+        id,
+    )
     .fetch_optional(executor)
     .await
 }
@@ -565,18 +577,21 @@ pub async fn transition(
     from: &[EffectState],
     to: EffectState,
 ) -> Result<Option<EffectRow>, sqlx::Error> {
-    sqlx::query_as(&format!(
-        "update effects set state = $4,
+    sqlx::query_as!(
+        EffectRow,
+        r#"update effects set state = $4,
              attempts = case when $4 = 'planned' then 0 else attempts end,
              next_attempt_at = case when $4 = 'planned' then now() else next_attempt_at end,
              finished_at = case when $4 = 'canceled' then now() else null end
-         where account_id = $1 and id = $2 and state = any($3)
-         returning {EFFECT_COLUMNS}"
-    ))
-    .bind(account_id)
-    .bind(id)
-    .bind(from)
-    .bind(to)
+         where account_id = $1 and id = $2 and state = any($3::text[])
+         returning id, kind as "kind: EffectKind", queue, state as "state: EffectState",
+                idempotency_key, due_at, next_attempt_at, attempts, last_error, provider_id,
+                request_id, created_at, updated_at, finished_at"#,
+        account_id,
+        id,
+        from as &[EffectState],
+        to.as_str(),
+    )
     .fetch_optional(executor)
     .await
 }
