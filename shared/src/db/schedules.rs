@@ -70,7 +70,7 @@ pub async fn get(
     sqlx::query_as!(
         ScheduleRow,
         "select id, account_id, name, cron, timezone, group_id, text, status, active_from,
-                   planned_until, created_at, updated_at
+                planned_until, created_at, updated_at
          from schedules where account_id = $1 and id = $2",
         account_id,
         id,
@@ -88,7 +88,7 @@ pub async fn lock(
     sqlx::query_as!(
         ScheduleRow,
         "select id, account_id, name, cron, timezone, group_id, text, status, active_from,
-                   planned_until, created_at, updated_at
+                planned_until, created_at, updated_at
          from schedules where account_id = $1 and id = $2 for update",
         account_id,
         id,
@@ -108,7 +108,7 @@ pub async fn list(
     sqlx::query_as!(
         ScheduleRow,
         "select id, account_id, name, cron, timezone, group_id, text, status, active_from,
-                   planned_until, created_at, updated_at
+                planned_until, created_at, updated_at
          from schedules
          where account_id = $1 and ($2::timestamptz is null or (created_at, id) < ($2, $3))
          order by created_at desc, id desc
@@ -174,7 +174,7 @@ pub async fn set_active(
 }
 
 pub async fn delete(executor: impl PgExecutor<'_>, id: Uuid) -> Result<(), sqlx::Error> {
-    sqlx::query!("delete from schedules where id = $1", id,)
+    sqlx::query!("delete from schedules where id = $1", id)
         .execute(executor)
         .await?;
     Ok(())
@@ -324,7 +324,7 @@ pub async fn claim_to_plan(
     sqlx::query_as!(
         ScheduleRow,
         "select id, account_id, name, cron, timezone, group_id, text, status, active_from,
-                   planned_until, created_at, updated_at
+                planned_until, created_at, updated_at
          from schedules
          where status = 'active' and planned_until < $1
          order by planned_until
@@ -346,7 +346,7 @@ pub async fn lock_active_for_group(
     sqlx::query_as!(
         ScheduleRow,
         "select id, account_id, name, cron, timezone, group_id, text, status, active_from,
-                   planned_until, created_at, updated_at
+                planned_until, created_at, updated_at
          from schedules where group_id = $1 and status = 'active'
          order by id for update skip locked",
         group_id,

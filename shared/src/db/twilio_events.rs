@@ -2,7 +2,7 @@
 //! callbacks are recorded on the message: `outbound_messages::record_provider_status`.)
 
 use sqlx::types::Json;
-use sqlx::{FromRow, PgConnection, PgExecutor};
+use sqlx::{PgConnection, PgExecutor};
 use uuid::Uuid;
 
 /// Which accounts an inbound message on a sender speaks to.
@@ -128,7 +128,7 @@ pub async fn accounts_that_asked(
 }
 
 /// A question a reply answers.
-#[derive(Debug, Clone, FromRow)]
+#[derive(Debug, Clone)]
 pub struct AskedQuestion {
     pub delivery_message_id: Uuid,
     pub delivery_id: Uuid,
