@@ -231,7 +231,7 @@ pub async fn finish_sent_many(
         .collect();
     let channels: Vec<Option<&str>> = messages.iter().map(|m| m.and_then(|m| m.channel)).collect();
     sqlx::query_scalar!(
-        "with done as (
+        r#"with done as (
              update effects e set state = o.state,
                  provider_id = coalesce(o.provider_id, e.provider_id), finished_at = now(),
                  last_error = null, payload = e.payload - 'sealed_secret'
@@ -246,7 +246,7 @@ pub async fn finish_sent_many(
              from unnest($1::uuid[], $4::text[], $5::text[], $6::text[])
                  as o (id, sent_from, recipient, channel)
              where m.effect_id = o.id and o.id in (select id from done))
-         select id as \"id!\" from done",
+         select id as "id!" from done"#,
         &ids,
         &states as &[EffectState],
         &provider_ids as &[Option<&str>],
