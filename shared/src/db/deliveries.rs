@@ -25,9 +25,6 @@ pub struct DeliveryRow {
     pub updated_at: DateTime<Utc>,
 }
 
-const DELIVERY_COLUMNS: &str =
-    "id, group_id, course_id, start_local, timezone, catch_up, status, created_at, updated_at";
-
 /// How many subscribed students of a group keep their clock in one zone.
 #[derive(Debug, Clone, FromRow)]
 pub struct ZoneCount {
@@ -59,19 +56,34 @@ pub async fn subscribed_zones(
     group_id: Uuid,
     keep: Keep,
 ) -> Result<Vec<ZoneCount>, sqlx::Error> {
-    let lock = match keep {
-        Keep::Locked => "for key share",
-        Keep::Unlocked => "",
-    };
-    sqlx::query_as(&format!(
-        "with s as (select timezone, channel from students
-                    where group_id = $1 and subscribed {lock})
-         select timezone, count(*) as students, count(*) filter (where channel = 'sms') as sms
-         from s group by timezone order by timezone"
-    ))
-    .bind(group_id)
-    .fetch_all(conn)
-    .await
+    match keep {
+        Keep::Locked => {
+            sqlx::query_as!(
+                ZoneCount,
+                r#"with s as (select timezone, channel from students
+                              where group_id = $1 and subscribed for key share)
+                   select timezone as "timezone!", count(*) as "students!",
+                          count(*) filter (where channel = 'sms') as "sms!"
+                   from s group by timezone order by timezone"#,
+                group_id,
+            )
+            .fetch_all(conn)
+            .await
+        }
+        Keep::Unlocked => {
+            sqlx::query_as!(
+                ZoneCount,
+                r#"with s as (select timezone, channel from students
+                              where group_id = $1 and subscribed)
+                   select timezone as "timezone!", count(*) as "students!",
+                          count(*) filter (where channel = 'sms') as "sms!"
+                   from s group by timezone order by timezone"#,
+                group_id,
+            )
+            .fetch_all(conn)
+            .await
+        }
+    }
 }
 
 /// A subscribed student to plan for.
@@ -91,17 +103,18 @@ pub async fn subscribed_students(
     limit: i64,
 ) -> Result<Vec<PlanStudent>, sqlx::Error> {
     let (after_at, after_id) = after.unzip();
-    sqlx::query_as(
+    sqlx::query_as!(
+        PlanStudent,
         "select id, name, timezone, created_at from students
          where group_id = $1 and subscribed
            and ($2::timestamptz is null or (created_at, id) > ($2, $3))
          order by created_at, id
          limit $4",
+        group_id,
+        after_at,
+        after_id,
+        limit,
     )
-    .bind(group_id)
-    .bind(after_at)
-    .bind(after_id)
-    .bind(limit)
     .fetch_all(executor)
     .await
 }
@@ -112,14 +125,15 @@ pub async fn first_student_in(
     group_id: Uuid,
     zones: &[&str],
 ) -> Result<Option<PlanStudent>, sqlx::Error> {
-    sqlx::query_as(
+    sqlx::query_as!(
+        PlanStudent,
         "select id, name, timezone, created_at from students
          where group_id = $1 and subscribed and timezone = any($2)
          order by created_at, id
          limit 1",
+        group_id,
+        zones as &[&str],
     )
-    .bind(group_id)
-    .bind(zones)
     .fetch_optional(executor)
     .await
 }
@@ -133,12 +147,13 @@ pub async fn group_exists(
     account_id: Uuid,
     group_id: Uuid,
 ) -> Result<bool, sqlx::Error> {
-    let found: Option<Uuid> =
-        sqlx::query_scalar("select id from groups where account_id = $1 and id = $2 for key share")
-            .bind(account_id)
-            .bind(group_id)
-            .fetch_optional(executor)
-            .await?;
+    let found: Option<Uuid> = sqlx::query_scalar!(
+        "select id from groups where account_id = $1 and id = $2 for key share",
+        account_id,
+        group_id,
+    )
+    .fetch_optional(executor)
+    .await?;
     Ok(found.is_some())
 }
 
@@ -151,16 +166,19 @@ pub async fn insert(
     timezone: Option<&str>,
     catch_up: bool,
 ) -> Result<DeliveryRow, sqlx::Error> {
-    sqlx::query_as(&format!(
+    sqlx::query_as!(
+        DeliveryRow,
         "insert into deliveries (account_id, group_id, course_id, start_local, timezone, catch_up)
-         values ($1, $2, $3, $4, $5, $6) returning {DELIVERY_COLUMNS}"
-    ))
-    .bind(account_id)
-    .bind(group_id)
-    .bind(course_id)
-    .bind(start_local)
-    .bind(timezone)
-    .bind(catch_up)
+         values ($1, $2, $3, $4, $5, $6)
+         returning id, group_id, course_id, start_local, timezone, catch_up, status,
+                   created_at, updated_at",
+        account_id,
+        group_id,
+        course_id,
+        start_local,
+        timezone,
+        catch_up,
+    )
     .fetch_one(conn)
     .await
 }
@@ -220,18 +238,18 @@ pub async fn insert_messages(
             .iter()
             .map(|(_, index)| chunk[*index].question_id)
             .collect();
-        sqlx::query(
+        sqlx::query!(
             "insert into delivery_messages (id, delivery_id, day, seq, question_id, effect_id)
              select m.id, $1, m.day, m.seq, m.question_id, m.effect_id
              from unnest($2::uuid[], $3::int[], $4::int[], $5::uuid[], $6::uuid[])
                   as m(id, day, seq, question_id, effect_id)",
+            delivery_id,
+            &message_ids,
+            &days,
+            &seqs,
+            &questions as &[Option<Uuid>],
+            &effect_ids,
         )
-        .bind(delivery_id)
-        .bind(&message_ids)
-        .bind(&days)
-        .bind(&seqs)
-        .bind(&questions)
-        .bind(&effect_ids)
         .execute(&mut *conn)
         .await?;
     }
@@ -243,11 +261,14 @@ pub async fn get(
     account_id: Uuid,
     id: Uuid,
 ) -> Result<Option<DeliveryRow>, sqlx::Error> {
-    sqlx::query_as(&format!(
-        "select {DELIVERY_COLUMNS} from deliveries where account_id = $1 and id = $2"
-    ))
-    .bind(account_id)
-    .bind(id)
+    sqlx::query_as!(
+        DeliveryRow,
+        "select id, group_id, course_id, start_local, timezone, catch_up, status, created_at,
+                updated_at
+         from deliveries where account_id = $1 and id = $2",
+        account_id,
+        id,
+    )
     .fetch_optional(executor)
     .await
 }
@@ -258,11 +279,14 @@ pub async fn lock(
     account_id: Uuid,
     id: Uuid,
 ) -> Result<Option<DeliveryRow>, sqlx::Error> {
-    sqlx::query_as(&format!(
-        "select {DELIVERY_COLUMNS} from deliveries where account_id = $1 and id = $2 for update"
-    ))
-    .bind(account_id)
-    .bind(id)
+    sqlx::query_as!(
+        DeliveryRow,
+        "select id, group_id, course_id, start_local, timezone, catch_up, status, created_at,
+                updated_at
+         from deliveries where account_id = $1 and id = $2 for update",
+        account_id,
+        id,
+    )
     .fetch_optional(conn)
     .await
 }
@@ -274,15 +298,18 @@ pub async fn list(
     limit: i64,
 ) -> Result<Vec<DeliveryRow>, sqlx::Error> {
     let (after_at, after_id) = after.unzip();
-    sqlx::query_as(&format!(
-        "select {DELIVERY_COLUMNS} from deliveries
+    sqlx::query_as!(
+        DeliveryRow,
+        "select id, group_id, course_id, start_local, timezone, catch_up, status, created_at,
+                updated_at
+         from deliveries
          where account_id = $1 and ($2::timestamptz is null or (created_at, id) < ($2, $3))
-         order by created_at desc, id desc limit $4"
-    ))
-    .bind(account_id)
-    .bind(after_at)
-    .bind(after_id)
-    .bind(limit)
+         order by created_at desc, id desc limit $4",
+        account_id,
+        after_at,
+        after_id,
+        limit,
+    )
     .fetch_all(executor)
     .await
 }
@@ -316,18 +343,19 @@ pub async fn progress_of_many(
     conn: &mut PgConnection,
     ids: &[Uuid],
 ) -> Result<std::collections::HashMap<Uuid, Progress>, sqlx::Error> {
-    let rows: Vec<(Uuid, EffectState, i64, Option<DateTime<Utc>>)> = sqlx::query_as(
-        "select m.delivery_id, e.state, count(*),
-                min(e.next_attempt_at) filter (where e.state in ('planned', 'retrying'))
+    let rows = sqlx::query!(
+        r#"select m.delivery_id, e.state as "state: EffectState", count(*) as "count!",
+                min(e.next_attempt_at) filter (where e.state in ('planned', 'retrying')) as next
          from delivery_messages m join effects e on e.id = m.effect_id
          where m.delivery_id = any($1)
-         group by m.delivery_id, e.state order by m.delivery_id, e.state",
+         group by m.delivery_id, e.state order by m.delivery_id, e.state"#,
+        ids,
     )
-    .bind(ids)
     .fetch_all(conn)
     .await?;
     let mut all = std::collections::HashMap::<Uuid, Progress>::new();
-    for (delivery_id, state, count, next) in rows {
+    for row in rows {
+        let (delivery_id, state, count, next) = (row.delivery_id, row.state, row.count, row.next);
         let progress = all.entry(delivery_id).or_default();
         progress.counts.push((state, count));
         progress.next_send_at = match (progress.next_send_at, next) {
@@ -343,11 +371,13 @@ pub async fn set_status(
     id: Uuid,
     status: &str,
 ) -> Result<(), sqlx::Error> {
-    sqlx::query("update deliveries set status = $2 where id = $1")
-        .bind(id)
-        .bind(status)
-        .execute(executor)
-        .await?;
+    sqlx::query!(
+        "update deliveries set status = $2 where id = $1",
+        id,
+        status,
+    )
+    .execute(executor)
+    .await?;
     Ok(())
 }
 
@@ -360,17 +390,17 @@ pub async fn move_messages(
     to: EffectState,
     reason: &str,
 ) -> Result<u64, sqlx::Error> {
-    let done = sqlx::query(
+    let done = sqlx::query!(
         "update effects e set state = $3, last_error = $4,
              finished_at = case when $3 = 'canceled' then now() else e.finished_at end
          from delivery_messages m
-         where m.effect_id = e.id and m.delivery_id = $1 and e.state = any($2)
+         where m.effect_id = e.id and m.delivery_id = $1 and e.state = any($2::text[])
            and e.unconfirmed_since is null",
+        delivery_id,
+        from as &[EffectState],
+        to.as_str(),
+        reason,
     )
-    .bind(delivery_id)
-    .bind(from)
-    .bind(to)
-    .bind(reason)
     .execute(executor)
     .await?;
     Ok(done.rows_affected())
@@ -390,14 +420,15 @@ pub async fn held_messages(
     executor: impl PgExecutor<'_>,
     delivery_id: Uuid,
 ) -> Result<Vec<HeldRow>, sqlx::Error> {
-    sqlx::query_as(
-        "select e.id as effect_id, o.student_id, s.timezone, m.day, m.seq
+    sqlx::query_as!(
+        HeldRow,
+        r#"select e.id as effect_id, o.student_id, s.timezone as "timezone?", m.day, m.seq
          from delivery_messages m join effects e on e.id = m.effect_id
          join outbound_messages o on o.effect_id = m.effect_id
          left join students s on s.id = o.student_id
-         where m.delivery_id = $1 and e.state = 'held'",
+         where m.delivery_id = $1 and e.state = 'held'"#,
+        delivery_id,
     )
-    .bind(delivery_id)
     .fetch_all(executor)
     .await
 }
@@ -410,13 +441,13 @@ pub async fn replan(
     for chunk in plan.chunks(CHUNK) {
         let ids: Vec<Uuid> = chunk.iter().map(|(id, _)| *id).collect();
         let ats: Vec<DateTime<Utc>> = chunk.iter().map(|(_, at)| *at).collect();
-        sqlx::query(
+        sqlx::query!(
             "update effects e set state = 'planned', next_attempt_at = p.at, last_error = null
              from unnest($1::uuid[], $2::timestamptz[]) as p(id, at)
              where e.id = p.id and e.state = 'held'",
+            &ids,
+            &ats,
         )
-        .bind(&ids)
-        .bind(&ats)
         .execute(&mut *conn)
         .await?;
     }
@@ -434,17 +465,17 @@ pub async fn active_for(
         ActiveFor::Course => (Some(id), None),
         ActiveFor::Group => (None, Some(id)),
     };
-    sqlx::query_scalar(
-        "select exists(
+    sqlx::query_scalar!(
+        r#"select exists(
              select 1 from deliveries d
              join delivery_messages m on m.delivery_id = d.id
              join effects e on e.id = m.effect_id
              where (d.course_id = $1 or d.group_id = $2) and d.status <> 'stopped'
-               and e.state = any($3))",
+               and e.state = any($3::text[])) as "active!""#,
+        course,
+        group,
+        &EffectState::UNSENT[..] as &[EffectState],
     )
-    .bind(course)
-    .bind(group)
-    .bind(&EffectState::UNSENT[..])
     .fetch_one(executor)
     .await
 }

@@ -37,7 +37,8 @@ pub async fn messages(
         Some((day, seq, student)) => (Some(day), Some(seq), Some(student)),
         None => (None, None, None),
     };
-    sqlx::query_as(
+    sqlx::query_as!(
+        MessageRow,
         "select m.id, o.student_id, m.day, m.seq, o.body, e.state, e.due_at, e.next_attempt_at,
                 e.finished_at, e.attempts, e.last_error, e.provider_id, o.provider_status, o.error_code
          from delivery_messages m
@@ -50,14 +51,14 @@ pub async fn messages(
                 or (m.day, m.seq, coalesce(o.student_id, '00000000-0000-0000-0000-000000000000'::uuid)) > ($4, $5, $6))
          order by m.day, m.seq, coalesce(o.student_id, '00000000-0000-0000-0000-000000000000'::uuid)
          limit $7",
+        delivery_id,
+        state,
+        student_id,
+        after_day,
+        after_seq,
+        after_student,
+        limit,
     )
-    .bind(delivery_id)
-    .bind(state)
-    .bind(student_id)
-    .bind(after_day)
-    .bind(after_seq)
-    .bind(after_student)
-    .bind(limit)
     .fetch_all(executor)
     .await
 }
@@ -82,16 +83,17 @@ pub async fn answers(
     limit: i64,
 ) -> Result<Vec<AnswerRow>, sqlx::Error> {
     let (after_at, after_id) = after.unzip();
-    sqlx::query_as(
+    sqlx::query_as!(
+        AnswerRow,
         "select a.id, a.student_id, m.day, m.question_id, a.body, a.correct, a.received_at
          from answers a join delivery_messages m on m.id = a.delivery_message_id
          where a.delivery_id = $1 and ($2::timestamptz is null or (a.received_at, a.id) > ($2, $3))
          order by a.received_at, a.id limit $4",
+        delivery_id,
+        after_at,
+        after_id,
+        limit,
     )
-    .bind(delivery_id)
-    .bind(after_at)
-    .bind(after_id)
-    .bind(limit)
     .fetch_all(executor)
     .await
 }

@@ -27,18 +27,18 @@ pub async fn plan(
     conn: &mut PgConnection,
     effect: &NewEffect,
 ) -> Result<Option<Uuid>, sqlx::Error> {
-    sqlx::query_scalar(
+    sqlx::query_scalar!(
         "insert into effects (account_id, kind, queue, idempotency_key, payload, due_at, next_attempt_at)
          values ($1, $2, $3, $4, $5, $6, $6)
          on conflict (idempotency_key) do nothing
          returning id",
+        effect.account_id,
+        effect.kind.as_str(),
+        effect.queue,
+        effect.idempotency_key,
+        effect.payload,
+        effect.due_at,
     )
-    .bind(effect.account_id)
-    .bind(effect.kind.as_str())
-    .bind(&effect.queue)
-    .bind(&effect.idempotency_key)
-    .bind(&effect.payload)
-    .bind(effect.due_at)
     .fetch_optional(conn)
     .await
 }
@@ -46,18 +46,22 @@ pub async fn plan(
 /// Takes a transaction-scoped lock on dispatching `queue`: only one replica dispatches a
 /// queue at a time, which keeps its Redis window exact.
 pub async fn try_lock_queue(conn: &mut PgConnection, queue: &str) -> Result<bool, sqlx::Error> {
-    sqlx::query_scalar("select pg_try_advisory_xact_lock(hashtext('herald.dispatch.' || $1))")
-        .bind(queue)
-        .fetch_one(conn)
-        .await
+    sqlx::query_scalar!(
+        r#"select pg_try_advisory_xact_lock(hashtext('herald.dispatch.' || $1)) as "locked!""#,
+        queue,
+    )
+    .fetch_one(conn)
+    .await
 }
 
 /// Rows of `queue` currently waiting in Redis.
 pub async fn count_queued(conn: &mut PgConnection, queue: &str) -> Result<i64, sqlx::Error> {
-    sqlx::query_scalar("select count(*) from effects where queue = $1 and state = 'queued'")
-        .bind(queue)
-        .fetch_one(conn)
-        .await
+    sqlx::query_scalar!(
+        r#"select count(*) as "count!" from effects where queue = $1 and state = 'queued'"#,
+        queue,
+    )
+    .fetch_one(conn)
+    .await
 }
 
 /// A row the dispatcher claimed.
@@ -92,7 +96,8 @@ pub async fn claim_due(
     queue: &str,
     limit: i64,
 ) -> Result<Vec<Claimed>, sqlx::Error> {
-    let mut claimed: Vec<Claimed> = sqlx::query_as(
+    let mut claimed = sqlx::query_as!(
+        Claimed,
         "with recursive
          from_start (account_id, n) as (
              (select account_id, 1 from effects
@@ -103,7 +108,7 @@ pub async fn claim_due(
                      where e.queue = $1 and e.state in ('planned', 'retrying')
                        and e.account_id > a.account_id
                      order by e.account_id limit 1), a.n + 1
-             from from_start a where a.account_id is not null and a.n < $4),
+             from from_start a where a.account_id is not null and a.n < $4::bigint),
          wrapped (account_id, n) as (
              (select account_id, 1 from effects
               where queue = $1 and state in ('planned', 'retrying') and account_id < $3
@@ -131,7 +136,7 @@ pub async fn claim_due(
                  where queue = $1 and account_id = a.account_id
                    and state in ('planned', 'retrying') and next_attempt_at <= now()
                  order by next_attempt_at
-                 limit (select ceil($2::numeric / greatest(count(*), 1))::bigint from accounts)
+                 limit (select ceil($2::bigint::numeric / greatest(count(*), 1))::bigint from accounts)
                  for update skip locked) d),
          picked as (
              select id from (
@@ -144,16 +149,17 @@ pub async fn claim_due(
          update effects set state = 'queued', queued_at = now(), dispatches = dispatches + 1
          where id in (select id from picked)
          returning id, dispatches",
+        queue,
+        limit,
+        Uuid::new_v4(),
+        FAIR_ACCOUNTS,
     )
-    .bind(queue)
-    .bind(limit)
-    .bind(Uuid::new_v4())
-    .bind(FAIR_ACCOUNTS)
     .fetch_all(&mut *conn)
     .await?;
     let room = limit - i64::try_from(claimed.len()).unwrap_or(i64::MAX);
     if room > 0 {
-        let topped_up: Vec<Claimed> = sqlx::query_as(
+        let topped_up = sqlx::query_as!(
+            Claimed,
             "update effects set state = 'queued', queued_at = now(), dispatches = dispatches + 1
              where id in (
                  select id from effects
@@ -162,9 +168,9 @@ pub async fn claim_due(
                  limit $2
                  for update skip locked)
              returning id, dispatches",
+            queue,
+            room,
         )
-        .bind(queue)
-        .bind(room)
         .fetch_all(&mut *conn)
         .await?;
         claimed.extend(topped_up);
@@ -177,11 +183,11 @@ pub async fn next_due(
     executor: impl PgExecutor<'_>,
     queue: &str,
 ) -> Result<Option<DateTime<Utc>>, sqlx::Error> {
-    sqlx::query_scalar(
+    sqlx::query_scalar!(
         "select min(next_attempt_at) from effects
          where queue = $1 and state in ('planned', 'retrying')",
+        queue,
     )
-    .bind(queue)
     .fetch_one(executor)
     .await
 }
@@ -214,13 +220,14 @@ pub async fn start_sending(
     executor: impl PgExecutor<'_>,
     id: Uuid,
 ) -> Result<Option<Started>, sqlx::Error> {
-    sqlx::query_as(
+    sqlx::query_as!(
+        Started,
         "update effects set state = 'sending', sending_at = now(), attempts = attempts + 1
          where id = $1 and state = 'queued'
          returning id, account_id, kind, payload, attempts, next_attempt_at as due,
                    unconfirmed_since, unconfirmed_until, provider_id, request_id",
+        id,
     )
-    .bind(id)
     .fetch_optional(executor)
     .await
 }
@@ -238,7 +245,8 @@ pub async fn start_sending_many(
     ids: &[Uuid],
     token: Uuid,
 ) -> Result<Vec<Started>, sqlx::Error> {
-    sqlx::query_as(
+    sqlx::query_as!(
+        Started,
         "update effects set state = 'sending',
              sending_at = case when state = 'queued' then now() else sending_at end,
              attempts = case when state = 'queued' then attempts + 1 else attempts end,
@@ -246,9 +254,9 @@ pub async fn start_sending_many(
          where id = any($1) and (state = 'queued' or (state = 'sending' and start_token = $2))
          returning id, account_id, kind, payload, attempts, next_attempt_at as due,
                    unconfirmed_since, unconfirmed_until, provider_id, request_id",
+        ids,
+        token,
     )
-    .bind(ids)
-    .bind(token)
     .fetch_all(executor)
     .await
 }
@@ -298,8 +306,8 @@ pub async fn finish_sent_many(
         .map(|m| m.and_then(|m| m.recipient.as_deref()))
         .collect();
     let channels: Vec<Option<&str>> = messages.iter().map(|m| m.and_then(|m| m.channel)).collect();
-    sqlx::query_scalar(
-        "with done as (
+    sqlx::query_scalar!(
+        r#"with done as (
              update effects e set state = o.state,
                  provider_id = coalesce(o.provider_id, e.provider_id), finished_at = now(),
                  last_error = null, payload = e.payload - 'sealed_secret'
@@ -314,14 +322,14 @@ pub async fn finish_sent_many(
              from unnest($1::uuid[], $4::text[], $5::text[], $6::text[])
                  as o (id, sent_from, recipient, channel)
              where m.effect_id = o.id and o.id in (select id from done))
-         select id from done",
+         select id as "id!" from done"#,
+        &ids,
+        &states as &[EffectState],
+        &provider_ids as &[Option<&str>],
+        &senders as &[Option<&str>],
+        &recipients as &[Option<&str>],
+        &channels as &[Option<&str>],
     )
-    .bind(&ids)
-    .bind(&states)
-    .bind(&provider_ids)
-    .bind(&senders)
-    .bind(&recipients)
-    .bind(&channels)
     .fetch_all(executor)
     .await
 }
@@ -343,13 +351,13 @@ pub async fn schedule_retry(
     error: &str,
     next_attempt_at: DateTime<Utc>,
 ) -> Result<bool, sqlx::Error> {
-    let done = sqlx::query(
+    let done = sqlx::query!(
         "update effects set state = 'retrying', last_error = $2, next_attempt_at = $3
          where id = $1 and state = 'sending'",
+        id,
+        error,
+        next_attempt_at,
     )
-    .bind(id)
-    .bind(error)
-    .bind(next_attempt_at)
     .execute(executor)
     .await?;
     Ok(done.rows_affected() == 1)
@@ -364,14 +372,14 @@ pub async fn retry_uncounted(
     error: &str,
     next_attempt_at: DateTime<Utc>,
 ) -> Result<bool, sqlx::Error> {
-    let done = sqlx::query(
+    let done = sqlx::query!(
         "update effects set state = 'retrying', attempts = greatest(attempts - 1, 0),
              last_error = $2, next_attempt_at = $3
          where id = $1 and state = 'sending'",
+        id,
+        error,
+        next_attempt_at,
     )
-    .bind(id)
-    .bind(error)
-    .bind(next_attempt_at)
     .execute(executor)
     .await?;
     Ok(done.rows_affected() == 1)
@@ -384,13 +392,13 @@ pub async fn finish_failed(
     state: EffectState,
     error: &str,
 ) -> Result<bool, sqlx::Error> {
-    let done = sqlx::query(
+    let done = sqlx::query!(
         "update effects set state = $2, last_error = $3, finished_at = now()
          where id = $1 and state = 'sending'",
+        id,
+        state.as_str(),
+        error,
     )
-    .bind(id)
-    .bind(state.as_str())
-    .bind(error)
     .execute(executor)
     .await?;
     Ok(done.rows_affected() == 1)
@@ -405,14 +413,14 @@ pub async fn finish_skipped(
     state: EffectState,
     reason: &str,
 ) -> Result<bool, sqlx::Error> {
-    let done = sqlx::query(
+    let done = sqlx::query!(
         "update effects set state = $2, last_error = $3,
              finished_at = case when $2 = 'canceled' then now() else null end
          where id = $1 and state = 'sending'",
+        id,
+        state.as_str(),
+        reason,
     )
-    .bind(id)
-    .bind(state.as_str())
-    .bind(reason)
     .execute(executor)
     .await?;
     Ok(done.rows_affected() == 1)
@@ -429,11 +437,11 @@ pub async fn park_for_delivery(
     reason: &str,
 ) -> Result<bool, sqlx::Error> {
     let mut tx = pool.begin().await?;
-    let status: Option<String> = sqlx::query_scalar(
+    let status: Option<String> = sqlx::query_scalar!(
         "select d.status from deliveries d join delivery_messages m on m.delivery_id = d.id
          where m.effect_id = $1 for share of d",
+        id,
     )
-    .bind(id)
     .fetch_optional(&mut *tx)
     .await?;
     let (state, error) = match status.as_deref() {
@@ -441,15 +449,15 @@ pub async fn park_for_delivery(
         Some("scheduled") => ("planned", None),
         _ => ("canceled", Some("delivery stopped")),
     };
-    let done = sqlx::query(
+    let done = sqlx::query!(
         "update effects set state = $2, last_error = coalesce($3, last_error),
              next_attempt_at = case when $2 = 'planned' then now() else next_attempt_at end,
              finished_at = case when $2 = 'canceled' then now() else null end
          where id = $1 and state = 'sending'",
+        id,
+        state,
+        error,
     )
-    .bind(id)
-    .bind(state)
-    .bind(error)
     .execute(&mut *tx)
     .await?;
     tx.commit().await?;
@@ -464,14 +472,14 @@ pub async fn defer(
     id: Uuid,
     at: DateTime<Utc>,
 ) -> Result<bool, sqlx::Error> {
-    let done = sqlx::query(
+    let done = sqlx::query!(
         "update effects set
              state = case when attempts > 1 then 'retrying' else 'planned' end,
              attempts = attempts - 1, next_attempt_at = $2
          where id = $1 and state = 'sending'",
+        id,
+        at,
     )
-    .bind(id)
-    .bind(at)
     .execute(executor)
     .await?;
     Ok(done.rows_affected() == 1)
@@ -486,12 +494,12 @@ pub async fn requeue_stale(
     executor: impl PgExecutor<'_>,
     older_than_secs: f64,
 ) -> Result<u64, sqlx::Error> {
-    let done = sqlx::query(
+    let done = sqlx::query!(
         "update effects set state = 'planned', next_attempt_at = least(next_attempt_at, now()),
              last_error = 'dispatched again: not picked up from Redis in time'
          where state = 'queued' and queued_at < now() - make_interval(secs => $1)",
+        older_than_secs,
     )
-    .bind(older_than_secs)
     .execute(executor)
     .await?;
     Ok(done.rows_affected())
@@ -506,13 +514,13 @@ pub async fn requeue_lost(
     queues: &[String],
     queued_before: DateTime<Utc>,
 ) -> Result<u64, sqlx::Error> {
-    let done = sqlx::query(
+    let done = sqlx::query!(
         "update effects set state = 'planned', next_attempt_at = least(next_attempt_at, now()),
              last_error = 'dispatched again: Redis lost its data'
          where state = 'queued' and queue = any($1) and queued_at < $2",
+        queues,
+        queued_before,
     )
-    .bind(queues)
-    .bind(queued_before)
     .execute(executor)
     .await?;
     Ok(done.rows_affected())
@@ -527,15 +535,15 @@ pub async fn retry_unconfirmed(
     error: &str,
     next_attempt_at: DateTime<Utc>,
 ) -> Result<bool, sqlx::Error> {
-    let done = sqlx::query(
+    let done = sqlx::query!(
         "update effects set state = 'retrying', last_error = $2, next_attempt_at = $3,
              unconfirmed_since = coalesce(unconfirmed_since, sending_at),
              unconfirmed_until = now()
          where id = $1 and state = 'sending'",
+        id,
+        error,
+        next_attempt_at,
     )
-    .bind(id)
-    .bind(error)
-    .bind(next_attempt_at)
     .execute(executor)
     .await?;
     Ok(done.rows_affected() == 1)
@@ -560,7 +568,7 @@ pub async fn resolve_stuck_sending(
     older_than_secs: f64,
     stuck: Stuck,
 ) -> Result<u64, sqlx::Error> {
-    let done = sqlx::query(
+    let done = sqlx::query!(
         "update effects set
              state = case when $3 then 'retrying' else 'unknown' end,
              unconfirmed_since = case when $3 then coalesce(unconfirmed_since, sending_at)
@@ -572,10 +580,10 @@ pub async fn resolve_stuck_sending(
                  then 'worker stopped while sending; the provider is asked before sending again'
                  else 'worker stopped while sending; the provider may or may not have it' end
          where state = 'sending' and kind = $1 and sending_at < now() - make_interval(secs => $2)",
+        kind.as_str(),
+        older_than_secs,
+        stuck == Stuck::LookUp,
     )
-    .bind(kind.as_str())
-    .bind(older_than_secs)
-    .bind(stuck == Stuck::LookUp)
     .execute(executor)
     .await?;
     Ok(done.rows_affected())
@@ -600,9 +608,6 @@ pub struct EffectRow {
     pub finished_at: Option<DateTime<Utc>>,
 }
 
-const EFFECT_COLUMNS: &str = "id, kind, queue, state, idempotency_key, due_at, next_attempt_at,
-    attempts, last_error, provider_id, request_id, created_at, updated_at, finished_at";
-
 /// Filters and keyset position of a page of effects, newest first.
 #[derive(Debug, Clone, Default)]
 pub struct ListFilter {
@@ -620,21 +625,25 @@ pub async fn list(
     filter: &ListFilter,
 ) -> Result<Vec<EffectRow>, sqlx::Error> {
     let (after_at, after_id) = filter.after.unzip();
-    sqlx::query_as(&format!(
-        "select {EFFECT_COLUMNS} from effects
+    sqlx::query_as!(
+        EffectRow,
+        r#"select id, kind as "kind: EffectKind", queue, state as "state: EffectState",
+                idempotency_key, due_at, next_attempt_at, attempts, last_error, provider_id,
+                request_id, created_at, updated_at, finished_at
+         from effects
          where account_id = $1
            and ($2::text is null or state = $2)
            and ($3::text is null or kind = $3)
            and ($4::timestamptz is null or (created_at, id) < ($4, $5))
          order by created_at desc, id desc
-         limit $6"
-    ))
-    .bind(account_id)
-    .bind(filter.state)
-    .bind(filter.kind)
-    .bind(after_at)
-    .bind(after_id)
-    .bind(filter.limit)
+         limit $6"#,
+        account_id,
+        filter.state.map(EffectState::as_str),
+        filter.kind.map(EffectKind::as_str),
+        after_at,
+        after_id,
+        filter.limit,
+    )
     .fetch_all(executor)
     .await
 }
@@ -645,11 +654,15 @@ pub async fn get(
     account_id: Uuid,
     id: Uuid,
 ) -> Result<Option<EffectRow>, sqlx::Error> {
-    sqlx::query_as(&format!(
-        "select {EFFECT_COLUMNS} from effects where account_id = $1 and id = $2"
-    ))
-    .bind(account_id)
-    .bind(id)
+    sqlx::query_as!(
+        EffectRow,
+        r#"select id, kind as "kind: EffectKind", queue, state as "state: EffectState",
+                idempotency_key, due_at, next_attempt_at, attempts, last_error, provider_id,
+                request_id, created_at, updated_at, finished_at
+         from effects where account_id = $1 and id = $2"#,
+        account_id,
+        id,
+    )
     .fetch_optional(executor)
     .await
 }
@@ -663,18 +676,21 @@ pub async fn transition(
     from: &[EffectState],
     to: EffectState,
 ) -> Result<Option<EffectRow>, sqlx::Error> {
-    sqlx::query_as(&format!(
-        "update effects set state = $4,
+    sqlx::query_as!(
+        EffectRow,
+        r#"update effects set state = $4,
              attempts = case when $4 = 'planned' then 0 else attempts end,
              next_attempt_at = case when $4 = 'planned' then now() else next_attempt_at end,
              finished_at = case when $4 = 'canceled' then now() else null end
-         where account_id = $1 and id = $2 and state = any($3)
-         returning {EFFECT_COLUMNS}"
-    ))
-    .bind(account_id)
-    .bind(id)
-    .bind(from)
-    .bind(to)
+         where account_id = $1 and id = $2 and state = any($3::text[])
+         returning id, kind as "kind: EffectKind", queue, state as "state: EffectState",
+                idempotency_key, due_at, next_attempt_at, attempts, last_error, provider_id,
+                request_id, created_at, updated_at, finished_at"#,
+        account_id,
+        id,
+        from as &[EffectState],
+        to.as_str(),
+    )
     .fetch_optional(executor)
     .await
 }

@@ -5,8 +5,7 @@
 //! Queries written with `sqlx::query!` and friends are checked at compile time against the
 //! query data committed in `.sqlx/` (`SQLX_OFFLINE=true`, set in `.cargo/config.toml`), so
 //! building Herald needs no database; `scripts/sqlx prepare` regenerates that data after a
-//! query or a migration changes. Modules still on plain `sqlx::query` are checked at run time
-//! by the integration tests.
+//! query or a migration changes. Every query here is one of them.
 
 pub mod account_senders;
 pub mod courses;

@@ -9,7 +9,7 @@ use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
 use serde_json::Value;
-use sqlx::{FromRow, PgConnection, PgExecutor};
+use sqlx::{PgConnection, PgExecutor};
 use uuid::Uuid;
 
 use super::account_senders::AccountSenders;
@@ -67,7 +67,7 @@ pub async fn plan(
         let keys: Vec<&str> = chunk.iter().map(|m| m.key.as_str()).collect();
         let payloads: Vec<&Value> = chunk.iter().map(|m| &m.payload).collect();
         let dues: Vec<DateTime<Utc>> = chunk.iter().map(|m| m.due_at).collect();
-        let written: Vec<(Uuid, String)> = sqlx::query_as(
+        let written = sqlx::query!(
             "insert into effects (id, account_id, kind, queue, idempotency_key, payload, due_at,
                                   next_attempt_at, request_id)
              select e.id, $1, $2, $3, e.key, e.payload, e.at, e.at, $9
@@ -79,16 +79,16 @@ pub async fn plan(
                      last_error = null, finished_at = null, provider_id = null
                  where effects.state = 'canceled' and effects.last_error = $8
              returning id, idempotency_key",
+            batch.account_id,
+            batch.kind.as_str(),
+            batch.queue,
+            &ids,
+            &keys as &[&str],
+            &payloads as &[&Value],
+            &dues,
+            batch.revive_canceled,
+            request_id.as_deref(),
         )
-        .bind(batch.account_id)
-        .bind(batch.kind.as_str())
-        .bind(batch.queue)
-        .bind(&ids)
-        .bind(&keys)
-        .bind(&payloads)
-        .bind(&dues)
-        .bind(batch.revive_canceled)
-        .bind(&request_id)
         .fetch_all(&mut *conn)
         .await?;
         let index_of: HashMap<&str, usize> = keys
@@ -98,7 +98,7 @@ pub async fn plan(
             .collect();
         let rows: Vec<(Uuid, usize)> = written
             .iter()
-            .filter_map(|(id, key)| Some((*id, *index_of.get(key.as_str())?)))
+            .filter_map(|row| Some((row.id, *index_of.get(row.idempotency_key.as_str())?)))
             .collect();
         let messages_written: Vec<(Uuid, &NewMessage)> = rows
             .iter()
@@ -158,7 +158,7 @@ async fn write_messages(
     let recipients: Vec<Option<&str>> = rows.iter().map(|(_, m)| m.recipient.as_deref()).collect();
     let subjects: Vec<Option<&str>> = rows.iter().map(|(_, m)| m.subject.as_deref()).collect();
     let bodies: Vec<&str> = rows.iter().map(|(_, m)| m.body.as_str()).collect();
-    sqlx::query(
+    sqlx::query!(
         "insert into outbound_messages (effect_id, account_id, source, channel, student_id,
                                         recipient, subject, body)
          select m.id, $1, $2, m.channel, m.student, m.recipient, m.subject, m.body
@@ -169,15 +169,15 @@ async fn write_messages(
                  recipient = excluded.recipient, subject = excluded.subject,
                  body = excluded.body, sent_from = null, provider_status = null,
                  error_code = null, error_message = null",
+        batch.account_id,
+        batch.source as MessageSource,
+        &ids,
+        &channels as &[Option<&str>],
+        &students as &[Option<Uuid>],
+        &recipients as &[Option<&str>],
+        &subjects as &[Option<&str>],
+        &bodies as &[&str],
     )
-    .bind(batch.account_id)
-    .bind(batch.source)
-    .bind(&ids)
-    .bind(&channels)
-    .bind(&students)
-    .bind(&recipients)
-    .bind(&subjects)
-    .bind(&bodies)
     .execute(conn)
     .await?;
     Ok(())
@@ -186,7 +186,7 @@ async fn write_messages(
 /// A message as the worker sees it at send time: the message, its student as they are now
 /// (all `None` once removed), its account's own senders, and what its source says about
 /// sending it now (the columns of the other sources are `None`).
-#[derive(Debug, Clone, FromRow)]
+#[derive(Debug, Clone)]
 pub struct ToSend {
     pub source: MessageSource,
     pub channel: Option<String>,
@@ -200,7 +200,6 @@ pub struct ToSend {
     pub student_group_id: Option<Uuid>,
     pub student_timezone: Option<String>,
     /// The account's own Twilio senders.
-    #[sqlx(flatten)]
     pub senders: AccountSenders,
     /// A delivery's status: `scheduled`, `paused` or `stopped`.
     pub delivery_status: Option<String>,
@@ -220,15 +219,20 @@ pub async fn find_to_send(
     executor: impl PgExecutor<'_>,
     effect_id: Uuid,
 ) -> Result<Option<ToSend>, sqlx::Error> {
-    sqlx::query_as(
-        "select m.source, m.channel, m.recipient, m.subject, m.body, m.student_id,
-                s.phone, s.channel as student_channel, s.subscribed,
-                s.group_id as student_group_id, s.timezone as student_timezone,
-                a.sms_from, a.whatsapp_from, a.messaging_service_sid,
-                d.status as delivery_status,
-                sc.status as schedule_status, sc.group_id as schedule_group_id, sc.cron,
-                sc.timezone is null as per_recipient_zone,
-                f.timezone as fire_timezone, f.fire_at
+    // Every column but the message's own comes from an outer join: `?` reads them as
+    // `Option` whatever the table says.
+    sqlx::query!(
+        r#"select m.source as "source: MessageSource", m.channel, m.recipient, m.subject,
+                m.body, m.student_id,
+                s.phone as "phone?", s.channel as "student_channel?",
+                s.subscribed as "subscribed?", s.group_id as "student_group_id?",
+                s.timezone as "student_timezone?",
+                a.sms_from as "sms_from?", a.whatsapp_from as "whatsapp_from?",
+                a.messaging_service_sid as "messaging_service_sid?",
+                d.status as "delivery_status?",
+                sc.status as "schedule_status?", sc.group_id as "schedule_group_id?",
+                sc.cron as "cron?", sc.timezone is null as "per_recipient_zone?",
+                f.timezone as "fire_timezone?", f.fire_at as "fire_at?"
          from outbound_messages m
          left join students s on s.id = m.student_id
          left join account_twilio_senders a on a.account_id = m.account_id
@@ -237,9 +241,34 @@ pub async fn find_to_send(
          left join schedule_messages sm on sm.effect_id = m.effect_id
          left join schedules sc on sc.id = sm.schedule_id
          left join schedule_fires f on f.id = sm.fire_id
-         where m.effect_id = $1",
+         where m.effect_id = $1"#,
+        effect_id,
     )
-    .bind(effect_id)
+    .map(|row| ToSend {
+        source: row.source,
+        channel: row.channel,
+        recipient: row.recipient,
+        subject: row.subject,
+        body: row.body,
+        student_id: row.student_id,
+        phone: row.phone,
+        student_channel: row.student_channel,
+        subscribed: row.subscribed,
+        student_group_id: row.student_group_id,
+        student_timezone: row.student_timezone,
+        senders: AccountSenders {
+            sms_from: row.sms_from,
+            whatsapp_from: row.whatsapp_from,
+            messaging_service_sid: row.messaging_service_sid,
+        },
+        delivery_status: row.delivery_status,
+        schedule_status: row.schedule_status,
+        schedule_group_id: row.schedule_group_id,
+        cron: row.cron,
+        per_recipient_zone: row.per_recipient_zone,
+        fire_timezone: row.fire_timezone,
+        fire_at: row.fire_at,
+    })
     .fetch_optional(executor)
     .await
 }
@@ -251,12 +280,12 @@ pub async fn record_refusal(
     code: Option<i32>,
     message: &str,
 ) -> Result<(), sqlx::Error> {
-    sqlx::query(
+    sqlx::query!(
         "update outbound_messages set error_code = $2, error_message = $3 where effect_id = $1",
+        effect_id,
+        code,
+        message,
     )
-    .bind(effect_id)
-    .bind(code)
-    .bind(message)
     .execute(executor)
     .await?;
     Ok(())
@@ -316,7 +345,7 @@ pub async fn record_provider_status(
         return Ok(false);
     };
     let (names, ranks): (Vec<&str>, Vec<i32>) = STATUS_RANKS.iter().copied().unzip();
-    let changed = sqlx::query(
+    let changed = sqlx::query!(
         "update outbound_messages m
          set provider_status = $3, error_code = coalesce($4, m.error_code),
              error_message = coalesce($5, m.error_message)
@@ -325,23 +354,23 @@ pub async fn record_provider_status(
            and (e.provider_id is null or e.provider_id = $2)
            and coalesce((select r.rank from unnest($7::text[], $8::int[]) as r(name, rank)
                           where r.name = m.provider_status), 0) < $6",
+        effect_id,
+        report.provider_id,
+        report.status,
+        report.error_code,
+        report.error_message,
+        rank,
+        &names as &[&str],
+        &ranks,
     )
-    .bind(effect_id)
-    .bind(report.provider_id)
-    .bind(report.status)
-    .bind(report.error_code)
-    .bind(report.error_message)
-    .bind(rank)
-    .bind(&names)
-    .bind(&ranks)
     .execute(&mut *conn)
     .await?
     .rows_affected();
     // The report proves Twilio has the message: a send whose answer was unreadable learns its
     // id here, and one waiting to be looked up (`unconfirmed_since`) is sent, not re-sent,
     // with the sender and recipient the report names (replies are routed by the sender).
-    let resolved: Option<bool> = sqlx::query_scalar(
-        "update effects e set provider_id = $2,
+    let resolved = sqlx::query_scalar!(
+        r#"update effects e set provider_id = $2,
              state = case when old.state = 'retrying' then 'sent' else e.state end,
              finished_at = case when old.state = 'retrying' then now() else e.finished_at end,
              last_error = case when old.state = 'retrying' then null else e.last_error end
@@ -349,21 +378,21 @@ pub async fn record_provider_status(
          where e.id = old.id and (e.provider_id is null or e.provider_id = $2)
            and ((e.provider_id is null and e.state in ('sending', 'sent'))
                 or (e.state = 'retrying' and e.unconfirmed_since is not null))
-         returning old.state = 'retrying'",
+         returning old.state = 'retrying' as "resolved!""#,
+        effect_id,
+        report.provider_id,
     )
-    .bind(effect_id)
-    .bind(report.provider_id)
     .fetch_optional(&mut *conn)
     .await?;
     if resolved == Some(true) {
-        sqlx::query(
+        sqlx::query!(
             "update outbound_messages set sent_from = coalesce($2, sent_from),
                  recipient = coalesce($3, recipient)
              where effect_id = $1",
+            effect_id,
+            report.sent_from,
+            report.recipient,
         )
-        .bind(effect_id)
-        .bind(report.sent_from)
-        .bind(report.recipient)
         .execute(conn)
         .await?;
     }
@@ -376,10 +405,12 @@ pub async fn effect_of_provider_id(
     executor: impl PgExecutor<'_>,
     provider_id: &str,
 ) -> Result<Option<Uuid>, sqlx::Error> {
-    sqlx::query_scalar("select id from effects where provider_id = $1 limit 1")
-        .bind(provider_id)
-        .fetch_optional(executor)
-        .await
+    sqlx::query_scalar!(
+        "select id from effects where provider_id = $1 limit 1",
+        provider_id,
+    )
+    .fetch_optional(executor)
+    .await
 }
 
 /// The provider ids of the other messages sent to `recipient` since `since`: a look-up for an
@@ -392,14 +423,15 @@ pub async fn sids_sent_to(
     recipient: &str,
     since: DateTime<Utc>,
 ) -> Result<Vec<String>, sqlx::Error> {
-    sqlx::query_scalar(
-        "select e.provider_id from outbound_messages m join effects e on e.id = m.effect_id
-         where m.recipient = $2 and m.created_at >= $3 - interval '1 day'
-           and e.id <> $1 and e.provider_id is not null and e.finished_at >= $3",
+    sqlx::query_scalar!(
+        r#"select e.provider_id as "provider_id!" from outbound_messages m
+         join effects e on e.id = m.effect_id
+         where m.recipient = $2 and m.created_at >= $3::timestamptz - interval '1 day'
+           and e.id <> $1 and e.provider_id is not null and e.finished_at >= $3"#,
+        effect_id,
+        recipient,
+        since,
     )
-    .bind(effect_id)
-    .bind(recipient)
-    .bind(since)
     .fetch_all(executor)
     .await
 }

@@ -30,9 +30,6 @@ pub struct ScheduleRow {
     pub updated_at: DateTime<Utc>,
 }
 
-const COLUMNS: &str = "id, account_id, name, cron, timezone, group_id, text, status, active_from, \
-                       planned_until, created_at, updated_at";
-
 /// What a schedule is made of, for create and update.
 #[derive(Debug, Clone)]
 pub struct ScheduleFields<'a> {
@@ -48,16 +45,19 @@ pub async fn insert(
     account_id: Uuid,
     fields: &ScheduleFields<'_>,
 ) -> Result<ScheduleRow, sqlx::Error> {
-    sqlx::query_as(&format!(
+    sqlx::query_as!(
+        ScheduleRow,
         "insert into schedules (account_id, name, cron, timezone, group_id, text)
-         values ($1, $2, $3, $4, $5, $6) returning {COLUMNS}"
-    ))
-    .bind(account_id)
-    .bind(fields.name)
-    .bind(fields.cron)
-    .bind(fields.timezone)
-    .bind(fields.group_id)
-    .bind(fields.text)
+         values ($1, $2, $3, $4, $5, $6)
+         returning id, account_id, name, cron, timezone, group_id, text, status, active_from,
+                   planned_until, created_at, updated_at",
+        account_id,
+        fields.name,
+        fields.cron,
+        fields.timezone,
+        fields.group_id,
+        fields.text,
+    )
     .fetch_one(conn)
     .await
 }
@@ -67,11 +67,14 @@ pub async fn get(
     account_id: Uuid,
     id: Uuid,
 ) -> Result<Option<ScheduleRow>, sqlx::Error> {
-    sqlx::query_as(&format!(
-        "select {COLUMNS} from schedules where account_id = $1 and id = $2"
-    ))
-    .bind(account_id)
-    .bind(id)
+    sqlx::query_as!(
+        ScheduleRow,
+        "select id, account_id, name, cron, timezone, group_id, text, status, active_from,
+                planned_until, created_at, updated_at
+         from schedules where account_id = $1 and id = $2",
+        account_id,
+        id,
+    )
     .fetch_optional(executor)
     .await
 }
@@ -82,11 +85,14 @@ pub async fn lock(
     account_id: Uuid,
     id: Uuid,
 ) -> Result<Option<ScheduleRow>, sqlx::Error> {
-    sqlx::query_as(&format!(
-        "select {COLUMNS} from schedules where account_id = $1 and id = $2 for update"
-    ))
-    .bind(account_id)
-    .bind(id)
+    sqlx::query_as!(
+        ScheduleRow,
+        "select id, account_id, name, cron, timezone, group_id, text, status, active_from,
+                planned_until, created_at, updated_at
+         from schedules where account_id = $1 and id = $2 for update",
+        account_id,
+        id,
+    )
     .fetch_optional(conn)
     .await
 }
@@ -99,16 +105,19 @@ pub async fn list(
     limit: i64,
 ) -> Result<Vec<ScheduleRow>, sqlx::Error> {
     let (after_at, after_id) = after.unzip();
-    sqlx::query_as(&format!(
-        "select {COLUMNS} from schedules
+    sqlx::query_as!(
+        ScheduleRow,
+        "select id, account_id, name, cron, timezone, group_id, text, status, active_from,
+                planned_until, created_at, updated_at
+         from schedules
          where account_id = $1 and ($2::timestamptz is null or (created_at, id) < ($2, $3))
          order by created_at desc, id desc
-         limit $4"
-    ))
-    .bind(account_id)
-    .bind(after_at)
-    .bind(after_id)
-    .bind(limit)
+         limit $4",
+        account_id,
+        after_at,
+        after_id,
+        limit,
+    )
     .fetch_all(executor)
     .await
 }
@@ -121,18 +130,21 @@ pub async fn update(
     fields: &ScheduleFields<'_>,
     from: DateTime<Utc>,
 ) -> Result<ScheduleRow, sqlx::Error> {
-    sqlx::query_as(&format!(
+    sqlx::query_as!(
+        ScheduleRow,
         "update schedules set name = $2, cron = $3, timezone = $4, group_id = $5, text = $6,
              active_from = $7, planned_until = $7
-         where id = $1 returning {COLUMNS}"
-    ))
-    .bind(id)
-    .bind(fields.name)
-    .bind(fields.cron)
-    .bind(fields.timezone)
-    .bind(fields.group_id)
-    .bind(fields.text)
-    .bind(from)
+         where id = $1
+         returning id, account_id, name, cron, timezone, group_id, text, status, active_from,
+                   planned_until, created_at, updated_at",
+        id,
+        fields.name,
+        fields.cron,
+        fields.timezone,
+        fields.group_id,
+        fields.text,
+        from,
+    )
     .fetch_one(conn)
     .await
 }
@@ -145,22 +157,24 @@ pub async fn set_active(
     active: bool,
     from: DateTime<Utc>,
 ) -> Result<ScheduleRow, sqlx::Error> {
-    sqlx::query_as(&format!(
+    sqlx::query_as!(
+        ScheduleRow,
         "update schedules set status = case when $2 then 'active' else 'paused' end,
              active_from = case when $2 then $3 else active_from end,
              planned_until = case when $2 then $3 else planned_until end
-         where id = $1 returning {COLUMNS}"
-    ))
-    .bind(id)
-    .bind(active)
-    .bind(from)
+         where id = $1
+         returning id, account_id, name, cron, timezone, group_id, text, status, active_from,
+                   planned_until, created_at, updated_at",
+        id,
+        active,
+        from,
+    )
     .fetch_one(conn)
     .await
 }
 
 pub async fn delete(executor: impl PgExecutor<'_>, id: Uuid) -> Result<(), sqlx::Error> {
-    sqlx::query("delete from schedules where id = $1")
-        .bind(id)
+    sqlx::query!("delete from schedules where id = $1", id)
         .execute(executor)
         .await?;
     Ok(())
@@ -180,12 +194,12 @@ pub async fn cancel_fires_after(
     after: DateTime<Utc>,
 ) -> Result<u64, sqlx::Error> {
     let canceled = cancel_unsent_messages(&mut *conn, schedule_id, after).await?;
-    sqlx::query(
+    sqlx::query!(
         "update schedule_fires set state = 'canceled'
          where schedule_id = $1 and fire_at > $2 and state = 'planned'",
+        schedule_id,
+        after.max(DateTime::UNIX_EPOCH),
     )
-    .bind(schedule_id)
-    .bind(after.max(DateTime::UNIX_EPOCH))
     .execute(conn)
     .await?;
     Ok(canceled)
@@ -200,16 +214,16 @@ pub async fn cancel_unsent_messages(
 ) -> Result<u64, sqlx::Error> {
     // PostgreSQL's timestamps start in 4713 BC, chrono's much earlier
     let after = after.max(DateTime::UNIX_EPOCH);
-    Ok(sqlx::query(
+    Ok(sqlx::query!(
         "update effects e set state = 'canceled', finished_at = now(), last_error = $3
          from schedule_fires f join schedule_messages m on m.fire_id = f.id
          where f.schedule_id = $1 and f.fire_at > $2 and m.effect_id = e.id
-           and e.state = any($4) and e.unconfirmed_since is null",
+           and e.state = any($4::text[]) and e.unconfirmed_since is null",
+        schedule_id,
+        after,
+        CANCELED_BY_SCHEDULE,
+        &EffectState::NOT_STARTED[..] as &[EffectState],
     )
-    .bind(schedule_id)
-    .bind(after)
-    .bind(CANCELED_BY_SCHEDULE)
-    .bind(&EffectState::NOT_STARTED[..])
     .execute(conn)
     .await?
     .rows_affected())
@@ -222,15 +236,15 @@ pub async fn rewrite_unsent_text(
     schedule_id: Uuid,
     text: &str,
 ) -> Result<u64, sqlx::Error> {
-    Ok(sqlx::query(
+    Ok(sqlx::query!(
         "update outbound_messages o set body = $2
          from schedule_messages m join effects e on e.id = m.effect_id
-         where m.schedule_id = $1 and o.effect_id = m.effect_id and e.state = any($3)
+         where m.schedule_id = $1 and o.effect_id = m.effect_id and e.state = any($3::text[])
            and e.unconfirmed_since is null and o.body <> $2",
+        schedule_id,
+        text,
+        &EffectState::NOT_STARTED[..] as &[EffectState],
     )
-    .bind(schedule_id)
-    .bind(text)
-    .bind(&EffectState::NOT_STARTED[..])
     .execute(executor)
     .await?
     .rows_affected())
@@ -241,10 +255,12 @@ pub async fn uses_group(
     executor: impl PgExecutor<'_>,
     group_id: Uuid,
 ) -> Result<bool, sqlx::Error> {
-    sqlx::query_scalar("select exists(select 1 from schedules where group_id = $1)")
-        .bind(group_id)
-        .fetch_one(executor)
-        .await
+    sqlx::query_scalar!(
+        r#"select exists(select 1 from schedules where group_id = $1) as "exists!""#,
+        group_id,
+    )
+    .fetch_one(executor)
+    .await
 }
 
 /// Whether any student of the group gets SMS (a schedule's text must then fit SMS).
@@ -252,10 +268,11 @@ pub async fn group_has_sms(
     executor: impl PgExecutor<'_>,
     group_id: Uuid,
 ) -> Result<bool, sqlx::Error> {
-    sqlx::query_scalar(
-        "select exists(select 1 from students where group_id = $1 and channel = 'sms')",
+    sqlx::query_scalar!(
+        r#"select exists(select 1 from students where group_id = $1 and channel = 'sms')
+           as "exists!""#,
+        group_id,
     )
-    .bind(group_id)
     .fetch_one(executor)
     .await
 }
@@ -272,13 +289,14 @@ pub async fn recipients(
     executor: impl PgExecutor<'_>,
     group_id: Uuid,
 ) -> Result<Vec<Recipient>, sqlx::Error> {
-    sqlx::query_as(
-        // kept until the plan commits: a student deleted meanwhile waits instead of failing
-        // the plan's insert on the foreign key
+    // kept until the plan commits: a student deleted meanwhile waits instead of failing the
+    // plan's insert on the foreign key
+    sqlx::query_as!(
+        Recipient,
         "select id, timezone from students where group_id = $1 and subscribed
          order by created_at, id for key share",
+        group_id,
     )
-    .bind(group_id)
     .fetch_all(executor)
     .await
 }
@@ -288,10 +306,10 @@ pub async fn recipient_zones(
     executor: impl PgExecutor<'_>,
     group_id: Uuid,
 ) -> Result<Vec<String>, sqlx::Error> {
-    sqlx::query_scalar(
+    sqlx::query_scalar!(
         "select distinct timezone from students where group_id = $1 and subscribed order by 1",
+        group_id,
     )
-    .bind(group_id)
     .fetch_all(executor)
     .await
 }
@@ -303,15 +321,18 @@ pub async fn claim_to_plan(
     before: DateTime<Utc>,
     limit: i64,
 ) -> Result<Vec<ScheduleRow>, sqlx::Error> {
-    sqlx::query_as(&format!(
-        "select {COLUMNS} from schedules
+    sqlx::query_as!(
+        ScheduleRow,
+        "select id, account_id, name, cron, timezone, group_id, text, status, active_from,
+                planned_until, created_at, updated_at
+         from schedules
          where status = 'active' and planned_until < $1
          order by planned_until
          limit $2
-         for update skip locked"
-    ))
-    .bind(before)
-    .bind(limit)
+         for update skip locked",
+        before,
+        limit,
+    )
     .fetch_all(conn)
     .await
 }
@@ -322,11 +343,14 @@ pub async fn lock_active_for_group(
     conn: &mut PgConnection,
     group_id: Uuid,
 ) -> Result<Vec<ScheduleRow>, sqlx::Error> {
-    sqlx::query_as(&format!(
-        "select {COLUMNS} from schedules where group_id = $1 and status = 'active'
-         order by id for update skip locked"
-    ))
-    .bind(group_id)
+    sqlx::query_as!(
+        ScheduleRow,
+        "select id, account_id, name, cron, timezone, group_id, text, status, active_from,
+                planned_until, created_at, updated_at
+         from schedules where group_id = $1 and status = 'active'
+         order by id for update skip locked",
+        group_id,
+    )
     .fetch_all(conn)
     .await
 }
@@ -336,11 +360,13 @@ pub async fn set_planned_until(
     id: Uuid,
     until: DateTime<Utc>,
 ) -> Result<(), sqlx::Error> {
-    sqlx::query("update schedules set planned_until = greatest(planned_until, $2) where id = $1")
-        .bind(id)
-        .bind(until)
-        .execute(executor)
-        .await?;
+    sqlx::query!(
+        "update schedules set planned_until = greatest(planned_until, $2) where id = $1",
+        id,
+        until,
+    )
+    .execute(executor)
+    .await?;
     Ok(())
 }
 
@@ -386,7 +412,7 @@ pub async fn write_fires(
         .collect();
     // new, revived and already planned fires come back with their id (an already planned
     // one gets the messages of students it does not have yet); missed ones do not
-    let written: Vec<(Uuid, String, DateTime<Utc>)> = sqlx::query_as(
+    let written = sqlx::query!(
         "insert into schedule_fires (schedule_id, timezone, fire_at, local_time, state, recipients)
          select $1, f.zone, f.at, f.local, f.state, f.recipients
          from unnest($2::text[], $3::timestamptz[], $4::timestamp[], $5::text[], $6::int[])
@@ -398,13 +424,13 @@ pub async fn write_fires(
                                    else greatest(schedule_fires.recipients, excluded.recipients) end
              where schedule_fires.state in ('canceled', 'planned')
          returning id, timezone, fire_at",
+        schedule.id,
+        &zones as &[&str],
+        &ats,
+        &locals,
+        &states as &[&str],
+        &counts,
     )
-    .bind(schedule.id)
-    .bind(&zones)
-    .bind(&ats)
-    .bind(&locals)
-    .bind(&states)
-    .bind(&counts)
     .fetch_all(&mut *conn)
     .await?;
 
@@ -416,14 +442,14 @@ pub async fn write_fires(
     let mut fire_ids = Vec::new();
     let mut students = Vec::new();
     let mut due = Vec::new();
-    for (fire_id, zone, at) in &written {
-        let Some(fire) = to_send.get(&(zone.as_str(), *at)) else {
+    for row in &written {
+        let Some(fire) = to_send.get(&(row.timezone.as_str(), row.fire_at)) else {
             continue;
         };
         for student in &fire.students {
-            fire_ids.push(*fire_id);
+            fire_ids.push(row.id);
             students.push(*student);
-            due.push(*at);
+            due.push(row.fire_at);
         }
     }
     let mut messages = 0;
@@ -473,15 +499,15 @@ async fn write_messages(
     let written = outbound_messages::plan(&mut *conn, &batch, &messages).await?;
     let effect_ids: Vec<Uuid> = written.iter().map(|(effect, _)| *effect).collect();
     let message_fires: Vec<Uuid> = written.iter().map(|(_, index)| fire_ids[*index]).collect();
-    sqlx::query(
+    sqlx::query!(
         "insert into schedule_messages (effect_id, schedule_id, fire_id)
          select m.effect_id, $1, m.fire_id
          from unnest($2::uuid[], $3::uuid[]) as m(effect_id, fire_id)
          on conflict (effect_id) do update set fire_id = excluded.fire_id",
+        schedule.id,
+        &effect_ids,
+        &message_fires,
     )
-    .bind(schedule.id)
-    .bind(&effect_ids)
-    .bind(&message_fires)
     .execute(conn)
     .await?;
     Ok(written.len() as u64)
@@ -513,23 +539,25 @@ pub async fn past_fires(
     until: DateTime<Utc>,
     limit: i64,
 ) -> Result<Vec<FireOutcome>, sqlx::Error> {
-    sqlx::query_as(
-        "select f.id, f.timezone, f.fire_at, f.local_time, f.state, f.recipients,
-                count(e.id) filter (where e.state in ('sent', 'sandboxed')) as sent,
-                count(e.id) filter (where e.state in ('failed', 'dead', 'unknown')) as failed,
-                count(e.id) filter (where e.state = 'canceled') as skipped,
-                count(e.id) filter (where e.state = any($4)) as pending
+    sqlx::query_as!(
+        FireOutcome,
+        r#"select f.id as "id!", f.timezone as "timezone!", f.fire_at as "fire_at!",
+                f.local_time as "local_time!", f.state as "state!", f.recipients as "recipients!",
+                count(e.id) filter (where e.state in ('sent', 'sandboxed')) as "sent!",
+                count(e.id) filter (where e.state in ('failed', 'dead', 'unknown')) as "failed!",
+                count(e.id) filter (where e.state = 'canceled') as "skipped!",
+                count(e.id) filter (where e.state = any($4::text[])) as "pending!"
          from (select * from schedule_fires where schedule_id = $1 and fire_at <= $2
                order by fire_at desc, timezone limit $3) f
          left join schedule_messages m on m.fire_id = f.id
          left join effects e on e.id = m.effect_id
          group by f.id, f.timezone, f.fire_at, f.local_time, f.state, f.recipients
-         order by f.fire_at desc, f.timezone",
+         order by f.fire_at desc, f.timezone"#,
+        schedule_id,
+        until,
+        limit,
+        &EffectState::UNSENT[..] as &[EffectState],
     )
-    .bind(schedule_id)
-    .bind(until)
-    .bind(limit)
-    .bind(&EffectState::UNSENT[..])
     .fetch_all(executor)
     .await
 }
@@ -540,15 +568,15 @@ pub async fn mark_fire_missed(
     executor: impl PgExecutor<'_>,
     effect_id: Uuid,
 ) -> Result<(), sqlx::Error> {
-    sqlx::query(
+    sqlx::query!(
         "update schedule_fires f set state = 'missed' from schedule_messages m
          where m.effect_id = $1 and f.id = m.fire_id and f.state = 'planned'
            and not exists (
                select 1 from schedule_messages o join effects e on e.id = o.effect_id
                where o.fire_id = f.id and o.effect_id <> $1
                  and e.state in ('sending', 'sent', 'sandboxed'))",
+        effect_id,
     )
-    .bind(effect_id)
     .execute(executor)
     .await?;
     Ok(())

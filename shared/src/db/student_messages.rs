@@ -18,15 +18,15 @@ pub async fn skip_unsent_for_students(
     student_ids: &[Uuid],
     reason: &str,
 ) -> Result<u64, sqlx::Error> {
-    let done = sqlx::query(
+    let done = sqlx::query!(
         "update effects e set state = 'canceled', last_error = $2, finished_at = now()
          from outbound_messages m
          where m.effect_id = e.id and m.student_id = any($1) and m.source = 'delivery'
-           and e.state = any($3) and e.unconfirmed_since is null",
+           and e.state = any($3::text[]) and e.unconfirmed_since is null",
+        student_ids,
+        reason,
+        &EffectState::NOT_STARTED[..] as &[EffectState],
     )
-    .bind(student_ids)
-    .bind(reason)
-    .bind(&EffectState::NOT_STARTED[..])
     .execute(executor)
     .await?;
     Ok(done.rows_affected())
@@ -54,16 +54,17 @@ pub async fn unsent_on_own_clock(
     executor: impl PgExecutor<'_>,
     student_id: Uuid,
 ) -> Result<Vec<UnsentMessage>, sqlx::Error> {
-    sqlx::query_as(
+    sqlx::query_as!(
+        UnsentMessage,
         "select e.id as effect_id, e.next_attempt_at
          from outbound_messages o
          join delivery_messages m on m.effect_id = o.effect_id
          join deliveries d on d.id = m.delivery_id
          join effects e on e.id = m.effect_id
-         where o.student_id = $1 and d.timezone is null and e.state = any($2)",
+         where o.student_id = $1 and d.timezone is null and e.state = any($2::text[])",
+        student_id,
+        &MOVABLE[..] as &[EffectState],
     )
-    .bind(student_id)
-    .bind(&MOVABLE[..])
     .fetch_all(executor)
     .await
 }
@@ -77,15 +78,15 @@ pub async fn move_unsent(
     for chunk in plan.chunks(CHUNK) {
         let ids: Vec<Uuid> = chunk.iter().map(|(id, _)| *id).collect();
         let ats: Vec<DateTime<Utc>> = chunk.iter().map(|(_, at)| *at).collect();
-        sqlx::query(
+        sqlx::query!(
             "update effects e set state = case when e.state = 'queued' then 'planned' else e.state end,
                  next_attempt_at = p.at
              from unnest($1::uuid[], $2::timestamptz[]) as p(id, at)
-             where e.id = p.id and e.state = any($3)",
+             where e.id = p.id and e.state = any($3::text[])",
+            &ids,
+            &ats,
+            &MOVABLE[..] as &[EffectState],
         )
-        .bind(&ids)
-        .bind(&ats)
-        .bind(&MOVABLE[..])
         .execute(&mut *conn)
         .await?;
     }

@@ -2,7 +2,7 @@
 //! callbacks are recorded on the message: `outbound_messages::record_provider_status`.)
 
 use sqlx::types::Json;
-use sqlx::{FromRow, PgConnection, PgExecutor};
+use sqlx::{PgConnection, PgExecutor};
 use uuid::Uuid;
 
 /// Which accounts an inbound message on a sender speaks to.
@@ -24,12 +24,8 @@ impl Audience<'_> {
     }
 }
 
-/// `groups g` rows of the audience; `$2` is the account, `$3` the shared sender's channel.
-const AUDIENCE_SQL: &str = "(g.account_id = $2 or ($2 is null and not exists (
-        select 1 from account_twilio_senders a
-        where a.account_id = g.account_id
-          and (a.messaging_service_sid is not null
-               or (case $3 when 'sms' then a.sms_from else a.whatsapp_from end) is not null))))";
+// The audience's groups (`groups g`) are those of the account `$2`, or, when `$2` is null,
+// those of every account without its own sender on the channel `$3`.
 
 /// Unsubscribes the audience's students with this phone because they sent an opt-out
 /// keyword. Returns the students changed.
@@ -38,13 +34,23 @@ pub async fn opt_out(
     phone: &str,
     audience: Audience<'_>,
 ) -> Result<Vec<Uuid>, sqlx::Error> {
-    update_audience(
-        executor,
+    let (account, channel) = audience.binds();
+    sqlx::query_scalar!(
+        "update students s set subscribed = false, unsubscribe_reason = 'opt_out_keyword'
+         from groups g
+         where g.id = s.group_id and s.phone = $1 and s.subscribed
+           and (g.account_id = $2 or ($2 is null and not exists (
+                   select 1 from account_twilio_senders a
+                   where a.account_id = g.account_id
+                     and (a.messaging_service_sid is not null
+                          or (case $3 when 'sms' then a.sms_from else a.whatsapp_from end)
+                             is not null))))
+         returning s.id",
         phone,
-        audience,
-        "subscribed = false, unsubscribe_reason = 'opt_out_keyword'",
-        "s.subscribed",
+        account,
+        channel,
     )
+    .fetch_all(executor)
     .await
 }
 
@@ -56,34 +62,23 @@ pub async fn opt_in(
     phone: &str,
     audience: Audience<'_>,
 ) -> Result<Vec<Uuid>, sqlx::Error> {
-    update_audience(
-        executor,
-        phone,
-        audience,
-        "subscribed = true",
-        "not s.subscribed and s.unsubscribe_reason = 'opt_out_keyword'",
-    )
-    .await
-}
-
-/// Sets `set` on the audience's students with this phone that match `condition`.
-async fn update_audience(
-    executor: impl PgExecutor<'_>,
-    phone: &str,
-    audience: Audience<'_>,
-    set: &str,
-    condition: &str,
-) -> Result<Vec<Uuid>, sqlx::Error> {
     let (account, channel) = audience.binds();
-    sqlx::query_scalar(&format!(
-        "update students s set {set}
+    sqlx::query_scalar!(
+        "update students s set subscribed = true
          from groups g
-         where g.id = s.group_id and s.phone = $1 and {condition} and {AUDIENCE_SQL}
-         returning s.id"
-    ))
-    .bind(phone)
-    .bind(account)
-    .bind(channel)
+         where g.id = s.group_id and s.phone = $1
+           and not s.subscribed and s.unsubscribe_reason = 'opt_out_keyword'
+           and (g.account_id = $2 or ($2 is null and not exists (
+                   select 1 from account_twilio_senders a
+                   where a.account_id = g.account_id
+                     and (a.messaging_service_sid is not null
+                          or (case $3 when 'sms' then a.sms_from else a.whatsapp_from end)
+                             is not null))))
+         returning s.id",
+        phone,
+        account,
+        channel,
+    )
     .fetch_all(executor)
     .await
 }
@@ -100,17 +95,9 @@ pub struct AskedFrom<'a> {
     pub window_secs: u64,
 }
 
-/// Questions that went to `phone` from one of the senders within the window: the condition
-/// shared by the two queries below (`$1` phone, `$2` senders, `$3` window, `$4` shared).
-const ASKED_SQL: &str = "from delivery_messages m
-         join deliveries d on d.id = m.delivery_id
-         join outbound_messages o on o.effect_id = m.effect_id
-         join students s on s.id = o.student_id
-         join effects e on e.id = m.effect_id
-         left join questions q on q.id = m.question_id
-         where s.phone = $1 and m.seq > 0 and e.state in ('sent', 'sandboxed')
-           and (o.sent_from = any($2) or (o.sent_from is null and $4))
-           and e.finished_at > now() - make_interval(secs => $3::double precision)";
+// A question that went to `phone` (`$1`) from one of the senders (`$2`; `$4`: a question
+// without a recorded sender counts) within the window (`$3` seconds): the condition shared by
+// the two queries below.
 
 /// The accounts that sent `phone` a question from one of the senders within the window (at
 /// most two: one is all that can be attributed).
@@ -119,22 +106,34 @@ pub async fn accounts_that_asked(
     phone: &str,
     from: AskedFrom<'_>,
 ) -> Result<Vec<Uuid>, sqlx::Error> {
-    sqlx::query_scalar(&format!("select distinct d.account_id {ASKED_SQL} limit 2"))
-        .bind(phone)
-        .bind(from.senders)
-        .bind(from.window_secs as f64)
-        .bind(from.shared)
-        .fetch_all(executor)
-        .await
+    sqlx::query_scalar!(
+        "select distinct d.account_id
+         from delivery_messages m
+         join deliveries d on d.id = m.delivery_id
+         join outbound_messages o on o.effect_id = m.effect_id
+         join students s on s.id = o.student_id
+         join effects e on e.id = m.effect_id
+         left join questions q on q.id = m.question_id
+         where s.phone = $1 and m.seq > 0 and e.state in ('sent', 'sandboxed')
+           and (o.sent_from = any($2) or (o.sent_from is null and $4))
+           and e.finished_at > now() - make_interval(secs => $3::double precision)
+         limit 2",
+        phone,
+        from.senders as &[&str],
+        from.window_secs as f64,
+        from.shared,
+    )
+    .fetch_all(executor)
+    .await
 }
 
 /// A question a reply answers.
-#[derive(Debug, Clone, FromRow)]
+#[derive(Debug, Clone)]
 pub struct AskedQuestion {
     pub delivery_message_id: Uuid,
     pub delivery_id: Uuid,
     pub student_id: Option<Uuid>,
-    #[sqlx(rename = "type")]
+    /// The question's `type`.
     pub kind: Option<String>,
     pub options: Option<Json<Vec<String>>>,
     pub correct_answer: Option<String>,
@@ -148,18 +147,29 @@ pub async fn latest_question(
     phone: &str,
     from: AskedFrom<'_>,
 ) -> Result<Option<AskedQuestion>, sqlx::Error> {
-    sqlx::query_as(&format!(
-        "select m.id as delivery_message_id, m.delivery_id, o.student_id, q.type, q.options,
-                q.correct_answer
-         {ASKED_SQL} and d.account_id = $5
+    sqlx::query_as!(
+        AskedQuestion,
+        r#"select m.id as delivery_message_id, m.delivery_id, o.student_id,
+                q.type as "kind?", q.options as "options?: Json<Vec<String>>",
+                q.correct_answer as "correct_answer?"
+         from delivery_messages m
+         join deliveries d on d.id = m.delivery_id
+         join outbound_messages o on o.effect_id = m.effect_id
+         join students s on s.id = o.student_id
+         join effects e on e.id = m.effect_id
+         left join questions q on q.id = m.question_id
+         where s.phone = $1 and m.seq > 0 and e.state in ('sent', 'sandboxed')
+           and (o.sent_from = any($2) or (o.sent_from is null and $4))
+           and e.finished_at > now() - make_interval(secs => $3::double precision)
+           and d.account_id = $5
          order by e.finished_at desc
-         limit 1"
-    ))
-    .bind(phone)
-    .bind(from.senders)
-    .bind(from.window_secs as f64)
-    .bind(from.shared)
-    .bind(account)
+         limit 1"#,
+        phone,
+        from.senders as &[&str],
+        from.window_secs as f64,
+        from.shared,
+        account,
+    )
     .fetch_optional(conn)
     .await
 }
@@ -170,15 +180,15 @@ pub async fn insert_answer(
     body: &str,
     correct: Option<bool>,
 ) -> Result<(), sqlx::Error> {
-    sqlx::query(
+    sqlx::query!(
         "insert into answers (delivery_id, student_id, delivery_message_id, body, correct)
          values ($1, $2, $3, $4, $5)",
+        question.delivery_id,
+        question.student_id,
+        question.delivery_message_id,
+        body,
+        correct,
     )
-    .bind(question.delivery_id)
-    .bind(question.student_id)
-    .bind(question.delivery_message_id)
-    .bind(body)
-    .bind(correct)
     .execute(executor)
     .await?;
     Ok(())
@@ -203,18 +213,18 @@ pub async fn record_inbound(
     executor: impl PgExecutor<'_>,
     message: &InboundMessage<'_>,
 ) -> Result<Option<Uuid>, sqlx::Error> {
-    sqlx::query_scalar(
+    sqlx::query_scalar!(
         "insert into inbound_messages
              (message_sid, from_phone, to_address, messaging_service_sid, body, outcome)
          values ($1, $2, $3, $4, $5, 'unattributed')
          on conflict (message_sid) do nothing
          returning id",
+        message.message_sid,
+        message.from_phone,
+        message.to,
+        message.messaging_service_sid,
+        message.body,
     )
-    .bind(message.message_sid)
-    .bind(message.from_phone)
-    .bind(message.to)
-    .bind(message.messaging_service_sid)
-    .bind(message.body)
     .fetch_optional(executor)
     .await
 }
@@ -226,11 +236,13 @@ pub async fn set_inbound_outcome(
     account: Option<Uuid>,
     outcome: &str,
 ) -> Result<(), sqlx::Error> {
-    sqlx::query("update inbound_messages set account_id = $2, outcome = $3 where id = $1")
-        .bind(id)
-        .bind(account)
-        .bind(outcome)
-        .execute(executor)
-        .await?;
+    sqlx::query!(
+        "update inbound_messages set account_id = $2, outcome = $3 where id = $1",
+        id,
+        account,
+        outcome,
+    )
+    .execute(executor)
+    .await?;
     Ok(())
 }
