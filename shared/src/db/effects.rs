@@ -212,6 +212,11 @@ pub struct Started {
     pub provider_id: Option<String>,
     /// The API request that planned it, for the attempt's logs.
     pub request_id: Option<String>,
+    /// An e-mail's address, subject and text, read with the start (one statement instead of
+    /// a read per e-mail); `None` for other kinds and messages.
+    pub email_to: Option<String>,
+    pub email_subject: Option<String>,
+    pub email_body: Option<String>,
 }
 
 /// Moves a `queued` row to `sending`. `None` means someone else has it (or it was canceled):
@@ -222,10 +227,17 @@ pub async fn start_sending(
 ) -> Result<Option<Started>, sqlx::Error> {
     sqlx::query_as!(
         Started,
-        "update effects set state = 'sending', sending_at = now(), attempts = attempts + 1
-         where id = $1 and state = 'queued'
-         returning id, account_id, kind, payload, attempts, next_attempt_at as due,
-                   unconfirmed_since, unconfirmed_until, provider_id, request_id",
+        r#"with started as (
+             update effects set state = 'sending', sending_at = now(), attempts = attempts + 1
+             where id = $1 and state = 'queued'
+             returning id, account_id, kind, payload, attempts, next_attempt_at as due,
+                       unconfirmed_since, unconfirmed_until, provider_id, request_id)
+         select s.id as "id!", s.account_id as "account_id!", s.kind as "kind!",
+                s.payload as "payload!", s.attempts as "attempts!", s.due as "due!",
+                s.unconfirmed_since, s.unconfirmed_until, s.provider_id, s.request_id,
+                m.recipient as email_to, m.subject as email_subject, m.body as "email_body?"
+         from started s
+         left join outbound_messages m on m.effect_id = s.id and s.kind = 'email'"#,
         id,
     )
     .fetch_optional(executor)
@@ -247,13 +259,20 @@ pub async fn start_sending_many(
 ) -> Result<Vec<Started>, sqlx::Error> {
     sqlx::query_as!(
         Started,
-        "update effects set state = 'sending',
-             sending_at = case when state = 'queued' then now() else sending_at end,
-             attempts = case when state = 'queued' then attempts + 1 else attempts end,
-             start_token = $2
-         where id = any($1) and (state = 'queued' or (state = 'sending' and start_token = $2))
-         returning id, account_id, kind, payload, attempts, next_attempt_at as due,
-                   unconfirmed_since, unconfirmed_until, provider_id, request_id",
+        r#"with started as (
+             update effects set state = 'sending',
+                 sending_at = case when state = 'queued' then now() else sending_at end,
+                 attempts = case when state = 'queued' then attempts + 1 else attempts end,
+                 start_token = $2
+             where id = any($1) and (state = 'queued' or (state = 'sending' and start_token = $2))
+             returning id, account_id, kind, payload, attempts, next_attempt_at as due,
+                       unconfirmed_since, unconfirmed_until, provider_id, request_id)
+         select s.id as "id!", s.account_id as "account_id!", s.kind as "kind!",
+                s.payload as "payload!", s.attempts as "attempts!", s.due as "due!",
+                s.unconfirmed_since, s.unconfirmed_until, s.provider_id, s.request_id,
+                m.recipient as email_to, m.subject as email_subject, m.body as "email_body?"
+         from started s
+         left join outbound_messages m on m.effect_id = s.id and s.kind = 'email'"#,
         ids,
         token,
     )
@@ -321,7 +340,11 @@ pub async fn finish_sent_many(
                  channel = coalesce(o.channel, m.channel)
              from unnest($1::uuid[], $4::text[], $5::text[], $6::text[])
                  as o (id, sent_from, recipient, channel)
-             where m.effect_id = o.id and o.id in (select id from done))
+             where m.effect_id = o.id and o.id in (select id from done)
+               -- an e-mail goes out as planned: no row write for nothing
+               and (m.sent_from is distinct from o.sent_from
+                    or m.recipient is distinct from coalesce(o.recipient, m.recipient)
+                    or m.channel is distinct from coalesce(o.channel, m.channel)))
          select id as "id!" from done"#,
         &ids,
         &states as &[EffectState],

@@ -1,7 +1,6 @@
 //! The `email` kind: one outbound e-mail over SMTP, or recorded in sandbox mode.
 
 use herald_shared::db::effects::{SentMessage, Started};
-use herald_shared::db::outbound_messages;
 use herald_shared::effects::{EmailPayload, EmailSecret};
 use herald_shared::providers::email::{Delivery, EmailError};
 
@@ -10,7 +9,7 @@ use crate::context::WorkerContext;
 
 /// Sends the outbound e-mail of the started effect.
 pub async fn send(ctx: &WorkerContext, started: &Started) -> Result<Outcome, JobError> {
-    let email = read(ctx, started).await?;
+    let email = read(ctx, started)?;
     let sent = SentMessage {
         sent_from: None,
         recipient: Some(email.to.clone()),
@@ -39,25 +38,22 @@ pub async fn send(ctx: &WorkerContext, started: &Started) -> Result<Outcome, Job
 }
 
 /// The e-mail as planned, its sealed secret opened.
-async fn read(ctx: &WorkerContext, started: &Started) -> Result<EmailPayload, JobError> {
+fn read(ctx: &WorkerContext, started: &Started) -> Result<EmailPayload, JobError> {
     let secret: EmailSecret = serde_json::from_value(started.payload.clone())
         .map_err(|err| JobError::Permanent(format!("invalid e-mail payload: {err}")))?;
-    let message = outbound_messages::find_to_send(&ctx.db, started.id)
-        .await
-        .map_err(|err| JobError::Retryable {
-            message: format!("read the e-mail: {err}"),
-            retry_after: None,
-        })?
-        .ok_or_else(|| JobError::Permanent("the e-mail's message row is missing".to_owned()))?;
-    let (Some(to), Some(subject)) = (message.recipient, message.subject) else {
+    let (Some(to), Some(subject), Some(text)) = (
+        started.email_to.clone(),
+        started.email_subject.clone(),
+        started.email_body.clone(),
+    ) else {
         return Err(JobError::Permanent(
-            "the e-mail has no recipient or subject".to_owned(),
+            "the e-mail's message row is missing its recipient or subject".to_owned(),
         ));
     };
     let mut email = EmailPayload {
         to,
         subject,
-        text: message.body,
+        text,
         sealed_secret: secret.sealed_secret,
     };
     // A secret sealed with another key (secrets.encryption_key changed) cannot be recovered.
