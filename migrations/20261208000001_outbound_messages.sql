@@ -30,7 +30,9 @@ create table outbound_messages (
     error_message text,
     created_at timestamptz not null default now(),
     updated_at timestamptz not null default now()
-);
+-- a message's row is updated once when it is sent (sender, recipient, channel): room on its
+-- page lets PostgreSQL do that in place (a HOT update) instead of a new version in every index
+) with (fillfactor = 80);
 create index outbound_messages_student on outbound_messages (student_id);
 -- a look-up at Twilio skips SIDs already recorded as other messages to the same recipient
 create index outbound_messages_recipient on outbound_messages (recipient, created_at)
