@@ -109,6 +109,8 @@ pub struct WorkerConfig {
     pub listen: SocketAddr,
     pub poll_interval_ms: u64,
     pub dispatch_batch: u32,
+    /// How far ahead the dispatcher reserves rate-limit slots for the rows it pushes.
+    pub rate_horizon_ms: u64,
     pub requeue_after_secs: u64,
     /// How often the dispatcher checks that Redis still holds its data (the epoch key).
     pub redis_epoch_check_ms: u64,
@@ -494,6 +496,7 @@ impl Config {
             ),
             ("auth.session_max_age_secs", self.auth.session_max_age_secs),
             ("worker.poll_interval_ms", self.worker.poll_interval_ms),
+            ("worker.rate_horizon_ms", self.worker.rate_horizon_ms),
             ("worker.requeue_after_secs", self.worker.requeue_after_secs),
             (
                 "worker.redis_epoch_check_ms",

@@ -212,10 +212,33 @@ impl EmailPayload {
     }
 }
 
-/// The apalis task: only the id of the effect row. Handlers re-read the row.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+/// The apalis task: the id of the effect row (handlers re-read the row) and the rate-limit
+/// slot the dispatcher reserved for this push, if any.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EffectTask {
     pub effect_id: uuid::Uuid,
+    /// Absent in tasks pushed before slots existed, and for rows under no rate limit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slot: Option<ReservedSlot>,
+}
+
+impl EffectTask {
+    /// A task with no reserved slot: its handler takes any rate-limit slot itself.
+    pub fn new(effect_id: uuid::Uuid) -> Self {
+        Self {
+            effect_id,
+            slot: None,
+        }
+    }
+}
+
+/// Rate-limit slots reserved for one push of a row: the handler starts the row no earlier
+/// than `at`, and takes no slot again for the limits named in `limits`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReservedSlot {
+    pub at: chrono::DateTime<chrono::Utc>,
+    /// The limiters' names, as `rate_limit` keys them (`twilio:sms:+1…`, `queue:email`).
+    pub limits: Vec<String>,
 }
 
 #[cfg(test)]

@@ -1,9 +1,11 @@
 //! The dispatcher: moves due effect rows from PostgreSQL to their apalis queue in Redis.
 //!
 //! Every replica runs one. Per queue, a round takes a transaction-scoped advisory lock (one
-//! replica dispatches a queue at a time), counts the rows already waiting in Redis, claims at
-//! most `min(batch, window − waiting)` due rows with `for update skip locked`, commits, and
-//! only then pushes their ids. So Redis never holds more than the window, however many rows
+//! replica dispatches a queue at a time), counts the rows already waiting in Redis, picks at
+//! most `min(batch, window − waiting)` due rows with `for update skip locked`, reserves their
+//! rate-limit slots (`crate::throttle`: a row with no slot within the horizon stays in
+//! PostgreSQL, due again near its turn), marks the others `queued`, commits, and only then
+//! pushes their ids with their slots. So Redis never holds more than the window, however many rows
 //! are due. It sleeps until a `herald_effects` notification (new or re-planned work), the
 //! next due time, or a 5 s safety tick — no busy polling; while a window is full it checks
 //! again every 50 ms. A lost LISTEN connection is reconnected with backoff; the loop itself
@@ -19,20 +21,23 @@
 //! most every `worker.redis_epoch_check_ms` before a round: the rows it held are dispatched
 //! again at once. While rows are in flight the dispatcher wakes at least that often to look.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use apalis::prelude::{TaskBuilder, TaskSink};
 use apalis_redis::RedisStorage;
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use futures::stream;
 use herald_shared::db::effects;
-use herald_shared::effects::EffectTask;
+use herald_shared::effects::{EffectTask, ReservedSlot};
 use herald_shared::jobs_config::JobSettings;
 use sqlx::postgres::PgListener;
 use tokio::sync::watch;
+use uuid::Uuid;
 
 use crate::context::WorkerContext;
 use crate::queue::queue_config;
+use crate::throttle::Throttle;
 
 /// The notification channel written by the `effects` triggers.
 pub const CHANNEL: &str = "herald_effects";
@@ -61,6 +66,7 @@ pub struct Round {
 pub async fn run(ctx: WorkerContext, mut shutdown: watch::Receiver<bool>) -> anyhow::Result<()> {
     let mut notifications = Notifications::connect(&ctx).await;
     let queues: Vec<JobSettings> = ctx.jobs.all().cloned().collect();
+    let mut throttle = Throttle::default();
     loop {
         let mut more = false;
         let mut blocked = false;
@@ -70,7 +76,7 @@ pub async fn run(ctx: WorkerContext, mut shutdown: watch::Receiver<bool>) -> any
             failed = Some(err);
         }
         for settings in &queues {
-            match dispatch_round(&ctx, settings).await {
+            match dispatch_round(&ctx, settings, &mut throttle).await {
                 Ok(round) => {
                     more |= round.more;
                     blocked |= round.blocked;
@@ -194,7 +200,11 @@ async fn until_next_due(ctx: &WorkerContext, queues: &[JobSettings]) -> Duration
 }
 
 /// One dispatch round for one queue.
-pub async fn dispatch_round(ctx: &WorkerContext, settings: &JobSettings) -> anyhow::Result<Round> {
+pub async fn dispatch_round(
+    ctx: &WorkerContext,
+    settings: &JobSettings,
+    throttle: &mut Throttle,
+) -> anyhow::Result<Round> {
     let mut tx = ctx.db.begin().await?;
     if !effects::try_lock_queue(&mut tx, &settings.queue).await? {
         return Ok(Round {
@@ -214,9 +224,25 @@ pub async fn dispatch_round(ctx: &WorkerContext, settings: &JobSettings) -> anyh
         });
     }
     let limit = room.min(i64::from(ctx.config.worker.dispatch_batch));
-    let claimed = effects::claim_due(&mut tx, &settings.queue, limit).await?;
+    let due = effects::claim_due(&mut tx, &settings.queue, limit).await?;
+    let more = i64::try_from(due.len()).unwrap_or(i64::MAX) == limit;
+    let decision = throttle.decide(ctx, &due).await?;
+    if !decision.postpone.is_empty() {
+        let (ids, until): (Vec<Uuid>, Vec<DateTime<Utc>>) = decision.postpone.into_iter().unzip();
+        effects::postpone(&mut tx, &ids, &until).await?;
+    }
+    let mut slots: HashMap<Uuid, Option<ReservedSlot>> = decision.push.into_iter().collect();
+    let ids: Vec<Uuid> = slots.keys().copied().collect();
+    let claimed = if ids.is_empty() {
+        Vec::new()
+    } else {
+        effects::mark_queued(&mut tx, &ids).await?
+    };
     if claimed.is_empty() {
+        // postponed rows only: their new due times must hold
+        tx.commit().await?;
         return Ok(Round {
+            more,
             in_flight: waiting > 0,
             ..Round::default()
         });
@@ -224,9 +250,13 @@ pub async fn dispatch_round(ctx: &WorkerContext, settings: &JobSettings) -> anyh
     let tasks: Vec<_> = claimed
         .iter()
         .map(|row| {
+            let task = EffectTask {
+                effect_id: row.id,
+                slot: slots.remove(&row.id).flatten(),
+            };
             // The key names this dispatch of the row: Redis drops a second push of it, and a
             // re-dispatch by the sweep (one more `dispatches`) is a new key.
-            TaskBuilder::new(EffectTask { effect_id: row.id })
+            TaskBuilder::new(task)
                 .idempotency_key(format!("{}:{}", row.id, row.dispatches))
                 .build()
         })
@@ -247,7 +277,7 @@ pub async fn dispatch_round(ctx: &WorkerContext, settings: &JobSettings) -> anyh
         .increment(pushed as u64);
     Ok(Round {
         pushed,
-        more: i64::try_from(pushed).unwrap_or(i64::MAX) == limit,
+        more,
         blocked: false,
         in_flight: true,
     })

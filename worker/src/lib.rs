@@ -18,6 +18,7 @@ pub mod rate_limit;
 pub mod redis_epoch;
 pub mod schedule_planner;
 pub mod sweep;
+pub mod throttle;
 
 use std::future::Future;
 use std::sync::Arc;

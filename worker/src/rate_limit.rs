@@ -8,11 +8,16 @@
 //! sleeps until its slot. A slot further away than `max_wait` is not reserved: the caller is
 //! told how long the queue is and should give the job back (see `jobs::message`) instead of
 //! sleeping past its own timeout.
+//!
+//! The dispatcher reserves slots for the rows it pushes (`reserve`, several at once, at most
+//! `worker.rate_horizon_ms` ahead: see `crate::throttle`) on the same keys, so handlers
+//! and dispatcher share one schedule per limit.
 
 use std::sync::LazyLock;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use herald_shared::providers::twilio::{Channel, Sender};
 use rand::Rng;
 use redis::Script;
 
@@ -38,8 +43,42 @@ redis.call('SET', KEYS[1], string.format('%.0f', following),
 return {1, wait}
 ";
 
+/// Reserves up to ARGV[3] consecutive slots of KEYS[1] that are at most ARGV[2] µs away;
+/// ARGV[1] is the spacing in µs. Returns `{slots reserved, wait in µs until the first}`.
+const RESERVE_MANY: &str = r"
+local time = redis.call('TIME')
+local now = tonumber(time[1]) * 1000000 + tonumber(time[2])
+local spacing = tonumber(ARGV[1])
+local horizon = tonumber(ARGV[2])
+local wanted = tonumber(ARGV[3])
+local next_free = tonumber(redis.call('GET', KEYS[1]) or '0') or 0
+local first = math.max(now, next_free)
+local granted = 0
+if first - now <= horizon then
+  granted = math.min(wanted, math.floor((now + horizon - first) / spacing) + 1)
+end
+if granted > 0 then
+  local following = first + granted * spacing
+  redis.call('SET', KEYS[1], string.format('%.0f', following),
+    'PX', math.floor((following - now) / 1000) + 1000)
+end
+return {granted, first - now}
+";
+
+static RESERVE_MANY_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(RESERVE_MANY));
+
 /// The script, hashed once; redis-rs sends `EVALSHA` and loads it on a `NOSCRIPT`.
 static RESERVE_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(RESERVE));
+
+/// The limiter of a Twilio sender on a channel.
+pub fn twilio_limit(sender: &Sender, channel: Channel) -> String {
+    format!("twilio:{}", sender.rate_key(channel))
+}
+
+/// The limiter of a job kind's own `rate_limit` (jobs.toml), by its queue.
+pub fn queue_limit(queue: &str) -> String {
+    format!("queue:{queue}")
+}
 
 /// The answer of `acquire`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -76,6 +115,52 @@ pub async fn acquire(
         tokio::time::sleep(wait).await;
     }
     Ok(Slot::Now { waited: wait })
+}
+
+/// Slots reserved ahead by [`reserve`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Reserved {
+    /// How many of the slots asked for were reserved.
+    pub granted: usize,
+    /// From now until the first slot asked for (reserved or not).
+    pub first: Duration,
+    /// Between consecutive slots.
+    pub spacing: Duration,
+}
+
+impl Reserved {
+    /// From now until slot `n` (0 is the first): reserved when `n < granted`, else where it
+    /// would fall if the limit's line did not grow meanwhile.
+    pub fn slot(&self, n: usize) -> Duration {
+        self.first + self.spacing * u32::try_from(n).unwrap_or(u32::MAX)
+    }
+}
+
+/// Reserves up to `wanted` consecutive slots under `per_second` for `name`, those at most
+/// `horizon` away; nothing waits.
+pub async fn reserve(
+    ctx: &WorkerContext,
+    name: &str,
+    per_second: u32,
+    horizon: Duration,
+    wanted: usize,
+) -> Result<Reserved, redis::RedisError> {
+    let key = format!("{}rate:{name}", ctx.config.redis.key_prefix);
+    let spacing_micros = 1_000_000_u64.div_ceil(u64::from(per_second.max(1)));
+    let horizon_micros = u64::try_from(horizon.as_micros()).unwrap_or(u64::MAX);
+    let mut conn = ctx.redis.clone();
+    let (granted, first_micros): (u64, u64) = RESERVE_MANY_SCRIPT
+        .key(&key)
+        .arg(spacing_micros)
+        .arg(horizon_micros)
+        .arg(wanted)
+        .invoke_async(&mut conn)
+        .await?;
+    Ok(Reserved {
+        granted: usize::try_from(granted).unwrap_or(wanted),
+        first: Duration::from_micros(first_micros),
+        spacing: Duration::from_micros(spacing_micros),
+    })
 }
 
 /// When a job told `Slot::Later { wait }` should come back: once the queue ahead (`wait`) has

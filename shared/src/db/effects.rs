@@ -64,7 +64,15 @@ pub async fn count_queued(conn: &mut PgConnection, queue: &str) -> Result<i64, s
     .await
 }
 
-/// A row the dispatcher claimed.
+/// A due row the dispatcher holds (locked in its transaction) and may push.
+#[derive(Debug, Clone, FromRow)]
+pub struct Due {
+    pub id: Uuid,
+    pub account_id: Uuid,
+    pub kind: EffectKind,
+}
+
+/// A row the dispatcher marked `queued`.
 #[derive(Debug, Clone, FromRow)]
 pub struct Claimed {
     pub id: Uuid,
@@ -75,9 +83,11 @@ pub struct Claimed {
 /// Most accounts with pending rows one [`claim_due`] looks at for its fair share.
 const FAIR_ACCOUNTS: i64 = 256;
 
-/// Claims up to `limit` due rows of `queue` and marks them `queued`, serving accounts in
-/// turn: one account's backlog never holds another's due rows (DESIGN.md, "Fair share").
-/// `skip locked` lets other replicas claim other rows meanwhile.
+/// Picks and locks up to `limit` due rows of `queue`, serving accounts in turn: one
+/// account's backlog never holds another's due rows (DESIGN.md, "Fair share"). `skip locked`
+/// lets other replicas claim other rows meanwhile. The rows stay as they are: the caller
+/// marks those it pushes with [`mark_queued`] and moves the others' due time with
+/// [`postpone`] (a rate limit with no slot soon enough), both in the same transaction.
 ///
 /// Two statements in the caller's transaction:
 /// 1. **Fair share.** Accounts with pending rows in the queue are found by a skip scan over
@@ -95,10 +105,10 @@ pub async fn claim_due(
     conn: &mut PgConnection,
     queue: &str,
     limit: i64,
-) -> Result<Vec<Claimed>, sqlx::Error> {
-    let mut claimed = sqlx::query_as!(
-        Claimed,
-        "with recursive
+) -> Result<Vec<Due>, sqlx::Error> {
+    let mut due = sqlx::query_as!(
+        Due,
+        r#"with recursive
          from_start (account_id, n) as (
              (select account_id, 1 from effects
               where queue = $1 and state in ('planned', 'retrying') and account_id >= $3
@@ -130,25 +140,21 @@ pub async fn claim_due(
                    and e.state in ('planned', 'retrying') and e.next_attempt_at <= now())
              order by n limit $4),
          due as (
-             select d.id, d.account_id, d.next_attempt_at from accounts a
+             select d.id, d.kind, d.account_id, d.next_attempt_at from accounts a
              cross join lateral (
-                 select id, account_id, next_attempt_at from effects
+                 select id, kind, account_id, next_attempt_at from effects
                  where queue = $1 and account_id = a.account_id
                    and state in ('planned', 'retrying') and next_attempt_at <= now()
                  order by next_attempt_at
                  limit (select ceil($2::bigint::numeric / greatest(count(*), 1))::bigint from accounts)
-                 for update skip locked) d),
-         picked as (
-             select id from (
-                 select id, next_attempt_at,
-                        row_number() over (partition by account_id
-                                           order by next_attempt_at, id) as turn
-                 from due) ranked
-             order by turn, next_attempt_at
-             limit $2)
-         update effects set state = 'queued', queued_at = now(), dispatches = dispatches + 1
-         where id in (select id from picked)
-         returning id, dispatches",
+                 for update skip locked) d)
+         select id as "id!", account_id as "account_id!", kind as "kind!: EffectKind" from (
+             select id, account_id, kind, next_attempt_at,
+                    row_number() over (partition by account_id
+                                       order by next_attempt_at, id) as turn
+             from due) ranked
+         order by turn, next_attempt_at
+         limit $2"#,
         queue,
         limit,
         Uuid::new_v4(),
@@ -156,26 +162,63 @@ pub async fn claim_due(
     )
     .fetch_all(&mut *conn)
     .await?;
-    let room = limit - i64::try_from(claimed.len()).unwrap_or(i64::MAX);
+    let room = limit - i64::try_from(due.len()).unwrap_or(i64::MAX);
     if room > 0 {
+        // rows this transaction locked above are not skipped by `skip locked`: leave them out
+        let taken: Vec<Uuid> = due.iter().map(|row| row.id).collect();
         let topped_up = sqlx::query_as!(
-            Claimed,
-            "update effects set state = 'queued', queued_at = now(), dispatches = dispatches + 1
-             where id in (
-                 select id from effects
-                 where queue = $1 and state in ('planned', 'retrying') and next_attempt_at <= now()
-                 order by next_attempt_at
-                 limit $2
-                 for update skip locked)
-             returning id, dispatches",
+            Due,
+            r#"select id, account_id, kind as "kind: EffectKind" from effects
+             where queue = $1 and state in ('planned', 'retrying') and next_attempt_at <= now()
+               and id <> all($3)
+             order by next_attempt_at
+             limit $2
+             for update skip locked"#,
             queue,
             room,
+            &taken,
         )
         .fetch_all(&mut *conn)
         .await?;
-        claimed.extend(topped_up);
+        due.extend(topped_up);
     }
-    Ok(claimed)
+    Ok(due)
+}
+
+/// Marks rows [`claim_due`] picked as `queued`, about to be pushed.
+pub async fn mark_queued(
+    conn: &mut PgConnection,
+    ids: &[Uuid],
+) -> Result<Vec<Claimed>, sqlx::Error> {
+    sqlx::query_as!(
+        Claimed,
+        "update effects set state = 'queued', queued_at = now(), dispatches = dispatches + 1
+         where id = any($1) and state in ('planned', 'retrying')
+         returning id, dispatches",
+        ids,
+    )
+    .fetch_all(conn)
+    .await
+}
+
+/// Moves the due time of rows [`claim_due`] picked and the caller does not push now (no
+/// rate-limit slot soon enough): they stay `planned`/`retrying`, their attempt and dispatch
+/// counts untouched.
+pub async fn postpone(
+    conn: &mut PgConnection,
+    ids: &[Uuid],
+    until: &[DateTime<Utc>],
+) -> Result<(), sqlx::Error> {
+    sqlx::query!(
+        "update effects e set next_attempt_at = p.until
+         from unnest($1::uuid[], $2::timestamptz[]) as p (id, until)
+         where e.id = p.id and e.state in ('planned', 'retrying')",
+        ids,
+        until,
+    )
+    .execute(conn)
+    .await?;
+    Ok(())
 }
 
 /// The earliest time a planned row of `queue` becomes due, if any.

@@ -214,6 +214,44 @@ pub struct ToSend {
     pub fire_at: Option<DateTime<Utc>>,
 }
 
+/// Whom a student's message would go out from, as the dispatcher needs it to throttle the
+/// message by its sender: the student's channel now and the account's own senders.
+#[derive(Debug, Clone)]
+pub struct StudentSender {
+    pub effect_id: Uuid,
+    /// `None` when the message has no student any more (it will be skipped).
+    pub channel: Option<String>,
+    pub senders: AccountSenders,
+}
+
+/// [`StudentSender`] of each of `effect_ids` that is a message to a student.
+pub async fn student_senders(
+    executor: impl PgExecutor<'_>,
+    effect_ids: &[Uuid],
+) -> Result<Vec<StudentSender>, sqlx::Error> {
+    sqlx::query!(
+        r#"select m.effect_id, s.channel as "channel?",
+                a.sms_from as "sms_from?", a.whatsapp_from as "whatsapp_from?",
+                a.messaging_service_sid as "messaging_service_sid?"
+         from outbound_messages m
+         left join students s on s.id = m.student_id
+         left join account_twilio_senders a on a.account_id = m.account_id
+         where m.effect_id = any($1) and m.student_id is not null"#,
+        effect_ids,
+    )
+    .map(|row| StudentSender {
+        effect_id: row.effect_id,
+        channel: row.channel,
+        senders: AccountSenders {
+            sms_from: row.sms_from,
+            whatsapp_from: row.whatsapp_from,
+            messaging_service_sid: row.messaging_service_sid,
+        },
+    })
+    .fetch_all(executor)
+    .await
+}
+
 /// Reads the message of an effect for sending; `None` when it is gone.
 pub async fn find_to_send(
     executor: impl PgExecutor<'_>,

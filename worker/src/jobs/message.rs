@@ -11,10 +11,13 @@
 //! are routed by it.
 //!
 //! Each sender (number or Messaging Service, per channel) sends at most its configured rate
-//! across all replicas (`rate_limit`). A job waits for its slot only while that leaves room
-//! for the Twilio call inside the job's timeout; when the sender's queue is longer, the job
-//! gives the row back to the dispatcher for later, uncounted, instead of sleeping into its
-//! timeout and burning attempts. The timeout itself covers the Twilio call only.
+//! across all replicas. The dispatcher reserves the slot of the sender the message would go
+//! out from when it pushes the row (`crate::throttle`), and the job starts at that slot. Only
+//! a message whose sender changed since (the student moved to the other channel, the
+//! account set its own number) takes its slot here (`rate_limit`), waiting only while that
+//! leaves room for the Twilio call inside the job's timeout; when the sender's line is
+//! longer, the job gives the row back to the dispatcher for later, uncounted. The timeout
+//! itself covers the Twilio call only.
 
 use std::time::Duration;
 
@@ -31,7 +34,7 @@ use super::gates;
 use super::{JobError, Outcome};
 use crate::context::WorkerContext;
 use crate::outage::TWILIO;
-use crate::rate_limit::{self, Slot};
+use crate::rate_limit::{self, Slot, twilio_limit};
 
 /// Room kept for the database writes around the Twilio call within the job's timeout.
 const MARGIN: Duration = Duration::from_secs(1);
@@ -58,14 +61,19 @@ impl From<Outcome> for Stop {
 }
 
 /// Sends the outbound message of the started effect.
-pub async fn send(ctx: &WorkerContext, started: &Started) -> Result<Outcome, JobError> {
-    match run(ctx, started).await {
+/// `reserved` names the rate limits whose slot the dispatcher reserved for this push.
+pub async fn send(
+    ctx: &WorkerContext,
+    started: &Started,
+    reserved: &[String],
+) -> Result<Outcome, JobError> {
+    match run(ctx, started, reserved).await {
         Ok(outcome) | Err(Stop::Decided(outcome)) => Ok(outcome),
         Err(Stop::Failed(err)) => Err(err),
     }
 }
 
-async fn run(ctx: &WorkerContext, started: &Started) -> Result<Outcome, Stop> {
+async fn run(ctx: &WorkerContext, started: &Started, reserved: &[String]) -> Result<Outcome, Stop> {
     let mut message = find(ctx, started).await?;
     if started.unconfirmed_since.is_some() {
         // an earlier attempt may have reached Twilio: ask before anything else, since a
@@ -82,7 +90,9 @@ async fn run(ctx: &WorkerContext, started: &Started) -> Result<Outcome, Stop> {
             ))
             .into());
         };
-        if wait_for_slot(ctx, channel, sender).await? {
+        if !reserved.contains(&twilio_limit(sender, channel))
+            && wait_for_slot(ctx, channel, sender).await?
+        {
             // a pause, stop, unsubscribe or new text may have come while this job waited
             message = find(ctx, started).await?;
             gate(ctx, started, &message).await?;
@@ -305,7 +315,7 @@ async fn wait_for_slot(
     let max_wait = timeout
         .saturating_sub(ctx.twilio.timeout())
         .saturating_sub(MARGIN);
-    let key = format!("twilio:{}", sender.rate_key(channel));
+    let key = twilio_limit(sender, channel);
     let slot = rate_limit::acquire(ctx, &key, ctx.twilio.per_second(channel), max_wait)
         .await
         .map_err(|err| JobError::Retryable {

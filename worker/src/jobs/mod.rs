@@ -25,7 +25,7 @@ use herald_shared::db::effects::{self, SentMessage, SentOutcome, Started};
 use herald_shared::effects::{EffectKind, EffectState, EffectTask};
 
 use crate::context::WorkerContext;
-use crate::rate_limit::{self, Slot};
+use crate::rate_limit::{self, Slot, queue_limit};
 use retry::retry_write;
 
 /// How one attempt ended, as decided by a kind's handler.
@@ -86,6 +86,17 @@ pub async fn handle_effect(
     task: EffectTask,
     ctx: Data<WorkerContext>,
 ) -> Result<String, BoxDynError> {
+    // The row's rate-limit slot, reserved by the dispatcher: waited for while the row is
+    // still `queued` (a pause or stop meanwhile cancels it), never inside the attempt.
+    let reserved = match &task.slot {
+        Some(slot) => {
+            if let Ok(wait) = (slot.at - Utc::now()).to_std() {
+                tokio::time::sleep(wait).await;
+            }
+            slot.limits.as_slice()
+        }
+        None => &[],
+    };
     // A database error here leaves the row `queued`: the plain error lets apalis try again,
     // and the sweep re-dispatches the row if that also fails.
     let Some(started) = ctx.transitions.start_sending(task.effect_id).await? else {
@@ -108,22 +119,27 @@ pub async fn handle_effect(
 
     // each kind bounds its provider call by the kind's timeout (a rate-limit wait before it
     // does not count); a timeout there is `Unconfirmed`, never a blind retry
-    let result = run_kind(&ctx, kind, &started).await;
+    let result = run_kind(&ctx, kind, &started, reserved).await;
     record(&ctx, kind, &started, result).await
 }
 
+/// Runs the kind's handler. `reserved` names the limits whose slot the dispatcher reserved
+/// for this push (see `crate::throttle`); any other limit the row is under is taken here.
 async fn run_kind(
     ctx: &WorkerContext,
     kind: EffectKind,
     started: &Started,
+    reserved: &[String],
 ) -> Result<Outcome, JobError> {
     let settings = ctx.jobs.get(kind);
-    if let Some(limit) = settings.rate_limit {
+    let key = queue_limit(&settings.queue);
+    if let Some(limit) = settings.rate_limit
+        && !reserved.contains(&key)
+    {
         // The kind's own limit (`rate_limit` in jobs.toml), before any provider-specific one.
         // Waiting is bounded by half the attempt's timeout; beyond that the row goes back to
         // the dispatcher uncounted, as for a Twilio sender's limit.
         let max_wait = settings.timeout / 2;
-        let key = format!("queue:{}", settings.queue);
         let slot = rate_limit::acquire(ctx, &key, limit.per_second, max_wait)
             .await
             .map_err(|err| JobError::Retryable {
@@ -139,7 +155,7 @@ async fn run_kind(
     }
     match kind {
         EffectKind::Email => email::send(ctx, started).await,
-        EffectKind::Message => message::send(ctx, started).await,
+        EffectKind::Message => message::send(ctx, started, reserved).await,
     }
 }
 

@@ -165,8 +165,8 @@ async fn a_job_that_runs_twice_sends_once() {
     let queue = test.email_queue();
     let mut storage =
         RedisStorage::<EffectTask>::new(test.redis.clone()).with_config(queue.clone());
-    storage.push(EffectTask { effect_id: id }).await.unwrap();
-    storage.push(EffectTask { effect_id: id }).await.unwrap();
+    storage.push(EffectTask::new(id)).await.unwrap();
+    storage.push(EffectTask::new(id)).await.unwrap();
 
     test.wait_for_state(id, "sent").await;
     // Both tasks ran: apalis marks each done.
@@ -203,12 +203,10 @@ async fn a_job_that_runs_twice_sends_once() {
     );
 
     // A third run, straight through the handler, also does nothing.
-    let third = herald_worker::jobs::handle_effect(
-        EffectTask { effect_id: id },
-        Data::new(test.ctx().clone()),
-    )
-    .await
-    .unwrap();
+    let third =
+        herald_worker::jobs::handle_effect(EffectTask::new(id), Data::new(test.ctx().clone()))
+            .await
+            .unwrap();
     assert!(third.starts_with("skipped"), "{third}");
 
     let row = test.row(id).await;
@@ -236,9 +234,10 @@ async fn concurrent_runs_of_the_same_tasks_share_batched_transitions_and_each_ro
         .await
         .unwrap();
 
-    let runs = ids.iter().chain(ids.iter()).map(|id| {
-        herald_worker::jobs::handle_effect(EffectTask { effect_id: *id }, Data::new(ctx.clone()))
-    });
+    let runs = ids
+        .iter()
+        .chain(ids.iter())
+        .map(|id| herald_worker::jobs::handle_effect(EffectTask::new(*id), Data::new(ctx.clone())));
     let results: Vec<String> = futures::future::join_all(runs)
         .await
         .into_iter()

@@ -197,7 +197,7 @@ async fn a_task_reaches_redis_only_after_its_rows_claim_is_committed() {
 }
 
 /// A second account, beside the test's own.
-async fn add_account(test: &TestWorker) -> Uuid {
+pub(crate) async fn add_account(test: &TestWorker) -> Uuid {
     sqlx::query_scalar("insert into accounts (name) values ('other') returning id")
         .fetch_one(test.db())
         .await
@@ -206,7 +206,7 @@ async fn add_account(test: &TestWorker) -> Uuid {
 
 /// Plans `count` e-mails of `account_id` due at `due_at` in one statement (a large backlog
 /// quickly); returns their ids.
-async fn plan_account_emails(
+pub(crate) async fn plan_account_emails(
     test: &TestWorker,
     account_id: Uuid,
     count: i32,
@@ -262,6 +262,8 @@ async fn a_claim_serves_every_account_with_due_rows_in_turn_and_fills_the_rest_f
 
     let mut tx = test.db().begin().await.unwrap();
     let claimed = effects::claim_due(&mut tx, &queue, 100).await.unwrap();
+    let ids: Vec<Uuid> = claimed.iter().map(|row| row.id).collect();
+    effects::mark_queued(&mut tx, &ids).await.unwrap();
     tx.commit().await.unwrap();
 
     assert_eq!(claimed.len(), 100, "a full batch");

@@ -22,5 +22,6 @@ mod recovery;
 mod schedules;
 mod sealed_secrets;
 mod supervision;
+mod throttle;
 mod twilio_contract;
 mod twilio_faults;
