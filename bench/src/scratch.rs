@@ -128,6 +128,25 @@ impl Scratch {
         Ok(())
     }
 
+    /// Migrates the database by running `herald_api` (a [`Scratch::command`] of
+    /// `herald-api`) with `migrate`, its output in `migrate.log`, then [`Scratch::connect`]s.
+    pub async fn migrate(&mut self, mut herald_api: Command) -> anyhow::Result<()> {
+        let log = std::fs::File::create(self.log("migrate.log"))?;
+        let status = herald_api
+            .arg("migrate")
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .status()
+            .context("run herald-api migrate")?;
+        if !status.success() {
+            anyhow::bail!(
+                "herald-api migrate failed with {status}; see {}",
+                self.log("migrate.log").display()
+            );
+        }
+        self.connect().await
+    }
+
     pub fn pool(&self) -> anyhow::Result<&PgPool> {
         self.pool.as_ref().context("no database pool")
     }

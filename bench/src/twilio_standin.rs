@@ -52,6 +52,19 @@ impl Standin {
         Ok(url)
     }
 
+    /// Points a herald binary at the stand-in (served at `url`), sending through its
+    /// Messaging Service at most `sms_per_second` per sender.
+    pub fn configure(command: &mut std::process::Command, url: &str, sms_per_second: u32) {
+        command
+            .env("HERALD_TWILIO__BASE_URL", url)
+            .env("HERALD_TWILIO__ACCOUNT_SID", ACCOUNT_SID)
+            .env("HERALD_TWILIO__AUTH_TOKEN", "bench-twilio-token")
+            .env("HERALD_TWILIO__MESSAGING_SERVICE_SID", SERVICE_SID)
+            // required with credentials; nothing calls it back during a run
+            .env("HERALD_TWILIO__PUBLIC_BASE_URL", "http://127.0.0.1:9")
+            .env("HERALD_TWILIO__SMS_PER_SECOND", sms_per_second.to_string());
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, Seen> {
         // A panic elsewhere cannot leave the counts half-written: keep counting.
         self.0.lock().unwrap_or_else(PoisonError::into_inner)

@@ -109,6 +109,9 @@ pub struct WorkerConfig {
     pub listen: SocketAddr,
     pub poll_interval_ms: u64,
     pub dispatch_batch: u32,
+    /// How long before rows fall due the dispatcher pushes them; the worker starts each at
+    /// its instant.
+    pub dispatch_lead_ms: u64,
     /// How far ahead the dispatcher reserves rate-limit slots for the rows it pushes.
     pub rate_horizon_ms: u64,
     pub requeue_after_secs: u64,

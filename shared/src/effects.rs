@@ -212,12 +212,14 @@ impl EmailPayload {
     }
 }
 
-/// The apalis task: the id of the effect row (handlers re-read the row) and the rate-limit
-/// slot the dispatcher reserved for this push, if any.
+/// The apalis task: the id of the effect row (handlers re-read the row) and the instant the
+/// dispatcher set for this push (a reserved rate-limit slot, or the row's due time when it was
+/// pushed ahead of it), if any.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EffectTask {
     pub effect_id: uuid::Uuid,
-    /// Absent in tasks pushed before slots existed, and for rows under no rate limit.
+    /// Absent in tasks pushed before slots existed, and for rows under no rate limit pushed
+    /// once due.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub slot: Option<ReservedSlot>,
 }
@@ -232,8 +234,9 @@ impl EffectTask {
     }
 }
 
-/// Rate-limit slots reserved for one push of a row: the handler starts the row no earlier
-/// than `at`, and takes no slot again for the limits named in `limits`.
+/// When one push of a row starts: the handler starts the row no earlier than `at` (its
+/// reserved rate-limit slot, or its due time), and takes no slot again for the limits named
+/// in `limits` (empty for a row under no limit).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ReservedSlot {
     pub at: chrono::DateTime<chrono::Utc>,

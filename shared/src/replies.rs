@@ -17,7 +17,7 @@ use uuid::Uuid;
 
 use crate::config::TwilioConfig;
 use crate::courses;
-use crate::db::twilio_events::{self, AskedFrom, Audience, InboundMessage};
+use crate::db::twilio_events::{self, AskedFrom, Audience, InboundMessage, Keyword};
 use crate::db::{account_senders, student_messages};
 
 /// Keywords that unsubscribe a student (Twilio's standard opt-out words).
@@ -95,7 +95,9 @@ pub async fn handle(
         Audience::SharedSender { .. } => None,
     };
     if STOP_WORDS.contains(&keyword.as_str()) {
-        let students = twilio_events::opt_out(&mut *conn, message.from_phone, audience).await?;
+        let students =
+            twilio_events::apply_keyword(&mut *conn, message.from_phone, audience, Keyword::OptOut)
+                .await?;
         student_messages::skip_unsent_for_students(
             &mut *conn,
             &students,
@@ -109,7 +111,9 @@ pub async fn handle(
         });
     }
     if START_WORDS.contains(&keyword.as_str()) {
-        let students = twilio_events::opt_in(&mut *conn, message.from_phone, audience).await?;
+        let students =
+            twilio_events::apply_keyword(&mut *conn, message.from_phone, audience, Keyword::OptIn)
+                .await?;
         twilio_events::set_inbound_outcome(&mut *conn, id, account, "opt_in").await?;
         tracing::info!(students = students.len(), "opt-in keyword received");
         return Ok(Handled::OptIn {

@@ -6,7 +6,9 @@
 //! rate-limit slots (`crate::throttle`: a row with no slot within the horizon stays in
 //! PostgreSQL, due again near its turn), marks the others `queued`, commits, and only then
 //! pushes their ids with their slots. So Redis never holds more than the window, however many rows
-//! are due. It sleeps until a `herald_effects` notification (new or re-planned work), the
+//! are due. Rows are claimed up to `worker.dispatch_lead_ms` before they fall due and carry
+//! their instant: the handler holds the row (still `queued`) until then, so steady traffic
+//! starts on time instead of a dispatch round and a fetch late. It sleeps until a `herald_effects` notification (new or re-planned work), the
 //! next due time, or a 5 s safety tick — no busy polling; while a window is full it checks
 //! again every 50 ms. A lost LISTEN connection is reconnected with backoff; the loop itself
 //! runs under `crate::loops::supervise`.
@@ -188,15 +190,24 @@ async fn listen(ctx: &WorkerContext) -> Result<PgListener, sqlx::Error> {
     Ok(listener)
 }
 
+/// Until the next row of any queue is within the dispatch lead of falling due.
 async fn until_next_due(ctx: &WorkerContext, queues: &[JobSettings]) -> Duration {
     let mut wait = SAFETY_TICK;
     for settings in queues {
         if let Ok(Some(due)) = effects::next_due(&ctx.db, &settings.queue).await {
-            let until = (due - Utc::now()).to_std().unwrap_or_default();
+            let until = (due - Utc::now())
+                .to_std()
+                .unwrap_or_default()
+                .saturating_sub(lead(ctx));
             wait = wait.min(until);
         }
     }
     wait
+}
+
+/// How long before rows fall due they are pushed (`worker.dispatch_lead_ms`).
+fn lead(ctx: &WorkerContext) -> Duration {
+    Duration::from_millis(ctx.config.worker.dispatch_lead_ms)
 }
 
 /// One dispatch round for one queue.
@@ -224,7 +235,7 @@ pub async fn dispatch_round(
         });
     }
     let limit = room.min(i64::from(ctx.config.worker.dispatch_batch));
-    let due = effects::claim_due(&mut tx, &settings.queue, limit).await?;
+    let due = effects::claim_due(&mut tx, &settings.queue, limit, lead(ctx)).await?;
     let more = i64::try_from(due.len()).unwrap_or(i64::MAX) == limit;
     let decision = throttle.decide(ctx, &due).await?;
     if !decision.postpone.is_empty() {

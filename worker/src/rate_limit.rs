@@ -43,16 +43,18 @@ redis.call('SET', KEYS[1], string.format('%.0f', following),
 return {1, wait}
 ";
 
-/// Reserves up to ARGV[3] consecutive slots of KEYS[1] that are at most ARGV[2] µs away;
-/// ARGV[1] is the spacing in µs. Returns `{slots reserved, wait in µs until the first}`.
+/// Reserves up to ARGV[3] consecutive slots of KEYS[1] that are at most ARGV[2] µs away and
+/// at least ARGV[4] µs away; ARGV[1] is the spacing in µs. Returns `{slots reserved, wait in
+/// µs until the first}`.
 const RESERVE_MANY: &str = r"
 local time = redis.call('TIME')
 local now = tonumber(time[1]) * 1000000 + tonumber(time[2])
 local spacing = tonumber(ARGV[1])
 local horizon = tonumber(ARGV[2])
 local wanted = tonumber(ARGV[3])
+local not_before = now + tonumber(ARGV[4])
 local next_free = tonumber(redis.call('GET', KEYS[1]) or '0') or 0
-local first = math.max(now, next_free)
+local first = math.max(not_before, next_free)
 local granted = 0
 if first - now <= horizon then
   granted = math.min(wanted, math.floor((now + horizon - first) / spacing) + 1)
@@ -137,14 +139,16 @@ impl Reserved {
 }
 
 /// Reserves up to `wanted` consecutive slots under `per_second` for `name`, those at most
-/// `horizon` away; nothing waits.
+/// `horizon` and at least `not_before` away; nothing waits.
 pub async fn reserve(
     ctx: &WorkerContext,
     name: &str,
     per_second: u32,
     horizon: Duration,
+    not_before: Duration,
     wanted: usize,
 ) -> Result<Reserved, redis::RedisError> {
+    let not_before_micros = u64::try_from(not_before.as_micros()).unwrap_or(u64::MAX);
     let key = format!("{}rate:{name}", ctx.config.redis.key_prefix);
     let spacing_micros = 1_000_000_u64.div_ceil(u64::from(per_second.max(1)));
     let horizon_micros = u64::try_from(horizon.as_micros()).unwrap_or(u64::MAX);
@@ -154,6 +158,7 @@ pub async fn reserve(
         .arg(spacing_micros)
         .arg(horizon_micros)
         .arg(wanted)
+        .arg(not_before_micros)
         .invoke_async(&mut conn)
         .await?;
     Ok(Reserved {

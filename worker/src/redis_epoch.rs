@@ -37,7 +37,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use chrono::{DateTime, Utc};
 use herald_shared::config::Config;
-use herald_shared::db::effects;
+use herald_shared::db::effects::{self, Requeue};
 use tokio::time::Instant;
 
 use crate::context::WorkerContext;
@@ -137,7 +137,11 @@ impl Epoch {
             self.booted
         };
         let queues: Vec<String> = ctx.jobs.all().map(|s| s.queue.clone()).collect();
-        let requeued = match effects::requeue_lost(&ctx.db, &queues, queued_before).await {
+        let lost = Requeue::Lost {
+            queues: &queues,
+            queued_before,
+        };
+        let requeued = match effects::requeue(&ctx.db, lost).await {
             Ok(requeued) => requeued,
             Err(err) => {
                 // Let the key go missing again, so that the next check (by any replica) does

@@ -10,7 +10,7 @@
 
 use std::time::Duration;
 
-use herald_shared::db::effects::{self, Stuck};
+use herald_shared::db::effects::{self, Requeue, Stuck};
 use herald_shared::effects::EffectKind;
 use tokio::sync::watch;
 
@@ -64,7 +64,10 @@ pub async fn sweep_once(ctx: &WorkerContext) -> anyhow::Result<Swept> {
             failed.push(format!("{name}: {err:#}"));
         }
     };
-    let requeued = effects::requeue_stale(&ctx.db, worker.requeue_after_secs as f64).await;
+    let stale = Requeue::Stale {
+        older_than_secs: worker.requeue_after_secs as f64,
+    };
+    let requeued = effects::requeue(&ctx.db, stale).await;
     step("requeue", requeued.map_err(Into::into), &mut swept.requeued);
     for settings in ctx.jobs.all() {
         // A live message handler may take up to: the kind's own rate-limit wait (half the

@@ -45,7 +45,8 @@ const GRID_MIN: i64 = 10_000;
 /// What the dispatcher does with the rows it picked.
 #[derive(Debug, Default)]
 pub struct Decision {
-    /// Rows to push now, each with the slot reserved for it (`None`: under no limit).
+    /// Rows to push now, each with the slot reserved for it or its instant when it is not due
+    /// yet (`None`: under no limit and due).
     pub push: Vec<(Uuid, Option<ReservedSlot>)>,
     /// Rows left in PostgreSQL, due again at the given time.
     pub postpone: Vec<(Uuid, DateTime<Utc>)>,
@@ -81,9 +82,23 @@ impl Throttle {
             let rows: Vec<usize> = (0..due.len())
                 .filter(|&row| postponed_to[row].is_none() && limits[row].contains(&limit))
                 .collect();
-            let reserved =
-                rate_limit::reserve(ctx, &limit.name, limit.per_second, horizon, rows.len())
-                    .await?;
+            // Rows claimed ahead of their instant (the dispatch lead) take slots from their
+            // latest instant on: a row is never started before it is due, and starting it at
+            // its slot then keeps the limit's spacing.
+            let not_before = rows
+                .iter()
+                .map(|&row| (due[row].due_at - now).to_std().unwrap_or_default())
+                .max()
+                .unwrap_or_default();
+            let reserved = rate_limit::reserve(
+                ctx,
+                &limit.name,
+                limit.per_second,
+                horizon,
+                not_before,
+                rows.len(),
+            )
+            .await?;
             let line_end = now + reserved.slot(reserved.granted);
             for (n, &row) in rows.iter().enumerate() {
                 if n < reserved.granted {
@@ -122,7 +137,14 @@ impl Throttle {
                 (None, Some(at)) => decision
                     .push
                     .push((row.id, Some(ReservedSlot { at, limits }))),
-                (None, None) => decision.push.push((row.id, None)),
+                // under no limit: started at its instant when claimed ahead of it
+                (None, None) => decision.push.push((
+                    row.id,
+                    (row.due_at > now).then(|| ReservedSlot {
+                        at: row.due_at,
+                        limits: Vec::new(),
+                    }),
+                )),
             }
         }
         Ok(decision)

@@ -79,7 +79,9 @@ pub async fn claim_next(
 }
 
 /// Records how a claimed fire ended: `done`, `failed` (with the error) or `missed` — only if
-/// this replica's claim is still the current one (it was not released and re-claimed).
+/// this replica's claim is still the current one (it was not released and re-claimed). A fire
+/// found too late once claimed never ran its job: the claim is taken back from `runs`, which
+/// counts the times the job started.
 pub async fn finish(
     executor: impl PgExecutor<'_>,
     claimed: &Claimed,
@@ -88,7 +90,8 @@ pub async fn finish(
     error: Option<&str>,
 ) -> Result<(), sqlx::Error> {
     sqlx::query!(
-        "update cron_fires set state = $2, error = $3, finished_at = now()
+        "update cron_fires set state = $2, error = $3, finished_at = now(),
+             runs = case when $2 = 'missed' then runs - 1 else runs end
          where id = $1 and state = 'running' and runner = $4 and runs = $5",
         claimed.id,
         state,

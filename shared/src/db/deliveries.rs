@@ -211,7 +211,8 @@ pub async fn insert_messages(
         revive_canceled: None,
     };
     for chunk in messages.chunks(CHUNK) {
-        let ids: Vec<Uuid> = chunk.iter().map(|_| Uuid::new_v4()).collect();
+        // time-ordered, as the effects' (see `outbound_messages::plan`)
+        let ids: Vec<Uuid> = chunk.iter().map(|_| Uuid::now_v7()).collect();
         let planned: Vec<outbound_messages::NewMessage> = chunk
             .iter()
             .zip(&ids)
@@ -431,27 +432,6 @@ pub async fn held_messages(
     )
     .fetch_all(executor)
     .await
-}
-
-/// Re-plans held messages at new instants (resume).
-pub async fn replan(
-    conn: &mut PgConnection,
-    plan: &[(Uuid, DateTime<Utc>)],
-) -> Result<(), sqlx::Error> {
-    for chunk in plan.chunks(CHUNK) {
-        let ids: Vec<Uuid> = chunk.iter().map(|(id, _)| *id).collect();
-        let ats: Vec<DateTime<Utc>> = chunk.iter().map(|(_, at)| *at).collect();
-        sqlx::query!(
-            "update effects e set state = 'planned', next_attempt_at = p.at, last_error = null
-             from unnest($1::uuid[], $2::timestamptz[]) as p(id, at)
-             where e.id = p.id and e.state = 'held'",
-            &ids,
-            &ats,
-        )
-        .execute(&mut *conn)
-        .await?;
-    }
-    Ok(())
 }
 
 /// Whether a delivery that is not stopped and still has unsent messages uses the course (or

@@ -1,4 +1,5 @@
-//! Queries on the `effects` table: planning, the dispatcher's claims, the handlers' state
+//! Queries on the `effects` table (rows are planned with their message:
+//! `outbound_messages::plan`): the dispatcher's claims, the handlers' state
 //! transitions, the recovery sweep, and the operator's list/retry/cancel.
 //!
 //! Every transition is a conditional `update … where state = …`, so two replicas (or a
@@ -10,38 +11,6 @@ use sqlx::{FromRow, PgConnection, PgExecutor};
 use uuid::Uuid;
 
 use crate::effects::{EffectKind, EffectState};
-
-/// An effect to plan.
-#[derive(Debug, Clone)]
-pub struct NewEffect {
-    pub account_id: Uuid,
-    pub kind: EffectKind,
-    pub queue: String,
-    pub idempotency_key: String,
-    pub payload: Value,
-    pub due_at: DateTime<Utc>,
-}
-
-/// Plans an effect; `None` when one with the same idempotency key already exists.
-pub async fn plan(
-    conn: &mut PgConnection,
-    effect: &NewEffect,
-) -> Result<Option<Uuid>, sqlx::Error> {
-    sqlx::query_scalar!(
-        "insert into effects (account_id, kind, queue, idempotency_key, payload, due_at, next_attempt_at)
-         values ($1, $2, $3, $4, $5, $6, $6)
-         on conflict (idempotency_key) do nothing
-         returning id",
-        effect.account_id,
-        effect.kind.as_str(),
-        effect.queue,
-        effect.idempotency_key,
-        effect.payload,
-        effect.due_at,
-    )
-    .fetch_optional(conn)
-    .await
-}
 
 /// Takes a transaction-scoped lock on dispatching `queue`: only one replica dispatches a
 /// queue at a time, which keeps its Redis window exact.
@@ -70,6 +39,8 @@ pub struct Due {
     pub id: Uuid,
     pub account_id: Uuid,
     pub kind: EffectKind,
+    /// When the row falls due (`next_attempt_at`); up to the claim's lead from now.
+    pub due_at: DateTime<Utc>,
 }
 
 /// A row the dispatcher marked `queued`.
@@ -83,7 +54,9 @@ pub struct Claimed {
 /// Most accounts with pending rows one [`claim_due`] looks at for its fair share.
 const FAIR_ACCOUNTS: i64 = 256;
 
-/// Picks and locks up to `limit` due rows of `queue`, serving accounts in turn: one
+/// Picks and locks up to `limit` rows of `queue` due within `lead` from now (the dispatcher
+/// pushes rows a little ahead, so a worker starts each at its instant rather than a dispatch
+/// round after it), serving accounts in turn: one
 /// account's backlog never holds another's due rows (DESIGN.md, "Fair share"). `skip locked`
 /// lets other replicas claim other rows meanwhile. The rows stay as they are: the caller
 /// marks those it pushes with [`mark_queued`] and moves the others' due time with
@@ -105,7 +78,10 @@ pub async fn claim_due(
     conn: &mut PgConnection,
     queue: &str,
     limit: i64,
+    lead: std::time::Duration,
 ) -> Result<Vec<Due>, sqlx::Error> {
+    // the database's clock, as everywhere rows fall due
+    let lead_secs = lead.as_secs_f64();
     let mut due = sqlx::query_as!(
         Due,
         r#"with recursive
@@ -137,18 +113,21 @@ pub async fn claim_due(
              where exists (
                  select from effects e
                  where e.queue = $1 and e.account_id = found.account_id
-                   and e.state in ('planned', 'retrying') and e.next_attempt_at <= now())
+                   and e.state in ('planned', 'retrying')
+                   and e.next_attempt_at <= now() + make_interval(secs => $5))
              order by n limit $4),
          due as (
              select d.id, d.kind, d.account_id, d.next_attempt_at from accounts a
              cross join lateral (
                  select id, kind, account_id, next_attempt_at from effects
                  where queue = $1 and account_id = a.account_id
-                   and state in ('planned', 'retrying') and next_attempt_at <= now()
+                   and state in ('planned', 'retrying')
+                   and next_attempt_at <= now() + make_interval(secs => $5)
                  order by next_attempt_at
                  limit (select ceil($2::bigint::numeric / greatest(count(*), 1))::bigint from accounts)
                  for update skip locked) d)
-         select id as "id!", account_id as "account_id!", kind as "kind!: EffectKind" from (
+         select id as "id!", account_id as "account_id!", kind as "kind!: EffectKind",
+                next_attempt_at as "due_at!" from (
              select id, account_id, kind, next_attempt_at,
                     row_number() over (partition by account_id
                                        order by next_attempt_at, id) as turn
@@ -159,6 +138,7 @@ pub async fn claim_due(
         limit,
         Uuid::new_v4(),
         FAIR_ACCOUNTS,
+        lead_secs,
     )
     .fetch_all(&mut *conn)
     .await?;
@@ -168,15 +148,17 @@ pub async fn claim_due(
         let taken: Vec<Uuid> = due.iter().map(|row| row.id).collect();
         let topped_up = sqlx::query_as!(
             Due,
-            r#"select id, account_id, kind as "kind: EffectKind" from effects
-             where queue = $1 and state in ('planned', 'retrying') and next_attempt_at <= now()
-               and id <> all($3)
+            r#"select id, account_id, kind as "kind: EffectKind", next_attempt_at as due_at
+             from effects
+             where queue = $1 and state in ('planned', 'retrying')
+               and next_attempt_at <= now() + make_interval(secs => $4) and id <> all($3)
              order by next_attempt_at
              limit $2
              for update skip locked"#,
             queue,
             room,
             &taken,
+            lead_secs,
         )
         .fetch_all(&mut *conn)
         .await?;
@@ -218,6 +200,37 @@ pub async fn postpone(
     )
     .execute(conn)
     .await?;
+    Ok(())
+}
+
+/// Rows per bulk update statement.
+const CHUNK: usize = 5_000;
+
+/// Moves rows not yet started to new instants (`(effect id, instant)`), those still in one of
+/// `from`: a `held` row (a paused delivery's, on resume) and a `queued` one (its Redis copy then
+/// finds it no longer `queued` and does nothing) go back to `planned`, a held row's reason is
+/// cleared; `planned` and `retrying` rows keep their state.
+pub async fn move_unstarted(
+    conn: &mut PgConnection,
+    plan: &[(Uuid, DateTime<Utc>)],
+    from: &[EffectState],
+) -> Result<(), sqlx::Error> {
+    for chunk in plan.chunks(CHUNK) {
+        let (ids, ats): (Vec<Uuid>, Vec<DateTime<Utc>>) = chunk.iter().copied().unzip();
+        sqlx::query!(
+            "update effects e
+             set state = case when e.state in ('held', 'queued') then 'planned' else e.state end,
+                 last_error = case when e.state = 'held' then null else e.last_error end,
+                 next_attempt_at = p.at
+             from unnest($1::uuid[], $2::timestamptz[]) as p(id, at)
+             where e.id = p.id and e.state = any($3::text[])",
+            &ids,
+            &ats,
+            from as &[EffectState],
+        )
+        .execute(&mut *conn)
+        .await?;
+    }
     Ok(())
 }
 
@@ -410,41 +423,42 @@ pub async fn finish_sent(
     Ok(!done.is_empty())
 }
 
-/// Records a retryable failure; the dispatcher picks the row up again at `next_attempt_at`.
-pub async fn schedule_retry(
-    executor: impl PgExecutor<'_>,
-    id: Uuid,
-    error: &str,
-    next_attempt_at: DateTime<Utc>,
-) -> Result<bool, sqlx::Error> {
-    let done = sqlx::query!(
-        "update effects set state = 'retrying', last_error = $2, next_attempt_at = $3
-         where id = $1 and state = 'sending'",
-        id,
-        error,
-        next_attempt_at,
-    )
-    .execute(executor)
-    .await?;
-    Ok(done.rows_affected() == 1)
+/// What kind of retry [`retry`] records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Retry {
+    /// A failed attempt: it counts against the row's attempts.
+    Counted,
+    /// The provider could not take the message for reasons of its own (Herald's credentials
+    /// were refused): the attempt does not count, so the message does not run out of attempts
+    /// while the outage lasts.
+    Uncounted,
+    /// The request may have reached the provider without its answer being read: the retry
+    /// asks the provider for the message before sending it again (`unconfirmed_since`: the
+    /// first such attempt's start, `unconfirmed_until`: the last one's end).
+    Unconfirmed,
 }
 
-/// Schedules another try without counting this attempt: the provider could not take the
-/// message for reasons of its own (Herald's credentials were refused), so the message must not
-/// run out of attempts while the outage lasts. The row reads `retrying` with the error.
-pub async fn retry_uncounted(
+/// Moves a started row to `retrying` with `error`, due again at `next_attempt_at`, where the
+/// dispatcher picks it up.
+pub async fn retry(
     executor: impl PgExecutor<'_>,
     id: Uuid,
+    retry: Retry,
     error: &str,
     next_attempt_at: DateTime<Utc>,
 ) -> Result<bool, sqlx::Error> {
     let done = sqlx::query!(
-        "update effects set state = 'retrying', attempts = greatest(attempts - 1, 0),
-             last_error = $2, next_attempt_at = $3
+        "update effects set state = 'retrying', last_error = $2, next_attempt_at = $3,
+             attempts = case when $4 then greatest(attempts - 1, 0) else attempts end,
+             unconfirmed_since = case when $5 then coalesce(unconfirmed_since, sending_at)
+                                      else unconfirmed_since end,
+             unconfirmed_until = case when $5 then now() else unconfirmed_until end
          where id = $1 and state = 'sending'",
         id,
         error,
         next_attempt_at,
+        retry == Retry::Uncounted,
+        retry == Retry::Unconfirmed,
     )
     .execute(executor)
     .await?;
@@ -551,68 +565,60 @@ pub async fn defer(
     Ok(done.rows_affected() == 1)
 }
 
-/// Rows queued longer than `older_than_secs` (Redis flushed, a worker killed before it
-/// started them) go back to `planned`. A stale Redis copy that turns up later finds the row
-/// no longer `queued` and does nothing. A past `next_attempt_at` stays (the row goes out at
-/// once either way): lateness checks, such as a schedule message's catch-up limit, still see
-/// how late the message really is.
-pub async fn requeue_stale(
-    executor: impl PgExecutor<'_>,
-    older_than_secs: f64,
-) -> Result<u64, sqlx::Error> {
-    let done = sqlx::query!(
-        "update effects set state = 'planned', next_attempt_at = least(next_attempt_at, now()),
-             last_error = 'dispatched again: not picked up from Redis in time'
-         where state = 'queued' and queued_at < now() - make_interval(secs => $1)",
-        older_than_secs,
-    )
-    .execute(executor)
-    .await?;
-    Ok(done.rows_affected())
+/// Which `queued` rows [`requeue`] gives back to the dispatcher: rows whose Redis task is
+/// gone or may be.
+#[derive(Debug, Clone, Copy)]
+pub enum Requeue<'a> {
+    /// Queued longer than this many seconds (Redis flushed, a worker killed before it started
+    /// them): the sweep's safety net.
+    Stale { older_than_secs: f64 },
+    /// Every row of `queues` queued before `queued_before`: Redis lost its data (see the
+    /// worker's `redis_epoch`), so they have no task any more.
+    Lost {
+        queues: &'a [String],
+        queued_before: DateTime<Utc>,
+    },
 }
 
-/// Every row of `queues` queued before `queued_before` goes back to `planned`, due now at the
-/// latest: Redis lost its data (see the worker's `redis_epoch`), so they have no task any
-/// more. A copy pushed after the loss and still in Redis finds its row no longer `queued` (or
-/// `queued` by the next dispatch, which only one copy can start) and sends nothing twice.
-pub async fn requeue_lost(
+/// Moves `queued` rows back to `planned`, due now at the latest. A stale Redis copy that turns
+/// up later finds its row no longer `queued` (or `queued` by the next dispatch, which only one
+/// copy can start) and sends nothing twice. A past `next_attempt_at` stays (the row goes out
+/// at once either way): lateness checks, such as a schedule message's catch-up limit, still
+/// see how late the message really is.
+pub async fn requeue(
     executor: impl PgExecutor<'_>,
-    queues: &[String],
-    queued_before: DateTime<Utc>,
+    which: Requeue<'_>,
 ) -> Result<u64, sqlx::Error> {
+    let (queues, queued_before, older_than_secs, reason) = match which {
+        Requeue::Stale { older_than_secs } => (
+            None,
+            None,
+            older_than_secs,
+            "dispatched again: not picked up from Redis in time",
+        ),
+        Requeue::Lost {
+            queues,
+            queued_before,
+        } => (
+            Some(queues),
+            Some(queued_before),
+            0.0,
+            "dispatched again: Redis lost its data",
+        ),
+    };
     let done = sqlx::query!(
         "update effects set state = 'planned', next_attempt_at = least(next_attempt_at, now()),
-             last_error = 'dispatched again: Redis lost its data'
-         where state = 'queued' and queue = any($1) and queued_at < $2",
+             last_error = $4
+         where state = 'queued' and ($1::text[] is null or queue = any($1))
+           and queued_at < coalesce($2::timestamptz, now() - make_interval(secs => $3::float8))",
         queues,
         queued_before,
+        older_than_secs,
+        reason,
     )
     .execute(executor)
     .await?;
     Ok(done.rows_affected())
-}
-
-/// Records an attempt whose request may have reached the provider without its answer being
-/// read: the row waits for a retry like any other, and that retry asks the provider for the
-/// message before sending it again (`unconfirmed_since`: the first such attempt's start).
-pub async fn retry_unconfirmed(
-    executor: impl PgExecutor<'_>,
-    id: Uuid,
-    error: &str,
-    next_attempt_at: DateTime<Utc>,
-) -> Result<bool, sqlx::Error> {
-    let done = sqlx::query!(
-        "update effects set state = 'retrying', last_error = $2, next_attempt_at = $3,
-             unconfirmed_since = coalesce(unconfirmed_since, sending_at),
-             unconfirmed_until = now()
-         where id = $1 and state = 'sending'",
-        id,
-        error,
-        next_attempt_at,
-    )
-    .execute(executor)
-    .await?;
-    Ok(done.rows_affected() == 1)
 }
 
 /// What becomes of a row found stuck in `sending`: its worker died between handing the

@@ -3,13 +3,10 @@
 //! student when sent, so a student who opts back in before a fire still gets it.)
 
 use chrono::{DateTime, Utc};
-use sqlx::{FromRow, PgConnection, PgExecutor};
+use sqlx::{FromRow, PgExecutor};
 use uuid::Uuid;
 
 use crate::effects::EffectState;
-
-/// Rows per bulk update statement.
-const CHUNK: usize = 5_000;
 
 /// Skips (cancels) every unsent course message of these students: they unsubscribed or were
 /// removed. A message already `sending` is in the provider's hands and is left alone.
@@ -32,9 +29,9 @@ pub async fn skip_unsent_for_students(
     Ok(done.rows_affected())
 }
 
-/// Messages a new time zone moves: those waiting for their time (`held` ones are re-planned on
+/// Messages a new time zone moves (`effects::move_unstarted`): those waiting for their time (`held` ones are re-planned on
 /// resume, in the zone the student has then).
-const MOVABLE: [EffectState; 3] = [
+pub const MOVABLE: [EffectState; 3] = [
     EffectState::Planned,
     EffectState::Queued,
     EffectState::Retrying,
@@ -67,28 +64,4 @@ pub async fn unsent_on_own_clock(
     )
     .fetch_all(executor)
     .await
-}
-
-/// Moves unsent messages to new instants. A `queued` one goes back to `planned`: its Redis
-/// copy then finds it no longer queued and does nothing.
-pub async fn move_unsent(
-    conn: &mut PgConnection,
-    plan: &[(Uuid, DateTime<Utc>)],
-) -> Result<(), sqlx::Error> {
-    for chunk in plan.chunks(CHUNK) {
-        let ids: Vec<Uuid> = chunk.iter().map(|(id, _)| *id).collect();
-        let ats: Vec<DateTime<Utc>> = chunk.iter().map(|(_, at)| *at).collect();
-        sqlx::query!(
-            "update effects e set state = case when e.state = 'queued' then 'planned' else e.state end,
-                 next_attempt_at = p.at
-             from unnest($1::uuid[], $2::timestamptz[]) as p(id, at)
-             where e.id = p.id and e.state = any($3::text[])",
-            &ids,
-            &ats,
-            &MOVABLE[..] as &[EffectState],
-        )
-        .execute(&mut *conn)
-        .await?;
-    }
-    Ok(())
 }

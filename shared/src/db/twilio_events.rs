@@ -24,50 +24,34 @@ impl Audience<'_> {
     }
 }
 
-// The audience's groups (`groups g`) are those of the account `$2`, or, when `$2` is null,
-// those of every account without its own sender on the channel `$3`.
-
-/// Unsubscribes the audience's students with this phone because they sent an opt-out
-/// keyword. Returns the students changed.
-pub async fn opt_out(
-    executor: impl PgExecutor<'_>,
-    phone: &str,
-    audience: Audience<'_>,
-) -> Result<Vec<Uuid>, sqlx::Error> {
-    let (account, channel) = audience.binds();
-    sqlx::query_scalar!(
-        "update students s set subscribed = false, unsubscribe_reason = 'opt_out_keyword'
-         from groups g
-         where g.id = s.group_id and s.phone = $1 and s.subscribed
-           and (g.account_id = $2 or ($2 is null and not exists (
-                   select 1 from account_twilio_senders a
-                   where a.account_id = g.account_id
-                     and (a.messaging_service_sid is not null
-                          or (case $3 when 'sms' then a.sms_from else a.whatsapp_from end)
-                             is not null))))
-         returning s.id",
-        phone,
-        account,
-        channel,
-    )
-    .fetch_all(executor)
-    .await
+/// A subscription keyword a student texted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Keyword {
+    /// STOP and its synonyms: unsubscribes the audience's subscribed students with the phone.
+    OptOut,
+    /// START and its synonyms: subscribes again the audience's students with the phone that an
+    /// opt-out keyword unsubscribed; students an account unsubscribed stay as they are.
+    OptIn,
 }
 
-/// Subscribes again the audience's students with this phone that an opt-out keyword
-/// unsubscribed; students an account unsubscribed stay as they are. Returns the students
-/// changed.
-pub async fn opt_in(
+/// Applies a keyword from `phone` to the audience's students. Returns the students changed.
+///
+/// The audience's groups (`groups g`) are those of the account `$2`, or, when `$2` is null,
+/// those of every account without its own sender on the channel `$3`.
+pub async fn apply_keyword(
     executor: impl PgExecutor<'_>,
     phone: &str,
     audience: Audience<'_>,
+    keyword: Keyword,
 ) -> Result<Vec<Uuid>, sqlx::Error> {
     let (account, channel) = audience.binds();
     sqlx::query_scalar!(
-        "update students s set subscribed = true
+        "update students s set subscribed = $4,
+             unsubscribe_reason = case when $4 then s.unsubscribe_reason else 'opt_out_keyword' end
          from groups g
          where g.id = s.group_id and s.phone = $1
-           and not s.subscribed and s.unsubscribe_reason = 'opt_out_keyword'
+           and case when $4 then not s.subscribed and s.unsubscribe_reason = 'opt_out_keyword'
+                    else s.subscribed end
            and (g.account_id = $2 or ($2 is null and not exists (
                    select 1 from account_twilio_senders a
                    where a.account_id = g.account_id
@@ -78,6 +62,7 @@ pub async fn opt_in(
         phone,
         account,
         channel,
+        keyword == Keyword::OptIn,
     )
     .fetch_all(executor)
     .await

@@ -11,6 +11,7 @@ use uuid::Uuid;
 
 use super::{HeldMessage, Recipient, Start, replan_held};
 use crate::db::deliveries::{self as db, DeliveryRow};
+use crate::db::effects;
 use crate::effects::EffectState;
 
 /// Holds the delivery's unsent messages.
@@ -52,7 +53,7 @@ pub async fn resume(conn: &mut PgConnection, row: &DeliveryRow) -> Result<(), sq
         })
         .collect();
     let plan = replan_held(&start, &held, Utc::now());
-    db::replan(&mut *conn, &plan).await?;
+    effects::move_unstarted(&mut *conn, &plan, &[EffectState::Held]).await?;
     db::set_status(&mut *conn, row.id, "scheduled").await
 }
 

@@ -21,7 +21,7 @@ use std::time::Duration;
 
 use apalis::prelude::{AbortError, BoxDynError, Data};
 use chrono::{DateTime, Utc};
-use herald_shared::db::effects::{self, SentMessage, SentOutcome, Started};
+use herald_shared::db::effects::{self, Retry, SentMessage, SentOutcome, Started};
 use herald_shared::effects::{EffectKind, EffectState, EffectTask};
 
 use crate::context::WorkerContext;
@@ -242,7 +242,7 @@ async fn record(
             let next = Utc::now() + chrono::Duration::from_std(delay).unwrap_or_default();
             tracing::warn!(effect_id = %id, attempt = started.attempts, ?delay, error = %message, "attempt failed; retry scheduled");
             retry_write("schedule a retry", || {
-                effects::schedule_retry(&ctx.db, id, &message, next)
+                effects::retry(&ctx.db, id, Retry::Counted, &message, next)
             })
             .await?;
             Ok(format!("retry scheduled in {delay:?}: {message}"))
@@ -263,7 +263,7 @@ async fn record(
             let next = Utc::now() + chrono::Duration::from_std(delay).unwrap_or_default();
             tracing::warn!(effect_id = %id, %provider, ?delay, error = %message, "provider outage; retry scheduled, attempt not counted");
             retry_write("schedule an outage retry", || {
-                effects::retry_uncounted(&ctx.db, id, &message, next)
+                effects::retry(&ctx.db, id, Retry::Uncounted, &message, next)
             })
             .await?;
             Ok(format!("provider outage, retry in {delay:?}: {message}"))
@@ -273,7 +273,7 @@ async fn record(
             let next = Utc::now() + chrono::Duration::from_std(delay).unwrap_or_default();
             tracing::warn!(effect_id = %id, attempt = started.attempts, ?delay, error = %message, "the provider may have the message; it is looked up before any re-send");
             retry_write("schedule a look-up", || {
-                effects::retry_unconfirmed(&ctx.db, id, &message, next)
+                effects::retry(&ctx.db, id, Retry::Unconfirmed, &message, next)
             })
             .await?;
             Ok(format!("look-up scheduled in {delay:?}: {message}"))

@@ -492,6 +492,15 @@ async fn a_phone_and_channel_changed_after_planning_are_the_ones_used() {
         field(&sent[0], "From"),
         Some(format!("whatsapp:{WHATSAPP_FROM}"))
     );
+    // planned with the old number and channel; the message records what it went out as
+    let (recipient, channel): (Option<String>, Option<String>) =
+        sqlx::query_as("select recipient, channel from outbound_messages where effect_id = $1")
+            .bind(message.effect_id)
+            .fetch_one(test.db())
+            .await
+            .unwrap();
+    assert_eq!(recipient.as_deref(), Some("+14155550112"));
+    assert_eq!(channel.as_deref(), Some("whatsapp"));
     test.finish().await;
 }
 

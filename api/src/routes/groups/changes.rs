@@ -6,7 +6,7 @@
 use chrono::Utc;
 use chrono_tz::Tz;
 use herald_shared::db::groups::StudentRow;
-use herald_shared::db::student_messages;
+use herald_shared::db::{effects, student_messages};
 use herald_shared::deliveries::shift_zone;
 use sqlx::PgConnection;
 
@@ -37,7 +37,7 @@ pub async fn apply(
                 )
             })
             .collect();
-        student_messages::move_unsent(conn, &moved).await?;
+        effects::move_unstarted(conn, &moved, &student_messages::MOVABLE).await?;
     }
     Ok(())
 }

@@ -7,8 +7,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
 use herald_bench::{
-    ACCOUNT_SID, Run, SERVICE_SID, Scratch, Standin, Workers, free_port, get_ok, logs_have_errors,
-    sibling_binary, stop_all,
+    Run, Scratch, Standin, Workers, free_port, get_ok, logs_have_errors, sibling_binary, stop_all,
 };
 use herald_shared::effects::EffectKind;
 
@@ -106,20 +105,8 @@ impl Run for Bench {
     async fn prepare(&mut self, args: &Args) -> anyhow::Result<()> {
         self.scratch.write_jobs(args.concurrency, args.window)?;
         self.twilio_url = self.standin.start().await?;
-        let log = std::fs::File::create(self.scratch.log("migrate.log"))?;
-        let status = command(&self.scratch, &self.twilio_url, "herald-api", args)?
-            .arg("migrate")
-            .stdout(log.try_clone()?)
-            .stderr(log)
-            .status()
-            .context("run herald-api migrate")?;
-        if !status.success() {
-            bail!(
-                "herald-api migrate failed with {status}; see {}",
-                self.scratch.log("migrate.log").display()
-            );
-        }
-        self.scratch.connect().await
+        let herald_api = command(&self.scratch, &self.twilio_url, "herald-api", args)?;
+        self.scratch.migrate(herald_api).await
     }
 
     async fn measure(&mut self, args: &Args) -> anyhow::Result<String> {
@@ -153,19 +140,9 @@ fn command(
     args: &Args,
 ) -> anyhow::Result<Command> {
     let mut command = scratch.command(&sibling_binary(name)?);
-    command
-        // the run may outlast the default 15 minutes of one access token
-        .env("HERALD_AUTH__ACCESS_TOKEN_TTL_SECS", "86400")
-        .env("HERALD_TWILIO__BASE_URL", twilio_url)
-        .env("HERALD_TWILIO__ACCOUNT_SID", ACCOUNT_SID)
-        .env("HERALD_TWILIO__AUTH_TOKEN", "bench-twilio-token")
-        .env("HERALD_TWILIO__MESSAGING_SERVICE_SID", SERVICE_SID)
-        // required with credentials; nothing calls it back during a run
-        .env("HERALD_TWILIO__PUBLIC_BASE_URL", "http://127.0.0.1:9")
-        .env(
-            "HERALD_TWILIO__SMS_PER_SECOND",
-            args.sms_per_second.to_string(),
-        );
+    // the run may outlast the default 15 minutes of one access token
+    command.env("HERALD_AUTH__ACCESS_TOKEN_TTL_SECS", "86400");
+    Standin::configure(&mut command, twilio_url, args.sms_per_second);
     // No HERALD_EMAIL__SMTP_HOST: the signup's verification e-mail is sandboxed.
     Ok(command)
 }

@@ -3,11 +3,10 @@
 
 use std::process::Command;
 
-use anyhow::{Context as _, bail};
+use anyhow::bail;
 use chrono::{DateTime, Utc};
 use herald_bench::{
-    ACCOUNT_SID, Run, SERVICE_SID, Scratch, Standin, Workers, ZONES, logs_have_errors,
-    sibling_binary, stop_all,
+    Run, Scratch, Standin, Workers, ZONES, logs_have_errors, sibling_binary, stop_all,
 };
 use herald_shared::effects::EffectKind;
 use uuid::Uuid;
@@ -120,20 +119,8 @@ impl Run for Bench {
     async fn prepare(&mut self, args: &Args) -> anyhow::Result<()> {
         self.scratch.write_jobs(None, None)?;
         self.twilio_url = self.standin.start().await?;
-        let log = std::fs::File::create(self.scratch.log("migrate.log"))?;
-        let status = command(&self.scratch, &self.twilio_url, "herald-api", args)?
-            .arg("migrate")
-            .stdout(log.try_clone()?)
-            .stderr(log)
-            .status()
-            .context("run herald-api migrate")?;
-        if !status.success() {
-            bail!(
-                "herald-api migrate failed with {status}; see {}",
-                self.scratch.log("migrate.log").display()
-            );
-        }
-        self.scratch.connect().await
+        let herald_api = command(&self.scratch, &self.twilio_url, "herald-api", args)?;
+        self.scratch.migrate(herald_api).await
     }
 
     async fn measure(&mut self, args: &Args) -> anyhow::Result<String> {
@@ -158,16 +145,6 @@ fn command(
     args: &Args,
 ) -> anyhow::Result<Command> {
     let mut command = scratch.command(&sibling_binary(name)?);
-    command
-        .env("HERALD_TWILIO__BASE_URL", twilio_url)
-        .env("HERALD_TWILIO__ACCOUNT_SID", ACCOUNT_SID)
-        .env("HERALD_TWILIO__AUTH_TOKEN", "bench-twilio-token")
-        .env("HERALD_TWILIO__MESSAGING_SERVICE_SID", SERVICE_SID)
-        // required with credentials; nothing calls it back during a run
-        .env("HERALD_TWILIO__PUBLIC_BASE_URL", "http://127.0.0.1:9")
-        .env(
-            "HERALD_TWILIO__SMS_PER_SECOND",
-            args.sms_per_second.to_string(),
-        );
+    Standin::configure(&mut command, twilio_url, args.sms_per_second);
     Ok(command)
 }
