@@ -3,9 +3,9 @@
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use herald_shared::db::{effects, outbound_messages};
-use herald_shared::effects::{EffectKind, EffectState, MessageSource};
-use serde_json::json;
+use herald_shared::db::effects;
+use herald_shared::effects::{EffectKind, EffectState};
+use herald_testing::fixtures::Fixtures;
 use uuid::Uuid;
 
 use crate::helpers::{Mail, PATIENCE, TestWorker, in_millis, wait_until};
@@ -198,13 +198,10 @@ async fn a_task_reaches_redis_only_after_its_rows_claim_is_committed() {
 
 /// A second account, beside the test's own.
 pub(crate) async fn add_account(test: &TestWorker) -> Uuid {
-    sqlx::query_scalar("insert into accounts (name) values ('other') returning id")
-        .fetch_one(test.db())
-        .await
-        .unwrap()
+    herald_testing::fixtures::create_account(test.db(), "other").await
 }
 
-/// Plans `count` e-mails of `account_id` due at `due_at` in one statement (a large backlog
+/// Plans `count` e-mails of `account_id` due at `due_at` in one transaction (a large backlog
 /// quickly); returns their ids.
 pub(crate) async fn plan_account_emails(
     test: &TestWorker,
@@ -212,32 +209,14 @@ pub(crate) async fn plan_account_emails(
     count: i32,
     due_at: DateTime<Utc>,
 ) -> Vec<Uuid> {
-    let queue = test.jobs.get(EffectKind::Email).queue.clone();
-    let batch = outbound_messages::Batch {
+    let fixtures = Fixtures {
         account_id,
-        source: MessageSource::AuthEmail,
-        kind: EffectKind::Email,
-        queue: &queue,
-        revive_canceled: None,
+        ..test.fixtures()
     };
-    let messages: Vec<outbound_messages::NewMessage> = (0..count)
-        .map(|i| outbound_messages::NewMessage {
-            key: format!("test:{}", Uuid::new_v4()),
-            due_at,
-            payload: json!({}),
-            channel: Some("email"),
-            student_id: None,
-            recipient: Some(format!("bulk-{i}@example.com")),
-            subject: Some("test".to_owned()),
-            body: "body".to_owned(),
-        })
-        .collect();
-    let mut tx = test.db().begin().await.unwrap();
-    let planned = outbound_messages::plan(&mut tx, &batch, &messages)
+    let count = usize::try_from(count).unwrap();
+    fixtures
+        .plan_emails(count, |i| format!("bulk-{i}@example.com"), due_at)
         .await
-        .unwrap();
-    tx.commit().await.unwrap();
-    planned.into_iter().map(|(id, _)| id).collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -1,0 +1,43 @@
+//! Test support for Herald's test suites (api, worker, shared's provider tests and the
+//! end-to-end tests that start the real binaries). A dev-dependency only: nothing in a
+//! binary depends on it.
+//!
+//! - [`env`]: a fresh, migrated database and Redis key prefix per test ([`env::TestEnv`]),
+//!   both removed when the test ends, passing or failing ([`env::Scratch`]).
+//! - [`wait`]: the one way to wait — poll a condition with a deadline
+//!   ([`wait::wait_until`], [`wait::wait_for`]).
+//! - [`pipeline`]: wait until the pipeline is idle before asserting that something did
+//!   *not* happen, and which replica ran each task.
+//! - [`fixtures`]: accounts, e-mails, deliveries, students and messages, planned through the
+//!   real planners.
+//! - [`smtp`]: the SMTP stand-in (aiosmtpd) and its Maildir; [`smtp_script`]: a raw SMTP
+//!   server that stalls or hangs up on cue; [`twilio_standin`]: a stateful
+//!   Twilio stand-in for fault tests.
+//! - [`process`]: free ports and readiness waits for the real binaries.
+//!
+//! In-process worker replicas (`herald_worker::run` in a task) stay in the worker suite
+//! (`worker/tests/worker/helpers.rs`), the only suite that runs them. Moving them here would
+//! make this crate depend on `herald-worker`, so the api and shared suites would build the
+//! worker and api's tests would reach into the worker, against the dependency direction
+//! (api → shared ← worker) that CI checks for normal dependencies; a `worker` feature would
+//! avoid that only by adding a worker → herald-testing → worker cycle for one type. This crate
+//! depends on `herald-shared` alone; the e2e suite starts the real binaries and needs only
+//! [`process`].
+//!
+//! Wall-clock assertions left in the suites, each in a test whose point is timing: the
+//! dispatcher's due-time precision (`worker::dispatch::an_effect_due_later…`), rate limits
+//! spacing sends (`worker::rate_limits`, `worker::throttle`, `worker::messages::
+//! one_sms_per_second…`), cron and schedule fire lateness (`worker::cron`,
+//! `worker::schedules`, `e2e::cron`, `e2e::schedules`, `e2e::deliveries`), a graceful
+//! shutdown that waits for the send and not the whole timeout (`worker::lifecycle`), and a
+//! Redis outage recovered within a bound (`worker::recovery`). The nextest profiles run the
+//! in-process ones alone and give the end-to-end ones one retry on CI.
+
+pub mod env;
+pub mod fixtures;
+pub mod pipeline;
+pub mod process;
+pub mod smtp;
+pub mod smtp_script;
+pub mod twilio_standin;
+pub mod wait;
