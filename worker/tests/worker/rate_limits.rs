@@ -23,6 +23,8 @@ async fn a_kinds_rate_limit_spaces_its_jobs_across_two_replicas() {
         .await;
 
     test.wait_all_in("sandboxed", 5).await;
+    // the limit is shared, not one replica doing all the work
+    test.assert_every_replica_ran_tasks().await;
 
     let mut finished = Vec::new();
     for id in ids {
