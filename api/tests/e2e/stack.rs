@@ -241,6 +241,7 @@ impl Stack {
             replicas,
         )
         .await;
+        eprintln!("tasks run by replica: {ran:?}");
         assert!(
             ran.values().all(|tasks| *tasks > 0),
             "not every replica ran a task: {ran:?}"

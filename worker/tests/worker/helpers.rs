@@ -338,6 +338,7 @@ impl TestWorker {
     /// Asserts that every replica of this test ran at least one task.
     pub async fn assert_every_replica_ran_tasks(&self) {
         let ran = self.tasks_run_by_replica().await;
+        eprintln!("tasks run by replica: {ran:?}");
         assert!(
             ran.values().all(|tasks| *tasks > 0),
             "not every replica ran a task: {ran:?}"
