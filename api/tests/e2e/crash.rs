@@ -141,12 +141,7 @@ impl PrivateRedis {
             .stdout(std::process::Stdio::null())
             .spawn()
             .expect("redis-server");
-        wait_until("private redis up", Duration::from_secs(10), || async {
-            tokio::net::TcpStream::connect(("127.0.0.1", port))
-                .await
-                .is_ok()
-        })
-        .await;
+        herald_testing::process::wait_for_port(port).await;
         Self { port, child }
     }
 
