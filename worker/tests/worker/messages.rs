@@ -461,6 +461,8 @@ async fn messages_to_removed_or_unsubscribed_students_or_of_stopped_or_paused_de
         assert!(error.contains(reason), "{state}: {error}");
         assert_eq!(row.provider_id, None);
     }
+    // nothing left in flight: Twilio's count is final
+    test.wait_for_idle().await;
     server.verify().await;
     test.finish().await;
 }
