@@ -26,17 +26,19 @@
 //!
 //! Wall-clock assertions left in the suites, each in a test whose point is timing (its name
 //! says so):
-//! - upper bounds (flaky on an overloaded machine, so the nextest profiles run the
-//!   in-process ones alone and retry the end-to-end ones once on CI): pickup within a second
-//!   (`worker::delivery::in_sandbox_mode…`, `worker::dispatch::an_effect_due_later…`), a
-//!   local push picked up at once (`worker::dispatch::a_push_by_the_local_dispatcher…`),
-//!   another account's messages within 5 s beside a backlog (`worker::dispatch::
-//!   another_accounts…`, `worker::throttle::another_accounts…`), fires and schedule messages
-//!   started within a second (`worker::cron::a_per_second…`, `worker::schedules::
-//!   two_replicas_send_each_fire…`, `e2e::schedules`, and 3 s for `e2e::deliveries`), a
-//!   graceful shutdown that waits for the send and not the whole timeout
-//!   (`worker::lifecycle::a_shutdown_during_a_send…`);
-//! - lower bounds (safe under load): rate limits spacing sends (`worker::rate_limits`,
+//! - upper bounds, which can fail on an overloaded machine (`.config/nextest.toml` runs the
+//!   tightest in-process ones alone and retries the end-to-end ones once on CI):
+//!   - pickup within a second: `worker::delivery::in_sandbox_mode…`,
+//!     `worker::dispatch::an_effect_due_later…`;
+//!   - a local push picked up at once: `worker::dispatch::a_push_by_the_local_dispatcher…`;
+//!   - another account's messages within 5 s beside a backlog:
+//!     `worker::dispatch::another_accounts…`, `worker::throttle::another_accounts…`;
+//!   - fires and schedule messages started within a second: `worker::cron::a_per_second…`,
+//!     `worker::schedules::two_replicas_send_each_fire…`, `e2e::schedules` (3 s for
+//!     `e2e::deliveries`);
+//!   - a graceful shutdown that waits for the send, not the whole timeout:
+//!     `worker::lifecycle::a_shutdown_during_a_send…`;
+//! - lower bounds, safe under load: rate limits spacing sends (`worker::rate_limits`,
 //!   `worker::throttle::a_rate_limited_backlog…`, `worker::messages::one_sms_per_second…`),
 //!   a 429 retried no sooner than its `Retry-After` (`worker::messages::a_503_…`), cron
 //!   fires one second apart (`worker::cron`, `e2e::cron`);
