@@ -106,8 +106,6 @@ async fn a_delivery_reaches_students_in_three_zones_once_each_at_their_instant_w
         6,
         "each message was handed to Twilio exactly once"
     );
-    // exactly once across replicas, and both replicas sent
-    stack.assert_every_replica_ran_tasks(&["one", "two"]).await;
     let pairs: HashSet<String> = requests
         .iter()
         .map(|r| String::from_utf8_lossy(&r.body).into_owned())
