@@ -158,8 +158,6 @@ async fn a_schedule_made_through_the_api_sends_each_fire_once_with_two_replicas_
     .unwrap();
     let requests = twilio.received_requests().await.unwrap_or_default();
     assert_eq!(requests.len(), sent.len());
-    // once across replicas, and both replicas sent
-    stack.assert_every_replica_ran_tasks(&["one", "two"]).await;
     let mut per_instant = std::collections::BTreeMap::<DateTime<Utc>, usize>::new();
     for (due, sending_at) in &sent {
         *per_instant.entry(*due).or_default() += 1;
