@@ -30,9 +30,6 @@ pub mod schedules;
 pub mod secrets;
 /// Logging setup.
 pub mod telemetry;
-/// Fresh database and Redis namespace per test.
-#[cfg(feature = "testing")]
-pub mod testing;
 /// Local-time resolution (DST gaps and repeats) for deliveries and cron.
 pub mod time_rules;
 /// Cron triggers from jobs.toml (`[cron.<name>]`).

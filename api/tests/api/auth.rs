@@ -848,22 +848,21 @@ async fn forgot_password_work_in_progress_is_bounded_and_beyond_it_every_address
     lock.rollback().await.unwrap();
     app.wait_for_emails_to("ada@example.com", 2).await;
     // the permit is back once the work is done
-    let mut answered = None;
-    for _ in 0..100 {
-        let response = app
-            .post(
+    herald_testing::wait::wait_until(
+        "forgot-password is accepted again",
+        herald_testing::wait::PATIENCE,
+        || async {
+            app.post(
                 "/api/v1/auth/forgot-password",
                 &json!({"email": "eve@example.com"}),
                 None,
             )
-            .await;
-        if response.status() == StatusCode::ACCEPTED {
-            answered = Some(response.status());
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
-    assert_eq!(answered, Some(StatusCode::ACCEPTED));
+            .await
+            .status()
+                == StatusCode::ACCEPTED
+        },
+    )
+    .await;
 }
 
 /// The texts of every e-mail planned for `to`, oldest first, secrets opened.
@@ -1090,7 +1089,7 @@ async fn mailed_tokens_are_never_stored_in_the_clear() {
     for mail in mails {
         let token = token_in(&mail);
         assert!(token.len() >= 43, "{mail}");
-        let found = herald_shared::testing::columns_containing(&app.db, &token)
+        let found = herald_testing::env::columns_containing(&app.db, &token)
             .await
             .unwrap();
         assert!(found.is_empty(), "the token is stored in {found:?}");
@@ -1134,7 +1133,7 @@ async fn the_scrub_migration_removes_tokens_from_finished_auth_emails_only() {
         ("WaitingResetToken", true),
         ("NotAnAuthToken", true),
     ] {
-        let found = herald_shared::testing::columns_containing(&app.db, token)
+        let found = herald_testing::env::columns_containing(&app.db, token)
             .await
             .unwrap();
         assert_eq!(!found.is_empty(), kept, "{token}: {found:?}");

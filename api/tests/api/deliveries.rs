@@ -629,24 +629,21 @@ async fn a_start_before_postgresql_s_range_is_a_422_on_start_at_even_with_catch_
 
 /// Waits until some connection to the test's database waits for a row lock.
 async fn until_a_query_waits_for_a_lock(app: &TestApp) {
-    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
-    loop {
-        let waiting: i64 = sqlx::query_scalar(
-            "select count(*) from pg_stat_activity
-             where datname = current_database() and wait_event_type = 'Lock'",
-        )
-        .fetch_one(&app.db)
-        .await
-        .unwrap();
-        if waiting > 0 {
-            return;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "nothing waited for a lock"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-    }
+    herald_testing::wait::wait_until(
+        "a query waits for a lock",
+        herald_testing::wait::PATIENCE,
+        || async {
+            let waiting: i64 = sqlx::query_scalar(
+                "select count(*) from pg_stat_activity
+                 where datname = current_database() and wait_event_type = 'Lock'",
+            )
+            .fetch_one(&app.db)
+            .await
+            .unwrap();
+            waiting > 0
+        },
+    )
+    .await;
 }
 
 /// A student deleted (by whatever deletes it) while a delivery to the group is being planned:

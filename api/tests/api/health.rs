@@ -64,22 +64,20 @@ async fn metrics_listen_serves_metrics_on_their_own_address_only() {
     let address = format!("127.0.0.1:{port}");
     let app = TestApp::spawn_with(&[("api.metrics_listen", Value::from(address.clone()))]).await;
     let client = reqwest::Client::new();
-    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
-    let page = loop {
-        match client.get(format!("http://{address}/metrics")).send().await {
-            Ok(response) => {
-                assert_eq!(response.status(), StatusCode::OK);
-                break response.text().await.unwrap();
-            }
-            Err(err) => {
-                assert!(
-                    tokio::time::Instant::now() < deadline,
-                    "the metrics listener never answered: {err}"
-                );
-                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-            }
-        }
-    };
+    let page = herald_testing::wait::wait_for(
+        "the metrics listener answers",
+        herald_testing::wait::PATIENCE,
+        || async {
+            let response = client
+                .get(format!("http://{address}/metrics"))
+                .send()
+                .await
+                .ok()?;
+            assert_eq!(response.status(), StatusCode::OK);
+            Some(response.text().await.unwrap())
+        },
+    )
+    .await;
     assert!(page.contains("herald_build_info{"), "{page}");
     assert!(page.contains("process_resident_memory_bytes"), "{page}");
     // the API's own listener no longer shows them, and the metrics one shows nothing else

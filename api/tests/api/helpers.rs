@@ -1,12 +1,13 @@
 //! `TestApp`: a running API on its own database and Redis namespace, plus typed helpers.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use herald_shared::config::Config;
 use herald_shared::effects::{EmailPayload, EmailSecret};
 use herald_shared::secrets::SecretBox;
-use herald_shared::testing::TestEnv;
+use herald_testing::env::{Scratch, TestEnv};
+use herald_testing::wait::wait_until;
 use reqwest::{Method, RequestBuilder, Response, StatusCode};
 use serde_json::{Value, json};
 use sqlx::PgPool;
@@ -19,6 +20,8 @@ pub struct TestApp {
     pub config: Arc<Config>,
     /// The API's own secret box, to open what it sealed.
     pub secrets: SecretBox,
+    /// The test's database and Redis prefix, removed when the test ends.
+    _scratch: Scratch,
 }
 
 /// A signed-in user.
@@ -55,6 +58,7 @@ impl TestApp {
             client: reqwest::Client::new(),
             config,
             secrets,
+            _scratch: env.scratch,
         }
     }
 
@@ -143,11 +147,12 @@ impl TestApp {
 
     /// Waits until `count` e-mails are planned for `to` (forgot-password plans after its 202).
     pub async fn wait_for_emails_to(&self, to: &str, count: i64) {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while self.emails_to(to).await < count {
-            assert!(Instant::now() < deadline, "no e-mail #{count} to {to}");
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+        wait_until(
+            &format!("e-mail #{count} to {to} is planned"),
+            Duration::from_secs(10),
+            || async { self.emails_to(to).await >= count },
+        )
+        .await;
     }
 }
 
@@ -222,22 +227,11 @@ pub async fn assert_field_error(response: Response, field: &str) -> Value {
 
 /// Plans an e-mail for an account with the planner the API uses.
 pub async fn plan_email(db: &PgPool, account_id: Uuid, key: &str) -> Uuid {
-    let mut conn = db.acquire().await.expect("conn");
     let email = EmailPayload {
         to: "x@example.com".to_owned(),
         subject: "s".to_owned(),
         text: "t".to_owned(),
         sealed_secret: None,
     };
-    herald_shared::db::outbound_messages::plan_email(
-        &mut conn,
-        account_id,
-        herald_shared::effects::MessageSource::AuthEmail,
-        "email",
-        key.to_owned(),
-        &email,
-    )
-    .await
-    .expect("plan")
-    .expect("new")
+    herald_testing::fixtures::plan_email_now(db, account_id, key, &email).await
 }

@@ -9,8 +9,8 @@ const FINAL: [&str; 5] = ["sent", "failed", "dead", "unknown", "canceled"];
 
 async fn wait_all_final(stack: &Stack, total: i64) {
     wait_until(
-        Duration::from_secs(60),
         "every effect in a final state",
+        Duration::from_secs(60),
         || async { stack.count_in(&FINAL).await == total },
     )
     .await;
@@ -24,8 +24,8 @@ async fn a_worker_killed_mid_run_loses_nothing_and_sends_nothing_twice() {
     let ids = stack.plan_emails(account, "slow", 12).await;
     let worker = stack.start_worker("doomed").await;
     wait_until(
-        Duration::from_secs(20),
         "some sent, some sending",
+        Duration::from_secs(20),
         || async {
             stack.count_in(&["sent"]).await >= 2 && stack.count_in(&["sending"]).await >= 1
         },
@@ -67,7 +67,7 @@ async fn sigterm_lets_running_sends_finish_and_leaves_the_rest_for_another_repli
     let account = stack.account().await;
     let ids = stack.plan_emails(account, "slow", 8).await;
     let worker = stack.start_worker("leaving").await;
-    wait_until(Duration::from_secs(20), "a send in flight", || async {
+    wait_until("a send in flight", Duration::from_secs(20), || async {
         stack.count_in(&["sending"]).await >= 1
     })
     .await;
@@ -98,8 +98,8 @@ async fn two_replicas_drain_one_queue_and_survive_one_being_killed() {
     let first = stack.start_worker("one").await;
     let _second = stack.start_worker("two").await;
     wait_until(
-        Duration::from_secs(30),
         "a third of the work done",
+        Duration::from_secs(30),
         || async { stack.count_in(&["sent"]).await >= 100 },
     )
     .await;
@@ -115,6 +115,8 @@ async fn two_replicas_drain_one_queue_and_survive_one_being_killed() {
     );
     // every `sent` row has its one copy; an `unknown` row (killed mid-send) at most one
     assert!(delivered.len() as i64 >= sent);
+    // both replicas worked: the killed one before it died, the other to the end
+    stack.assert_every_replica_ran_tasks(&["one", "two"]).await;
 }
 
 /// A private, throw-away Redis server.
@@ -139,12 +141,7 @@ impl PrivateRedis {
             .stdout(std::process::Stdio::null())
             .spawn()
             .expect("redis-server");
-        wait_until(Duration::from_secs(10), "private redis up", || async {
-            tokio::net::TcpStream::connect(("127.0.0.1", port))
-                .await
-                .is_ok()
-        })
-        .await;
+        herald_testing::process::wait_for_port(port).await;
         Self { port, child }
     }
 
@@ -181,13 +178,13 @@ async fn the_worker_survives_a_redis_restart_and_reports_it_in_healthz() {
 
     redis.kill();
     wait_until(
-        Duration::from_secs(30),
         "healthz reports the queue worker down",
+        Duration::from_secs(30),
         || async { health(worker.port).await == 503 },
     )
     .await;
     let _redis = PrivateRedis::start(port).await;
-    wait_until(Duration::from_secs(60), "healthz healthy again", || async {
+    wait_until("healthz healthy again", Duration::from_secs(60), || async {
         health(worker.port).await == 200
     })
     .await;

@@ -22,7 +22,7 @@ async fn two_worker_processes_run_each_of_thirty_per_second_fires_exactly_once()
     stack.add_jobs("[cron.tick]\nschedule = \"* * * * * *\"\ntimezone = \"Europe/London\"\njob = \"heartbeat\"\ncatch_up = \"1m\"\n");
     let _one = stack.start_worker("one").await;
     let _two = stack.start_worker("two").await;
-    wait_until(Duration::from_secs(60), "30 fires done", || async {
+    wait_until("30 fires done", Duration::from_secs(60), || async {
         fires(&stack, "tick")
             .await
             .iter()
@@ -37,6 +37,15 @@ async fn two_worker_processes_run_each_of_thirty_per_second_fires_exactly_once()
         .filter(|f| f.1 == "done")
         .collect();
     assert!(done.iter().all(|f| f.2 == 1), "every fire ran exactly once");
+    // once across replicas, and both replicas ran fires
+    let runners: Vec<String> = sqlx::query_scalar(
+        "select distinct runner from cron_fires where trigger = 'tick' and state = 'done'
+         order by runner",
+    )
+    .fetch_all(&stack.db)
+    .await
+    .expect("runners");
+    assert_eq!(runners, ["one", "two"], "the replicas that ran fires");
     for pair in done.windows(2) {
         assert_eq!(
             (pair[1].0 - pair[0].0).num_seconds(),
@@ -51,7 +60,7 @@ async fn fires_missed_while_every_worker_was_down_are_caught_up_or_recorded_miss
     let mut stack = Stack::new(0.0).await;
     stack.add_jobs("[cron.pulse]\nschedule = \"*/2 * * * * *\"\ntimezone = \"UTC\"\njob = \"heartbeat\"\ncatch_up = 3\n");
     let worker = stack.start_worker("first").await;
-    wait_until(Duration::from_secs(20), "two fires done", || async {
+    wait_until("two fires done", Duration::from_secs(20), || async {
         fires(&stack, "pulse")
             .await
             .iter()
@@ -63,15 +72,15 @@ async fn fires_missed_while_every_worker_was_down_are_caught_up_or_recorded_miss
     worker.kill_hard();
     let down_at = Utc::now();
     // stay down across three fires (6 s at one fire per 2 s)
-    wait_until(Duration::from_secs(20), "three fires passed", || async {
+    wait_until("three fires passed", Duration::from_secs(20), || async {
         Utc::now() - down_at > chrono::Duration::milliseconds(7_500)
     })
     .await;
     let back_at = Utc::now();
     let _second = stack.start_worker("second").await;
     wait_until(
-        Duration::from_secs(20),
         "a fire after the return done",
+        Duration::from_secs(20),
         || async {
             fires(&stack, "pulse")
                 .await

@@ -2,7 +2,7 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use herald_shared::testing::twilio_standin::TwilioStandin;
+use herald_testing::twilio_standin::TwilioStandin;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use uuid::Uuid;
@@ -96,7 +96,7 @@ async fn a_delivery_reaches_students_in_three_zones_once_each_at_their_instant_w
         .await
         .unwrap()
     };
-    wait_until(Duration::from_secs(30), "all six messages sent", || async {
+    wait_until("all six messages sent", Duration::from_secs(30), || async {
         sent_messages().await == 6
     })
     .await;
@@ -218,8 +218,8 @@ async fn a_worker_killed_mid_delivery_and_restarted_sends_nothing_twice_and_lose
     };
     let worker = stack.start_worker("doomed").await;
     wait_until(
-        Duration::from_secs(30),
         "some messages sent, some in flight",
+        Duration::from_secs(30),
         || async {
             let rows = message_states().await;
             count(&rows, "sent") >= 2 && count(&rows, "sending") >= 1
@@ -236,7 +236,7 @@ async fn a_worker_killed_mid_delivery_and_restarted_sends_nothing_twice_and_lose
     let _replacement = stack.start_worker("replacement").await;
     // the rows in `sending` at the kill are found stuck, looked up at Twilio, and sent only
     // when Twilio has nothing
-    wait_until(Duration::from_secs(90), "every message sent", || async {
+    wait_until("every message sent", Duration::from_secs(90), || async {
         message_states().await.iter().all(|r| r.1 == "sent")
     })
     .await;

@@ -24,14 +24,14 @@ fn token_like_the_readme(stack: &Stack) -> String {
 
 /// Waits until `count` e-mails are recorded `sent` (and so their secrets scrubbed).
 async fn wait_for_sent(stack: &Stack, count: i64) {
-    wait_until(Duration::from_secs(20), "e-mails recorded sent", || async {
+    wait_until("e-mails recorded sent", Duration::from_secs(20), || async {
         stack.count_in(&["sent"]).await == count
     })
     .await;
 }
 
 async fn assert_stored_nowhere(stack: &Stack, token: &str) {
-    let found = herald_shared::testing::columns_containing(&stack.db, token)
+    let found = herald_testing::env::columns_containing(&stack.db, token)
         .await
         .expect("scan");
     assert!(found.is_empty(), "the token is stored in {found:?}");
@@ -70,8 +70,8 @@ async fn signup_verification_and_password_reset_travel_through_the_real_pipeline
     let access = session["access_token"].as_str().unwrap().to_owned();
 
     wait_until(
-        Duration::from_secs(20),
         "the verification e-mail",
+        Duration::from_secs(20),
         || async { stack.mail_to("ada@example.com").is_some() },
     )
     .await;
@@ -94,7 +94,7 @@ async fn signup_verification_and_password_reset_travel_through_the_real_pipeline
         .await
         .unwrap();
     assert_eq!(forgot.status(), StatusCode::ACCEPTED);
-    wait_until(Duration::from_secs(20), "the reset e-mail", || async {
+    wait_until("the reset e-mail", Duration::from_secs(20), || async {
         stack
             .mail_to("ada@example.com")
             .is_some_and(|mail| mail.contains("Reset your Herald password"))

@@ -84,7 +84,7 @@ async fn a_schedule_made_through_the_api_sends_each_fire_once_with_two_replicas_
     assert_eq!(created.status(), StatusCode::CREATED);
     let schedule: Value = created.json().await.unwrap();
     let id = schedule["id"].as_str().unwrap().to_owned();
-    wait_until(Duration::from_secs(30), "three fires sent", || async {
+    wait_until("three fires sent", Duration::from_secs(30), || async {
         messages(&stack)
             .await
             .iter()
@@ -103,7 +103,7 @@ async fn a_schedule_made_through_the_api_sends_each_fire_once_with_two_replicas_
     assert_eq!(paused.status(), StatusCode::OK);
     let paused_at = Utc::now();
     // three fire instants pass while paused
-    wait_until(Duration::from_secs(10), "three seconds paused", || async {
+    wait_until("three seconds paused", Duration::from_secs(10), || async {
         Utc::now() > paused_at + chrono::Duration::seconds(3)
     })
     .await;
@@ -116,8 +116,8 @@ async fn a_schedule_made_through_the_api_sends_each_fire_once_with_two_replicas_
     assert_eq!(resumed.status(), StatusCode::OK);
     let resumed_at = Utc::now();
     wait_until(
-        Duration::from_secs(30),
         "two fires after the resume",
+        Duration::from_secs(30),
         || async {
             messages(&stack)
                 .await
@@ -136,7 +136,7 @@ async fn a_schedule_made_through_the_api_sends_each_fire_once_with_two_replicas_
         .await
         .unwrap();
     assert_eq!(deleted.status(), StatusCode::NO_CONTENT);
-    wait_until(Duration::from_secs(30), "nothing in flight", || async {
+    wait_until("nothing in flight", Duration::from_secs(30), || async {
         sqlx::query_scalar::<_, i64>(
             "select count(*) from effects where kind = 'message'
                and state in ('queued', 'sending', 'retrying')",

@@ -1,16 +1,18 @@
 //! `Stack`: a database, an SMTP stand-in, and herald processes started from the built
-//! binaries.
+//! binaries (with `herald-testing`'s scratch database, stand-in and readiness waits).
 
 use std::collections::HashMap;
-use std::net::TcpListener;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::PathBuf;
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
-use sqlx::{Connection, PgConnection, PgPool};
+use herald_testing::env::Scratch;
+pub use herald_testing::process::free_port;
+use herald_testing::process::{binary_beside, wait_for_ready};
+use herald_testing::smtp::SmtpStandin;
+pub use herald_testing::wait::wait_until;
+use sqlx::PgPool;
 use uuid::Uuid;
-
-const ROOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
 
 /// A jobs.toml with short timeouts and a small concurrency, so tests can catch work in flight.
 const TEST_JOBS: &str = r#"
@@ -29,6 +31,8 @@ queue = "messages"
 concurrency = 8
 "#;
 
+/// The processes are killed in `Drop`, before the fields go: the scratch database is
+/// dropped only once nothing uses it.
 pub struct Stack {
     pub id: String,
     pub db: PgPool,
@@ -39,74 +43,46 @@ pub struct Stack {
     pub redis_url: String,
     /// A Twilio stand-in's base URL; unset means Twilio sandbox mode.
     pub twilio_url: Option<String>,
-    smtp_port: u16,
     api_port: u16,
     jobs_file: PathBuf,
-    smtp: Child,
+    scratch_dir: PathBuf,
     children: Vec<Child>,
-}
-
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
+    smtp: SmtpStandin,
+    scratch: Scratch,
 }
 
 fn binary(name: &str) -> PathBuf {
     // Both binaries are built into the same directory by `cargo nextest run --workspace`.
-    Path::new(env!("CARGO_BIN_EXE_herald-api")).with_file_name(name)
+    binary_beside(env!("CARGO_BIN_EXE_herald-api"), name)
 }
 
 impl Stack {
     /// A fresh database (migrated by the real `herald-api migrate`) and an SMTP stand-in.
     pub async fn new(slow_seconds: f64) -> Self {
-        let id = Uuid::new_v4().simple().to_string();
-        let admin_url = std::env::var("HERALD_TEST_DATABASE_URL")
-            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned());
-        let mut admin = PgConnection::connect(&admin_url)
-            .await
-            .expect("admin connection");
-        sqlx::query(&format!("create database herald_t_{id}"))
-            .execute(&mut admin)
-            .await
-            .expect("create db");
-        let base = admin_url
-            .rsplit_once('/')
-            .map(|(base, _)| base.to_owned())
-            .expect("url");
-        let database_url = format!("{base}/herald_t_{id}");
-
-        let scratch = std::env::temp_dir().join(format!("herald-e2e-{id}"));
-        std::fs::create_dir_all(&scratch).expect("scratch dir");
-        let jobs_file = scratch.join("jobs.toml");
+        let scratch = Scratch::create().await.expect("a scratch database");
+        let id = scratch.id.clone();
+        let database_url = scratch.database_url.clone();
+        let scratch_dir = std::env::temp_dir().join(format!("herald-e2e-{id}"));
+        std::fs::create_dir_all(&scratch_dir).expect("scratch dir");
+        let jobs_file = scratch_dir.join("jobs.toml");
         std::fs::write(&jobs_file, TEST_JOBS).expect("jobs file");
-        let maildir = scratch.join("mail");
-        let smtp_port = free_port();
-        let smtp = Command::new(format!("{ROOT}/.standins/smtp/bin/python"))
-            .arg(format!("{ROOT}/scripts/smtp_standin.py"))
-            .args(["--port", &smtp_port.to_string(), "--maildir"])
-            .arg(&maildir)
-            .args(["--slow-seconds", &slow_seconds.to_string()])
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("SMTP stand-in (run scripts/standins.sh)");
-        wait_for_port(smtp_port).await;
+        let smtp = SmtpStandin::start(slow_seconds).await;
 
         let api_port = free_port();
         let stack = Self {
             id,
             db: PgPool::connect(&database_url).await.expect("pool"),
             database_url,
-            maildir,
+            maildir: smtp.maildir.clone(),
             api_url: format!("http://127.0.0.1:{api_port}"),
             redis_url: "redis://127.0.0.1:6379".to_owned(),
             twilio_url: None,
-            smtp_port,
             api_port,
             jobs_file,
-            smtp,
+            scratch_dir,
             children: Vec::new(),
+            smtp,
+            scratch,
         };
         let status = stack
             .command("herald-api")
@@ -124,10 +100,7 @@ impl Stack {
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .env("HERALD_DATABASE__URL", &self.database_url)
             .env("HERALD_REDIS__URL", &self.redis_url)
-            .env(
-                "HERALD_REDIS__KEY_PREFIX",
-                format!("herald-test:{}:", self.id),
-            )
+            .env("HERALD_REDIS__KEY_PREFIX", &self.scratch.redis_prefix)
             .env("HERALD_AUTH__JWT_SECRET", format!("e2e-secret-{}", self.id))
             // real SMTP needs a key for the secrets in e-mails (any 32 bytes, base64)
             .env(
@@ -136,7 +109,7 @@ impl Stack {
             )
             .env("HERALD_API__LISTEN", format!("127.0.0.1:{}", self.api_port))
             .env("HERALD_EMAIL__SMTP_HOST", "127.0.0.1")
-            .env("HERALD_EMAIL__SMTP_PORT", self.smtp_port.to_string())
+            .env("HERALD_EMAIL__SMTP_PORT", self.smtp.port.to_string())
             .env("HERALD_EMAIL__SMTP_TLS", "none")
             .env("HERALD_WORKER__SWEEP_INTERVAL_SECS", "1")
             .env("HERALD_WORKER__REQUEUE_AFTER_SECS", "3")
@@ -204,16 +177,13 @@ impl Stack {
     }
 
     pub async fn account(&self) -> Uuid {
-        sqlx::query_scalar("insert into accounts (name) values ('e2e') returning id")
-            .fetch_one(&self.db)
-            .await
-            .expect("account")
+        herald_testing::fixtures::create_account(&self.db, "e2e").await
     }
 
-    /// Plans `count` e-mails due now to `local_prefix-N@example.com`.
+    /// Plans `count` e-mails due now to `local_prefix-N@example.com`, through the API's
+    /// planner.
     pub async fn plan_emails(&self, account: Uuid, local_prefix: &str, count: usize) -> Vec<Uuid> {
         let mut ids = Vec::new();
-        let mut conn = self.db.acquire().await.expect("conn");
         for n in 0..count {
             let email = herald_shared::effects::EmailPayload {
                 to: format!("{local_prefix}-{n}@example.com"),
@@ -221,18 +191,9 @@ impl Stack {
                 text: "hello".to_owned(),
                 sealed_secret: None,
             };
+            let key = format!("{local_prefix}-{n}");
             ids.push(
-                herald_shared::db::outbound_messages::plan_email(
-                    &mut conn,
-                    account,
-                    herald_shared::effects::MessageSource::AuthEmail,
-                    "email",
-                    format!("{local_prefix}-{n}"),
-                    &email,
-                )
-                .await
-                .expect("plan")
-                .expect("new"),
+                herald_testing::fixtures::plan_email_now(&self.db, account, &key, &email).await,
             );
         }
         ids
@@ -257,54 +218,34 @@ impl Stack {
             .expect("count")
     }
 
-    /// Message-ID → number of copies in the Maildir.
+    /// Message-ID (effect id) → number of copies in the Maildir.
     pub fn delivered(&self) -> HashMap<Uuid, usize> {
-        let mut copies = HashMap::new();
-        for folder in ["new", "cur"] {
-            let Ok(entries) = std::fs::read_dir(self.maildir.join(folder)) else {
-                continue;
-            };
-            for entry in entries.flatten() {
-                let text = std::fs::read_to_string(entry.path()).unwrap_or_default();
-                let id = text
-                    .lines()
-                    .find_map(|line| {
-                        line.strip_prefix("Message-ID: <")
-                            .or_else(|| line.strip_prefix("Message-Id: <"))
-                    })
-                    .and_then(|rest| rest.split('@').next())
-                    .and_then(|id| id.parse::<Uuid>().ok());
-                if let Some(id) = id {
-                    *copies.entry(id).or_insert(0) += 1;
-                }
-            }
-        }
-        copies
+        self.smtp.copies_by_effect()
     }
 
     /// The text of the e-mail delivered to `to` (the newest one).
     pub fn mail_to(&self, to: &str) -> Option<String> {
-        let mut found: Vec<(std::time::SystemTime, String)> = Vec::new();
-        for folder in ["new", "cur"] {
-            let Ok(entries) = std::fs::read_dir(self.maildir.join(folder)) else {
-                continue;
-            };
-            for entry in entries.flatten() {
-                let text = std::fs::read_to_string(entry.path()).unwrap_or_default();
-                if text
-                    .lines()
-                    .any(|line| line.eq_ignore_ascii_case(&format!("To: {to}")))
-                {
-                    let modified = entry
-                        .metadata()
-                        .and_then(|m| m.modified())
-                        .unwrap_or(std::time::UNIX_EPOCH);
-                    found.push((modified, text));
-                }
-            }
-        }
-        found.sort();
-        found.pop().map(|(_, text)| text)
+        self.smtp.text_to(to)
+    }
+
+    /// Asserts that every worker replica named in `replicas` ran at least one task (from
+    /// the `locked_by` of each task's metadata in Redis).
+    pub async fn assert_every_replica_ran_tasks(&self, replicas: &[&str]) {
+        let client = redis::Client::open(self.redis_url.as_str()).expect("redis url");
+        let redis = redis::aio::ConnectionManager::new(client)
+            .await
+            .expect("redis connection");
+        let ran = herald_testing::pipeline::tasks_run_by_replica(
+            &redis,
+            &self.scratch.redis_prefix,
+            replicas,
+        )
+        .await;
+        eprintln!("tasks run by replica: {ran:?}");
+        assert!(
+            ran.values().all(|tasks| *tasks > 0),
+            "not every replica ran a task: {ran:?}"
+        );
     }
 }
 
@@ -314,8 +255,7 @@ impl Drop for Stack {
             let _ = child.kill();
             let _ = child.wait();
         }
-        let _ = self.smtp.kill();
-        let _ = self.smtp.wait();
+        let _ = std::fs::remove_dir_all(&self.scratch_dir);
     }
 }
 
@@ -356,45 +296,5 @@ impl Drop for Worker {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-    }
-}
-
-async fn wait_for_port(port: u16) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while tokio::net::TcpStream::connect(("127.0.0.1", port))
-        .await
-        .is_err()
-    {
-        assert!(Instant::now() < deadline, "port {port} never opened");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
-async fn wait_for_ready(url: &str, child: &mut Child) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Ok(Some(status)) = child.try_wait() {
-            panic!("the process behind {url} exited early: {status}");
-        }
-        if let Ok(response) = reqwest::get(url).await
-            && response.status().is_success()
-        {
-            return;
-        }
-        assert!(Instant::now() < deadline, "{url} never became ready");
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-}
-
-/// Polls `check` every 25 ms until it holds, failing after `timeout`.
-pub async fn wait_until<F, Fut>(timeout: Duration, what: &str, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = Instant::now() + timeout;
-    while !check().await {
-        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
-        tokio::time::sleep(Duration::from_millis(25)).await;
     }
 }

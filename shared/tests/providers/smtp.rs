@@ -2,138 +2,14 @@
 //! failure is classified by whether the server had accepted DATA.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 
 use herald_shared::config::{EmailConfig, SmtpTls};
 use herald_shared::effects::EmailPayload;
 use herald_shared::providers::email::{Delivery, EmailError, Mailer};
+use herald_testing::smtp_script::{Script, Seen, Step, standin};
 use secrecy::SecretString;
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
-use tokio::net::{TcpListener, TcpStream};
 use uuid::Uuid;
-
-/// What the stand-in does at one step: answer this line, or never answer, or hang up.
-#[derive(Debug, Clone, Copy)]
-enum Step {
-    Answer(&'static str),
-    Stall,
-    HangUp,
-}
-
-/// The stand-in's script; `Default` accepts everything.
-#[derive(Debug, Clone, Copy)]
-struct Script {
-    greeting: Step,
-    rcpt: Step,
-    data: Step,
-    /// The reply after the content's final `.`.
-    end_of_data: Step,
-    /// Close each connection after one e-mail (a server that drops idle connections).
-    one_email_per_connection: bool,
-}
-
-impl Default for Script {
-    fn default() -> Self {
-        Self {
-            greeting: Step::Answer("220 standin ESMTP"),
-            rcpt: Step::Answer("250 2.1.5 ok"),
-            data: Step::Answer("354 end with <CRLF>.<CRLF>"),
-            end_of_data: Step::Answer("250 2.0.0 ok: queued as 42"),
-            one_email_per_connection: false,
-        }
-    }
-}
-
-/// What the stand-in saw.
-#[derive(Debug, Default)]
-struct Seen {
-    connections: AtomicUsize,
-    /// E-mails whose content reached the final `.`.
-    emails: AtomicUsize,
-}
-
-/// Starts the stand-in; returns its port and what it sees.
-async fn standin(script: Script) -> (u16, Arc<Seen>) {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let seen = Arc::new(Seen::default());
-    let counts = seen.clone();
-    tokio::spawn(async move {
-        loop {
-            let (socket, _) = listener.accept().await.unwrap();
-            counts.connections.fetch_add(1, Ordering::SeqCst);
-            tokio::spawn(converse(socket, script, counts.clone()));
-        }
-    });
-    (port, seen)
-}
-
-/// Plays `step`; false when the conversation is over (hung up).
-async fn play(socket: &mut TcpStream, step: Step) -> bool {
-    match step {
-        Step::Answer(line) => socket
-            .write_all(format!("{line}\r\n").as_bytes())
-            .await
-            .is_ok(),
-        // hold the connection open, silent, until the client gives up
-        Step::Stall => std::future::pending().await,
-        Step::HangUp => false,
-    }
-}
-
-async fn converse(socket: TcpStream, script: Script, seen: Arc<Seen>) {
-    let mut reader = BufReader::new(socket);
-    if !play(reader.get_mut(), script.greeting).await {
-        return;
-    }
-    let mut line = String::new();
-    loop {
-        line.clear();
-        if reader.read_line(&mut line).await.unwrap_or(0) == 0 {
-            return;
-        }
-        let verb = line.get(..4).unwrap_or_default().to_ascii_uppercase();
-        let step = match verb.as_str() {
-            "EHLO" => Step::Answer("250-standin\r\n250 8BITMIME"),
-            "RCPT" => script.rcpt,
-            "DATA" => {
-                let accepted =
-                    matches!(script.data, Step::Answer(reply) if reply.starts_with("354"));
-                if !play(reader.get_mut(), script.data).await {
-                    return;
-                }
-                if !accepted {
-                    continue;
-                }
-                loop {
-                    line.clear();
-                    if reader.read_line(&mut line).await.unwrap_or(0) == 0 {
-                        return;
-                    }
-                    if line == ".\r\n" {
-                        break;
-                    }
-                }
-                seen.emails.fetch_add(1, Ordering::SeqCst);
-                if !play(reader.get_mut(), script.end_of_data).await
-                    || script.one_email_per_connection
-                {
-                    return;
-                }
-                continue;
-            }
-            "QUIT" => {
-                let _ = play(reader.get_mut(), Step::Answer("221 bye")).await;
-                return;
-            }
-            // MAIL, NOOP, RSET
-            _ => Step::Answer("250 2.0.0 ok"),
-        };
-        if !play(reader.get_mut(), step).await {
-            return;
-        }
-    }
-}
 
 fn mailer(port: u16) -> Mailer {
     Mailer::new(&EmailConfig {

@@ -77,6 +77,15 @@ async fn a_per_second_trigger_on_two_replicas_runs_each_of_thirty_fires_once_and
         );
         assert_eq!(at.nanosecond(), 0);
     }
+    // once across replicas, and both replicas ran fires
+    let runners: Vec<String> = sqlx::query_scalar(
+        "select distinct runner from cron_fires where trigger = 'tick' and state = 'done'
+         order by runner",
+    )
+    .fetch_all(test.db())
+    .await
+    .unwrap();
+    assert_eq!(runners, ["a", "b"], "the replicas that ran fires");
     test.finish().await;
 }
 

@@ -77,8 +77,12 @@ async fn a_recipient_the_server_rejects_with_550_fails_after_one_attempt_and_not
     let test = TestWorker::spawn_smtp(&[], |jobs| jobs).await;
     let id = test.plan_email("reject-x@example.com", Utc::now()).await;
 
-    let row = test.wait_for_state(id, "failed").await;
+    test.wait_for_state(id, "failed").await;
+    // nothing left in flight: what has not happened by now will not
+    test.wait_for_idle().await;
 
+    let row = test.row(id).await;
+    assert_eq!(row.state, "failed");
     assert_eq!(row.attempts, 1);
     assert_eq!(
         row.dispatches, 1,
@@ -103,12 +107,16 @@ async fn a_recipient_the_server_keeps_deferring_with_451_is_retried_then_dead_af
     let id = test.plan_email("busy-x@example.com", Utc::now()).await;
 
     let seen = RefCell::new(BTreeSet::new());
-    let row = wait_for("the busy recipient's effect is dead", PATIENCE, || async {
+    wait_for("the busy recipient's effect is dead", PATIENCE, || async {
         let row = test.row(id).await;
         seen.borrow_mut().insert(row.state.clone());
         (row.state == "dead").then_some(row)
     })
     .await;
+    // nothing left in flight: what has not happened by now will not
+    test.wait_for_idle().await;
+    let row = test.row(id).await;
+    assert_eq!(row.state, "dead");
 
     let seen = seen.into_inner();
     assert!(seen.contains("retrying"), "states seen: {seen:?}");

@@ -1,27 +1,21 @@
-//! The harness of the worker suite: a fresh database and Redis prefix per test (from
-//! `herald_shared::testing`), one or more in-process worker replicas running
-//! `herald_worker::run`, the SMTP stand-in as a child process with its own Maildir, and
-//! helpers to plan effects, read rows back, look into Redis and wait for conditions.
-//!
-//! Nothing here sleeps for a fixed time and then asserts: every wait polls a condition
-//! with a generous deadline, so the suite is fast when the machine is fast and still
-//! passes when it is loaded.
+//! The harness of the worker suite: one or more in-process worker replicas running
+//! `herald_worker::run` on a test's own database and Redis prefix, with the SMTP stand-in,
+//! fixtures, waits and pipeline checks of `herald-testing`; and helpers to read rows back
+//! and look into Redis. The replicas live here, not in `herald-testing`, because they need
+//! `herald-worker` (see that crate's doc).
 
+use std::cell::RefCell;
 use std::collections::BTreeMap;
-use std::future::Future;
-use std::io::{BufRead, BufReader};
-use std::net::TcpListener as StdTcpListener;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use apalis_redis::Config as RedisQueueConfig;
 use chrono::{DateTime, Utc};
-use herald_shared::db::deliveries;
-use herald_shared::db::outbound_messages::{self, Batch, NewMessage};
-use herald_shared::effects::{EffectKind, MessageSource};
+use herald_shared::effects::EffectKind;
 use herald_shared::jobs_config::JobsConfig;
-use herald_shared::testing::TestEnv;
+use herald_testing::env::TestEnv;
+use herald_testing::fixtures::Fixtures;
+pub use herald_testing::fixtures::{DeliveryFixture, PlannedMessage};
+pub use herald_testing::smtp::SmtpStandin;
 use herald_worker::WorkerContext;
 use redis::aio::ConnectionManager;
 use serde_json::Value;
@@ -30,44 +24,7 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use uuid::Uuid;
 
-/// Longest any condition in this suite may take to come true.
-pub const PATIENCE: Duration = Duration::from_secs(20);
-const POLL: Duration = Duration::from_millis(20);
-
-/// The workspace root: `scripts/` and `.standins/` are found from here.
-pub const WORKSPACE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
-
-/// Polls `check` every 20 ms until it yields a value; panics naming `what` after `timeout`.
-pub async fn wait_for<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let deadline = tokio::time::Instant::now() + timeout;
-    loop {
-        if let Some(value) = check().await {
-            return value;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out after {timeout:?} waiting until {what}"
-        );
-        tokio::time::sleep(POLL).await;
-    }
-}
-
-/// Polls `check` every 20 ms until it is true; panics naming `what` after `timeout`.
-pub async fn wait_until<F, Fut>(what: &str, timeout: Duration, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = bool>,
-{
-    wait_for(what, timeout, || {
-        let checked = check();
-        async move { checked.await.then_some(()) }
-    })
-    .await;
-}
+pub use herald_testing::wait::{PATIENCE, wait_for, wait_until};
 
 /// How the test's replicas send e-mail.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -76,181 +33,6 @@ pub enum Mail {
     Sandbox,
     /// The SMTP stand-in, with `slow-` recipients held this long in DATA.
     Smtp { slow_seconds: f64 },
-}
-
-/// The SMTP stand-in (`scripts/smtp_standin.py`, aiosmtpd) on a free port, writing to its
-/// own Maildir. Killed, and its Maildir removed, on drop.
-pub struct SmtpStandin {
-    child: Child,
-    pub port: u16,
-    pub maildir: PathBuf,
-}
-
-impl SmtpStandin {
-    pub async fn start(slow_seconds: f64) -> Self {
-        let python = Path::new(WORKSPACE).join(".standins/smtp/bin/python");
-        assert!(
-            python.exists(),
-            "{} is missing: run scripts/standins.sh to install the SMTP stand-in",
-            python.display()
-        );
-        let maildir =
-            std::env::temp_dir().join(format!("herald-worker-test-{}", Uuid::new_v4().simple()));
-        // The script makes the directory before asking `mailbox.Maildir` to create the
-        // mailbox, which then skips `tmp/`, `new/` and `cur/` (it only creates a missing
-        // mailbox): every delivery would fail. Make them here.
-        for sub in ["tmp", "new", "cur"] {
-            std::fs::create_dir_all(maildir.join(sub)).unwrap();
-        }
-        // A free port: bind port 0 and let it go. Another process (other suites pick ports
-        // the same way) could take it in between; then our stand-in cannot bind, exits, and
-        // we try another port. Only its own "listening" line proves the port is ours, so a
-        // foreign server on the port is never mistaken for it.
-        for _ in 0..3 {
-            let port = StdTcpListener::bind("127.0.0.1:0")
-                .unwrap()
-                .local_addr()
-                .unwrap()
-                .port();
-            let mut child = Command::new(&python)
-                .current_dir(WORKSPACE)
-                .arg("scripts/smtp_standin.py")
-                .args(["--port", &port.to_string()])
-                .arg("--maildir")
-                .arg(&maildir)
-                .args(["--slow-seconds", &slow_seconds.to_string()])
-                .stdin(Stdio::null())
-                .stdout(Stdio::piped())
-                .stderr(Stdio::inherit())
-                .spawn()
-                .expect("start the SMTP stand-in");
-            let stdout = child.stdout.take().unwrap();
-            let (line_tx, line_rx) = std::sync::mpsc::channel();
-            std::thread::spawn(move || {
-                for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                    let _ = line_tx.send(line);
-                }
-            });
-            let mut standin = Self {
-                child,
-                port,
-                maildir: maildir.clone(),
-            };
-            let deadline = tokio::time::Instant::now() + PATIENCE;
-            let mut announced = false;
-            loop {
-                announced |= line_rx.try_iter().any(|line| line.contains("listening on"));
-                if announced
-                    && tokio::net::TcpStream::connect(("127.0.0.1", port))
-                        .await
-                        .is_ok()
-                {
-                    return standin;
-                }
-                if let Some(status) = standin.child.try_wait().unwrap() {
-                    eprintln!(
-                        "the SMTP stand-in on port {port} exited with {status}; trying another port"
-                    );
-                    // keep the Maildir for the next try
-                    standin.maildir = PathBuf::new();
-                    break;
-                }
-                assert!(
-                    tokio::time::Instant::now() < deadline,
-                    "the SMTP stand-in never listened on port {port}"
-                );
-                tokio::time::sleep(POLL).await;
-            }
-        }
-        panic!("the SMTP stand-in could not start on any of three free ports");
-    }
-
-    /// Every message in the Maildir (`new/` and `cur/`).
-    pub fn messages(&self) -> Vec<Message> {
-        let mut messages = Vec::new();
-        for sub in ["new", "cur"] {
-            let Ok(entries) = std::fs::read_dir(self.maildir.join(sub)) else {
-                continue;
-            };
-            for entry in entries {
-                let text = std::fs::read_to_string(entry.unwrap().path()).unwrap();
-                messages.push(Message::parse(&text));
-            }
-        }
-        messages
-    }
-
-    /// The effect ids named by the Message-IDs in the Maildir, in file order.
-    pub fn effect_ids(&self) -> Vec<Uuid> {
-        self.messages()
-            .iter()
-            .map(|message| message.effect_id().unwrap())
-            .collect()
-    }
-}
-
-impl Drop for SmtpStandin {
-    fn drop(&mut self) {
-        if let Ok(Some(status)) = self.child.try_wait() {
-            eprintln!(
-                "the SMTP stand-in on port {} had exited early: {status}",
-                self.port
-            );
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        if !self.maildir.as_os_str().is_empty() {
-            let _ = std::fs::remove_dir_all(&self.maildir);
-        }
-    }
-}
-
-/// The headers of one stored message (lower-cased names; folded lines joined).
-#[derive(Debug, Clone)]
-pub struct Message {
-    pub headers: BTreeMap<String, String>,
-}
-
-impl Message {
-    fn parse(text: &str) -> Self {
-        let mut headers = BTreeMap::new();
-        let mut current: Option<(String, String)> = None;
-        for line in text.lines() {
-            if line.is_empty() {
-                break;
-            }
-            if line.starts_with([' ', '\t']) {
-                if let Some((_, value)) = &mut current {
-                    value.push(' ');
-                    value.push_str(line.trim());
-                }
-                continue;
-            }
-            if let Some((name, value)) = current.take() {
-                headers.insert(name, value);
-            }
-            if let Some((name, value)) = line.split_once(':') {
-                current = Some((name.trim().to_ascii_lowercase(), value.trim().to_owned()));
-            }
-        }
-        if let Some((name, value)) = current {
-            headers.insert(name, value);
-        }
-        Self { headers }
-    }
-
-    pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .get(&name.to_ascii_lowercase())
-            .map(String::as_str)
-    }
-
-    /// The effect id in `Message-ID: <effect_id@herald>`.
-    pub fn effect_id(&self) -> Option<Uuid> {
-        let id = self.header("message-id")?;
-        let inner = id.strip_prefix('<')?.strip_suffix("@herald>")?;
-        inner.parse().ok()
-    }
 }
 
 /// One running worker replica: `herald_worker::run` in a task, stoppable.
@@ -303,12 +85,13 @@ pub struct Row {
     pub finished_at: Option<DateTime<Utc>>,
 }
 
-/// A test's database, Redis prefix, SMTP stand-in and worker replicas.
+/// A test's database, Redis prefix, SMTP stand-in and worker replicas. The replicas are
+/// declared first, so they are stopped before the database is dropped.
 pub struct TestWorker {
-    pub env: TestEnv,
-    pub jobs: JobsConfig,
-    pub smtp: Option<SmtpStandin>,
     pub replicas: Vec<Replica>,
+    pub smtp: Option<SmtpStandin>,
+    pub jobs: JobsConfig,
+    pub env: TestEnv,
     pub account_id: Uuid,
     /// For looking into the test's Redis keys.
     pub redis: ConnectionManager,
@@ -366,16 +149,12 @@ impl TestWorker {
         let redis = herald_shared::redis_conn::connect(&env.config.redis)
             .await
             .unwrap();
-        let account_id =
-            sqlx::query_scalar("insert into accounts (name) values ('t') returning id")
-                .fetch_one(&env.db)
-                .await
-                .unwrap();
+        let account_id = herald_testing::fixtures::create_account(&env.db, "t").await;
         let mut test = Self {
-            env,
-            jobs,
-            smtp,
             replicas: Vec::new(),
+            smtp,
+            jobs,
+            env,
             account_id,
             redis,
         };
@@ -435,50 +214,28 @@ impl TestWorker {
         self.smtp.as_ref().expect("this test has no SMTP stand-in")
     }
 
-    /// Plans one e-mail to `to`, due at `due_at`.
-    pub async fn plan_email(&self, to: &str, due_at: DateTime<Utc>) -> Uuid {
-        self.plan_emails(1, |_| to.to_owned(), due_at).await[0]
+    /// Fixtures of the test's account, planned on the test's queues.
+    pub fn fixtures(&self) -> Fixtures<'_> {
+        Fixtures {
+            db: self.db(),
+            account_id: self.account_id,
+            jobs: &self.jobs,
+        }
     }
 
-    /// Plans `count` e-mails in one transaction (so the dispatcher sees them all at once);
-    /// `to(i)` names the recipient of the i-th.
+    /// Plans one e-mail to `to`, due at `due_at`.
+    pub async fn plan_email(&self, to: &str, due_at: DateTime<Utc>) -> Uuid {
+        self.fixtures().plan_email(to, due_at).await
+    }
+
+    /// Plans `count` e-mails in one transaction; `to(i)` names the recipient of the i-th.
     pub async fn plan_emails(
         &self,
         count: usize,
         to: impl Fn(usize) -> String,
         due_at: DateTime<Utc>,
     ) -> Vec<Uuid> {
-        let queue = self.jobs.get(EffectKind::Email).queue.clone();
-        let batch = Batch {
-            account_id: self.account_id,
-            source: MessageSource::AuthEmail,
-            kind: EffectKind::Email,
-            queue: &queue,
-            revive_canceled: None,
-        };
-        let messages: Vec<NewMessage> = (0..count)
-            .map(|i| NewMessage {
-                key: format!("test:{}", Uuid::new_v4()),
-                due_at,
-                payload: serde_json::json!({}),
-                channel: Some("email"),
-                student_id: None,
-                recipient: Some(to(i)),
-                subject: Some(format!("test {i}")),
-                body: format!("body of test e-mail {i}"),
-            })
-            .collect();
-        let mut tx = self.db().begin().await.unwrap();
-        let planned = outbound_messages::plan(&mut tx, &batch, &messages)
-            .await
-            .unwrap();
-        tx.commit().await.unwrap();
-        assert_eq!(planned.len(), count, "fresh keys always plan");
-        let mut ids = vec![Uuid::nil(); count];
-        for (id, index) in planned {
-            ids[index] = id;
-        }
-        ids
+        self.fixtures().plan_emails(count, to, due_at).await
     }
 
     pub async fn row(&self, id: Uuid) -> Row {
@@ -497,21 +254,24 @@ impl TestWorker {
         self.row(id).await.state
     }
 
-    /// Waits until row `id` is in `state` and returns it.
+    /// Waits until row `id` is in `state` and returns it (each state it passes through is
+    /// logged, shown when the test fails).
     pub async fn wait_for_state(&self, id: Uuid, state: &str) -> Row {
-        let mut last = String::new();
-        let found = tokio::time::timeout(PATIENCE, async {
-            loop {
+        let last = RefCell::new(String::new());
+        let last = &last;
+        wait_for(
+            &format!("effect {id} is `{state}`"),
+            PATIENCE,
+            || async move {
                 let row = self.row(id).await;
-                if row.state == state {
-                    return row;
+                if *last.borrow() != row.state {
+                    eprintln!("effect {id} is `{}`", row.state);
+                    last.replace(row.state.clone());
                 }
-                last = row.state;
-                tokio::time::sleep(POLL).await;
-            }
-        })
-        .await;
-        found.unwrap_or_else(|_| panic!("effect {id} never became `{state}` (still `{last}`)"))
+                (row.state == state).then_some(row)
+            },
+        )
+        .await
     }
 
     /// How many rows are in each state.
@@ -528,23 +288,60 @@ impl TestWorker {
         self.states().await.get(state).copied().unwrap_or(0)
     }
 
-    /// Waits until every row is in `state`.
+    /// Waits until every row is in `state` (the counts per state are logged as they change,
+    /// shown when the test fails).
     pub async fn wait_all_in(&self, state: &str, expected: i64) {
-        let mut last = BTreeMap::new();
-        let done = tokio::time::timeout(PATIENCE, async {
-            loop {
+        let last = RefCell::new(BTreeMap::new());
+        let last = &last;
+        wait_until(
+            &format!("all {expected} rows are `{state}`"),
+            PATIENCE,
+            || async move {
                 let states = self.states().await;
-                if states.get(state) == Some(&expected) && states.len() == 1 {
-                    return;
+                let done = states.get(state) == Some(&expected) && states.len() == 1;
+                if *last.borrow() != states {
+                    eprintln!("effects by state: {states:?}");
+                    last.replace(states);
                 }
-                last = states;
-                tokio::time::sleep(POLL).await;
-            }
-        })
+                done
+            },
+        )
         .await;
+    }
+
+    /// Waits until the pipeline is idle: nothing due, queued or being sent, nothing waiting
+    /// or in flight in Redis. Then what has not happened yet will not happen by itself.
+    pub async fn wait_for_idle(&self) {
+        herald_testing::pipeline::wait_for_idle(
+            self.db(),
+            &self.redis,
+            &self.env.config.redis.key_prefix,
+        )
+        .await;
+    }
+
+    /// Replica name → tasks it ran, for each replica of this test.
+    pub async fn tasks_run_by_replica(&self) -> BTreeMap<String, usize> {
+        let names: Vec<&str> = self
+            .replicas
+            .iter()
+            .map(|replica| replica.ctx.replica.as_str())
+            .collect();
+        herald_testing::pipeline::tasks_run_by_replica(
+            &self.redis,
+            &self.env.config.redis.key_prefix,
+            &names,
+        )
+        .await
+    }
+
+    /// Asserts that every replica of this test ran at least one task.
+    pub async fn assert_every_replica_ran_tasks(&self) {
+        let ran = self.tasks_run_by_replica().await;
+        eprintln!("tasks run by replica: {ran:?}");
         assert!(
-            done.is_ok(),
-            "not all {expected} rows became `{state}`; states: {last:?}"
+            ran.values().all(|tasks| *tasks > 0),
+            "not every replica ran a task: {ran:?}"
         );
     }
 
@@ -590,33 +387,13 @@ impl TestWorker {
 
     /// Keys under the test's Redis prefix matching `pattern` (appended to the prefix).
     pub async fn redis_keys(&self, pattern: &str) -> Vec<String> {
-        let mut conn = self.redis.clone();
         let pattern = format!("{}{pattern}", self.env.config.redis.key_prefix);
-        let mut keys = Vec::new();
-        let mut cursor: u64 = 0;
-        loop {
-            let (next, batch): (u64, Vec<String>) = redis::cmd("SCAN")
-                .arg(cursor)
-                .arg("MATCH")
-                .arg(&pattern)
-                .arg("COUNT")
-                .arg(1000)
-                .query_async(&mut conn)
-                .await
-                .unwrap();
-            keys.extend(batch);
-            if next == 0 {
-                return keys;
-            }
-            cursor = next;
-        }
+        herald_testing::pipeline::redis_keys(&self.redis, &pattern).await
     }
 
-    /// Stops every replica, waits for each `run` to return, then drops the test's database
-    /// and Redis keys. Call at the end of a passing test; a failing one leaves them for
-    /// inspection.
+    /// Stops every replica and waits for each `run` to return without an error. The test's
+    /// database and Redis keys go when the test ends (`herald_testing::env::Scratch`).
     pub async fn finish(mut self) {
-        let asked = tokio::time::Instant::now();
         for replica in &mut self.replicas {
             replica.begin_shutdown();
         }
@@ -628,35 +405,10 @@ impl TestWorker {
                     .expect("the worker ended with an error");
             }
         }
-        let took = asked.elapsed();
-        assert!(
-            took < Duration::from_secs(5),
-            "the worker took {took:?} to shut down"
-        );
         for replica in &self.replicas {
             replica.ctx.db.close().await;
         }
         self.env.db.close().await;
-        let admin = std::env::var("HERALD_TEST_DATABASE_URL")
-            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned());
-        let admin = PgPool::connect(&admin).await.unwrap();
-        sqlx::query(&format!(
-            "drop database if exists {} with (force)",
-            self.env.database_name
-        ))
-        .execute(&admin)
-        .await
-        .unwrap();
-        admin.close().await;
-        let keys = self.redis_keys("*").await;
-        if !keys.is_empty() {
-            let mut conn = self.redis.clone();
-            let () = redis::cmd("DEL")
-                .arg(&keys)
-                .query_async(&mut conn)
-                .await
-                .unwrap();
-        }
     }
 }
 
@@ -665,66 +417,20 @@ pub fn in_millis(millis: i64) -> DateTime<Utc> {
     Utc::now() + chrono::Duration::milliseconds(millis)
 }
 
-/// A `scheduled` course delivery to a fresh group, made directly in SQL (the worker suite
-/// does not go through the API): the rows a `message` effect refers to.
-#[derive(Debug, Clone, Copy)]
-pub struct DeliveryFixture {
-    pub group_id: Uuid,
-    pub delivery_id: Uuid,
-}
-
-/// One planned delivery message: its effect (and outbound message) id.
-#[derive(Debug, Clone, Copy)]
-pub struct PlannedMessage {
-    pub effect_id: Uuid,
-}
-
 impl TestWorker {
     /// A group, a one-day course and a `scheduled` delivery of the course to the group.
     pub async fn create_delivery(&self) -> DeliveryFixture {
-        let group_id: Uuid = sqlx::query_scalar(
-            "insert into groups (account_id, name) values ($1, 'group') returning id",
-        )
-        .bind(self.account_id)
-        .fetch_one(self.db())
-        .await
-        .unwrap();
-        let course_id: Uuid = sqlx::query_scalar(
-            "insert into courses (account_id, name, author, description)
-             values ($1, 'course', 'author', 'description') returning id",
-        )
-        .bind(self.account_id)
-        .fetch_one(self.db())
-        .await
-        .unwrap();
-        let delivery_id: Uuid = sqlx::query_scalar(
-            "insert into deliveries (account_id, group_id, course_id, start_local, timezone)
-             values ($1, $2, $3, '2026-12-01 09:00', 'UTC') returning id",
-        )
-        .bind(self.account_id)
-        .bind(group_id)
-        .bind(course_id)
-        .fetch_one(self.db())
-        .await
-        .unwrap();
-        DeliveryFixture {
-            group_id,
-            delivery_id,
-        }
+        self.fixtures().create_delivery().await
     }
 
     /// A subscribed student of the delivery's group on `channel` (`sms` or `whatsapp`).
-    pub async fn add_student(&self, delivery: DeliveryFixture, phone: &str, channel: &str) -> Uuid {
-        sqlx::query_scalar(
-            "insert into students (group_id, name, phone, channel, timezone)
-             values ($1, 'student', $2, $3, 'UTC') returning id",
-        )
-        .bind(delivery.group_id)
-        .bind(phone)
-        .bind(channel)
-        .fetch_one(self.db())
-        .await
-        .unwrap()
+    pub async fn add_student(
+        &self,
+        delivery: DeliveryFixture,
+        phone: &str,
+        channel: &'static str,
+    ) -> Uuid {
+        self.fixtures().add_student(delivery, phone, channel).await
     }
 
     /// Plans message `seq` of day 1 to `student`, due at `due_at`, with the planner the API
@@ -737,37 +443,8 @@ impl TestWorker {
         body: &str,
         due_at: DateTime<Utc>,
     ) -> PlannedMessage {
-        let queue = self.jobs.get(EffectKind::Message).queue.clone();
-        let message = deliveries::NewMessage {
-            student_id,
-            day: 1,
-            seq,
-            question_id: None,
-            body: body.to_owned(),
-            at: due_at,
-        };
-        let mut tx = self.db().begin().await.unwrap();
-        deliveries::insert_messages(
-            &mut tx,
-            self.account_id,
-            delivery.delivery_id,
-            &queue,
-            std::slice::from_ref(&message),
-        )
-        .await
-        .unwrap();
-        tx.commit().await.unwrap();
-        let effect_id: Uuid = sqlx::query_scalar(
-            "select m.effect_id from delivery_messages m
-             join outbound_messages o on o.effect_id = m.effect_id
-             where m.delivery_id = $1 and o.student_id = $2 and m.day = 1 and m.seq = $3",
-        )
-        .bind(delivery.delivery_id)
-        .bind(student_id)
-        .bind(seq)
-        .fetch_one(self.db())
-        .await
-        .unwrap();
-        PlannedMessage { effect_id }
+        self.fixtures()
+            .plan_message(delivery, student_id, seq, body, due_at)
+            .await
     }
 }

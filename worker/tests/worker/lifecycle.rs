@@ -37,6 +37,8 @@ async fn two_replicas_drain_one_queue_and_every_effect_is_sent_exactly_once() {
         .await
         .unwrap();
     assert_eq!(attempts, vec![1]);
+    // both replicas drained it
+    test.assert_every_replica_ran_tasks().await;
     test.finish().await;
 }
 

@@ -1,6 +1,6 @@
 //! Integration tests of `herald-worker` on the real local PostgreSQL and Redis, with the SMTP
 //! stand-in (`scripts/smtp_standin.py`) where real e-mail is sent, wiremock as Twilio, a
-//! stateful Twilio stand-in that loses its answers on purpose (`herald_shared::testing::twilio_standin`, for the fault
+//! stateful Twilio stand-in that loses its answers on purpose (`herald_testing::twilio_standin`, for the fault
 //! tests), and Prism on Twilio's published API description for the contract test. Each test
 //! gets its own database and Redis key prefix, so tests run in parallel. See `helpers.rs`.
 

@@ -609,6 +609,8 @@ async fn two_replicas_send_each_fire_to_each_student_once_on_time_and_skip_who_l
         .filter(|m| m.2 == "sent")
         .count();
     assert_eq!(server.received_requests().await.unwrap().len(), sent);
+    // once across replicas, and both replicas sent
+    test.assert_every_replica_ran_tasks().await;
     test.finish().await;
 }
 

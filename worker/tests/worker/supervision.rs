@@ -171,7 +171,7 @@ async fn a_lost_listen_connection_is_reconnected_with_backoff_even_after_failed_
     let admin = std::env::var("HERALD_TEST_DATABASE_URL")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned());
     let admin = PgPool::connect(&admin).await.unwrap();
-    let database = test.env.database_name.clone();
+    let database = test.env.scratch.database_name.clone();
     let first = wait_for("the dispatcher listens", PATIENCE, || async {
         listeners(&admin, &database).await.first().copied()
     })

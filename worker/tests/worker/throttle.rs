@@ -5,12 +5,13 @@
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use herald_shared::db::deliveries;
 use herald_shared::effects::EffectKind;
 use herald_shared::jobs_config::RateLimit;
 use serde_json::Value;
 use uuid::Uuid;
 use wiremock::{Mock, MockServer, ResponseTemplate, matchers::method};
+
+use herald_testing::fixtures::Fixtures;
 
 use crate::dispatch::{add_account, plan_account_emails};
 use crate::helpers::{Mail, PATIENCE, TestWorker, wait_until};
@@ -34,6 +35,8 @@ async fn a_rate_limited_backlog_is_pushed_once_per_row_and_spends_no_attempt_wai
     let planned_at = Utc::now();
     let ids = plan_account_emails(&test, test.account_id, 150, planned_at).await;
     test.wait_all_in("sandboxed", 150).await;
+    // the limit is shared, not one replica doing all the work
+    test.assert_every_replica_ran_tasks().await;
 
     let rows: Vec<(i32, i32, DateTime<Utc>)> = sqlx::query_as(
         "select attempts, dispatches, sending_at from effects where id = any($1)
@@ -65,63 +68,16 @@ async fn a_rate_limited_backlog_is_pushed_once_per_row_and_spends_no_attempt_wai
 /// A group of `students` SMS students of `account_id` with a `scheduled` delivery, and
 /// `students` messages to them due now, planned by the delivery planner; the effect ids.
 async fn plan_delivery(test: &TestWorker, account_id: Uuid, students: i32) -> Vec<Uuid> {
-    let group_id: Uuid =
-        sqlx::query_scalar("insert into groups (account_id, name) values ($1, 'g') returning id")
-            .bind(account_id)
-            .fetch_one(test.db())
-            .await
-            .unwrap();
-    let course_id: Uuid = sqlx::query_scalar(
-        "insert into courses (account_id, name, author, description)
-         values ($1, 'course', 'author', 'description') returning id",
-    )
-    .bind(account_id)
-    .fetch_one(test.db())
-    .await
-    .unwrap();
-    let delivery_id: Uuid = sqlx::query_scalar(
-        "insert into deliveries (account_id, group_id, course_id, start_local, timezone)
-         values ($1, $2, $3, '2026-12-01 09:00', 'UTC') returning id",
-    )
-    .bind(account_id)
-    .bind(group_id)
-    .bind(course_id)
-    .fetch_one(test.db())
-    .await
-    .unwrap();
-    let student_ids: Vec<Uuid> = sqlx::query_scalar(
-        "insert into students (group_id, name, phone, channel, timezone)
-         select $1, 'student', '+1415' || lpad(i::text, 7, '0'), 'sms', 'UTC'
-         from generate_series(1, $2) i returning id",
-    )
-    .bind(group_id)
-    .bind(students)
-    .fetch_all(test.db())
-    .await
-    .unwrap();
-    let now = Utc::now();
-    let messages: Vec<deliveries::NewMessage> = student_ids
-        .into_iter()
-        .map(|student_id| deliveries::NewMessage {
-            student_id,
-            day: 1,
-            seq: 0,
-            question_id: None,
-            body: "hello".to_owned(),
-            at: now,
-        })
-        .collect();
-    let queue = test.jobs.get(EffectKind::Message).queue.clone();
-    let mut tx = test.db().begin().await.unwrap();
-    deliveries::insert_messages(&mut tx, account_id, delivery_id, &queue, &messages)
+    let fixtures = Fixtures {
+        account_id,
+        ..test.fixtures()
+    };
+    let delivery = fixtures.create_delivery().await;
+    let phones: Vec<String> = (1..=students).map(|i| format!("+1415{i:07}")).collect();
+    let student_ids = fixtures.add_students(delivery, &phones, "sms").await;
+    fixtures
+        .plan_messages(delivery, &student_ids, "hello", Utc::now())
         .await
-        .unwrap();
-    tx.commit().await.unwrap();
-    sqlx::query_scalar("select effect_id from delivery_messages where delivery_id = $1")
-        .bind(delivery_id)
-        .fetch_all(test.db())
-        .await
-        .unwrap()
 }
 
 async fn count_sent(test: &TestWorker, ids: &[Uuid]) -> i64 {

@@ -24,7 +24,7 @@ use herald_shared::providers::twilio::{
 use secrecy::SecretString;
 use serde_json::Value;
 
-use crate::helpers::WORKSPACE;
+use herald_testing::smtp::WORKSPACE;
 
 const ACCOUNT_SID: &str = "AC0123456789abcdef0123456789abcdef";
 const PRISM_PATIENCE: Duration = Duration::from_secs(60);

@@ -1,4 +1,4 @@
-//! The send path against Twilio faults (the stand-in in `herald_shared::testing::twilio_standin`): a message Twilio
+//! The send path against Twilio faults (the stand-in in `herald_testing::twilio_standin`): a message Twilio
 //! created but whose answer was lost — a stall past the client's timeout, a reset connection,
 //! a 500 — is found by the look-up on the next attempt and recorded sent with Twilio's SID,
 //! never sent twice; one Twilio never received is sent again, once.
@@ -10,7 +10,7 @@ use herald_shared::effects::EffectKind;
 use serde_json::Value;
 
 use crate::helpers::TestWorker;
-use herald_shared::testing::twilio_standin::{Fault, TwilioStandin};
+use herald_testing::twilio_standin::{Fault, TwilioStandin};
 
 /// Settings pointing Twilio at the stand-in, giving up on an answer after 1 s.
 fn twilio(standin: &TwilioStandin) -> Vec<(&'static str, Value)> {
