@@ -190,6 +190,11 @@ async fn the_worker_survives_a_redis_restart_and_reports_it_in_healthz() {
     .await;
     let second = stack.plan_emails(account, "after", 5).await;
     wait_all_final(&stack, (first.len() + second.len()) as i64).await;
-    assert_eq!(stack.count_in(&["sent"]).await, 10);
+    assert_eq!(
+        stack.count_in(&["sent"]).await,
+        10,
+        "every e-mail sent; states: {:?}",
+        stack.states().await
+    );
     assert!(stack.delivered().values().all(|copies| *copies == 1));
 }
