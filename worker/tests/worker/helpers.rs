@@ -335,6 +335,18 @@ impl TestWorker {
         .await
     }
 
+    /// Whether every replica ran a task since `before` (a [`Self::tasks_run_by_replica`]).
+    pub async fn every_replica_ran_since(&self, before: &BTreeMap<String, usize>) -> bool {
+        let ran = self.tasks_run_by_replica().await;
+        let every = ran
+            .iter()
+            .all(|(replica, tasks)| *tasks > before.get(replica).copied().unwrap_or(0));
+        if !every {
+            eprintln!("one replica did all the work: {before:?} → {ran:?}");
+        }
+        every
+    }
+
     /// Asserts that every replica of this test ran at least one task.
     pub async fn assert_every_replica_ran_tasks(&self) {
         let ran = self.tasks_run_by_replica().await;
