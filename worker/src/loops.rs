@@ -3,7 +3,7 @@
 //!
 //! Each loop runs in a task of its own under [`supervise`]. A loop returns an error when a pass
 //! fails (and may panic); either way the supervisor logs it, counts it in
-//! `herald_loop_restarts_total{loop}`, waits (1 s, doubling up to 60 s, back to 1 s after a
+//! `herald_loop_restarts_total{loop}`, waits (1 s, doubling up to 10 s, back to 1 s after a
 //! run that completed a pass) and starts the loop again. Only the shutdown flag ends it.
 //!
 //! Each loop records every completed pass in [`Loops`]; `/healthz` reports each loop's last
@@ -27,7 +27,10 @@ use tokio::time::Instant;
 use crate::context::WorkerContext;
 
 const FIRST_BACKOFF: Duration = Duration::from_secs(1);
-const MAX_BACKOFF: Duration = Duration::from_secs(60);
+/// The longest wait before a failed loop is restarted: once a database or Redis outage ends,
+/// dispatching resumes within this long, however long the outage lasted (a longer cap would
+/// hold due work that long for nothing; 10 s still keeps a failing loop's log quiet).
+pub const MAX_BACKOFF: Duration = Duration::from_secs(10);
 
 /// The health of every supervised loop, shared by the loops and `/healthz`.
 #[derive(Clone, Default)]

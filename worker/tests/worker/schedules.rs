@@ -608,9 +608,9 @@ async fn two_replicas_send_each_fire_to_each_student_once_on_time_and_skip_who_l
         .iter()
         .filter(|m| m.2 == "sent")
         .count();
+    // once across replicas; which replica sends a fire's few messages is Redis's choice
+    // (one may take them all), the e-mail lifecycle and throttle tests show the work shared
     assert_eq!(server.received_requests().await.unwrap().len(), sent);
-    // once across replicas, and both replicas sent
-    test.assert_every_replica_ran_tasks().await;
     test.finish().await;
 }
 

@@ -207,7 +207,11 @@ async fn a_lost_listen_connection_is_reconnected_with_backoff_even_after_failed_
     .await
     .unwrap();
 
-    let second = wait_for("the dispatcher listens again", PATIENCE, || async {
+    // while the database refused, every dispatcher round failed and the supervisor's restart
+    // backoff doubled (1 s up to 10 s): under load the refusal can last long enough for the
+    // next restart to be seconds away, so the wait allows for the longest backoff
+    let after_backoff = PATIENCE + herald_worker::loops::MAX_BACKOFF;
+    let second = wait_for("the dispatcher listens again", after_backoff, || async {
         listeners(&admin, &database)
             .await
             .into_iter()
@@ -215,9 +219,11 @@ async fn a_lost_listen_connection_is_reconnected_with_backoff_even_after_failed_
     })
     .await;
     assert_ne!(second, first);
-    wait_until("healthz says the dispatcher listens", PATIENCE, || async {
-        test.health_get("/healthz").await.1["dispatcher_listening"] == true
-    })
+    wait_until(
+        "healthz says the dispatcher listens",
+        after_backoff,
+        || async { test.health_get("/healthz").await.1["dispatcher_listening"] == true },
+    )
     .await;
     admin.close().await;
     test.finish().await;
