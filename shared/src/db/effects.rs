@@ -273,6 +273,28 @@ pub struct Started {
     pub email_to: Option<String>,
     pub email_subject: Option<String>,
     pub email_body: Option<String>,
+    /// Marks this attempt: its outcome is recorded only under it (see [`Attempt`]).
+    pub start_token: Uuid,
+}
+
+impl Started {
+    /// The attempt this start began, for recording its outcome.
+    pub fn attempt(&self) -> Attempt {
+        Attempt {
+            id: self.id,
+            token: self.start_token,
+        }
+    }
+}
+
+/// One attempt at a row: the row and the token its start set. Every outcome is written only
+/// while the row is still `sending` under that token, so an attempt that was given up on (its
+/// row found stuck in `sending` and started again by another worker) cannot record its late
+/// result over the attempt that replaced it, nor make that attempt's own result go missing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Attempt {
+    pub id: Uuid,
+    pub token: Uuid,
 }
 
 /// Moves a `queued` row to `sending`. `None` means someone else has it (or it was canceled):
@@ -284,14 +306,17 @@ pub async fn start_sending(
     sqlx::query_as!(
         Started,
         r#"with started as (
-             update effects set state = 'sending', sending_at = now(), attempts = attempts + 1
+             update effects set state = 'sending', sending_at = now(), attempts = attempts + 1,
+                 start_token = gen_random_uuid()
              where id = $1 and state = 'queued'
              returning id, account_id, kind, payload, attempts, next_attempt_at as due,
-                       unconfirmed_since, unconfirmed_until, provider_id, request_id)
+                       unconfirmed_since, unconfirmed_until, provider_id, request_id,
+                       start_token)
          select s.id as "id!", s.account_id as "account_id!", s.kind as "kind!",
                 s.payload as "payload!", s.attempts as "attempts!", s.due as "due!",
                 s.unconfirmed_since, s.unconfirmed_until, s.provider_id, s.request_id,
-                m.recipient as email_to, m.subject as email_subject, m.body as "email_body?"
+                m.recipient as email_to, m.subject as email_subject, m.body as "email_body?",
+                s.start_token as "start_token!"
          from started s
          left join outbound_messages m on m.effect_id = s.id and s.kind = 'email'"#,
         id,
@@ -322,11 +347,13 @@ pub async fn start_sending_many(
                  start_token = $2
              where id = any($1) and (state = 'queued' or (state = 'sending' and start_token = $2))
              returning id, account_id, kind, payload, attempts, next_attempt_at as due,
-                       unconfirmed_since, unconfirmed_until, provider_id, request_id)
+                       unconfirmed_since, unconfirmed_until, provider_id, request_id,
+                       start_token)
          select s.id as "id!", s.account_id as "account_id!", s.kind as "kind!",
                 s.payload as "payload!", s.attempts as "attempts!", s.due as "due!",
                 s.unconfirmed_since, s.unconfirmed_until, s.provider_id, s.request_id,
-                m.recipient as email_to, m.subject as email_subject, m.body as "email_body?"
+                m.recipient as email_to, m.subject as email_subject, m.body as "email_body?",
+                s.start_token as "start_token!"
          from started s
          left join outbound_messages m on m.effect_id = s.id and s.kind = 'email'"#,
         ids,
@@ -340,6 +367,8 @@ pub async fn start_sending_many(
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SentOutcome {
     pub id: Uuid,
+    /// The attempt's start token (see [`Attempt`]).
+    pub token: Uuid,
     /// `sent` or `sandboxed`.
     pub state: EffectState,
     pub provider_id: Option<String>,
@@ -368,6 +397,7 @@ pub async fn finish_sent_many(
     outcomes: &[SentOutcome],
 ) -> Result<Vec<Uuid>, sqlx::Error> {
     let ids: Vec<Uuid> = outcomes.iter().map(|o| o.id).collect();
+    let tokens: Vec<Uuid> = outcomes.iter().map(|o| o.token).collect();
     let states: Vec<EffectState> = outcomes.iter().map(|o| o.state).collect();
     let provider_ids: Vec<Option<&str>> =
         outcomes.iter().map(|o| o.provider_id.as_deref()).collect();
@@ -386,9 +416,9 @@ pub async fn finish_sent_many(
              update effects e set state = o.state,
                  provider_id = coalesce(o.provider_id, e.provider_id), finished_at = now(),
                  last_error = null, payload = e.payload - 'sealed_secret'
-             from unnest($1::uuid[], $2::text[], $3::text[])
-                 as o (id, state, provider_id)
-             where e.id = o.id and e.state = 'sending'
+             from unnest($1::uuid[], $2::text[], $3::text[], $7::uuid[])
+                 as o (id, state, provider_id, token)
+             where e.id = o.id and e.state = 'sending' and e.start_token = o.token
              returning e.id),
          message as (
              update outbound_messages m set sent_from = o.sent_from,
@@ -408,6 +438,7 @@ pub async fn finish_sent_many(
         &senders as &[Option<&str>],
         &recipients as &[Option<&str>],
         &channels as &[Option<&str>],
+        &tokens,
     )
     .fetch_all(executor)
     .await
@@ -442,7 +473,7 @@ pub enum Retry {
 /// dispatcher picks it up.
 pub async fn retry(
     executor: impl PgExecutor<'_>,
-    id: Uuid,
+    attempt: Attempt,
     retry: Retry,
     error: &str,
     next_attempt_at: DateTime<Utc>,
@@ -453,12 +484,13 @@ pub async fn retry(
              unconfirmed_since = case when $5 then coalesce(unconfirmed_since, sending_at)
                                       else unconfirmed_since end,
              unconfirmed_until = case when $5 then now() else unconfirmed_until end
-         where id = $1 and state = 'sending'",
-        id,
+         where id = $1 and state = 'sending' and start_token = $6",
+        attempt.id,
         error,
         next_attempt_at,
         retry == Retry::Uncounted,
         retry == Retry::Unconfirmed,
+        attempt.token,
     )
     .execute(executor)
     .await?;
@@ -468,16 +500,17 @@ pub async fn retry(
 /// Records a final failure: `failed` (permanent error) or `dead` (attempts exhausted).
 pub async fn finish_failed(
     executor: impl PgExecutor<'_>,
-    id: Uuid,
+    attempt: Attempt,
     state: EffectState,
     error: &str,
 ) -> Result<bool, sqlx::Error> {
     let done = sqlx::query!(
         "update effects set state = $2, last_error = $3, finished_at = now()
-         where id = $1 and state = 'sending'",
-        id,
+         where id = $1 and state = 'sending' and start_token = $4",
+        attempt.id,
         state.as_str(),
         error,
+        attempt.token,
     )
     .execute(executor)
     .await?;
@@ -489,17 +522,18 @@ pub async fn finish_failed(
 /// in `last_error` so the operator sees why.
 pub async fn finish_skipped(
     executor: impl PgExecutor<'_>,
-    id: Uuid,
+    attempt: Attempt,
     state: EffectState,
     reason: &str,
 ) -> Result<bool, sqlx::Error> {
     let done = sqlx::query!(
         "update effects set state = $2, last_error = $3,
              finished_at = case when $2 = 'canceled' then now() else null end
-         where id = $1 and state = 'sending'",
-        id,
+         where id = $1 and state = 'sending' and start_token = $4",
+        attempt.id,
         state.as_str(),
         reason,
+        attempt.token,
     )
     .execute(executor)
     .await?;
@@ -513,14 +547,14 @@ pub async fn finish_skipped(
 /// `planned`, due now, if it is scheduled again.
 pub async fn park_for_delivery(
     pool: &sqlx::PgPool,
-    id: Uuid,
+    attempt: Attempt,
     reason: &str,
 ) -> Result<bool, sqlx::Error> {
     let mut tx = pool.begin().await?;
     let status: Option<String> = sqlx::query_scalar!(
         "select d.status from deliveries d join delivery_messages m on m.delivery_id = d.id
          where m.effect_id = $1 for share of d",
-        id,
+        attempt.id,
     )
     .fetch_optional(&mut *tx)
     .await?;
@@ -533,10 +567,11 @@ pub async fn park_for_delivery(
         "update effects set state = $2, last_error = coalesce($3, last_error),
              next_attempt_at = case when $2 = 'planned' then now() else next_attempt_at end,
              finished_at = case when $2 = 'canceled' then now() else null end
-         where id = $1 and state = 'sending'",
-        id,
+         where id = $1 and state = 'sending' and start_token = $4",
+        attempt.id,
         state,
         error,
+        attempt.token,
     )
     .execute(&mut *tx)
     .await?;
@@ -549,16 +584,17 @@ pub async fn park_for_delivery(
 /// `retrying` when earlier attempts failed, so `last_error` keeps the latest real failure.
 pub async fn defer(
     executor: impl PgExecutor<'_>,
-    id: Uuid,
+    attempt: Attempt,
     at: DateTime<Utc>,
 ) -> Result<bool, sqlx::Error> {
     let done = sqlx::query!(
         "update effects set
              state = case when attempts > 1 then 'retrying' else 'planned' end,
              attempts = attempts - 1, next_attempt_at = $2
-         where id = $1 and state = 'sending'",
-        id,
+         where id = $1 and state = 'sending' and start_token = $3",
+        attempt.id,
         at,
+        attempt.token,
     )
     .execute(executor)
     .await?;

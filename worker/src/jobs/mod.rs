@@ -167,6 +167,7 @@ async fn record(
 ) -> Result<String, BoxDynError> {
     let settings = ctx.jobs.get(kind);
     let id = started.id;
+    let attempt = started.attempt();
     let outcome_label = match &result {
         Ok(Outcome::Sent { .. }) => "sent",
         Ok(Outcome::Sandboxed { .. }) => "sandboxed",
@@ -195,6 +196,7 @@ async fn record(
         }) => {
             let sent = SentOutcome {
                 id,
+                token: attempt.token,
                 state: EffectState::Sent,
                 provider_id,
                 message,
@@ -205,6 +207,7 @@ async fn record(
         Ok(Outcome::Sandboxed { message }) => {
             let sandboxed = SentOutcome {
                 id,
+                token: attempt.token,
                 state: EffectState::Sandboxed,
                 provider_id: None,
                 message,
@@ -215,7 +218,7 @@ async fn record(
         Ok(Outcome::Skipped { reason }) => {
             tracing::info!(effect_id = %id, %reason, "effect canceled");
             retry_write("record a skip", || {
-                effects::finish_skipped(&ctx.db, id, EffectState::Canceled, &reason)
+                effects::finish_skipped(&ctx.db, attempt, EffectState::Canceled, &reason)
             })
             .await?;
             Ok(format!("canceled: {reason}"))
@@ -224,14 +227,14 @@ async fn record(
             tracing::info!(effect_id = %id, %reason, "effect held");
             // re-checks the delivery under a lock: a resume or stop may have just committed
             retry_write("park a message", || {
-                effects::park_for_delivery(&ctx.db, id, &reason)
+                effects::park_for_delivery(&ctx.db, attempt, &reason)
             })
             .await?;
             Ok(format!("held: {reason}"))
         }
         Ok(Outcome::Deferred { until }) => {
             tracing::debug!(effect_id = %id, %until, "effect deferred");
-            retry_write("defer", || effects::defer(&ctx.db, id, until)).await?;
+            retry_write("defer", || effects::defer(&ctx.db, attempt, until)).await?;
             Ok(format!("deferred until {until}"))
         }
         Err(JobError::Retryable {
@@ -242,7 +245,7 @@ async fn record(
             let next = Utc::now() + chrono::Duration::from_std(delay).unwrap_or_default();
             tracing::warn!(effect_id = %id, attempt = started.attempts, ?delay, error = %message, "attempt failed; retry scheduled");
             retry_write("schedule a retry", || {
-                effects::retry(&ctx.db, id, Retry::Counted, &message, next)
+                effects::retry(&ctx.db, attempt, Retry::Counted, &message, next)
             })
             .await?;
             Ok(format!("retry scheduled in {delay:?}: {message}"))
@@ -251,7 +254,7 @@ async fn record(
             let error = format!("gave up after {} attempts: {message}", started.attempts);
             tracing::error!(effect_id = %id, error = %error, "effect is dead");
             retry_write("record a dead effect", || {
-                effects::finish_failed(&ctx.db, id, EffectState::Dead, &error)
+                effects::finish_failed(&ctx.db, attempt, EffectState::Dead, &error)
             })
             .await?;
             Err(AbortError::new(error).into())
@@ -263,7 +266,7 @@ async fn record(
             let next = Utc::now() + chrono::Duration::from_std(delay).unwrap_or_default();
             tracing::warn!(effect_id = %id, %provider, ?delay, error = %message, "provider outage; retry scheduled, attempt not counted");
             retry_write("schedule an outage retry", || {
-                effects::retry(&ctx.db, id, Retry::Uncounted, &message, next)
+                effects::retry(&ctx.db, attempt, Retry::Uncounted, &message, next)
             })
             .await?;
             Ok(format!("provider outage, retry in {delay:?}: {message}"))
@@ -273,7 +276,7 @@ async fn record(
             let next = Utc::now() + chrono::Duration::from_std(delay).unwrap_or_default();
             tracing::warn!(effect_id = %id, attempt = started.attempts, ?delay, error = %message, "the provider may have the message; it is looked up before any re-send");
             retry_write("schedule a look-up", || {
-                effects::retry(&ctx.db, id, Retry::Unconfirmed, &message, next)
+                effects::retry(&ctx.db, attempt, Retry::Unconfirmed, &message, next)
             })
             .await?;
             Ok(format!("look-up scheduled in {delay:?}: {message}"))
@@ -282,7 +285,7 @@ async fn record(
             let error = format!("the provider may or may not have it: {message}");
             tracing::error!(effect_id = %id, error = %error, "effect is unknown");
             retry_write("record an unknown effect", || {
-                effects::finish_failed(&ctx.db, id, EffectState::Unknown, &error)
+                effects::finish_failed(&ctx.db, attempt, EffectState::Unknown, &error)
             })
             .await?;
             Err(AbortError::new(error).into())
@@ -290,7 +293,7 @@ async fn record(
         Err(JobError::Permanent(message)) => {
             tracing::error!(effect_id = %id, error = %message, "effect failed permanently");
             retry_write("record a failure", || {
-                effects::finish_failed(&ctx.db, id, EffectState::Failed, &message)
+                effects::finish_failed(&ctx.db, attempt, EffectState::Failed, &message)
             })
             .await?;
             Err(AbortError::new(message).into())

@@ -8,6 +8,9 @@ use uuid::Uuid;
 
 use crate::helpers::{Mail, TestWorker};
 
+/// Bursts tried until both replicas have sent part of one.
+const ROUNDS: usize = 5;
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_replicas_drain_one_queue_and_every_effect_is_sent_exactly_once() {
     let test = TestWorker::spawn_with(
@@ -18,27 +21,35 @@ async fn two_replicas_drain_one_queue_and_every_effect_is_sent_exactly_once() {
     )
     .await;
     assert_ne!(test.replicas[0].ctx.replica, test.replicas[1].ctx.replica);
-    let ids = test
-        .plan_emails(300, |i| format!("many-{i}@example.com"), Utc::now())
-        .await;
+    // The replica whose dispatcher pushes wakes its own queue worker at once, so it may take
+    // a whole burst while the other is between polls: rounds, until both have sent (see
+    // `every_replica_ran_since`); every round checks once-only on its own.
+    let mut planned = BTreeSet::new();
+    for round in 0..ROUNDS {
+        let ran_before = test.tasks_run_by_replica().await;
+        let ids = test
+            .plan_emails(300, |i| format!("many-{round}-{i}@example.com"), Utc::now())
+            .await;
+        planned.extend(ids);
+        test.wait_all_in("sent", planned.len() as i64).await;
 
-    test.wait_all_in("sent", 300).await;
-
-    let in_maildir = test.smtp().effect_ids();
-    assert_eq!(in_maildir.len(), 300, "messages in the Maildir");
-    let distinct: BTreeSet<Uuid> = in_maildir.into_iter().collect();
-    assert_eq!(
-        distinct,
-        ids.into_iter().collect::<BTreeSet<_>>(),
-        "one message per effect"
-    );
-    let attempts: Vec<i32> = sqlx::query_scalar("select distinct attempts from effects")
-        .fetch_all(test.db())
-        .await
-        .unwrap();
-    assert_eq!(attempts, vec![1]);
-    // both replicas drained it
-    test.assert_every_replica_ran_tasks().await;
+        let in_maildir = test.smtp().effect_ids();
+        assert_eq!(in_maildir.len(), planned.len(), "messages in the Maildir");
+        let distinct: BTreeSet<Uuid> = in_maildir.into_iter().collect();
+        assert_eq!(distinct, planned, "one message per effect");
+        let attempts: Vec<i32> = sqlx::query_scalar("select distinct attempts from effects")
+            .fetch_all(test.db())
+            .await
+            .unwrap();
+        assert_eq!(attempts, vec![1]);
+        if test.every_replica_ran_since(&ran_before).await {
+            break;
+        }
+        assert!(
+            round + 1 < ROUNDS,
+            "one replica sent everything in every round"
+        );
+    }
     test.finish().await;
 }
 

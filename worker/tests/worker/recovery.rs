@@ -5,8 +5,9 @@ use chrono::Utc;
 use serde_json::json;
 use uuid::Uuid;
 
+use herald_shared::db::effects::{self, Retry, SentOutcome};
 use herald_shared::db::outbound_messages::{self, ProviderStatus};
-use herald_shared::effects::EffectKind;
+use herald_shared::effects::{EffectKind, EffectState};
 
 use crate::helpers::{Mail, PATIENCE, TestWorker, in_millis, wait_until};
 
@@ -269,11 +270,11 @@ async fn a_message_parked_after_its_delivery_resumed_or_stopped_is_not_left_held
     for (seq, status) in [(0, "paused"), (1, "scheduled"), (2, "stopped")] {
         let planned = test.plan_message(delivery, student, seq, "m", due).await;
         // the handler saw a paused delivery; the delivery is now `status`
-        sqlx::query("update effects set state = 'sending' where id = $1")
-            .bind(planned.effect_id)
-            .execute(test.db())
+        force(&test, planned.effect_id, "queued", 0).await;
+        let started = effects::start_sending(test.db(), planned.effect_id)
             .await
-            .unwrap();
+            .unwrap()
+            .expect("the row was queued");
         sqlx::query("update deliveries set status = $2 where id = $1")
             .bind(delivery.delivery_id)
             .bind(status)
@@ -281,13 +282,9 @@ async fn a_message_parked_after_its_delivery_resumed_or_stopped_is_not_left_held
             .await
             .unwrap();
         assert!(
-            herald_shared::db::effects::park_for_delivery(
-                test.db(),
-                planned.effect_id,
-                "delivery paused"
-            )
-            .await
-            .unwrap()
+            effects::park_for_delivery(test.db(), started.attempt(), "delivery paused")
+                .await
+                .unwrap()
         );
         parked.push(test.state(planned.effect_id).await);
     }
@@ -449,5 +446,74 @@ async fn rows_lost_in_a_redis_flush_mid_batch_are_dispatched_again_at_once_and_s
         redispatched >= i64::try_from(waiting).unwrap(),
         "{redispatched} rows dispatched again, {waiting} tasks were flushed"
     );
+    test.finish().await;
+}
+
+#[tokio::test]
+async fn an_attempt_given_up_on_cannot_record_its_late_outcome_over_the_next_attempt() {
+    let test = TestWorker::spawn(&[], |jobs| jobs).await;
+    let delivery = test.create_delivery().await;
+    let student = test.add_student(delivery, "+14155550125", "sms").await;
+    let due = Utc::now() + chrono::Duration::days(1);
+    let id = test
+        .plan_message(delivery, student, 0, "m", due)
+        .await
+        .effect_id;
+    // the first attempt starts, is taken for dead (its row found stuck) and the row is
+    // started again: two attempts, the first of which still runs somewhere
+    force(&test, id, "queued", 0).await;
+    let first = effects::start_sending(test.db(), id)
+        .await
+        .unwrap()
+        .unwrap();
+    force(&test, id, "queued", 0).await;
+    let second = effects::start_sending(test.db(), id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_ne!(first.start_token, second.start_token);
+
+    let late = first.attempt();
+    let at = Utc::now();
+    assert!(
+        !effects::retry(test.db(), late, Retry::Counted, "late", at)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !effects::finish_failed(test.db(), late, EffectState::Failed, "late")
+            .await
+            .unwrap()
+    );
+    assert!(
+        !effects::finish_skipped(test.db(), late, EffectState::Canceled, "late")
+            .await
+            .unwrap()
+    );
+    assert!(!effects::defer(test.db(), late, at).await.unwrap());
+    let sent = |started: &effects::Started| SentOutcome {
+        id,
+        token: started.start_token,
+        state: EffectState::Sent,
+        provider_id: Some("SM1".to_owned()),
+        message: None,
+    };
+    assert!(
+        !effects::finish_sent(test.db(), &sent(&first))
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        test.state(id).await,
+        "sending",
+        "the second attempt still owns the row"
+    );
+
+    assert!(
+        effects::finish_sent(test.db(), &sent(&second))
+            .await
+            .unwrap()
+    );
+    assert_eq!(test.state(id).await, "sent");
     test.finish().await;
 }
