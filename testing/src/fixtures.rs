@@ -18,6 +18,58 @@ pub async fn create_account(db: &PgPool, name: &str) -> Uuid {
         .unwrap_or_else(|error| panic!("create an account: {error}"))
 }
 
+/// A subscribed student on `channel` (`sms` or `whatsapp`) in zone `timezone`, for
+/// [`create_group`].
+pub fn student(
+    name: &str,
+    phone: &str,
+    channel: &'static str,
+    timezone: &str,
+) -> groups::NewStudent {
+    groups::NewStudent {
+        name: name.to_owned(),
+        phone: phone.to_owned(),
+        channel,
+        timezone: timezone.to_owned(),
+        subscribed: true,
+    }
+}
+
+/// A group of the account with `students`, written in one transaction by the functions the
+/// groups API uses; the group's id and the students' ids, in order.
+pub async fn create_group(
+    db: &PgPool,
+    account_id: Uuid,
+    students: &[groups::NewStudent],
+) -> (Uuid, Vec<Uuid>) {
+    let mut tx = db
+        .begin()
+        .await
+        .unwrap_or_else(|error| panic!("a transaction: {error}"));
+    let group = groups::insert_group(&mut *tx, account_id, "group", "")
+        .await
+        .unwrap_or_else(|error| panic!("create a group: {error}"));
+    let rows = groups::insert_students(&mut tx, group.id, students)
+        .await
+        .unwrap_or_else(|error| panic!("add students: {error}"));
+    tx.commit()
+        .await
+        .unwrap_or_else(|error| panic!("commit the group: {error}"));
+    (group.id, rows.into_iter().map(|row| row.id).collect())
+}
+
+/// Adds `students` to an existing group; their ids, in order.
+pub async fn join_group(db: &PgPool, group_id: Uuid, students: &[groups::NewStudent]) -> Vec<Uuid> {
+    let mut conn = db
+        .acquire()
+        .await
+        .unwrap_or_else(|error| panic!("a connection: {error}"));
+    let rows = groups::insert_students(&mut conn, group_id, students)
+        .await
+        .unwrap_or_else(|error| panic!("add students: {error}"));
+    rows.into_iter().map(|row| row.id).collect()
+}
+
 /// Plans one e-mail due now with the API's planner (`outbound_messages::plan_email`), on the
 /// `email` queue, under idempotency key `key`; its effect id.
 pub async fn plan_email_now(
@@ -146,13 +198,7 @@ impl Fixtures<'_> {
         phone: &str,
         channel: &'static str,
     ) -> Uuid {
-        let student = groups::NewStudent {
-            name: "student".to_owned(),
-            phone: phone.to_owned(),
-            channel,
-            timezone: "UTC".to_owned(),
-            subscribed: true,
-        };
+        let student = student("student", phone, channel, "UTC");
         let rows = self
             .in_transaction(async |tx| {
                 groups::insert_students(tx, delivery.group_id, std::slice::from_ref(&student)).await
@@ -171,13 +217,7 @@ impl Fixtures<'_> {
     ) -> Vec<Uuid> {
         let students: Vec<groups::NewStudent> = phones
             .iter()
-            .map(|phone| groups::NewStudent {
-                name: "student".to_owned(),
-                phone: phone.clone(),
-                channel,
-                timezone: "UTC".to_owned(),
-                subscribed: true,
-            })
+            .map(|phone| student("student", phone, channel, "UTC"))
             .collect();
         let rows = self
             .in_transaction(async |tx| {

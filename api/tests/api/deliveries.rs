@@ -1,34 +1,26 @@
 use chrono::{DateTime, Duration, NaiveDateTime, TimeZone, Utc};
+use herald_testing::fixtures;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
 use crate::helpers::{TestApp, assert_field_error, assert_problem};
 
-/// A group with students in three zones, written directly (the groups API has its own tests).
-async fn group(app: &TestApp, account: Uuid, students: &[(&str, &str, &str)]) -> (Uuid, Vec<Uuid>) {
-    let group: Uuid =
-        sqlx::query_scalar("insert into groups (account_id, name) values ($1, 'g') returning id")
-            .bind(account)
-            .fetch_one(&app.db)
-            .await
-            .unwrap();
-    let mut ids = Vec::new();
-    for (index, (name, zone, channel)) in students.iter().enumerate() {
-        let id: Uuid = sqlx::query_scalar(
-            "insert into students (group_id, name, phone, channel, timezone) values ($1, $2, $3, $4, $5) returning id",
-        )
-        .bind(group)
-        .bind(name)
-        .bind(format!("+1415555{index:04}"))
-        .bind(channel)
-        .bind(zone)
-        .fetch_one(&app.db)
-        .await
-        .unwrap();
-        ids.push(id);
-    }
-    (group, ids)
+/// A group with students (name, zone, channel), written by the groups API's own functions
+/// (the groups API has its own tests).
+async fn group(
+    app: &TestApp,
+    account: Uuid,
+    students: &[(&str, &str, &'static str)],
+) -> (Uuid, Vec<Uuid>) {
+    let students: Vec<_> = students
+        .iter()
+        .enumerate()
+        .map(|(index, (name, zone, channel))| {
+            fixtures::student(name, &format!("+1415555{index:04}"), channel, zone)
+        })
+        .collect();
+    fixtures::create_group(&app.db, account, &students).await
 }
 
 async fn course(app: &TestApp, token: &str, days: Value) -> String {
@@ -791,14 +783,8 @@ async fn a_delivery_over_max_messages_per_delivery_is_a_422_on_group_id_with_the
         .await;
     assert_eq!(preview.status(), StatusCode::OK);
 
-    sqlx::query(
-        "insert into students (group_id, name, phone, channel, timezone)
-         values ($1, 'd', '+14155559999', 'sms', 'UTC')",
-    )
-    .bind(group_id)
-    .execute(&app.db)
-    .await
-    .unwrap();
+    let fourth = fixtures::student("d", "+14155559999", "sms", "UTC");
+    fixtures::join_group(&app.db, group_id, &[fourth]).await;
     for path in ["/api/v1/deliveries/preview", "/api/v1/deliveries"] {
         let response = app.post(path, &body, Some(&ada.access_token)).await;
         let problem = assert_field_error(response, "group_id").await;

@@ -3,6 +3,7 @@
 //! do to planned messages, the fires listing, account isolation.
 
 use chrono::{DateTime, Utc};
+use herald_testing::fixtures;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use uuid::Uuid;
@@ -10,26 +11,13 @@ use uuid::Uuid;
 use crate::helpers::{TestApp, assert_field_error, assert_problem};
 
 /// A group whose students live in `zones` (one each, on `channel`).
-async fn group(app: &TestApp, account: Uuid, zones: &[&str], channel: &str) -> Uuid {
-    let group: Uuid =
-        sqlx::query_scalar("insert into groups (account_id, name) values ($1, 'g') returning id")
-            .bind(account)
-            .fetch_one(&app.db)
-            .await
-            .unwrap();
-    for (index, zone) in zones.iter().enumerate() {
-        sqlx::query(
-            "insert into students (group_id, name, phone, channel, timezone) values ($1, 's', $2, $3, $4)",
-        )
-        .bind(group)
-        .bind(format!("+1415555{index:04}"))
-        .bind(channel)
-        .bind(zone)
-        .execute(&app.db)
-        .await
-        .unwrap();
-    }
-    group
+async fn group(app: &TestApp, account: Uuid, zones: &[&str], channel: &'static str) -> Uuid {
+    let students: Vec<_> = zones
+        .iter()
+        .enumerate()
+        .map(|(index, zone)| fixtures::student("s", &format!("+1415555{index:04}"), channel, zone))
+        .collect();
+    fixtures::create_group(&app.db, account, &students).await.0
 }
 
 fn body(group: Uuid, cron: &str, timezone: &str) -> Value {

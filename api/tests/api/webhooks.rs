@@ -1,4 +1,5 @@
 use base64::Engine;
+use herald_testing::fixtures;
 use hmac::{Hmac, Mac};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -73,20 +74,9 @@ async fn delivery(app: &TestApp, phone: &str) -> (String, Uuid, String) {
 /// [`delivery`] by a new account signed up as `email`.
 pub async fn delivery_for(app: &TestApp, email: &str, phone: &str) -> (String, Uuid, String) {
     let ada = app.signup(email).await;
-    let group: Uuid =
-        sqlx::query_scalar("insert into groups (account_id, name) values ($1, 'g') returning id")
-            .bind(ada.account_id)
-            .fetch_one(&app.db)
-            .await
-            .unwrap();
-    let student: Uuid = sqlx::query_scalar(
-        "insert into students (group_id, name, phone, channel, timezone) values ($1, 'S', $2, 'sms', 'Asia/Kolkata') returning id",
-    )
-    .bind(group)
-    .bind(phone)
-    .fetch_one(&app.db)
-    .await
-    .unwrap();
+    let student = fixtures::student("S", phone, "sms", "Asia/Kolkata");
+    let (group, students) = fixtures::create_group(&app.db, ada.account_id, &[student]).await;
+    let student = students[0];
     let course: Value = app
         .post(
             "/api/v1/courses",

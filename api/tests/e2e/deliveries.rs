@@ -2,6 +2,7 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use herald_testing::fixtures;
 use herald_testing::twilio_standin::TwilioStandin;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -48,22 +49,15 @@ async fn a_delivery_reaches_students_in_three_zones_once_each_at_their_instant_w
         .unwrap()
         .parse()
         .unwrap();
-    let group: Uuid =
-        sqlx::query_scalar("insert into groups (account_id, name) values ($1, 'g') returning id")
-            .bind(account)
-            .fetch_one(&stack.db)
-            .await
-            .unwrap();
-    for (index, zone) in ZONES.iter().enumerate() {
-        sqlx::query("insert into students (group_id, name, phone, channel, timezone) values ($1, $2, $3, 'sms', $4)")
-            .bind(group)
-            .bind(format!("student {index}"))
-            .bind(format!("+1415555{index:04}"))
-            .bind(zone)
-            .execute(&stack.db)
-            .await
-            .unwrap();
-    }
+    let students: Vec<_> = ZONES
+        .iter()
+        .enumerate()
+        .map(|(index, zone)| {
+            let (name, phone) = (format!("student {index}"), format!("+1415555{index:04}"));
+            fixtures::student(&name, &phone, "sms", zone)
+        })
+        .collect();
+    let (group, _) = fixtures::create_group(&stack.db, account, &students).await;
     let course: Value = client
         .post(format!("{api}/api/v1/courses"))
         .bearer_auth(&token)
@@ -165,22 +159,17 @@ async fn a_worker_killed_mid_delivery_and_restarted_sends_nothing_twice_and_lose
         .unwrap()
         .parse()
         .unwrap();
-    let group: Uuid =
-        sqlx::query_scalar("insert into groups (account_id, name) values ($1, 'g') returning id")
-            .bind(account)
-            .fetch_one(&stack.db)
-            .await
-            .unwrap();
-    for index in 0..20 {
-        sqlx::query(
-            "insert into students (group_id, name, phone, channel, timezone) values ($1, 's', $2, 'sms', 'America/New_York')",
-        )
-        .bind(group)
-        .bind(format!("+1415555{index:04}"))
-        .execute(&stack.db)
-        .await
-        .unwrap();
-    }
+    let students: Vec<_> = (0..20)
+        .map(|index| {
+            fixtures::student(
+                "s",
+                &format!("+1415555{index:04}"),
+                "sms",
+                "America/New_York",
+            )
+        })
+        .collect();
+    let (group, _) = fixtures::create_group(&stack.db, account, &students).await;
     let course: Value = client
         .post(format!("{api}/api/v1/courses"))
         .bearer_auth(signup["access_token"].as_str().unwrap())

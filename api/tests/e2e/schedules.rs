@@ -1,6 +1,7 @@
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use herald_testing::fixtures;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use uuid::Uuid;
@@ -53,22 +54,15 @@ async fn a_schedule_made_through_the_api_sends_each_fire_once_with_two_replicas_
         .unwrap()
         .parse()
         .unwrap();
-    let group: Uuid =
-        sqlx::query_scalar("insert into groups (account_id, name) values ($1, 'g') returning id")
-            .bind(account)
-            .fetch_one(&stack.db)
-            .await
-            .unwrap();
-    for (index, zone) in ["Europe/London", "Asia/Kolkata"].iter().enumerate() {
-        sqlx::query("insert into students (group_id, name, phone, channel, timezone) values ($1, $2, $3, 'sms', $4)")
-            .bind(group)
-            .bind(format!("student {index}"))
-            .bind(format!("+1415555{index:04}"))
-            .bind(zone)
-            .execute(&stack.db)
-            .await
-            .unwrap();
-    }
+    let students: Vec<_> = ["Europe/London", "Asia/Kolkata"]
+        .iter()
+        .enumerate()
+        .map(|(index, zone)| {
+            let (name, phone) = (format!("student {index}"), format!("+1415555{index:04}"));
+            fixtures::student(&name, &phone, "sms", zone)
+        })
+        .collect();
+    let (group, _) = fixtures::create_group(&stack.db, account, &students).await;
 
     // every second, on each student's own clock
     let created = client

@@ -2,6 +2,7 @@
 //! still owed or still part of a history stays.
 
 use chrono::{DateTime, Utc};
+use herald_testing::fixtures;
 use serde_json::json;
 use uuid::Uuid;
 
@@ -53,12 +54,7 @@ async fn housekeeping_deletes_finished_rows_past_retention_and_keeps_what_is_owe
     let old_but_owed = effect(&test, "email", "retrying", None).await;
 
     // a schedule with an old finished fire, and an old fire whose message is still owed
-    let group: Uuid =
-        sqlx::query_scalar("insert into groups (account_id, name) values ($1, 'g') returning id")
-            .bind(test.account_id)
-            .fetch_one(test.db())
-            .await
-            .unwrap();
+    let (group, _) = fixtures::create_group(test.db(), test.account_id, &[]).await;
     let schedule: Uuid = sqlx::query_scalar(
         "insert into schedules (account_id, name, cron, timezone, group_id, text)
          values ($1, 's', '@daily', 'UTC', $2, 'Hi') returning id",

@@ -8,6 +8,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use herald_shared::db::schedules::{self as db, ScheduleFields, ScheduleRow};
 use herald_shared::schedules::{PlanSettings, plan, refill};
+use herald_testing::fixtures;
 use serde_json::{Value, json};
 use uuid::Uuid;
 use wiremock::matchers::{method, path_regex};
@@ -36,28 +37,19 @@ fn settings(test: &TestWorker, horizon_hours: u64, catch_up_secs: u64) -> PlanSe
 
 /// A group with one SMS student per zone; returns the group and the students by zone.
 async fn group(test: &TestWorker, zones: &[&str]) -> (Uuid, Vec<Uuid>) {
-    let group_id: Uuid = sqlx::query_scalar(
-        "insert into groups (account_id, name) values ($1, 'group') returning id",
-    )
-    .bind(test.account_id)
-    .fetch_one(test.db())
-    .await
-    .unwrap();
-    let mut students = Vec::new();
-    for (index, zone) in zones.iter().enumerate() {
-        let id = sqlx::query_scalar(
-            "insert into students (group_id, name, phone, channel, timezone)
-             values ($1, 'student', $2, 'sms', $3) returning id",
-        )
-        .bind(group_id)
-        .bind(format!("+1415555{:04}", 100 + index))
-        .bind(zone)
-        .fetch_one(test.db())
-        .await
-        .unwrap();
-        students.push(id);
-    }
-    (group_id, students)
+    let students: Vec<_> = zones
+        .iter()
+        .enumerate()
+        .map(|(index, zone)| {
+            fixtures::student(
+                "student",
+                &format!("+1415555{:04}", 100 + index),
+                "sms",
+                zone,
+            )
+        })
+        .collect();
+    fixtures::create_group(test.db(), test.account_id, &students).await
 }
 
 /// A schedule on `group_id` whose planning starts at `from`.
