@@ -35,6 +35,19 @@ pub fn student(
     }
 }
 
+/// One subscribed student on `channel` per zone, named `student {i}`, with phones
+/// +14155550000, +14155550001, … in order.
+pub fn one_per_zone(zones: &[&str], channel: &'static str) -> Vec<groups::NewStudent> {
+    zones
+        .iter()
+        .enumerate()
+        .map(|(index, zone)| {
+            let (name, phone) = (format!("student {index}"), format!("+1415555{index:04}"));
+            student(&name, &phone, channel, zone)
+        })
+        .collect()
+}
+
 /// A group of the account with `students`, written in one transaction by the functions the
 /// groups API uses; the group's id and the students' ids, in order.
 pub async fn create_group(

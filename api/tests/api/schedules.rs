@@ -12,11 +12,7 @@ use crate::helpers::{TestApp, assert_field_error, assert_problem};
 
 /// A group whose students live in `zones` (one each, on `channel`).
 async fn group(app: &TestApp, account: Uuid, zones: &[&str], channel: &'static str) -> Uuid {
-    let students: Vec<_> = zones
-        .iter()
-        .enumerate()
-        .map(|(index, zone)| fixtures::student("s", &format!("+1415555{index:04}"), channel, zone))
-        .collect();
+    let students = fixtures::one_per_zone(zones, channel);
     fixtures::create_group(&app.db, account, &students).await.0
 }
 

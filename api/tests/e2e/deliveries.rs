@@ -49,14 +49,7 @@ async fn a_delivery_reaches_students_in_three_zones_once_each_at_their_instant_w
         .unwrap()
         .parse()
         .unwrap();
-    let students: Vec<_> = ZONES
-        .iter()
-        .enumerate()
-        .map(|(index, zone)| {
-            let (name, phone) = (format!("student {index}"), format!("+1415555{index:04}"));
-            fixtures::student(&name, &phone, "sms", zone)
-        })
-        .collect();
+    let students = fixtures::one_per_zone(&ZONES, "sms");
     let (group, _) = fixtures::create_group(&stack.db, account, &students).await;
     let course: Value = client
         .post(format!("{api}/api/v1/courses"))

@@ -54,14 +54,7 @@ async fn a_schedule_made_through_the_api_sends_each_fire_once_with_two_replicas_
         .unwrap()
         .parse()
         .unwrap();
-    let students: Vec<_> = ["Europe/London", "Asia/Kolkata"]
-        .iter()
-        .enumerate()
-        .map(|(index, zone)| {
-            let (name, phone) = (format!("student {index}"), format!("+1415555{index:04}"));
-            fixtures::student(&name, &phone, "sms", zone)
-        })
-        .collect();
+    let students = fixtures::one_per_zone(&["Europe/London", "Asia/Kolkata"], "sms");
     let (group, _) = fixtures::create_group(&stack.db, account, &students).await;
 
     // every second, on each student's own clock
