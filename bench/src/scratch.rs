@@ -239,26 +239,6 @@ async fn drop_database(admin_url: &str, db_name: &str) -> anyhow::Result<()> {
 /// Deletes every key under `prefix` (task data, metadata, rate limiter state).
 async fn delete_keys(redis_url: &str, prefix: &str) -> anyhow::Result<()> {
     let mut conn = redis_connection(redis_url).await?;
-    let pattern = format!("{prefix}*");
-    let mut cursor: u64 = 0;
-    loop {
-        let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
-            .arg(cursor)
-            .arg("MATCH")
-            .arg(&pattern)
-            .arg("COUNT")
-            .arg(1000)
-            .query_async(&mut conn)
-            .await?;
-        if !keys.is_empty() {
-            let () = redis::cmd("UNLINK")
-                .arg(&keys)
-                .query_async(&mut conn)
-                .await?;
-        }
-        if next == 0 {
-            return Ok(());
-        }
-        cursor = next;
-    }
+    herald_shared::redis_conn::delete_keys_with_prefix(&mut conn, prefix).await?;
+    Ok(())
 }

@@ -27,3 +27,34 @@ pub async fn is_reachable(conn: &ConnectionManager) -> bool {
         .await
         .is_ok()
 }
+
+/// Every key that starts with `prefix` (a deployment's or a test's), found with SCAN, which
+/// unlike KEYS does not hold the server while it walks the key space.
+pub async fn keys_with_prefix<C>(conn: &mut C, prefix: &str) -> redis::RedisResult<Vec<String>>
+where
+    C: redis::aio::ConnectionLike + Send + Sync,
+{
+    use redis::AsyncCommands;
+    let options = redis::ScanOptions::default()
+        .with_pattern(format!("{prefix}*"))
+        .with_count(1000);
+    let mut found = conn.scan_options::<String>(options).await?;
+    let mut keys = Vec::new();
+    while let Some(key) = found.next_item().await {
+        keys.push(key?);
+    }
+    Ok(keys)
+}
+
+/// Deletes every key that starts with `prefix` ([`keys_with_prefix`]), in batches, with UNLINK
+/// (freed in the background); the number deleted.
+pub async fn delete_keys_with_prefix<C>(conn: &mut C, prefix: &str) -> redis::RedisResult<usize>
+where
+    C: redis::aio::ConnectionLike + Send + Sync,
+{
+    let keys = keys_with_prefix(conn, prefix).await?;
+    for batch in keys.chunks(1000) {
+        let () = redis::cmd("UNLINK").arg(batch).query_async(conn).await?;
+    }
+    Ok(keys.len())
+}

@@ -78,25 +78,8 @@ impl Removal {
         admin.close().await?;
         let client = redis::Client::open(redis_url())?;
         let mut redis = client.get_multiplexed_async_connection().await?;
-        let pattern = format!("{}*", self.redis_prefix);
-        let mut cursor: u64 = 0;
-        loop {
-            let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
-                .arg(cursor)
-                .arg("MATCH")
-                .arg(&pattern)
-                .arg("COUNT")
-                .arg(1000)
-                .query_async(&mut redis)
-                .await?;
-            if !keys.is_empty() {
-                let () = redis::cmd("DEL").arg(&keys).query_async(&mut redis).await?;
-            }
-            if next == 0 {
-                return Ok(());
-            }
-            cursor = next;
-        }
+        herald_shared::redis_conn::delete_keys_with_prefix(&mut redis, &self.redis_prefix).await?;
+        Ok(())
     }
 }
 

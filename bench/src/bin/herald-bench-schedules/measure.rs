@@ -344,37 +344,22 @@ async fn held_by_kind(
     redis: &mut ConnectionManager,
     prefix: &str,
 ) -> anyhow::Result<BTreeMap<String, Held>> {
-    let pattern = format!("{prefix}*");
     let mut kinds = BTreeMap::<String, Held>::new();
-    let mut cursor: u64 = 0;
-    loop {
-        let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
-            .arg(cursor)
-            .arg("MATCH")
-            .arg(&pattern)
-            .arg("COUNT")
-            .arg(1000)
+    for key in herald_shared::redis_conn::keys_with_prefix(redis, prefix).await? {
+        let bytes: Option<u64> = redis::cmd("MEMORY")
+            .arg("USAGE")
+            .arg(&key)
+            .arg("SAMPLES")
+            .arg(0)
             .query_async(redis)
             .await?;
-        for key in keys {
-            let bytes: Option<u64> = redis::cmd("MEMORY")
-                .arg("USAGE")
-                .arg(&key)
-                .arg("SAMPLES")
-                .arg(0)
-                .query_async(redis)
-                .await?;
-            let rest = key.strip_prefix(prefix).unwrap_or(&key);
-            let kind = rest.splitn(3, ':').take(2).collect::<Vec<_>>().join(":");
-            let held = kinds.entry(kind).or_default();
-            held.bytes += bytes.unwrap_or(0);
-            held.keys += 1;
-        }
-        if next == 0 {
-            return Ok(kinds);
-        }
-        cursor = next;
+        let rest = key.strip_prefix(prefix).unwrap_or(&key);
+        let kind = rest.splitn(3, ':').take(2).collect::<Vec<_>>().join(":");
+        let held = kinds.entry(kind).or_default();
+        held.bytes += bytes.unwrap_or(0);
+        held.keys += 1;
     }
+    Ok(kinds)
 }
 
 /// The 1-minute load average, as `/proc/loadavg` says it.
