@@ -66,6 +66,7 @@ fn api_router() -> OpenApiRouter<AppState> {
         .merge(routes::schedules::router())
         .merge(routes::webhooks::twilio::router())
         .merge(routes::groups::router())
+        .merge(routes::senders::router())
 }
 
 /// The OpenAPI document.

@@ -38,6 +38,7 @@ use utoipa::{Modify, OpenApi};
         (name = "groups", description = "Student groups: students with a phone, a channel and a time zone"),
         (name = "deliveries", description = "A course sent to a group, day by day, on each student's clock"),
         (name = "schedules", description = "Recurring group messages on a cron expression, in one zone or each recipient's own"),
+        (name = "senders", description = "Mailboxes campaigns send e-mail from: SMTP or SendGrid, with a daily cap and a gap between sends"),
         (name = "webhooks", description = "Providers calling Herald, authenticated by their signatures"),
         (name = "cron", description = "Cron expressions under Herald's DST rules"),
         (name = "operations", description = "Health and metrics"),

@@ -9,4 +9,5 @@ pub mod groups;
 pub mod health;
 pub mod jobs;
 pub mod schedules;
+pub mod senders;
 pub mod webhooks;

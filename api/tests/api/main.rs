@@ -20,4 +20,5 @@ mod openapi;
 mod pagination;
 mod replies;
 mod schedules;
+mod senders;
 mod webhooks;

@@ -13,6 +13,7 @@ pub mod cron_fires;
 pub mod deliveries;
 pub mod delivery_reports;
 pub mod effects;
+pub mod email_senders;
 pub mod groups;
 pub mod idempotency;
 pub mod outbound_messages;
