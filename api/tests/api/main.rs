@@ -18,6 +18,8 @@ mod helpers;
 mod jobs;
 mod openapi;
 mod pagination;
+mod people;
 mod replies;
 mod schedules;
+mod suppressions;
 mod webhooks;
