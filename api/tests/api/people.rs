@@ -7,23 +7,13 @@ use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
 use crate::groups::{get_json, send};
-use crate::helpers::{TestApp, assert_field_error, assert_problem};
+use crate::helpers::{TestApp, assert_field_error, assert_problem, emails_of};
 
 /// Creates a person and returns it.
 pub async fn create_person(app: &TestApp, token: &str, person: Value) -> Value {
     let response = app.post("/api/v1/people", &person, Some(token)).await;
     assert_eq!(response.status(), StatusCode::CREATED);
     response.json().await.expect("json")
-}
-
-/// The e-mails of a page, in order.
-fn emails(page: &Value) -> Vec<&str> {
-    page["items"]
-        .as_array()
-        .expect("items")
-        .iter()
-        .map(|p| p["email"].as_str().expect("email"))
-        .collect()
 }
 
 #[tokio::test]
@@ -91,7 +81,7 @@ async fn people_are_listed_newest_first_in_pages_and_searched_in_any_case() {
     }
     let page = get_json(&app, "/api/v1/people?limit=3", token).await;
     assert_eq!(
-        emails(&page),
+        emails_of(&page),
         [
             "alan@example.com",
             "grace@navy.example",
@@ -105,7 +95,7 @@ async fn people_are_listed_newest_first_in_pages_and_searched_in_any_case() {
         token,
     )
     .await;
-    assert_eq!(emails(&rest), ["ada@example.com"]);
+    assert_eq!(emails_of(&rest), ["ada@example.com"]);
     assert!(rest["next_cursor"].is_null());
 
     for (q, expected) in [
@@ -126,11 +116,11 @@ async fn people_are_listed_newest_first_in_pages_and_searched_in_any_case() {
         ),
     ] {
         let found = get_json(&app, &format!("/api/v1/people?q={q}"), token).await;
-        assert_eq!(emails(&found), expected, "q={q}");
+        assert_eq!(emails_of(&found), expected, "q={q}");
     }
     // a search pages like the whole list
     let first = get_json(&app, "/api/v1/people?q=engines&limit=1", token).await;
-    assert_eq!(emails(&first), ["charles@example.com"]);
+    assert_eq!(emails_of(&first), ["charles@example.com"]);
     let cursor = first["next_cursor"].as_str().unwrap();
     let second = get_json(
         &app,
@@ -138,7 +128,7 @@ async fn people_are_listed_newest_first_in_pages_and_searched_in_any_case() {
         token,
     )
     .await;
-    assert_eq!(emails(&second), ["ada@example.com"]);
+    assert_eq!(emails_of(&second), ["ada@example.com"]);
     assert!(second["next_cursor"].is_null());
 }
 

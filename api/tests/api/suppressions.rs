@@ -7,21 +7,12 @@ use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
 use crate::groups::{get_json, send};
-use crate::helpers::{TestApp, assert_field_error, assert_problem};
+use crate::helpers::{TestApp, assert_field_error, assert_problem, emails_of};
 
 async fn suppress(app: &TestApp, token: &str, body: Value, status: StatusCode) -> Value {
     let response = app.post("/api/v1/suppressions", &body, Some(token)).await;
     assert_eq!(response.status(), status);
     response.json().await.expect("json")
-}
-
-fn emails(page: &Value) -> Vec<&str> {
-    page["items"]
-        .as_array()
-        .expect("items")
-        .iter()
-        .map(|s| s["email"].as_str().expect("email"))
-        .collect()
 }
 
 #[tokio::test]
@@ -69,18 +60,18 @@ async fn suppressions_are_listed_newest_first_in_pages_and_by_reason() {
         suppress(&app, token, body, StatusCode::CREATED).await;
     }
     let page = get_json(&app, "/api/v1/suppressions?limit=2", token).await;
-    assert_eq!(emails(&page), ["e@example.com", "d@example.com"]);
+    assert_eq!(emails_of(&page), ["e@example.com", "d@example.com"]);
     let cursor = page["next_cursor"].as_str().unwrap();
     let path = format!("/api/v1/suppressions?limit=2&cursor={cursor}");
     let next = get_json(&app, &path, token).await;
-    assert_eq!(emails(&next), ["c@example.com", "b@example.com"]);
+    assert_eq!(emails_of(&next), ["c@example.com", "b@example.com"]);
 
     let bounced = get_json(&app, "/api/v1/suppressions?reason=bounced&limit=1", token).await;
-    assert_eq!(emails(&bounced), ["d@example.com"]);
+    assert_eq!(emails_of(&bounced), ["d@example.com"]);
     let cursor = bounced["next_cursor"].as_str().unwrap();
     let path = format!("/api/v1/suppressions?reason=bounced&limit=1&cursor={cursor}");
     let rest = get_json(&app, &path, token).await;
-    assert_eq!(emails(&rest), ["b@example.com"]);
+    assert_eq!(emails_of(&rest), ["b@example.com"]);
     assert!(rest["next_cursor"].is_null());
 }
 

@@ -209,19 +209,8 @@ async fn a_database_failure_imports_nothing() {
         json!({"email": "ada@example.com", "first_name": "Ada"}),
     )
     .await;
-    // a stand-in for the database failing part-way through the rows
-    sqlx::raw_sql(
-        "create function refuse_boom() returns trigger language plpgsql as $$
-         begin
-           if new.first_name = 'Boom' then raise exception 'boom'; end if;
-           return new;
-         end $$;
-         create trigger refuse_boom before insert or update on people
-           for each row execute function refuse_boom();",
-    )
-    .execute(&app.db)
-    .await
-    .unwrap();
+    // the database fails part-way through the rows
+    app.refuse_writes("people", "first_name", "Boom").await;
     let csv = "email,first_name\ngrace@example.com,Grace\nada@example.com,Ada L.\n\
                boom@example.com,Boom\n";
     let response = import(&app, token, "text/csv", csv.to_owned()).await;
