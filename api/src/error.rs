@@ -65,6 +65,13 @@ pub enum ApiError {
     NotFound(&'static str),
     #[error("{detail}")]
     Conflict { code: &'static str, detail: String },
+    /// A value that must be unique is already taken: a 409 that names the field in `errors`.
+    #[error("{detail}")]
+    Taken {
+        code: &'static str,
+        field: &'static str,
+        detail: String,
+    },
     #[error("too many attempts; try again in {retry_after_secs} s")]
     TooManyRequests { retry_after_secs: u64 },
     #[error("{0}")]
@@ -105,7 +112,9 @@ impl ApiError {
             ),
             Self::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden", "Forbidden"),
             Self::NotFound(_) => (StatusCode::NOT_FOUND, "not_found", "Not found"),
-            Self::Conflict { code, .. } => (StatusCode::CONFLICT, code, "Conflict"),
+            Self::Conflict { code, .. } | Self::Taken { code, .. } => {
+                (StatusCode::CONFLICT, code, "Conflict")
+            }
             Self::TooManyRequests { .. } => (
                 StatusCode::TOO_MANY_REQUESTS,
                 "too_many_requests",
@@ -155,6 +164,7 @@ impl IntoResponse for ApiError {
         }
         let errors = match &self {
             Self::Validation(errors) | Self::BadRequest { errors, .. } => errors.clone(),
+            Self::Taken { field, detail, .. } => vec![FieldError::new(*field, detail.clone())],
             _ => Vec::new(),
         };
         let problem = Problem {

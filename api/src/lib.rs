@@ -2,6 +2,7 @@
 //! and their effect rows in one transaction; the worker does the rest.
 
 pub mod auth;
+pub mod csv_import;
 pub mod error;
 pub mod extract;
 pub mod idempotency;
@@ -67,6 +68,8 @@ fn api_router() -> OpenApiRouter<AppState> {
         .merge(routes::webhooks::twilio::router())
         .merge(routes::groups::router())
         .merge(routes::senders::router())
+        .merge(routes::people::router())
+        .merge(routes::suppressions::router())
 }
 
 /// The OpenAPI document.

@@ -39,6 +39,8 @@ use utoipa::{Modify, OpenApi};
         (name = "deliveries", description = "A course sent to a group, day by day, on each student's clock"),
         (name = "schedules", description = "Recurring group messages on a cron expression, in one zone or each recipient's own"),
         (name = "senders", description = "Mailboxes campaigns send e-mail from: SMTP or SendGrid, with a daily cap and a gap between sends"),
+        (name = "people", description = "People (CRM contacts) that campaigns write to: search, CSV import"),
+        (name = "suppressions", description = "E-mail addresses the account must not send to, and why"),
         (name = "webhooks", description = "Providers calling Herald, authenticated by their signatures"),
         (name = "cron", description = "Cron expressions under Herald's DST rules"),
         (name = "operations", description = "Health and metrics"),

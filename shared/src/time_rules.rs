@@ -54,6 +54,21 @@ pub fn parse_zone(name: &str) -> Result<Tz, String> {
     name.parse::<Tz>().map_err(|_| refused())
 }
 
+/// A person's home zone: an IANA zone named by region (`Asia/Kolkata`), or `UTC`, trimmed.
+/// `parse_zone` already refuses abbreviations like `EST`; the `Etc/` zones are refused here
+/// too: they are fixed offsets with inverted signs (`Etc/GMT+5` is UTC−5) that never follow a
+/// region's daylight saving.
+pub fn parse_region_zone(raw: &str) -> Result<String, String> {
+    let name = raw.trim();
+    let zone = parse_zone(name)?;
+    if name.starts_with("Etc/") && name != "Etc/UTC" {
+        return Err(format!(
+            "`{name}` is a fixed offset; use a region name like America/New_York or Asia/Kolkata"
+        ));
+    }
+    Ok(zone.name().to_owned())
+}
+
 /// The earliest instant PostgreSQL's `timestamp` and `timestamptz` hold, in microseconds
 /// since the Unix epoch: 4714-11-24 00:00:00 BC (ISO year −4713). The latest they hold
 /// (294276 AD) is later than anything chrono represents, so only the lower end needs a check.
@@ -87,6 +102,23 @@ pub fn parse_local(text: &str) -> Result<NaiveDateTime, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn region_zones_pass_and_abbreviations_or_offsets_do_not() {
+        assert_eq!(parse_region_zone(" Asia/Kolkata ").unwrap(), "Asia/Kolkata");
+        assert_eq!(parse_region_zone("UTC").unwrap(), "UTC");
+        for bad in [
+            "EST",
+            "Mars/Base",
+            "Etc/GMT+5",
+            "GMT",
+            "asia/kolkata",
+            "",
+            "+05:30",
+        ] {
+            assert!(parse_region_zone(bad).is_err(), "{bad}");
+        }
+    }
 
     fn local(text: &str) -> NaiveDateTime {
         parse_local(text).unwrap()

@@ -18,10 +18,13 @@
 //! `every_rule_finds_its_target` fails when a rule's field or parameter is renamed.
 
 use herald_shared::courses::{QuestionType, WHATSAPP_MAX_CHARS};
+use herald_shared::db::suppressions::SuppressionReason;
 use herald_shared::effects::{EffectKind, EffectState};
 use serde_json::{Value, json};
 use utoipa::openapi::path::{Parameter, ParameterIn};
 use utoipa::openapi::{Object, OpenApi, RefOr, Schema};
+
+use crate::routes::people::fields as people;
 
 /// The white space `str::trim` removes (Unicode `White_Space`), as a regex class body.
 const SPACE: &str =
@@ -57,6 +60,9 @@ pub const ZONE: &str = "^UTC$|/";
 /// A schedule's zone (`schedules::parse_schedule_zone`): a time zone or `recipient`.
 pub const SCHEDULE_ZONE: &str = "^UTC$|^recipient$|/";
 
+/// Longest suppression `source` (`routes::suppressions`).
+const SUPPRESSION_SOURCE: usize = crate::routes::suppressions::MAX_SOURCE_CHARS;
+
 const FORM: &str = "application/x-www-form-urlencoded";
 
 /// `Idempotency-Key`: 1–255 visible ASCII characters (`extract::IdempotencyKey`).
@@ -71,6 +77,7 @@ fn fields() -> Vec<(&'static str, &'static str, Value)> {
     let uuid = json!({"format": "uuid"});
     let message = WHATSAPP_MAX_CHARS;
     let question_types = [QuestionType::Open, QuestionType::Choice].map(QuestionType::as_str);
+    let reasons = SuppressionReason::ALL.map(SuppressionReason::as_str);
     let mut option = trimmed(1, None);
     option["type"] = json!("string");
     vec![
@@ -137,6 +144,22 @@ fn fields() -> Vec<(&'static str, &'static str, Value)> {
             // phones must differ, so two identical students certainly do not pass
             json!({"minItems": 1, "maxItems": 1000, "uniqueItems": true}),
         ),
+        // people (routes/people/fields.rs)
+        ("PersonIn", "email", not_blank()),
+        ("PersonIn", "first_name", person_text()),
+        ("PersonIn", "last_name", person_text()),
+        ("PersonIn", "company", person_text()),
+        ("PersonIn", "title", person_text()),
+        ("PersonIn", "timezone", json!({"pattern": ZONE})),
+        ("PersonIn", "attributes", person_attributes()),
+        // suppressions (routes/suppressions.rs)
+        ("SuppressionIn", "email", not_blank()),
+        ("SuppressionIn", "reason", json!({"enum": reasons})),
+        (
+            "SuppressionIn",
+            "source",
+            trimmed(0, Some(SUPPRESSION_SOURCE)),
+        ),
         // deliveries (routes/deliveries/plan.rs)
         ("DeliveryIn", "group_id", uuid.clone()),
         ("DeliveryIn", "course_id", uuid),
@@ -148,6 +171,22 @@ fn fields() -> Vec<(&'static str, &'static str, Value)> {
 fn channel() -> Value {
     let space = format!("[{SPACE}]*");
     json!({"pattern": format!("^{space}(?:[Ss][Mm][Ss]|[Ww][Hh][Aa][Tt][Ss][Aa][Pp][Pp]){space}$")})
+}
+
+/// A person's name, company or title (`people::fields::check_text`).
+fn person_text() -> Value {
+    trimmed(0, Some(people::MAX_TEXT_CHARS))
+}
+
+/// A person's attributes (`people::fields::check_attributes`): names and values as given.
+fn person_attributes() -> Value {
+    json!({
+        "maxProperties": people::MAX_ATTRIBUTES,
+        "propertyNames": {
+            "type": "string", "minLength": 1, "maxLength": people::MAX_ATTRIBUTE_NAME_CHARS
+        },
+        "additionalProperties": {"type": "string", "maxLength": people::MAX_ATTRIBUTE_VALUE_CHARS},
+    })
 }
 
 /// `(where, name, the parameter's schema)`, for every operation with such a parameter.
@@ -179,6 +218,16 @@ fn parameters() -> Vec<(ParameterIn, &'static str, Value)> {
             json!({"type": "string", "format": "uuid"}),
         ),
         (ParameterIn::Query, "subscribed", json!({"type": "boolean"})),
+        (
+            ParameterIn::Query,
+            "reason",
+            json!({"type": "string", "enum": SuppressionReason::ALL.map(SuppressionReason::as_str)}),
+        ),
+        (
+            ParameterIn::Query,
+            "q",
+            json!({"type": "string", "maxLength": crate::routes::people::MAX_SEARCH_CHARS}),
+        ),
         (
             ParameterIn::Path,
             "day",

@@ -8,6 +8,8 @@ pub mod deliveries;
 pub mod groups;
 pub mod health;
 pub mod jobs;
+pub mod people;
 pub mod schedules;
 pub mod senders;
+pub mod suppressions;
 pub mod webhooks;

@@ -324,10 +324,11 @@ fn written(result: Written) -> Result<SenderRow, ApiError> {
     match result {
         Written::Done(row) => Ok(*row),
         Written::NotFound => Err(ApiError::NotFound("sender")),
-        Written::AddressTaken => Err(ApiError::field(
-            "from_email",
-            "another sender of this account has this address",
-        )),
+        Written::AddressTaken => Err(ApiError::Taken {
+            code: "sender_exists",
+            field: "from_email",
+            detail: "another sender of this account has this address".to_owned(),
+        }),
         Written::KeyMissing => Err(ApiError::field(
             "transport.api_key",
             "is required for a SendGrid sender",
@@ -339,6 +340,7 @@ fn written(result: Written) -> Result<SenderRow, ApiError> {
 #[utoipa::path(post, path = "/api/v1/senders", tag = "senders", operation_id = "v1.senders.create",
     security(("bearer" = [])), request_body = SenderIn,
     responses((status = 201, body = SenderOut),
+        (status = 409, description = "another sender of the account has the address", body = Problem, content_type = "application/problem+json"),
         (status = 422, body = Problem, content_type = "application/problem+json")))]
 async fn create_sender(
     State(state): State<AppState>,
@@ -393,6 +395,7 @@ async fn get_sender(
     security(("bearer" = [])), params(("id" = Uuid, Path)), request_body = SenderIn,
     responses((status = 200, body = SenderOut),
         (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "another sender of the account has the address", body = Problem, content_type = "application/problem+json"),
         (status = 422, body = Problem, content_type = "application/problem+json")))]
 async fn update_sender(
     State(state): State<AppState>,

@@ -96,6 +96,23 @@ impl TestApp {
         session_from(&response.json().await.expect("json"))
     }
 
+    /// Makes the database fail any insert or update of a `table` row whose `column` is
+    /// `value`: a stand-in for the database failing part-way through a request's writes.
+    pub async fn refuse_writes(&self, table: &str, column: &str, value: &str) {
+        sqlx::raw_sql(&format!(
+            "create function refuse_{table}() returns trigger language plpgsql as $$
+             begin
+               if new.{column} = '{value}' then raise exception 'refused'; end if;
+               return new;
+             end $$;
+             create trigger refuse_{table} before insert or update on {table}
+               for each row execute function refuse_{table}();"
+        ))
+        .execute(&self.db)
+        .await
+        .expect("refusing trigger");
+    }
+
     pub async fn count(&self, table: &str) -> i64 {
         sqlx::query_scalar(&format!("select count(*) from {table}"))
             .fetch_one(&self.db)
@@ -187,6 +204,16 @@ pub fn token_in(text: &str) -> String {
         .next()
         .expect("token")
         .to_owned()
+}
+
+/// The `email` of every item of a list page, in order.
+pub fn emails_of(page: &Value) -> Vec<&str> {
+    page["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .map(|item| item["email"].as_str().expect("email"))
+        .collect()
 }
 
 /// Asserts a problem+json answer and returns its body.

@@ -264,7 +264,8 @@ async fn bad_senders_are_refused_field_by_field_with_nothing_written() {
             Some(token),
         )
         .await;
-    assert_field_error(response, "from_email").await;
+    let problem = assert_problem(response, StatusCode::CONFLICT, "sender_exists").await;
+    assert_eq!(problem["errors"][0]["field"], "from_email");
     assert_eq!(app.count("email_senders").await, 1);
 }
 

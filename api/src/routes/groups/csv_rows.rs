@@ -7,11 +7,8 @@ use csv::StringRecord;
 use herald_shared::db::groups::NewStudent;
 
 use super::fields::{RawStudent, check_student};
-use super::import::ImportRowError;
+use crate::csv_import::{CsvRows, ImportRowError, header_errors};
 use crate::error::{ApiError, FieldError};
-
-/// Most data rows one file may have.
-pub const MAX_ROWS: usize = 10_000;
 
 const REQUIRED: [&str; 4] = ["name", "phone", "channel", "timezone"];
 const OPTIONAL: [&str; 1] = ["country"];
@@ -24,119 +21,35 @@ pub struct Rows {
 
 /// Reads the header (422 on `header` when it is wrong) and every row (413 past `MAX_ROWS`).
 pub fn read_rows(bytes: &[u8]) -> Result<Rows, ApiError> {
-    let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
-    let mut reader = csv::ReaderBuilder::new()
-        .has_headers(false)
-        .flexible(true)
-        .from_reader(bytes);
-    let mut records = reader.records();
-    let header = match records.next() {
-        None => {
-            return Err(header_error(
-                "the file is empty: the first line must be a header",
-            ));
-        }
-        Some(Err(_)) => return Err(header_error("is not UTF-8 text")),
-        Some(Ok(record)) => Columns::read(&record)?,
-    };
-    let mut rows = Rows {
-        students: Vec::new(),
-        errors: Vec::new(),
-    };
-    let mut lines = Lines::new(bytes);
+    let mut rows = CsvRows::open(bytes)?;
+    let header = Columns::read(&rows.header)?;
+    let mut students = Vec::new();
     let mut line_of_phone: HashMap<String, u64> = HashMap::new();
-    for (count, record) in records.enumerate() {
-        if count >= MAX_ROWS {
-            return Err(ApiError::PayloadTooLarge(format!(
-                "the file has more than {MAX_ROWS} rows; split it"
-            )));
-        }
-        let mut reject = |line: u64, field: &str, message: String| {
-            rows.errors.push(ImportRowError {
-                line,
-                field: field.to_owned(),
-                message,
-            });
-        };
-        let record = match record {
-            Ok(record) => record,
-            Err(err) => {
-                let line = lines.at(err.position());
-                reject(line, "row", "is not UTF-8 text".to_owned());
-                continue;
-            }
-        };
-        let line = lines.at(record.position());
-        if record.len() != header.width {
-            let message = format!(
-                "has {} fields; the header has {}",
-                record.len(),
-                header.width
-            );
-            reject(line, "row", message);
-            continue;
-        }
+    while let Some((line, record)) = rows.next_row()? {
         let student = match check_student(header.student(&record)) {
             Ok(student) => student,
             Err(found) => {
                 for FieldError { field, message } in found {
-                    reject(line, &field, message);
+                    rows.reject(line, &field, message);
                 }
                 continue;
             }
         };
         if let Some(first) = line_of_phone.get(&student.phone) {
-            reject(line, "phone", format!("repeats the phone of line {first}"));
+            rows.reject(line, "phone", format!("repeats the phone of line {first}"));
             continue;
         }
         line_of_phone.insert(student.phone.clone(), line);
-        rows.students.push(student);
+        students.push(student);
     }
-    Ok(rows)
-}
-
-/// 1-based line numbers of records. `csv`'s own `Position::line` is off by one after CRLF
-/// line ends and counts blank lines inconsistently, and a record's byte offset may point at
-/// the previous line's end or at skipped blank lines; so the line is counted here, from the
-/// first byte of the record itself, incrementally (records come in order).
-struct Lines<'a> {
-    bytes: &'a [u8],
-    offset: usize,
-    line: u64,
-}
-
-impl<'a> Lines<'a> {
-    fn new(bytes: &'a [u8]) -> Self {
-        Self {
-            bytes,
-            offset: 0,
-            line: 1,
-        }
-    }
-
-    fn at(&mut self, position: Option<&csv::Position>) -> u64 {
-        let mut start = position
-            .and_then(|p| usize::try_from(p.byte()).ok())
-            .unwrap_or(self.offset)
-            .clamp(self.offset, self.bytes.len());
-        while matches!(self.bytes.get(start), Some(b'\r' | b'\n')) {
-            start += 1;
-        }
-        for (index, byte) in self.bytes[self.offset..start].iter().enumerate() {
-            let at = self.offset + index;
-            // "\r\n", "\n" and a lone "\r" each end a line
-            if *byte == b'\n' || (*byte == b'\r' && self.bytes.get(at + 1) != Some(&b'\n')) {
-                self.line += 1;
-            }
-        }
-        self.offset = start;
-        self.line
-    }
+    Ok(Rows {
+        students,
+        errors: rows.errors,
+    })
 }
 
 /// Where each column is.
 struct Columns {
-    width: usize,
     name: usize,
     phone: usize,
     channel: usize,
@@ -164,16 +77,9 @@ impl Columns {
                 errors.push(format!("missing column `{wanted}`"));
             }
         }
-        if !errors.is_empty() {
-            let errors = errors
-                .into_iter()
-                .map(|message| FieldError::new("header", message))
-                .collect();
-            return Err(ApiError::Validation(errors));
-        }
+        header_errors(errors)?;
         let required = |wanted: &str| position(wanted).unwrap_or_default();
         Ok(Self {
-            width: names.len(),
             name: required("name"),
             phone: required("phone"),
             channel: required("channel"),
@@ -193,10 +99,6 @@ impl Columns {
             subscribed: true,
         }
     }
-}
-
-fn header_error(message: &str) -> ApiError {
-    ApiError::field("header", message)
 }
 
 #[cfg(test)]

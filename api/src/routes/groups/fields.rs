@@ -1,13 +1,13 @@
 //! A student as a client sends it (`StudentIn`, `StudentUpdate`) and gets it back
 //! (`StudentOut`), and the checks every way of adding one shares — one JSON object, many, or
 //! a CSV row: a name, a phone normalised to E.164 (a national number needs `country`), a
-//! channel (`sms` or `whatsapp`) and an IANA region time zone.
+//! channel (`sms` or `whatsapp`) and an IANA region time zone (`time_rules::parse_region_zone`).
 
 use chrono::{DateTime, Utc};
 use herald_shared::db::groups::{NewStudent, StudentRow};
 use herald_shared::domain::parse_name;
 use herald_shared::phone::{self, PhoneNumber};
-use herald_shared::time_rules::parse_zone;
+use herald_shared::time_rules::parse_region_zone;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
@@ -143,7 +143,7 @@ pub fn check_student(raw: RawStudent<'_>) -> Result<NewStudent, Vec<FieldError>>
         check(&mut errors, "phone", parsed)
     });
     let channel = check(&mut errors, "channel", parse_channel(raw.channel));
-    let timezone = check(&mut errors, "timezone", check_timezone(raw.timezone));
+    let timezone = check(&mut errors, "timezone", parse_region_zone(raw.timezone));
     match (name, phone, channel, timezone) {
         (Some(name), Some(phone), Some(channel), Some(timezone)) => Ok(NewStudent {
             name,
@@ -182,40 +182,9 @@ pub fn parse_channel(raw: &str) -> Result<&'static str, String> {
     }
 }
 
-/// An IANA zone named by region (`Asia/Kolkata`), or `UTC`. `parse_zone` already refuses
-/// abbreviations like `EST`; the `Etc/` zones are refused here too: they are fixed offsets
-/// with inverted signs (`Etc/GMT+5` is UTC−5) that never follow a region's daylight saving.
-pub fn check_timezone(raw: &str) -> Result<String, String> {
-    let name = raw.trim();
-    let zone = parse_zone(name)?;
-    if name.starts_with("Etc/") && name != "Etc/UTC" {
-        return Err(format!(
-            "`{name}` is a fixed offset; use a region name like America/New_York or Asia/Kolkata"
-        ));
-    }
-    Ok(zone.name().to_owned())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn region_zones_pass_and_abbreviations_or_offsets_do_not() {
-        assert_eq!(check_timezone(" Asia/Kolkata ").unwrap(), "Asia/Kolkata");
-        assert_eq!(check_timezone("UTC").unwrap(), "UTC");
-        for bad in [
-            "EST",
-            "Mars/Base",
-            "Etc/GMT+5",
-            "GMT",
-            "asia/kolkata",
-            "",
-            "+05:30",
-        ] {
-            assert!(check_timezone(bad).is_err(), "{bad}");
-        }
-    }
 
     #[test]
     fn every_field_at_fault_is_reported() {

@@ -5,41 +5,17 @@
 use axum::Json;
 use axum::extract::{Path, State};
 use herald_shared::db::groups as db;
-use serde::Serialize;
-use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::csv_body::CsvBody;
 use super::csv_rows::read_rows;
+use crate::csv_import::{CsvBody, ImportOut};
 use crate::error::{ApiError, Problem};
 use crate::extract::{AuthUser, path_id};
 use crate::state::AppState;
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(import_students))
-}
-
-/// What an import did.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct ImportOut {
-    /// Students added.
-    pub created: u64,
-    /// Rows whose phone was already in the group: that student's name, channel and time
-    /// zone were replaced.
-    pub updated: u64,
-    /// Rows left out, by line (the header is line 1).
-    pub errors: Vec<ImportRowError>,
-}
-
-/// A row left out of an import, and why.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct ImportRowError {
-    /// 1-based line of the file where the row starts (the header is line 1).
-    pub line: u64,
-    /// The column at fault, or `row` for the row as a whole.
-    pub field: String,
-    pub message: String,
 }
 
 /// Imports students from CSV (`Content-Type: text/csv`, UTF-8). The first line is the

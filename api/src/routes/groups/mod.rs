@@ -1,9 +1,9 @@
 //! Student groups: create (optionally with its first students), list (with student counts),
-//! get, rename or describe, delete. A group's students have their own routes in `students` (one by one or many at once) and `import` (CSV, read
-//! by `csv_body` and `csv_rows`); `fields` holds the checks all ways of adding one share.
+//! get, rename or describe, delete. A group's students have their own routes in `students` (one
+//! by one or many at once) and `import` (CSV, its columns read by `csv_rows`); `fields` holds
+//! the checks all ways of adding one share.
 
 pub mod changes;
-pub mod csv_body;
 pub mod csv_rows;
 pub mod fields;
 pub mod import;

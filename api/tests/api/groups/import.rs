@@ -113,19 +113,8 @@ async fn a_database_failure_imports_nothing() {
     let token = &ada.access_token;
     let group = create_group(&app, token, "Batch A").await;
     add_student(&app, token, &group, super::student("Ravi", "+919876543210")).await;
-    // a stand-in for the database failing part-way through the rows
-    sqlx::raw_sql(
-        "create function refuse_boom() returns trigger language plpgsql as $$
-         begin
-           if new.name = 'Boom' then raise exception 'boom'; end if;
-           return new;
-         end $$;
-         create trigger refuse_boom before insert or update on students
-           for each row execute function refuse_boom();",
-    )
-    .execute(&app.db)
-    .await
-    .unwrap();
+    // the database fails part-way through the rows
+    app.refuse_writes("students", "name", "Boom").await;
     let csv = "name,phone,channel,timezone\nAnn,+12015550123,sms,UTC\n\
                Ravi K,+919876543210,sms,UTC\nBoom,+12015550124,sms,UTC\n";
     let response = import(&app, token, &group, "text/csv", csv.to_owned()).await;
