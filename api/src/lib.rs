@@ -68,6 +68,7 @@ fn api_router() -> OpenApiRouter<AppState> {
         .merge(routes::webhooks::twilio::router())
         .merge(routes::groups::router())
         .merge(routes::senders::router())
+        .merge(routes::llm::router())
         .merge(routes::people::router())
         .merge(routes::suppressions::router())
 }

@@ -66,6 +66,7 @@ pub struct Config {
     pub twilio: TwilioConfig,
     pub schedules: SchedulesConfig,
     pub limits: LimitsConfig,
+    pub llm: LlmConfig,
     pub log: LogConfig,
 }
 
@@ -377,6 +378,18 @@ pub struct LimitsConfig {
     /// Most messages one course delivery may plan (subscribed students × the course's
     /// messages per student); beyond it, creating or previewing the delivery answers 422.
     pub max_messages_per_delivery: u64,
+}
+
+/// LLM providers accounts add (`/api/v1/llm/providers`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LlmConfig {
+    /// Whether a provider's `base_url` may name a loopback, private, link-local or otherwise
+    /// internal address. Off by default: Herald calls a provider's URL from inside the
+    /// deployment with the account's key, so such a URL would let an account reach services
+    /// that are not meant to be reachable from outside (a cloud metadata endpoint, Redis). On
+    /// for a deployment that runs its own model server on a private network, and in tests.
+    pub allow_private_base_urls: bool,
 }
 
 /// Log output format.

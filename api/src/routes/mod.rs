@@ -8,6 +8,7 @@ pub mod deliveries;
 pub mod groups;
 pub mod health;
 pub mod jobs;
+pub mod llm;
 pub mod people;
 pub mod schedules;
 pub mod senders;

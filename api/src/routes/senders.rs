@@ -13,9 +13,8 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
-use herald_shared::db::email_senders::{
-    self as db, Secret, SenderFields, SenderRow, Transport, Written,
-};
+use herald_shared::db::email_senders::{self as db, Secret, SenderFields, SenderRow, Transport};
+use herald_shared::db::written::Written;
 use herald_shared::domain::EmailAddress;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -320,19 +319,19 @@ fn host_name(raw: &str) -> Result<String, String> {
 }
 
 /// The answer to a write that found no sender, a taken address or a missing key.
-fn written(result: Written) -> Result<SenderRow, ApiError> {
+fn written(result: Written<SenderRow>) -> Result<SenderRow, ApiError> {
     match result {
         Written::Done(row) => Ok(*row),
         Written::NotFound => Err(ApiError::NotFound("sender")),
-        Written::AddressTaken => Err(ApiError::Taken {
+        Written::Refused(db::KEY_MISSING) => Err(ApiError::field(
+            "transport.api_key",
+            "is required for a SendGrid sender",
+        )),
+        Written::Refused(_) => Err(ApiError::Taken {
             code: "sender_exists",
             field: "from_email",
             detail: "another sender of this account has this address".to_owned(),
         }),
-        Written::KeyMissing => Err(ApiError::field(
-            "transport.api_key",
-            "is required for a SendGrid sender",
-        )),
     }
 }
 

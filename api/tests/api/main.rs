@@ -16,6 +16,7 @@ mod groups;
 mod health;
 mod helpers;
 mod jobs;
+mod llm;
 mod openapi;
 mod pagination;
 mod people;

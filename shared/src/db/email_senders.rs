@@ -7,6 +7,8 @@ use chrono::{DateTime, Utc};
 use sqlx::{FromRow, PgExecutor};
 use uuid::Uuid;
 
+use super::written::Written;
+
 /// How a sender's e-mail leaves Herald.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Transport {
@@ -101,38 +103,18 @@ fn smtp_columns(transport: &Transport) -> (Option<&str>, Option<i32>, Option<&st
     }
 }
 
-/// What [`insert`] and [`update`] did.
-#[derive(Debug)]
-pub enum Written {
-    Done(Box<SenderRow>),
-    NotFound,
-    /// Another of the account's senders has the address (compared case-insensitively).
-    AddressTaken,
-    /// A SendGrid sender without an API key (a new one, or an SMTP sender switched over).
-    KeyMissing,
-}
-
-impl Written {
-    fn from_result(result: Result<Option<SenderRow>, sqlx::Error>) -> Result<Self, sqlx::Error> {
-        match result {
-            Ok(Some(row)) => Ok(Self::Done(Box::new(row))),
-            Ok(None) => Ok(Self::NotFound),
-            Err(sqlx::Error::Database(err)) => match err.constraint() {
-                Some("email_senders_account_email") => Ok(Self::AddressTaken),
-                Some("email_senders_sendgrid_key") => Ok(Self::KeyMissing),
-                _ => Err(sqlx::Error::Database(err)),
-            },
-            Err(err) => Err(err),
-        }
-    }
-}
+/// Another of the account's senders has the address (compared case-insensitively).
+pub const ADDRESS_TAKEN: &str = "email_senders_account_email";
+/// A SendGrid sender without an API key (a new one, or an SMTP sender switched over).
+pub const KEY_MISSING: &str = "email_senders_sendgrid_key";
+const CONSTRAINTS: &[&str] = &[ADDRESS_TAKEN, KEY_MISSING];
 
 /// Adds a sender.
 pub async fn insert(
     executor: impl PgExecutor<'_>,
     account_id: Uuid,
     fields: &SenderFields,
-) -> Result<Written, sqlx::Error> {
+) -> Result<Written<SenderRow>, sqlx::Error> {
     let (host, port, tls, username) = smtp_columns(&fields.transport);
     let inserted = sqlx::query_as!(
         SenderRow,
@@ -159,7 +141,7 @@ pub async fn insert(
     )
     .fetch_optional(executor)
     .await;
-    Written::from_result(inserted)
+    Written::from_result(inserted, CONSTRAINTS)
 }
 
 /// The account's sender `id`; `None` when the account has no such sender.
@@ -211,7 +193,7 @@ pub async fn update(
     account_id: Uuid,
     id: Uuid,
     fields: &SenderFields,
-) -> Result<Written, sqlx::Error> {
+) -> Result<Written<SenderRow>, sqlx::Error> {
     let (host, port, tls, username) = smtp_columns(&fields.transport);
     let updated = sqlx::query_as!(
         SenderRow,
@@ -240,7 +222,7 @@ pub async fn update(
     )
     .fetch_optional(executor)
     .await;
-    Written::from_result(updated)
+    Written::from_result(updated, CONSTRAINTS)
 }
 
 /// Deletes the account's sender `id`; whether it existed.

@@ -16,6 +16,7 @@ pub mod effects;
 pub mod email_senders;
 pub mod groups;
 pub mod idempotency;
+pub mod llm;
 pub mod outbound_messages;
 pub mod people;
 pub mod schedules;
@@ -25,6 +26,7 @@ pub mod suppressions;
 pub mod twilio_events;
 pub mod user_tokens;
 pub mod users;
+pub mod written;
 
 use std::time::Duration;
 
