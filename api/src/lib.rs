@@ -69,6 +69,7 @@ fn api_router() -> OpenApiRouter<AppState> {
         .merge(routes::groups::router())
         .merge(routes::senders::router())
         .merge(routes::llm::router())
+        .merge(routes::campaigns::router())
         .merge(routes::people::router())
         .merge(routes::suppressions::router())
 }

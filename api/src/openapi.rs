@@ -39,6 +39,7 @@ use utoipa::{Modify, OpenApi};
         (name = "deliveries", description = "A course sent to a group, day by day, on each student's clock"),
         (name = "schedules", description = "Recurring group messages on a cron expression, in one zone or each recipient's own"),
         (name = "senders", description = "Mailboxes campaigns send e-mail from: SMTP or SendGrid, with a daily cap and a gap between sends"),
+        (name = "campaigns", description = "Outreach campaigns: senders, a send window on each prospect's clock, caps and LLM-written steps"),
         (name = "llm", description = "LLM providers (OpenAI-compatible endpoints with their limits) and the models priced on them"),
         (name = "people", description = "People (CRM contacts) that campaigns write to: search, CSV import"),
         (name = "suppressions", description = "E-mail addresses the account must not send to, and why"),

@@ -1,5 +1,7 @@
 //! Herald's shared library: what both `herald-api` and `herald-worker` need.
 
+/// Campaign step prompts: MiniJinja templates and the variables they may name.
+pub mod campaign_prompts;
 /// Layered, validated configuration.
 pub mod config;
 /// Course content rules: grading, message rendering, channel limits.
@@ -16,6 +18,8 @@ pub mod domain;
 pub mod effects;
 /// `jobs.toml`: per-kind queue, retries, timeouts, windows.
 pub mod jobs_config;
+/// US-dollar amounts stored exactly as micro-dollars.
+pub mod money;
 /// Phone numbers validated for their region and kept in E.164.
 pub mod phone;
 /// Provider clients (SMTP e-mail, …).

@@ -2,6 +2,7 @@
 
 pub mod account;
 pub mod auth;
+pub mod campaigns;
 pub mod courses;
 pub mod cron;
 pub mod deliveries;

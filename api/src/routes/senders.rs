@@ -408,19 +408,25 @@ async fn update_sender(
     Ok(Json(row.into()))
 }
 
-/// Deletes a sender.
+/// Deletes a sender; 409 `sender_in_use` while a campaign sends from it.
 #[utoipa::path(delete, path = "/api/v1/senders/{id}", tag = "senders", operation_id = "v1.senders.delete",
     security(("bearer" = [])), params(("id" = Uuid, Path)),
     responses((status = 204),
-        (status = 404, body = Problem, content_type = "application/problem+json")))]
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "a campaign sends from the sender", body = Problem, content_type = "application/problem+json")))]
 async fn delete_sender(
     State(state): State<AppState>,
     auth: AuthUser,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     let id = path_id(&id, "sender")?;
-    if !db::delete(&state.db, auth.account_id, id).await? {
-        return Err(ApiError::NotFound("sender"));
+    match db::delete(&state.db, auth.account_id, id).await? {
+        Written::Done(_) => Ok(StatusCode::NO_CONTENT),
+        Written::Refused(_) => Err(ApiError::Conflict {
+            code: "sender_in_use",
+            detail: "a campaign sends from this sender; remove it from the campaign first"
+                .to_owned(),
+        }),
+        Written::NotFound => Err(ApiError::NotFound("sender")),
     }
-    Ok(StatusCode::NO_CONTENT)
 }

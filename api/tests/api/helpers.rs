@@ -83,6 +83,21 @@ impl TestApp {
         request.send().await.expect("request")
     }
 
+    /// A request with `method`, authenticated with `token`, carrying `body` as JSON if given.
+    pub async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+        token: &str,
+    ) -> Response {
+        let mut request = self.request(method, path).bearer_auth(token);
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        request.send().await.expect("request")
+    }
+
     /// Signs a new user up and returns the session.
     pub async fn signup(&self, email: &str) -> Session {
         let response = self
@@ -214,6 +229,12 @@ pub fn emails_of(page: &Value) -> Vec<&str> {
         .iter()
         .map(|item| item["email"].as_str().expect("email"))
         .collect()
+}
+
+/// Asserts a 201 and returns the created resource.
+pub async fn created(response: Response) -> Value {
+    assert_eq!(response.status(), StatusCode::CREATED);
+    response.json().await.expect("json")
 }
 
 /// Asserts a problem+json answer and returns its body.

@@ -4,32 +4,13 @@
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, assert_field_error, assert_problem};
+use crate::helpers::{TestApp, assert_field_error, assert_problem, created};
 
 const KEY: &str = "sk-test-9c1f4e2a7b";
 
 fn provider(name: &str) -> Value {
     json!({"name": name, "base_url": "https://llm.example.com/v1/", "api_key": KEY,
            "requests_per_minute": 3000, "tokens_per_minute": 2000000})
-}
-
-async fn send(
-    app: &TestApp,
-    method: Method,
-    path: &str,
-    body: Option<&Value>,
-    token: &str,
-) -> reqwest::Response {
-    let mut request = app.request(method, path).bearer_auth(token);
-    if let Some(body) = body {
-        request = request.json(body);
-    }
-    request.send().await.unwrap()
-}
-
-async fn created(response: reqwest::Response) -> Value {
-    assert_eq!(response.status(), StatusCode::CREATED);
-    response.json().await.unwrap()
 }
 
 #[tokio::test]
@@ -57,7 +38,7 @@ async fn a_provider_keeps_its_key_sealed_and_unshown_and_an_update_without_one_k
     let mut body = provider("OpenAI (team)");
     body.as_object_mut().unwrap().remove("api_key");
     body["requests_per_minute"] = json!(60);
-    let response = send(&app, Method::PUT, &path, Some(&body), token).await;
+    let response = app.send(Method::PUT, &path, Some(&body), token).await;
     assert_eq!(response.status(), StatusCode::OK);
     let updated: Value = response.json().await.unwrap();
     assert_eq!(
@@ -220,17 +201,17 @@ async fn bad_providers_and_models_are_refused_field_by_field_with_nothing_writte
 
     // a provider with models stays until they are gone
     let provider_path = format!("/api/v1/llm/providers/{}", made["id"].as_str().unwrap());
-    let response = send(&app, Method::DELETE, &provider_path, None, token).await;
+    let response = app.send(Method::DELETE, &provider_path, None, token).await;
     assert_problem(response, StatusCode::CONFLICT, "provider_in_use").await;
     let model_path = format!("/api/v1/llm/models/{}", gpt["id"].as_str().unwrap());
     assert_eq!(
-        send(&app, Method::DELETE, &model_path, None, token)
+        app.send(Method::DELETE, &model_path, None, token)
             .await
             .status(),
         StatusCode::NO_CONTENT
     );
     assert_eq!(
-        send(&app, Method::DELETE, &provider_path, None, token)
+        app.send(Method::DELETE, &provider_path, None, token)
             .await
             .status(),
         StatusCode::NO_CONTENT
@@ -265,19 +246,21 @@ async fn another_accounts_providers_and_models_are_not_found_and_cannot_be_used(
             "not_found",
         )
         .await;
-        let response = send(&app, Method::DELETE, path, None, theirs).await;
+        let response = app.send(Method::DELETE, path, None, theirs).await;
         assert_problem(response, StatusCode::NOT_FOUND, "not_found").await;
     }
-    let response = send(
-        &app,
-        Method::PUT,
-        &provider_path,
-        Some(&provider("stolen")),
-        theirs,
-    )
-    .await;
+    let response = app
+        .send(
+            Method::PUT,
+            &provider_path,
+            Some(&provider("stolen")),
+            theirs,
+        )
+        .await;
     assert_problem(response, StatusCode::NOT_FOUND, "not_found").await;
-    let response = send(&app, Method::PUT, &model_path, Some(&model_body), theirs).await;
+    let response = app
+        .send(Method::PUT, &model_path, Some(&model_body), theirs)
+        .await;
     assert_problem(response, StatusCode::NOT_FOUND, "not_found").await;
     // Eve cannot price a model on Ada's provider, nor move her own model onto it
     let response = app
@@ -297,7 +280,9 @@ async fn another_accounts_providers_and_models_are_not_found_and_cannot_be_used(
     )
     .await;
     let eves_path = format!("/api/v1/llm/models/{}", eves["id"].as_str().unwrap());
-    let response = send(&app, Method::PUT, &eves_path, Some(&model_body), theirs).await;
+    let response = app
+        .send(Method::PUT, &eves_path, Some(&model_body), theirs)
+        .await;
     assert_field_error(response, "provider_id").await;
     let listed: Value = app
         .get(

@@ -9,6 +9,7 @@
 
 mod auth;
 mod bodies;
+mod campaigns;
 mod courses;
 mod cron;
 mod deliveries;

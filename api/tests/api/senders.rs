@@ -21,15 +21,6 @@ fn smtp_sender(email: &str) -> Value {
     })
 }
 
-async fn put(app: &TestApp, path: &str, body: &Value, token: &str) -> reqwest::Response {
-    app.request(Method::PUT, path)
-        .bearer_auth(token)
-        .json(body)
-        .send()
-        .await
-        .unwrap()
-}
-
 #[tokio::test]
 async fn a_sender_is_created_listed_and_read_without_its_secret_which_is_sealed_at_rest() {
     let app = TestApp::spawn().await;
@@ -158,7 +149,7 @@ async fn an_update_keeps_the_secret_it_was_not_given_until_the_transport_type_ch
         .as_object_mut()
         .unwrap()
         .remove("password");
-    let response = put(&app, &path, &body, token).await;
+    let response = app.send(Method::PUT, &path, Some(&body), token).await;
     assert_eq!(response.status(), StatusCode::OK);
     let updated: Value = response.json().await.unwrap();
     assert_eq!(updated["from_name"], "Ada Lovelace");
@@ -169,7 +160,7 @@ async fn an_update_keeps_the_secret_it_was_not_given_until_the_transport_type_ch
     let sendgrid = json!({"from_name": "Ada", "from_email": "ada@example.com",
                           "transport": {"type": "sendgrid"}});
     assert_field_error(
-        put(&app, &path, &sendgrid, token).await,
+        app.send(Method::PUT, &path, Some(&sendgrid), token).await,
         "transport.api_key",
     )
     .await;
@@ -179,7 +170,9 @@ async fn an_update_keeps_the_secret_it_was_not_given_until_the_transport_type_ch
     let mut sendgrid = sendgrid;
     sendgrid["transport"]["api_key"] = json!(API_KEY);
     assert_eq!(
-        put(&app, &path, &sendgrid, token).await.status(),
+        app.send(Method::PUT, &path, Some(&sendgrid), token)
+            .await
+            .status(),
         StatusCode::OK
     );
     sendgrid["transport"]
@@ -187,13 +180,18 @@ async fn an_update_keeps_the_secret_it_was_not_given_until_the_transport_type_ch
         .unwrap()
         .remove("api_key");
     sendgrid["daily_cap"] = json!(10);
-    let response = put(&app, &path, &sendgrid, token).await;
+    let response = app.send(Method::PUT, &path, Some(&sendgrid), token).await;
     assert_eq!(response.status(), StatusCode::OK);
     assert_eq!(sealed().await.as_deref(), Some(API_KEY));
 
     // back to SMTP with no password: the key does not become the password
     body["transport"]["password"] = Value::Null;
-    let updated: Value = put(&app, &path, &body, token).await.json().await.unwrap();
+    let updated: Value = app
+        .send(Method::PUT, &path, Some(&body), token)
+        .await
+        .json()
+        .await
+        .unwrap();
     assert_eq!(updated["transport"]["password_set"], false);
     assert_eq!(sealed().await, None);
 }
@@ -296,7 +294,7 @@ async fn another_accounts_sender_ids_answer_404_and_change_nothing() {
     let mut body = smtp_sender("eve@example.com");
     body["transport"]["host"] = json!("evil.example.com");
     assert_problem(
-        put(&app, &path, &body, token).await,
+        app.send(Method::PUT, &path, Some(&body), token).await,
         StatusCode::NOT_FOUND,
         "not_found",
     )

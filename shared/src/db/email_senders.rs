@@ -225,18 +225,21 @@ pub async fn update(
     Written::from_result(updated, CONSTRAINTS)
 }
 
-/// Deletes the account's sender `id`; whether it existed.
+/// A campaign sends from the sender being deleted.
+pub const IN_USE: &str = "campaign_senders_sender_id_fkey";
+
+/// Deletes the account's sender `id` (`Refused(IN_USE)` while a campaign sends from it).
 pub async fn delete(
     executor: impl PgExecutor<'_>,
     account_id: Uuid,
     id: Uuid,
-) -> Result<bool, sqlx::Error> {
-    let done = sqlx::query!(
-        "delete from email_senders where account_id = $1 and id = $2",
+) -> Result<Written<Uuid>, sqlx::Error> {
+    let deleted = sqlx::query_scalar!(
+        "delete from email_senders where account_id = $1 and id = $2 returning id",
         account_id,
         id,
     )
-    .execute(executor)
-    .await?;
-    Ok(done.rows_affected() == 1)
+    .fetch_optional(executor)
+    .await;
+    Written::from_result(deleted, &[IN_USE])
 }

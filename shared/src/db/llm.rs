@@ -273,18 +273,21 @@ pub async fn update_model(
     Written::from_result(updated, CONSTRAINTS)
 }
 
-/// Deletes a model; whether the account had it.
+/// A campaign step writes with the model being deleted.
+pub const MODEL_IN_USE: &str = "campaign_steps_model_id_fkey";
+
+/// Deletes the account's model `id` (`Refused(MODEL_IN_USE)` while a campaign step uses it).
 pub async fn delete_model(
     executor: impl PgExecutor<'_>,
     account_id: Uuid,
     id: Uuid,
-) -> Result<bool, sqlx::Error> {
-    let done = sqlx::query!(
-        "delete from llm_models where account_id = $1 and id = $2",
+) -> Result<Written<Uuid>, sqlx::Error> {
+    let deleted = sqlx::query_scalar!(
+        "delete from llm_models where account_id = $1 and id = $2 returning id",
         account_id,
         id,
     )
-    .execute(executor)
-    .await?;
-    Ok(done.rows_affected() == 1)
+    .fetch_optional(executor)
+    .await;
+    Written::from_result(deleted, &[MODEL_IN_USE])
 }

@@ -8,6 +8,7 @@ use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
 use herald_shared::db::llm::{self as db, ModelFields, ModelRow};
 use herald_shared::db::written::Written;
+use herald_shared::money::{micro_usd, usd};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
@@ -27,7 +28,6 @@ pub fn router() -> OpenApiRouter<AppState> {
 
 /// The highest price accepted, in US dollars per million tokens.
 const MAX_USD_PER_MTOK: f64 = 10_000.0;
-const MICRO: f64 = 1_000_000.0;
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -86,40 +86,20 @@ pub struct ModelPageQuery {
     pub cursor: Option<String>,
 }
 
-#[expect(
-    clippy::cast_precision_loss,
-    reason = "prices are at most 10^10 micro-dollars, exact in an f64"
-)]
-fn usd(micro: i64) -> f64 {
-    micro as f64 / MICRO
-}
-
-/// A price in micro-dollars, refusing negative, huge, non-finite or over-precise values.
-#[expect(
-    clippy::cast_possible_truncation,
-    reason = "the value is checked to be within 0..=10^10 first"
-)]
-fn micro_usd(usd: f64) -> Result<i64, String> {
-    if !usd.is_finite() || !(0.0..=MAX_USD_PER_MTOK).contains(&usd) {
-        return Err(format!(
-            "must be from 0 to {MAX_USD_PER_MTOK} US dollars per million tokens"
-        ));
-    }
-    let micro = (usd * MICRO).round();
-    if (micro / MICRO - usd).abs() > 1e-9 {
-        return Err("must have at most six decimals".to_owned());
-    }
-    Ok(micro as i64)
-}
-
 fn check(body: &ModelIn) -> Result<ModelFields, ApiError> {
     let mut errors = FieldErrors::default();
     let model = body.model.trim();
     if model.is_empty() || model.chars().count() > 200 || model.chars().any(char::is_control) {
         errors.add("model", "must be 1–200 characters on one line");
     }
-    let input = errors.check("input_usd_per_mtok", micro_usd(body.input_usd_per_mtok));
-    let output = errors.check("output_usd_per_mtok", micro_usd(body.output_usd_per_mtok));
+    let input = errors.check(
+        "input_usd_per_mtok",
+        micro_usd(body.input_usd_per_mtok, MAX_USD_PER_MTOK),
+    );
+    let output = errors.check(
+        "output_usd_per_mtok",
+        micro_usd(body.output_usd_per_mtok, MAX_USD_PER_MTOK),
+    );
     errors.finish()?;
     match (input, output) {
         (Some(input), Some(output)) => Ok(ModelFields {
@@ -247,19 +227,24 @@ async fn update_model(
     Ok(Json(row.into()))
 }
 
-/// Deletes a model.
+/// Deletes a model; 409 `model_in_use` while a campaign step writes with it.
 #[utoipa::path(delete, path = "/api/v1/llm/models/{id}", tag = "llm", operation_id = "v1.llm.models.delete",
     security(("bearer" = [])), params(("id" = Uuid, Path)),
     responses((status = 204),
-        (status = 404, body = Problem, content_type = "application/problem+json")))]
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "a campaign step writes with the model", body = Problem, content_type = "application/problem+json")))]
 async fn delete_model(
     State(state): State<AppState>,
     auth: AuthUser,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     let id = path_id(&id, "model")?;
-    if !db::delete_model(&state.db, auth.account_id, id).await? {
-        return Err(ApiError::NotFound("model"));
+    match db::delete_model(&state.db, auth.account_id, id).await? {
+        Written::Done(_) => Ok(StatusCode::NO_CONTENT),
+        Written::Refused(_) => Err(ApiError::Conflict {
+            code: "model_in_use",
+            detail: "a campaign step writes with this model; change the step first".to_owned(),
+        }),
+        Written::NotFound => Err(ApiError::NotFound("model")),
     }
-    Ok(StatusCode::NO_CONTENT)
 }
