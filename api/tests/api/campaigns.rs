@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 use crate::helpers::{TestApp, assert_field_error, assert_problem, created};
 
 /// A sender and a model of the account behind `token`: (sender id, model id).
-async fn sender_and_model(app: &TestApp, token: &str, name: &str) -> (Value, Value) {
+pub async fn sender_and_model(app: &TestApp, token: &str, name: &str) -> (Value, Value) {
     let sender = json!({"from_name": name, "from_email": format!("{name}@example.com"),
                         "transport": {"type": "sendgrid", "api_key": "SG.test"}});
     let sender = created(app.post("/api/v1/senders", &sender, Some(token)).await).await;
@@ -43,7 +43,7 @@ fn campaign(sender: &Value, model: &Value) -> Value {
 }
 
 /// Creates the [`campaign`] draft with `sender` and `model`.
-async fn draft(app: &TestApp, token: &str, sender: &Value, model: &Value) -> Value {
+pub async fn draft(app: &TestApp, token: &str, sender: &Value, model: &Value) -> Value {
     let body = campaign(sender, model);
     created(app.post("/api/v1/campaigns", &body, Some(token)).await).await
 }

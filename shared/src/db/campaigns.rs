@@ -187,6 +187,22 @@ pub async fn insert(
     Ok(Ok(id))
 }
 
+/// The state of the account's campaign `id`, locked until the transaction ends (a state
+/// change, an edit or new prospects wait for each other); `None` when the account has none.
+pub async fn lock(
+    conn: &mut PgConnection,
+    account_id: Uuid,
+    id: Uuid,
+) -> Result<Option<String>, sqlx::Error> {
+    sqlx::query_scalar!(
+        "select state from campaigns where account_id = $1 and id = $2 for update",
+        account_id,
+        id,
+    )
+    .fetch_optional(conn)
+    .await
+}
+
 /// Replaces a draft campaign's fields, senders and steps in the caller's transaction.
 pub async fn update(
     conn: &mut PgConnection,
@@ -194,14 +210,7 @@ pub async fn update(
     id: Uuid,
     fields: &CampaignFields,
 ) -> Result<Result<(), Refusal>, sqlx::Error> {
-    let state = sqlx::query_scalar!(
-        "select state from campaigns where account_id = $1 and id = $2 for update",
-        account_id,
-        id,
-    )
-    .fetch_optional(&mut *conn)
-    .await?;
-    match state {
+    match lock(&mut *conn, account_id, id).await? {
         None => return Ok(Err(Refusal::NotFound)),
         Some(state) if state != "draft" => return Ok(Err(Refusal::NotDraft(state))),
         Some(_) => {}

@@ -7,7 +7,10 @@
 //! prospect's fields and the earlier steps' texts (`herald_shared::campaign_prompts`); a
 //! variable it may not name is refused here, by name.
 //!
-//! A send window is one span of the day (`end` after `start`, not across midnight).
+//! A send window is one span of the day (`end` after `start`, not across midnight). Who a
+//! campaign writes to is in `prospects`.
+
+pub mod prospects;
 
 use std::collections::HashSet;
 
@@ -34,6 +37,7 @@ pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(create_campaign, list_campaigns))
         .routes(routes!(get_campaign, update_campaign, delete_campaign))
+        .merge(prospects::router())
 }
 
 const MAX_SENDERS: usize = 20;
@@ -319,6 +323,17 @@ fn refused(refusal: Refusal) -> ApiError {
     }
 }
 
+/// The account's campaign `id`, or 404.
+pub(crate) async fn find(
+    conn: &mut sqlx::PgConnection,
+    account_id: Uuid,
+    id: Uuid,
+) -> Result<Campaign, ApiError> {
+    db::get(conn, account_id, id)
+        .await?
+        .ok_or(ApiError::NotFound("campaign"))
+}
+
 /// Creates a draft campaign.
 #[utoipa::path(post, path = "/api/v1/campaigns", tag = "campaigns", operation_id = "v1.campaigns.create",
     security(("bearer" = [])), request_body = CampaignIn,
@@ -334,9 +349,7 @@ async fn create_campaign(
     let id = db::insert(&mut tx, auth.account_id, &fields)
         .await?
         .map_err(refused)?;
-    let campaign = db::get(&mut tx, auth.account_id, id)
-        .await?
-        .ok_or(ApiError::NotFound("campaign"))?;
+    let campaign = find(&mut tx, auth.account_id, id).await?;
     tx.commit().await?;
     Ok((StatusCode::CREATED, Json(campaign.into())))
 }
@@ -377,9 +390,7 @@ async fn get_campaign(
 ) -> Result<Json<CampaignOut>, ApiError> {
     let id = path_id(&id, "campaign")?;
     let mut conn = state.db.acquire().await?;
-    let campaign = db::get(&mut conn, auth.account_id, id)
-        .await?
-        .ok_or(ApiError::NotFound("campaign"))?;
+    let campaign = find(&mut conn, auth.account_id, id).await?;
     Ok(Json(campaign.into()))
 }
 
@@ -403,9 +414,7 @@ async fn update_campaign(
     db::update(&mut tx, auth.account_id, id, &fields)
         .await?
         .map_err(refused)?;
-    let campaign = db::get(&mut tx, auth.account_id, id)
-        .await?
-        .ok_or(ApiError::NotFound("campaign"))?;
+    let campaign = find(&mut tx, auth.account_id, id).await?;
     tx.commit().await?;
     Ok(Json(campaign.into()))
 }
