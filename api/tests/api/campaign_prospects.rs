@@ -166,3 +166,62 @@ async fn another_accounts_people_and_campaigns_are_out_of_reach_and_ended_campai
         .await;
     assert_problem(response, StatusCode::CONFLICT, "campaign_ended").await;
 }
+
+async fn import(app: &TestApp, path: &str, csv: &str, token: &str) -> reqwest::Response {
+    app.request(reqwest::Method::POST, &format!("{path}/import"))
+        .bearer_auth(token)
+        .header("content-type", "text/csv")
+        .body(csv.to_owned())
+        .send()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_csv_of_people_is_imported_and_every_person_it_wrote_becomes_a_prospect() {
+    let app = TestApp::spawn().await;
+    let (token, path) = campaign_of(&app, "ada@example.com").await;
+    let token = token.as_str();
+    person(&app, token, "known@example.com").await;
+    let suppression = json!({"email": "gone@example.com", "reason": "bounced"});
+    created(
+        app.post("/api/v1/suppressions", &suppression, Some(token))
+            .await,
+    )
+    .await;
+
+    let csv = "email,first_name,industry\n\
+               new@example.com,Nia,retail\n\
+               KNOWN@example.com,Kim,\n\
+               not-an-address,Bad,\n\
+               gone@example.com,Gus,\n";
+    let response = import(&app, &path, csv, token).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let answer: Value = response.json().await.unwrap();
+    assert_eq!(
+        (
+            answer["import"]["created"].as_u64(),
+            answer["import"]["updated"].as_u64()
+        ),
+        (Some(2), Some(1))
+    );
+    assert_eq!(answer["import"]["errors"][0]["line"], 4);
+    assert_eq!(answer["prospects"]["added"], 2);
+    assert_eq!(
+        answer["prospects"]["skipped"][0]["email"],
+        "gone@example.com"
+    );
+    assert_eq!(
+        answer["prospects"]["skipped"][0]["reason"],
+        "suppressed: bounced"
+    );
+    let listed: Value = app.get(&path, Some(token)).await.json().await.unwrap();
+    assert_eq!(listed["items"].as_array().unwrap().len(), 3);
+
+    // importing into another account's campaign writes nothing, not even the people
+    let (eves_token, _) = campaign_of(&app, "eve@example.com").await;
+    let people_before = app.count("people").await;
+    let response = import(&app, &path, "email\nsneaky@example.com\n", &eves_token).await;
+    assert_problem(response, StatusCode::NOT_FOUND, "not_found").await;
+    assert_eq!(app.count("people").await, people_before);
+}

@@ -272,6 +272,21 @@ pub async fn upsert_people(
     })
 }
 
+/// The ids of the account's people with these (lower-cased) e-mails.
+pub async fn ids_by_email(
+    executor: impl PgExecutor<'_>,
+    account_id: Uuid,
+    emails: &[String],
+) -> Result<Vec<Uuid>, sqlx::Error> {
+    sqlx::query_scalar!(
+        "select id from people where account_id = $1 and lower(email) = any($2)",
+        account_id,
+        emails,
+    )
+    .fetch_all(executor)
+    .await
+}
+
 #[cfg(test)]
 mod tests {
     use super::like_pattern;

@@ -10,20 +10,23 @@ use axum::Json;
 use axum::extract::{Path, State};
 use chrono::{DateTime, Utc};
 use herald_shared::db::campaign_prospects::{self as db, ProspectRow};
-use herald_shared::db::campaigns;
+use herald_shared::db::{campaigns, people};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
+use crate::csv_import::{CsvBody, ImportOut};
 use crate::error::{ApiError, FieldErrors, Problem};
 use crate::extract::{ApiJson, ApiQuery, AuthUser, path_id};
 use crate::pagination::PageRequest;
 use crate::state::AppState;
 
 pub fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(routes!(add_prospects, list_prospects))
+    OpenApiRouter::new()
+        .routes(routes!(add_prospects, list_prospects))
+        .routes(routes!(import_prospects))
 }
 
 const MAX_PEOPLE: usize = 10_000;
@@ -138,16 +141,7 @@ async fn add_prospects(
         .filter(|person| seen.insert(*person))
         .collect();
     let mut tx = state.db.begin().await?;
-    match campaigns::lock(&mut tx, auth.account_id, id).await? {
-        None => return Err(ApiError::NotFound("campaign")),
-        Some(state) if state == "completed" || state == "stopped" => {
-            return Err(ApiError::Conflict {
-                code: "campaign_ended",
-                detail: format!("the campaign is {state}; it takes no more prospects"),
-            });
-        }
-        Some(_) => {}
-    }
+    lock_open(&mut tx, auth.account_id, id).await?;
     let unknown = db::unknown_people(&mut *tx, auth.account_id, &body.person_ids).await?;
     if !unknown.is_empty() {
         let mut errors = FieldErrors::default();
@@ -159,7 +153,35 @@ async fn add_prospects(
     let added = db::add(&mut tx, auth.account_id, id, &distinct).await?;
     tx.commit().await?;
     let given_twice = i64::try_from(body.person_ids.len() - distinct.len()).unwrap_or(0);
-    Ok(Json(ProspectsAdded {
+    Ok(Json(answer(added, given_twice)))
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ProspectsImported {
+    /// What the people import did (the rows of `POST /api/v1/people/import`).
+    pub import: ImportOut,
+    /// What adding the imported people to the campaign did.
+    pub prospects: ProspectsAdded,
+}
+
+/// Locks the account's campaign for new prospects: 404 when it has none, 409 once it ended.
+async fn lock_open(
+    tx: &mut sqlx::PgConnection,
+    account_id: Uuid,
+    id: Uuid,
+) -> Result<(), ApiError> {
+    match campaigns::lock(tx, account_id, id).await? {
+        None => Err(ApiError::NotFound("campaign")),
+        Some(state) if state == "completed" || state == "stopped" => Err(ApiError::Conflict {
+            code: "campaign_ended",
+            detail: format!("the campaign is {state}; it takes no more prospects"),
+        }),
+        Some(_) => Ok(()),
+    }
+}
+
+fn answer(added: db::Added, given_twice: i64) -> ProspectsAdded {
+    ProspectsAdded {
         added: added.added,
         already: added.already + given_twice,
         skipped: added
@@ -171,6 +193,44 @@ async fn add_prospects(
                 reason,
             })
             .collect(),
+    }
+}
+
+/// Imports people from CSV exactly as `POST /api/v1/people/import` does (creating or updating
+/// them by e-mail, bad rows reported by line) and adds every person the file wrote to the
+/// campaign, as `POST …/prospects` does; all in one transaction.
+#[utoipa::path(post, path = "/api/v1/campaigns/{id}/prospects/import", tag = "campaigns",
+    operation_id = "v1.campaigns.prospects.import", security(("bearer" = [])),
+    params(("id" = Uuid, Path)),
+    request_body(content = String, content_type = "text/csv",
+        description = "the people CSV of POST /api/v1/people/import"),
+    responses((status = 200, body = ProspectsImported),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "the campaign is completed or stopped", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "more than 10,000 rows or 2 MiB", body = Problem, content_type = "application/problem+json"),
+        (status = 415, body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "the header is wrong", body = Problem, content_type = "application/problem+json")))]
+async fn import_prospects(
+    State(state): State<AppState>,
+    auth: AuthUser,
+    Path(id): Path<String>,
+    CsvBody(bytes): CsvBody,
+) -> Result<Json<ProspectsImported>, ApiError> {
+    let id = path_id(&id, "campaign")?;
+    let mut tx = state.db.begin().await?;
+    lock_open(&mut tx, auth.account_id, id).await?;
+    let (import, emails) =
+        crate::routes::people::import::import(&mut tx, auth.account_id, bytes).await?;
+    let person_ids = people::ids_by_email(&mut *tx, auth.account_id, &emails).await?;
+    let added = if person_ids.is_empty() {
+        db::Added::default()
+    } else {
+        db::add(&mut tx, auth.account_id, id, &person_ids).await?
+    };
+    tx.commit().await?;
+    Ok(Json(ProspectsImported {
+        import,
+        prospects: answer(added, 0),
     }))
 }
 

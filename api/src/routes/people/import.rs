@@ -59,13 +59,25 @@ async fn import_people(
     auth: AuthUser,
     CsvBody(bytes): CsvBody,
 ) -> Result<Json<ImportOut>, ApiError> {
+    let mut tx = state.db.begin().await?;
+    let (out, _) = import(&mut tx, auth.account_id, bytes).await?;
+    tx.commit().await?;
+    Ok(Json(out))
+}
+
+/// Reads a people CSV and upserts its valid rows in the caller's transaction (see
+/// [`import_people`]); the answer, and the (lower-cased) e-mails of the people written.
+pub async fn import(
+    tx: &mut sqlx::PgConnection,
+    account_id: uuid::Uuid,
+    bytes: Vec<u8>,
+) -> Result<(ImportOut, Vec<String>), ApiError> {
     // checking 10,000 rows takes a moment of CPU: keep it off the threads serving requests
     let Rows { people, mut errors } = tokio::task::spawn_blocking(move || read_rows(&bytes))
         .await
         .map_err(|err| ApiError::Internal(err.into()))??;
-    let mut tx = state.db.begin().await?;
     let emails: Vec<String> = people.iter().map(|(_, p)| p.email.clone()).collect();
-    let existing = db::lock_by_email(&mut tx, auth.account_id, &emails).await?;
+    let existing = db::lock_by_email(&mut *tx, account_id, &emails).await?;
     let mut valid = Vec::with_capacity(people.len());
     for (line, person) in people {
         let current = existing.get(&person.email);
@@ -91,14 +103,17 @@ async fn import_people(
             updated: 0,
         }
     } else {
-        db::upsert_people(&mut tx, auth.account_id, &valid).await?
+        db::upsert_people(&mut *tx, account_id, &valid).await?
     };
-    tx.commit().await?;
-    Ok(Json(ImportOut {
-        created: done.created,
-        updated: done.updated,
-        errors,
-    }))
+    let written = valid.into_iter().map(|person| person.email).collect();
+    Ok((
+        ImportOut {
+            created: done.created,
+            updated: done.updated,
+            errors,
+        },
+        written,
+    ))
 }
 
 /// The rows of a file: the valid people (distinct e-mails) with their lines, and the rows
