@@ -72,6 +72,28 @@ pub fn parse_name(raw: &str) -> Result<String, String> {
     }
 }
 
+/// One line of text of 1 to `max` characters once trimmed, without control characters (a
+/// name that ends up in a mail header or a log line must not carry a line break).
+pub fn parse_line(raw: &str, max: usize) -> Result<String, String> {
+    let text = raw.trim();
+    if text.chars().any(char::is_control) {
+        return Err("must be one line without control characters".to_owned());
+    }
+    match text.chars().count() {
+        0 => Err("must not be empty".to_owned()),
+        n if n > max => Err(format!("must be at most {max} characters")),
+        _ => Ok(text.to_owned()),
+    }
+}
+
+/// A whole number within `range` (which lies within `i32`), as stored.
+pub fn int_in(value: i64, range: std::ops::RangeInclusive<i64>) -> Result<i32, String> {
+    if !range.contains(&value) {
+        return Err(format!("must be from {} to {}", range.start(), range.end()));
+    }
+    i32::try_from(value).map_err(|_| "is out of range".to_owned())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

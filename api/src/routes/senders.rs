@@ -15,7 +15,7 @@ use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
 use herald_shared::db::email_senders::{self as db, Secret, SenderFields, SenderRow, Transport};
 use herald_shared::db::written::Written;
-use herald_shared::domain::EmailAddress;
+use herald_shared::domain::{EmailAddress, int_in, parse_line};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
@@ -151,32 +151,6 @@ pub struct SenderPage {
     pub next_cursor: Option<String>,
 }
 
-/// One line of text of 1–`max` characters, without control characters (a `From` name with a
-/// line break would inject headers).
-fn one_line(raw: &str, max: usize) -> Result<String, String> {
-    let text = raw.trim();
-    if text.chars().any(char::is_control) {
-        return Err("must be one line without control characters".to_owned());
-    }
-    match text.chars().count() {
-        0 => Err("must not be empty".to_owned()),
-        n if n > max => Err(format!("must be at most {max} characters")),
-        _ => Ok(text.to_owned()),
-    }
-}
-
-fn in_range(
-    value: Option<i64>,
-    default: i64,
-    range: std::ops::RangeInclusive<i64>,
-) -> Result<i32, String> {
-    let value = value.unwrap_or(default);
-    if !range.contains(&value) {
-        return Err(format!("must be from {} to {}", range.start(), range.end()));
-    }
-    i32::try_from(value).map_err(|_| "is out of range".to_owned())
-}
-
 /// A secret given in the body: `None` keeps, `""` clears (where allowed), else sealed.
 fn secret(
     state: &AppState,
@@ -207,7 +181,7 @@ fn secret(
 /// Checks a sender's fields and seals its secret; every invalid field is named.
 fn check(state: &AppState, body: &SenderIn) -> Result<SenderFields, ApiError> {
     let mut errors = FieldErrors::default();
-    let from_name = errors.check("from_name", one_line(&body.from_name, 200));
+    let from_name = errors.check("from_name", parse_line(&body.from_name, 200));
     let from_email = errors.check("from_email", EmailAddress::parse(&body.from_email));
     let reply_to = match body.reply_to.as_deref() {
         Some(raw) => errors.check("reply_to", EmailAddress::parse(raw)).map(Some),
@@ -215,13 +189,15 @@ fn check(state: &AppState, body: &SenderIn) -> Result<SenderFields, ApiError> {
     };
     let daily_cap = errors.check(
         "daily_cap",
-        in_range(body.daily_cap, DEFAULT_DAILY_CAP, 1..=MAX_DAILY_CAP),
+        int_in(
+            body.daily_cap.unwrap_or(DEFAULT_DAILY_CAP),
+            1..=MAX_DAILY_CAP,
+        ),
     );
     let min_gap_secs = errors.check(
         "min_gap_secs",
-        in_range(
-            body.min_gap_secs,
-            DEFAULT_MIN_GAP_SECS,
+        int_in(
+            body.min_gap_secs.unwrap_or(DEFAULT_MIN_GAP_SECS),
             0..=MAX_MIN_GAP_SECS,
         ),
     );
@@ -234,13 +210,13 @@ fn check(state: &AppState, body: &SenderIn) -> Result<SenderFields, ApiError> {
             password,
         } => {
             let host = errors.check("transport.host", host_name(host));
-            let port = errors.check("transport.port", in_range(Some(*port), 0, 1..=65_535));
+            let port = errors.check("transport.port", int_in(*port, 1..=65_535));
             if !matches!(tls.as_str(), "none" | "starttls" | "tls") {
                 errors.add("transport.tls", "must be none, starttls or tls");
             }
             let username = match username.as_deref() {
                 Some(raw) => errors
-                    .check("transport.username", one_line(raw, 256))
+                    .check("transport.username", parse_line(raw, 256))
                     .map(Some),
                 None => Some(None),
             };

@@ -20,6 +20,7 @@ use axum::http::StatusCode;
 use chrono::{DateTime, NaiveTime, Utc};
 use herald_shared::campaign_prompts;
 use herald_shared::db::campaigns::{self as db, Campaign, CampaignFields, Refusal, StepFields};
+use herald_shared::domain::{int_in, parse_line};
 use herald_shared::money::{micro_usd, usd};
 use herald_shared::time_rules::parse_region_zone;
 use serde::{Deserialize, Serialize};
@@ -170,13 +171,6 @@ pub struct CampaignPage {
     pub next_cursor: Option<String>,
 }
 
-fn count(value: i64, max: i64) -> Result<i32, String> {
-    if !(1..=max).contains(&value) {
-        return Err(format!("must be from 1 to {max}"));
-    }
-    i32::try_from(value).map_err(|_| "is out of range".to_owned())
-}
-
 fn clock(raw: &str) -> Result<NaiveTime, String> {
     NaiveTime::parse_from_str(raw.trim(), "%H:%M")
         .map_err(|_| "must be a time of day as HH:MM, like 09:00".to_owned())
@@ -217,7 +211,7 @@ fn check_steps(steps: &[StepIn], errors: &mut FieldErrors) -> Vec<StepFields> {
                 .then_some(0)
                 .ok_or_else(|| "must be 0: the first step goes at once".to_owned())
         } else {
-            count(step.delay_days, 365)
+            int_in(step.delay_days, 1..=365)
         };
         let delay_days = errors.check(&format!("steps[{index}].delay_days"), delay);
         let field = format!("steps[{index}].prompt");
@@ -242,10 +236,7 @@ fn check_steps(steps: &[StepIn], errors: &mut FieldErrors) -> Vec<StepFields> {
 /// are the account's is checked when it is written.
 fn check(body: &CampaignIn) -> Result<CampaignFields, ApiError> {
     let mut errors = FieldErrors::default();
-    let name = body.name.trim();
-    if name.is_empty() || name.chars().count() > 200 || name.chars().any(char::is_control) {
-        errors.add("name", "must be 1–200 characters on one line");
-    }
+    let name = errors.check("name", parse_line(&body.name, 200));
     if body.sender_ids.is_empty() || body.sender_ids.len() > MAX_SENDERS {
         errors.add(
             "sender_ids",
@@ -273,20 +264,20 @@ fn check(body: &CampaignIn) -> Result<CampaignFields, ApiError> {
             "must be after start (a window does not cross midnight)",
         );
     }
-    let daily_cap = errors.check("daily_cap", count(body.daily_cap, MAX_CAP));
+    let daily_cap = errors.check("daily_cap", int_in(body.daily_cap, 1..=MAX_CAP));
     let new_per_day = errors.check(
         "new_prospects_per_day",
-        count(body.new_prospects_per_day, MAX_CAP),
+        int_in(body.new_prospects_per_day, 1..=MAX_CAP),
     );
     let max_cost = body
         .max_cost_usd
         .map(|usd| errors.check("max_cost_usd", micro_usd(usd, MAX_COST_USD)));
     let steps = check_steps(&body.steps, &mut errors);
     errors.finish()?;
-    match (zone, start, end, daily_cap, new_per_day) {
-        (Some(zone), Some(start), Some(end), Some(daily_cap), Some(new_per_day)) => {
+    match (name, zone, start, end, daily_cap, new_per_day) {
+        (Some(name), Some(zone), Some(start), Some(end), Some(daily_cap), Some(new_per_day)) => {
             Ok(CampaignFields {
-                name: name.to_owned(),
+                name,
                 default_timezone: zone,
                 window_days,
                 window_start: start,

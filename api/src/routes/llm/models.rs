@@ -8,6 +8,7 @@ use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
 use herald_shared::db::llm::{self as db, ModelFields, ModelRow};
 use herald_shared::db::written::Written;
+use herald_shared::domain::parse_line;
 use herald_shared::money::{micro_usd, usd};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -88,10 +89,7 @@ pub struct ModelPageQuery {
 
 fn check(body: &ModelIn) -> Result<ModelFields, ApiError> {
     let mut errors = FieldErrors::default();
-    let model = body.model.trim();
-    if model.is_empty() || model.chars().count() > 200 || model.chars().any(char::is_control) {
-        errors.add("model", "must be 1–200 characters on one line");
-    }
+    let model = errors.check("model", parse_line(&body.model, 200));
     let input = errors.check(
         "input_usd_per_mtok",
         micro_usd(body.input_usd_per_mtok, MAX_USD_PER_MTOK),
@@ -101,10 +99,10 @@ fn check(body: &ModelIn) -> Result<ModelFields, ApiError> {
         micro_usd(body.output_usd_per_mtok, MAX_USD_PER_MTOK),
     );
     errors.finish()?;
-    match (input, output) {
-        (Some(input), Some(output)) => Ok(ModelFields {
+    match (model, input, output) {
+        (Some(model), Some(input), Some(output)) => Ok(ModelFields {
             provider_id: body.provider_id,
-            model: model.to_owned(),
+            model,
             input_microusd_per_mtok: input,
             output_microusd_per_mtok: output,
         }),

@@ -9,6 +9,7 @@ use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
 use herald_shared::db::llm::{self as db, ProviderFields, ProviderRow};
 use herald_shared::db::written::Written;
+use herald_shared::domain::{int_in, parse_line};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
@@ -82,13 +83,6 @@ pub struct ProviderPage {
     pub next_cursor: Option<String>,
 }
 
-fn per_minute(value: i64) -> Result<i32, String> {
-    if !(1..=MAX_PER_MINUTE).contains(&value) {
-        return Err(format!("must be from 1 to {MAX_PER_MINUTE}"));
-    }
-    i32::try_from(value).map_err(|_| "is out of range".to_owned())
-}
-
 /// Checks a provider's fields and seals its key; `key_required` on create.
 fn check(
     state: &AppState,
@@ -96,17 +90,19 @@ fn check(
     key_required: bool,
 ) -> Result<ProviderFields, ApiError> {
     let mut errors = FieldErrors::default();
-    let name = body.name.trim();
-    if name.is_empty() || name.chars().count() > 100 || name.chars().any(char::is_control) {
-        errors.add("name", "must be 1–100 characters on one line");
-    }
+    let name = errors.check("name", parse_line(&body.name, 100));
     let base_url = errors.check(
         "base_url",
         base_url::check(&body.base_url, state.config.llm.allow_private_base_urls),
     );
-    let requests_per_minute =
-        errors.check("requests_per_minute", per_minute(body.requests_per_minute));
-    let tokens_per_minute = errors.check("tokens_per_minute", per_minute(body.tokens_per_minute));
+    let requests_per_minute = errors.check(
+        "requests_per_minute",
+        int_in(body.requests_per_minute, 1..=MAX_PER_MINUTE),
+    );
+    let tokens_per_minute = errors.check(
+        "tokens_per_minute",
+        int_in(body.tokens_per_minute, 1..=MAX_PER_MINUTE),
+    );
     let api_key = match body.api_key.as_deref().map(str::trim) {
         None if key_required => {
             errors.add("api_key", "is required");
@@ -131,10 +127,10 @@ fn check(
         .map(|key| state.secrets.seal(key))
         .transpose()
         .map_err(|err| ApiError::Internal(err.into()))?;
-    match (base_url, requests_per_minute, tokens_per_minute) {
-        (Some(base_url), Some(requests_per_minute), Some(tokens_per_minute)) => {
+    match (name, base_url, requests_per_minute, tokens_per_minute) {
+        (Some(name), Some(base_url), Some(requests_per_minute), Some(tokens_per_minute)) => {
             Ok(ProviderFields {
-                name: name.to_owned(),
+                name,
                 base_url,
                 sealed_api_key,
                 requests_per_minute,
