@@ -12,7 +12,12 @@
 //! Anything else is refused when the campaign is written, naming the variable, instead of
 //! rendering empty into thousands of e-mails.
 
+use std::collections::BTreeMap;
+
 use minijinja::Environment;
+use serde_json::{Value, json};
+
+use crate::db::campaign_messages::{EarlierStep, Job};
 
 /// The prospect's own fields a prompt may name.
 pub const PERSON_FIELDS: [&str; 6] = [
@@ -50,6 +55,30 @@ pub fn check(prompt: &str, position: usize) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// Renders the step's prompt for the job's prospect, with the prospect's earlier steps as
+/// written. A template that checked out when the campaign was written renders; the error is
+/// for one that does not (an engine error, such as a loop too deep).
+pub fn render(job: &Job, earlier: &[EarlierStep]) -> Result<String, String> {
+    let mut context: BTreeMap<String, Value> = BTreeMap::from([
+        ("email".to_owned(), json!(job.email)),
+        ("first_name".to_owned(), json!(job.first_name)),
+        ("last_name".to_owned(), json!(job.last_name)),
+        ("company".to_owned(), json!(job.company)),
+        ("title".to_owned(), json!(job.title)),
+        ("timezone".to_owned(), json!(job.timezone)),
+        ("attributes".to_owned(), json!(job.attributes.0)),
+    ]);
+    for step in earlier {
+        context.insert(
+            format!("step{}", step.position),
+            json!({"subject": step.subject, "body": step.body}),
+        );
+    }
+    let env = Environment::new();
+    env.render_str(&job.prompt, context)
+        .map_err(|err| format!("the step's prompt could not be rendered: {err}"))
 }
 
 fn allowed(name: &str, position: usize) -> bool {

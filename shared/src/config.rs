@@ -390,6 +390,13 @@ pub struct LlmConfig {
     /// that are not meant to be reachable from outside (a cloud metadata endpoint, Redis). On
     /// for a deployment that runs its own model server on a private network, and in tests.
     pub allow_private_base_urls: bool,
+    /// Most generation jobs of one account running at once, across every replica, so one
+    /// account's 50,000 prospects cannot hold every provider slot while another's 50 wait.
+    pub max_concurrent_per_account: u32,
+    /// `max_completion_tokens` of each generation call: the longest answer paid for. It is
+    /// also what a call reserves of its provider's tokens per minute until its `usage` is
+    /// known, as OpenAI's own limiter counts it.
+    pub max_output_tokens: u32,
 }
 
 /// Log output format.
@@ -511,6 +518,14 @@ impl Config {
                 u64::from(self.auth.max_pending_reset_requests),
             ),
             ("auth.session_max_age_secs", self.auth.session_max_age_secs),
+            (
+                "llm.max_concurrent_per_account",
+                u64::from(self.llm.max_concurrent_per_account),
+            ),
+            (
+                "llm.max_output_tokens",
+                u64::from(self.llm.max_output_tokens),
+            ),
             ("worker.poll_interval_ms", self.worker.poll_interval_ms),
             ("worker.rate_horizon_ms", self.worker.rate_horizon_ms),
             ("worker.requeue_after_secs", self.worker.requeue_after_secs),

@@ -18,16 +18,19 @@ pub enum EffectKind {
     Email,
     /// A course message to a student over SMS or WhatsApp (Twilio).
     Message,
+    /// A campaign e-mail written by an LLM (`campaign_messages`); sends nothing to anyone.
+    Generation,
 }
 
 impl EffectKind {
     /// Every kind, for validation of `jobs.toml`.
-    pub const ALL: [Self; 2] = [Self::Email, Self::Message];
+    pub const ALL: [Self; 3] = [Self::Email, Self::Message, Self::Generation];
 
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Email => "email",
             Self::Message => "message",
+            Self::Generation => "generation",
         }
     }
 

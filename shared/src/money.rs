@@ -28,9 +28,25 @@ pub fn usd(micro: i64) -> f64 {
     micro as f64 / MICRO
 }
 
+/// What `tokens` cost at `microusd_per_mtok` (micro-dollars per million tokens), in
+/// micro-dollars, rounded up: a call is never recorded as cheaper than it was.
+pub fn cost_of_tokens(tokens: i64, microusd_per_mtok: i64) -> i64 {
+    let micro = i128::from(tokens.max(0)) * i128::from(microusd_per_mtok.max(0));
+    i64::try_from((micro + 999_999) / 1_000_000).unwrap_or(i64::MAX)
+}
+
 #[cfg(test)]
 mod tests {
-    use super::{micro_usd, usd};
+    use super::{cost_of_tokens, micro_usd, usd};
+
+    #[test]
+    fn token_costs_round_up_to_the_micro_dollar() {
+        // 1,000 tokens at $2.50 per million: $0.0025
+        assert_eq!(cost_of_tokens(1_000, 2_500_000), 2_500);
+        assert_eq!(cost_of_tokens(1, 150_000), 1);
+        assert_eq!(cost_of_tokens(0, 150_000), 0);
+        assert_eq!(cost_of_tokens(i64::MAX, i64::MAX), i64::MAX);
+    }
 
     #[test]
     fn amounts_round_trip_exactly_and_bad_ones_are_refused() {

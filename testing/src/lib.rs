@@ -12,7 +12,9 @@
 //!   real planners.
 //! - [`smtp`]: the SMTP stand-in (aiosmtpd) and its Maildir; [`smtp_script`]: a raw SMTP
 //!   server that stalls or hangs up on cue; [`twilio_standin`]: a stateful
-//!   Twilio stand-in for fault tests.
+//!   Twilio stand-in for fault tests; [`llm_standin`]: an OpenAI-compatible stand-in that
+//!   writes each e-mail from its prompt, answers badly on cue, and records each call.
+//! - [`campaigns`]: an LLM provider, model, people and a campaign, and generation started.
 //! - [`process`]: free ports and readiness waits for the real binaries.
 //!
 //! In-process worker replicas (`herald_worker::run` in a task) stay in the worker suite
@@ -40,14 +42,18 @@
 //!     `worker::lifecycle::a_shutdown_during_a_send…`;
 //! - lower bounds, safe under load: rate limits spacing sends (`worker::rate_limits`,
 //!   `worker::throttle::a_rate_limited_backlog…`, `worker::messages::one_sms_per_second…`),
-//!   a 429 retried no sooner than its `Retry-After` (`worker::messages::a_503_…`), cron
+//!   a 429 retried no sooner than its `Retry-After` (`worker::messages::a_503_…`,
+//!   `worker::generation::throttling…`), a provider's requests per minute across replicas
+//!   (`worker::generation::two_replicas…`), cron
 //!   fires one second apart (`worker::cron`, `e2e::cron`);
 //! - time that must pass for the scenario, not asserted: workers down across three cron
 //!   fires (`e2e::cron::fires_missed…`), a schedule paused across three fires
 //!   (`e2e::schedules`).
 
+pub mod campaigns;
 pub mod env;
 pub mod fixtures;
+pub mod llm_standin;
 pub mod pipeline;
 pub mod process;
 pub mod smtp;

@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex};
 use herald_shared::config::Config;
 use herald_shared::jobs_config::JobsConfig;
 use herald_shared::providers::email::Mailer;
+use herald_shared::providers::llm::LlmClient;
 use herald_shared::providers::twilio::Twilio;
 use herald_shared::secrets::SecretBox;
 use redis::aio::ConnectionManager;
@@ -29,6 +30,8 @@ pub struct WorkerContext {
     /// Opens the secrets sealed into e-mail payloads.
     pub secrets: SecretBox,
     pub twilio: Twilio,
+    /// Writes campaign e-mails (OpenAI-compatible chat completions).
+    pub llm: LlmClient,
     pub liveness: Liveness,
     /// The last pass of each supervised loop (dispatcher, sweep, cron, planner).
     pub loops: Loops,

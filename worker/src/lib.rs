@@ -11,6 +11,7 @@ pub mod dispatcher;
 pub mod health;
 pub mod housekeeping;
 pub mod jobs;
+pub mod llm_limits;
 pub mod loops;
 pub mod outage;
 pub mod queue;
@@ -26,8 +27,10 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use herald_shared::config::Config;
+use herald_shared::effects::EffectKind;
 use herald_shared::jobs_config::JobsConfig;
 use herald_shared::providers::email::Mailer;
+use herald_shared::providers::llm::LlmClient;
 use herald_shared::providers::twilio::Twilio;
 use herald_shared::secrets::SecretBox;
 use tokio::net::TcpListener;
@@ -55,6 +58,8 @@ pub async fn build_context(config: Config, jobs: JobsConfig) -> anyhow::Result<W
             "Twilio sandbox mode: twilio.account_sid and twilio.auth_token are empty, course messages are logged and recorded as `sandboxed`, not sent"
         );
     }
+    let llm = LlmClient::new(jobs.get(EffectKind::Generation).timeout)
+        .context("set up the LLM client")?;
     let replica = if config.worker.replica_name.is_empty() {
         hostname::get()
             .map(|h| h.to_string_lossy().into_owned())
@@ -74,6 +79,7 @@ pub async fn build_context(config: Config, jobs: JobsConfig) -> anyhow::Result<W
         mailer,
         secrets,
         twilio,
+        llm,
         liveness: Liveness::default(),
         loops: loops::Loops::default(),
         outages: outage::Outages::default(),

@@ -46,6 +46,8 @@ pub struct Swept {
     pub trimmed: u64,
     /// Rows stuck in `sending` given back to be looked up at the provider.
     pub looked_up: u64,
+    /// Rows stuck in `sending` given back to be done again (harmless to repeat).
+    pub retried: u64,
 }
 
 /// One pass of every step. Each step runs whatever the others did: a failing one is logged
@@ -77,6 +79,8 @@ pub async fn sweep_once(ctx: &WorkerContext) -> anyhow::Result<Swept> {
         let (stuck, busy_for, total) = match settings.kind {
             EffectKind::Message => (Stuck::LookUp, settings.timeout * 4, &mut swept.looked_up),
             EffectKind::Email => (Stuck::Unknown, settings.timeout, &mut swept.unknown),
+            // its provider wait (half the timeout) and the call (the timeout)
+            EffectKind::Generation => (Stuck::Retry, settings.timeout * 2, &mut swept.retried),
         };
         let stuck_after = busy_for.as_secs_f64() + worker.stuck_sending_grace_secs as f64;
         let resolved =
@@ -106,6 +110,13 @@ pub async fn sweep_once(ctx: &WorkerContext) -> anyhow::Result<Swept> {
     }
     metrics::counter!("herald_sweep_unknown_total").increment(swept.unknown);
     metrics::counter!("herald_sweep_looked_up_total").increment(swept.looked_up);
+    if swept.retried > 0 {
+        tracing::warn!(
+            rows = swept.retried,
+            "rows stuck in `sending` (their worker stopped) retried"
+        );
+    }
+    metrics::counter!("herald_sweep_retried_total").increment(swept.retried);
     if failed.is_empty() {
         Ok(swept)
     } else {

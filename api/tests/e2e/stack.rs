@@ -29,6 +29,9 @@ queue = "email"
 [job.message]
 queue = "messages"
 concurrency = 8
+
+[job.generation]
+queue = "generation"
 "#;
 
 /// The processes are killed in `Drop`, before the fields go: the scratch database is

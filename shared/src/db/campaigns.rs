@@ -45,6 +45,10 @@ pub struct CampaignRow {
     pub daily_cap: i32,
     pub new_prospects_per_day: i32,
     pub max_cost_microusd: Option<i64>,
+    /// What generating its messages has cost so far.
+    pub input_tokens: i64,
+    pub output_tokens: i64,
+    pub cost_microusd: i64,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -203,6 +207,14 @@ pub async fn lock(
     .await
 }
 
+/// Moves the campaign to `state` (the caller holds its lock and checked the move).
+pub async fn set_state(conn: &mut PgConnection, id: Uuid, state: &str) -> Result<(), sqlx::Error> {
+    sqlx::query!("update campaigns set state = $2 where id = $1", id, state)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
 /// Replaces a draft campaign's fields, senders and steps in the caller's transaction.
 pub async fn update(
     conn: &mut PgConnection,
@@ -297,7 +309,8 @@ pub async fn get(
     let row = sqlx::query_as!(
         CampaignRow,
         "select id, name, state, default_timezone, window_days, window_start, window_end,
-                daily_cap, new_prospects_per_day, max_cost_microusd, created_at, updated_at
+                daily_cap, new_prospects_per_day, max_cost_microusd, input_tokens, output_tokens,
+                cost_microusd, created_at, updated_at
          from campaigns where account_id = $1 and id = $2",
         account_id,
         id,
@@ -321,7 +334,8 @@ pub async fn list(
     let rows = sqlx::query_as!(
         CampaignRow,
         "select id, name, state, default_timezone, window_days, window_start, window_end,
-                daily_cap, new_prospects_per_day, max_cost_microusd, created_at, updated_at
+                daily_cap, new_prospects_per_day, max_cost_microusd, input_tokens, output_tokens,
+                cost_microusd, created_at, updated_at
          from campaigns
          where account_id = $1 and ($2::timestamptz is null or (created_at, id) < ($2, $3))
          order by created_at desc, id desc

@@ -664,6 +664,8 @@ pub enum Stuck {
     /// The provider can be asked (Twilio): the row is retried at once, and the retry looks
     /// the message up before sending it again.
     LookUp,
+    /// Doing it again is harmless (an LLM call sends nothing to anyone): retried at once.
+    Retry,
     /// The provider cannot be asked (SMTP): the row becomes `unknown`, visibly, for an
     /// operator to re-run or leave.
     Unknown,
@@ -676,21 +678,28 @@ pub async fn resolve_stuck_sending(
     older_than_secs: f64,
     stuck: Stuck,
 ) -> Result<u64, sqlx::Error> {
+    let retried = stuck != Stuck::Unknown;
+    let looked_up = stuck == Stuck::LookUp;
+    let error = match stuck {
+        Stuck::LookUp => "worker stopped while sending; the provider is asked before sending again",
+        Stuck::Retry => "worker stopped while working on it; tried again",
+        Stuck::Unknown => "worker stopped while sending; the provider may or may not have it",
+    };
     let done = sqlx::query!(
         "update effects set
              state = case when $3 then 'retrying' else 'unknown' end,
-             unconfirmed_since = case when $3 then coalesce(unconfirmed_since, sending_at)
+             unconfirmed_since = case when $4 then coalesce(unconfirmed_since, sending_at)
                                       else unconfirmed_since end,
-             unconfirmed_until = case when $3 then now() else unconfirmed_until end,
+             unconfirmed_until = case when $4 then now() else unconfirmed_until end,
              next_attempt_at = case when $3 then now() else next_attempt_at end,
              finished_at = case when $3 then null else now() end,
-             last_error = case when $3
-                 then 'worker stopped while sending; the provider is asked before sending again'
-                 else 'worker stopped while sending; the provider may or may not have it' end
+             last_error = $5
          where state = 'sending' and kind = $1 and sending_at < now() - make_interval(secs => $2)",
         kind.as_str(),
         older_than_secs,
-        stuck == Stuck::LookUp,
+        retried,
+        looked_up,
+        error,
     )
     .execute(executor)
     .await?;

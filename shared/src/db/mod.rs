@@ -8,6 +8,7 @@
 //! query or a migration changes. Every query here is one of them.
 
 pub mod account_senders;
+pub mod campaign_messages;
 pub mod campaign_prospects;
 pub mod campaigns;
 pub mod courses;

@@ -2,4 +2,6 @@
 //! type that says whether a failure is worth retrying.
 
 pub mod email;
+pub mod http_answers;
+pub mod llm;
 pub mod twilio;

@@ -22,7 +22,7 @@ use std::fmt;
 use std::time::Duration;
 
 use reqwest::StatusCode;
-use reqwest::header::{HeaderMap, RETRY_AFTER};
+
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
@@ -31,13 +31,12 @@ use crate::db::account_senders::AccountSenders;
 
 mod lookup;
 
+use super::http_answers::{error_chain, retry_after, snippet};
+
 pub use lookup::{CLOCK_SKEW, Lookup};
 
 /// The path of the status webhook on herald-api, appended to `twilio.public_base_url`.
 pub const STATUS_CALLBACK_PATH: &str = "/webhooks/twilio/status";
-
-/// Longest `Retry-After` honoured: a bogus answer must not park a message for days.
-const MAX_RETRY_AFTER: Duration = Duration::from_secs(3600);
 
 /// How a student receives messages.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -452,45 +451,8 @@ fn refusal(
     }
 }
 
-/// `Retry-After` in seconds (the form Twilio uses), capped at `MAX_RETRY_AFTER`.
-fn retry_after(headers: &HeaderMap) -> Option<Duration> {
-    let seconds: f64 = headers
-        .get(RETRY_AFTER)?
-        .to_str()
-        .ok()?
-        .trim()
-        .parse()
-        .ok()?;
-    (seconds.is_finite() && seconds >= 0.0)
-        .then(|| Duration::from_secs_f64(seconds).min(MAX_RETRY_AFTER))
-}
-
-/// The start of a non-JSON body, for an error message.
-fn snippet(body: &[u8]) -> String {
-    let text = String::from_utf8_lossy(body);
-    let text = text.trim();
-    if text.is_empty() {
-        return "(empty body)".to_owned();
-    }
-    text.chars().take(200).collect()
-}
-
-/// An error and its causes on one line (reqwest's own text omits "connection refused").
-fn error_chain(err: &dyn std::error::Error) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
-}
-
 #[cfg(test)]
 mod tests {
-    use reqwest::header::HeaderValue;
-
     use super::*;
 
     fn config() -> TwilioConfig {
@@ -649,20 +611,5 @@ mod tests {
         );
         let err = classify(StatusCode::INTERNAL_SERVER_ERROR, None, b"").unwrap_err();
         assert!(matches!(err, TwilioError::Unconfirmed { .. }), "{err:?}");
-    }
-
-    #[test]
-    fn retry_after_is_read_in_seconds_and_capped() {
-        let mut headers = HeaderMap::new();
-        assert_eq!(retry_after(&headers), None);
-        headers.insert(RETRY_AFTER, HeaderValue::from_static("7"));
-        assert_eq!(retry_after(&headers), Some(Duration::from_secs(7)));
-        headers.insert(RETRY_AFTER, HeaderValue::from_static("999999"));
-        assert_eq!(retry_after(&headers), Some(MAX_RETRY_AFTER));
-        headers.insert(
-            RETRY_AFTER,
-            HeaderValue::from_static("Wed, 21 Oct 2015 07:28:00 GMT"),
-        );
-        assert_eq!(retry_after(&headers), None);
     }
 }

@@ -60,10 +60,7 @@ async fn missed(ctx: &WorkerContext, started: &Started) -> Result<Option<Outcome
     }
     schedules::mark_fire_missed(&ctx.db, started.id)
         .await
-        .map_err(|err| JobError::Retryable {
-            message: format!("record a missed fire: {err}"),
-            retry_after: None,
-        })?;
+        .map_err(|err| JobError::failed_to("record a missed fire", err))?;
     Ok(Some(Outcome::Skipped {
         reason: format!(
             "missed: picked up {}s after it was due, more than schedules.catch_up_secs",

@@ -183,10 +183,7 @@ async fn refused(ctx: &WorkerContext, started: &Started, err: TwilioError) -> Jo
 async fn find(ctx: &WorkerContext, started: &Started) -> Result<ToSend, Stop> {
     let message = outbound_messages::find_to_send(&ctx.db, started.id)
         .await
-        .map_err(|err| JobError::Retryable {
-            message: format!("read the message: {err}"),
-            retry_after: None,
-        })?
+        .map_err(|err| JobError::failed_to("read the message", err))?
         .ok_or(Outcome::Skipped {
             reason: "not sent: the message no longer exists".to_owned(),
         })?;
@@ -318,10 +315,7 @@ async fn wait_for_slot(
     let key = twilio_limit(sender, channel);
     let slot = rate_limit::acquire(ctx, &key, ctx.twilio.per_second(channel), max_wait)
         .await
-        .map_err(|err| JobError::Retryable {
-            message: format!("rate limiter unavailable (Redis): {err}"),
-            retry_after: None,
-        })?;
+        .map_err(|err| JobError::failed_to("rate limiter unavailable (Redis)", err))?;
     match slot {
         Slot::Now { waited } => Ok(waited >= LONG_WAIT),
         Slot::Later { wait } => {

@@ -14,6 +14,7 @@
 pub mod batch;
 pub mod email;
 mod gates;
+pub mod generation;
 pub mod message;
 mod retry;
 
@@ -75,6 +76,17 @@ pub enum JobError {
         provider: &'static str,
         message: String,
     },
+}
+
+impl JobError {
+    /// A retryable failure of `what`, one of Herald's own steps (a read or write in PostgreSQL,
+    /// a limiter in Redis), with the error's text.
+    pub fn failed_to(what: &str, err: impl std::fmt::Display) -> Self {
+        Self::Retryable {
+            message: format!("{what}: {err}"),
+            retry_after: None,
+        }
+    }
 }
 
 /// The apalis handler for every queue. Its span names the effect and, once the row is read,
@@ -142,10 +154,7 @@ async fn run_kind(
         let max_wait = settings.timeout / 2;
         let slot = rate_limit::acquire(ctx, &key, limit.per_second, max_wait)
             .await
-            .map_err(|err| JobError::Retryable {
-                message: format!("rate limiter unavailable (Redis): {err}"),
-                retry_after: None,
-            })?;
+            .map_err(|err| JobError::failed_to("rate limiter unavailable (Redis)", err))?;
         if let Slot::Later { wait } = slot {
             metrics::counter!("herald_rate_limit_deferred_total", "limit" => key).increment(1);
             return Ok(Outcome::Deferred {
@@ -156,6 +165,7 @@ async fn run_kind(
     match kind {
         EffectKind::Email => email::send(ctx, started).await,
         EffectKind::Message => message::send(ctx, started, reserved).await,
+        EffectKind::Generation => generation::write(ctx, started).await,
     }
 }
 

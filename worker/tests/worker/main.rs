@@ -13,6 +13,7 @@
 mod cron;
 mod delivery;
 mod dispatch;
+mod generation;
 mod helpers;
 mod housekeeping;
 mod lifecycle;

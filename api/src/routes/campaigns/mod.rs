@@ -10,6 +10,7 @@
 //! A send window is one span of the day (`end` after `start`, not across midnight). Who a
 //! campaign writes to is in `prospects`.
 
+pub mod generation;
 pub mod prospects;
 
 use std::collections::HashSet;
@@ -39,6 +40,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(create_campaign, list_campaigns))
         .routes(routes!(get_campaign, update_campaign, delete_campaign))
         .merge(prospects::router())
+        .merge(generation::router())
 }
 
 const MAX_SENDERS: usize = 20;
@@ -108,8 +110,24 @@ pub struct CampaignOut {
     pub new_prospects_per_day: i32,
     pub max_cost_usd: Option<f64>,
     pub steps: Vec<StepOut>,
+    /// What writing its messages has cost so far.
+    pub spent: Spending,
+    /// Each step's messages by state: only in `GET /api/v1/campaigns/{id}` (and the answers
+    /// of its state changes), not in lists.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub progress: Option<Vec<generation::StepProgressOut>>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Spending {
+    pub input_tokens: i64,
+    pub output_tokens: i64,
+    /// At the models' prices.
+    pub cost_usd: f64,
+    /// `max_cost_usd` is set and reached: generation stopped, pending messages are `blocked`.
+    pub limit_reached: bool,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -148,6 +166,15 @@ impl From<Campaign> for CampaignOut {
             daily_cap: row.daily_cap,
             new_prospects_per_day: row.new_prospects_per_day,
             max_cost_usd: row.max_cost_microusd.map(usd),
+            spent: Spending {
+                input_tokens: row.input_tokens,
+                output_tokens: row.output_tokens,
+                cost_usd: usd(row.cost_microusd),
+                limit_reached: row
+                    .max_cost_microusd
+                    .is_some_and(|max| row.cost_microusd >= max),
+            },
+            progress: None,
             steps: campaign
                 .steps
                 .into_iter()
@@ -369,7 +396,7 @@ async fn list_campaigns(
     }))
 }
 
-/// One campaign with its senders and steps.
+/// One campaign with its senders, steps, spending and each step's progress.
 #[utoipa::path(get, path = "/api/v1/campaigns/{id}", tag = "campaigns", operation_id = "v1.campaigns.get",
     security(("bearer" = [])), params(("id" = Uuid, Path)),
     responses((status = 200, body = CampaignOut),
@@ -381,8 +408,9 @@ async fn get_campaign(
 ) -> Result<Json<CampaignOut>, ApiError> {
     let id = path_id(&id, "campaign")?;
     let mut conn = state.db.acquire().await?;
-    let campaign = find(&mut conn, auth.account_id, id).await?;
-    Ok(Json(campaign.into()))
+    Ok(Json(
+        generation::with_progress(&mut conn, auth.account_id, id).await?,
+    ))
 }
 
 /// Replaces a draft campaign's fields, senders and steps; 409 `campaign_not_draft` once it
