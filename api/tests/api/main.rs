@@ -9,6 +9,7 @@
 
 mod auth;
 mod bodies;
+mod campaign_generation;
 mod campaign_prospects;
 mod campaigns;
 mod courses;

@@ -251,10 +251,15 @@ pub async fn block_pending(
     campaign_id: Uuid,
     reason: &str,
 ) -> Result<u64, sqlx::Error> {
+    // the jobs are read before the update clears them (`returning` would give the new value)
     let blocked = sqlx::query_scalar!(
-        "update campaign_messages set state = 'blocked', error = $2, effect_id = null
-         where campaign_id = $1 and state = 'pending'
-         returning effect_id",
+        "with blocked as (
+             select id, effect_id from campaign_messages
+             where campaign_id = $1 and state = 'pending' for update),
+         cleared as (
+             update campaign_messages m set state = 'blocked', error = $2, effect_id = null
+             from blocked b where m.id = b.id)
+         select effect_id from blocked",
         campaign_id,
         reason,
     )

@@ -336,3 +336,95 @@ async fn another_accounts_small_campaign_is_written_beside_a_big_one() {
     wait_ready(test.db(), big.campaign_id).await;
     test.finish().await;
 }
+
+/// A provider's tokens per minute: a call reserves its estimate up front (the next call waits
+/// for it), and settling with the tokens it used gives the rest back, on every replica.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn tokens_are_reserved_before_a_call_and_settled_with_its_usage_across_replicas() {
+    use herald_worker::llm_limits::{self, ProviderLimits, Reserved};
+
+    let test = TestWorker::spawn_with(Mail::Sandbox, &[], |jobs| jobs, &[]).await;
+    let a = test.context("a").await;
+    let b = test.context("b").await;
+    // 60,000 tokens a minute: a millisecond per token
+    let limits = ProviderLimits {
+        provider_id: Uuid::new_v4(),
+        requests_per_minute: 1_000_000,
+        tokens_per_minute: 60_000,
+    };
+    let wait = Duration::from_secs(10);
+    let waited = |reserved: Reserved| match reserved {
+        Reserved::After(wait) => wait,
+        Reserved::Later(wait) => panic!("not reserved; next slot in {wait:?}"),
+    };
+
+    let first = waited(llm_limits::reserve(&a, limits, 1_000, wait).await.unwrap());
+    let second = waited(llm_limits::reserve(&b, limits, 1_000, wait).await.unwrap());
+    assert!(first < Duration::from_millis(50), "{first:?}");
+    // the first call's 1,000 tokens take a second of the limit
+    assert!(
+        (Duration::from_millis(900)..=Duration::from_millis(1_000)).contains(&second),
+        "{second:?}"
+    );
+    // the first call used 100 of its 1,000: 900 ms come back
+    llm_limits::settle(&a, limits, 1_000, 100).await.unwrap();
+    let third = waited(llm_limits::reserve(&b, limits, 1_000, wait).await.unwrap());
+    assert!(
+        (Duration::from_millis(1_000)..=Duration::from_millis(1_100)).contains(&third),
+        "{third:?}"
+    );
+    // a slot further away than the caller may wait is not taken
+    let refused = llm_limits::reserve(&a, limits, 1_000, Duration::from_millis(500))
+        .await
+        .unwrap();
+    assert!(matches!(refused, Reserved::Later(wait) if wait > Duration::from_secs(1)));
+    // a 429 holds every replica's calls for the wait it asked for
+    let other = ProviderLimits {
+        provider_id: Uuid::new_v4(),
+        ..limits
+    };
+    llm_limits::pause(&a, other, Duration::from_secs(3))
+        .await
+        .unwrap();
+    let held = waited(llm_limits::reserve(&b, other, 10, wait).await.unwrap());
+    assert!(held > Duration::from_millis(2_900), "{held:?}");
+    test.finish().await;
+}
+
+/// A generation job whose worker died mid-call is found by the sweep and run again (it sends
+/// nothing to anyone), and its message is written once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_generation_job_left_running_by_a_dead_worker_is_run_again() {
+    let mut test = TestWorker::spawn_with(Mail::Sandbox, &[], |jobs| jobs, &[]).await;
+    let llm = LlmStandin::start().await;
+    let fixture = start(&test, &CampaignSpec::new(llm.base_url(), 1)).await;
+    let job = messages(test.db(), fixture.campaign_id).await[0]
+        .effect_id
+        .unwrap();
+    // as a worker that died an hour into the call leaves it
+    sqlx::query(
+        "update effects set state = 'sending', attempts = 1, sending_at = now() - interval '1 hour'
+         where id = $1",
+    )
+    .bind(job)
+    .execute(test.db())
+    .await
+    .unwrap();
+    let ctx = test.context("sweeper").await;
+
+    let swept = herald_worker::sweep::sweep_once(&ctx).await.unwrap();
+
+    assert_eq!(swept.retried, 1);
+    assert_eq!(swept.unknown, 0);
+    let row = test.row(job).await;
+    assert_eq!(row.state, "retrying");
+    test.start_replica("a").await;
+    wait_ready(test.db(), fixture.campaign_id).await;
+    assert_eq!(
+        messages(test.db(), fixture.campaign_id).await[0].state,
+        "done"
+    );
+    assert_eq!(test.row(job).await.state, "sent");
+    assert_eq!(llm.calls().len(), 1);
+    test.finish().await;
+}

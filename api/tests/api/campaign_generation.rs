@@ -1,0 +1,394 @@
+//! Generating a campaign's e-mails through the API: the state moves, progress, the messages
+//! listed, edited and regenerated, stop, and each route's refusals. No worker runs here: a
+//! job's result is written with the function the worker writes it with
+//! (`campaign_messages::finish`); the jobs themselves are the worker suite's
+//! (`worker::generation`).
+
+use herald_shared::db::campaign_messages::{self, Ending, Spent};
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+use crate::campaigns::{draft, sender_and_model};
+use crate::helpers::{TestApp, assert_field_error, assert_problem, created};
+
+/// A draft campaign of a new account with prospects `a@…`, `b@…` and a suppressed `c@…`:
+/// (token, campaign path).
+async fn campaign_with_prospects(app: &TestApp, email: &str) -> (String, String) {
+    let token = app.signup(email).await.access_token;
+    let name = email.split('@').next().unwrap();
+    let (sender, model) = sender_and_model(app, &token, name).await;
+    let made = draft(app, &token, &sender, &model).await;
+    let path = format!("/api/v1/campaigns/{}", made["id"].as_str().unwrap());
+    let suppression = json!({"email": "c@example.com", "reason": "bounced"});
+    created(
+        app.post("/api/v1/suppressions", &suppression, Some(&token))
+            .await,
+    )
+    .await;
+    let csv = "email,first_name,company\na@example.com,Ada,Acme\nb@example.com,Bob,Acme\n\
+               c@example.com,Cy,Acme\n";
+    let imported = app
+        .request(Method::POST, &format!("{path}/prospects/import"))
+        .bearer_auth(&token)
+        .header("content-type", "text/csv")
+        .body(csv)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(imported.status(), StatusCode::OK);
+    (token, path)
+}
+
+async fn json_of(response: reqwest::Response, status: StatusCode) -> Value {
+    assert_eq!(response.status(), status);
+    response.json().await.unwrap()
+}
+
+async fn messages(app: &TestApp, token: &str, path: &str, query: &str) -> Vec<Value> {
+    let page = json_of(
+        app.get(&format!("{path}/messages{query}"), Some(token))
+            .await,
+        StatusCode::OK,
+    )
+    .await;
+    page["items"].as_array().unwrap().clone()
+}
+
+/// The message of `email` at `step`.
+async fn message(app: &TestApp, token: &str, path: &str, email: &str, step: i64) -> Value {
+    messages(app, token, path, &format!("?step={step}"))
+        .await
+        .into_iter()
+        .find(|m| m["email"] == email)
+        .unwrap()
+}
+
+fn id(value: &Value) -> Uuid {
+    value.as_str().unwrap().parse().unwrap()
+}
+
+/// Ends a message's run as the worker would.
+async fn finish_run(app: &TestApp, message: &Value, ending: Ending) {
+    let mut tx = app.db.begin().await.unwrap();
+    let spent = Spent {
+        input_tokens: 120,
+        output_tokens: 80,
+        cost_microusd: 66,
+    };
+    let recorded = campaign_messages::finish(
+        &mut tx,
+        id(&message["id"]),
+        id(&message["job_id"]),
+        &ending,
+        spent,
+    )
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+    assert!(recorded);
+}
+
+async fn generation_jobs(app: &TestApp, state: &str) -> i64 {
+    sqlx::query_scalar("select count(*) from effects where kind = 'generation' and state = $1")
+        .bind(state)
+        .fetch_one(&app.db)
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn generating_plans_each_active_prospects_first_step_and_shows_progress() {
+    let app = TestApp::spawn().await;
+    let (token, path) = campaign_with_prospects(&app, "ada@example.com").await;
+    let token = token.as_str();
+
+    let response = app
+        .post(&format!("{path}/generate"), &json!({}), Some(token))
+        .await;
+    let campaign = json_of(response, StatusCode::ACCEPTED).await;
+    assert_eq!(campaign["state"], "generating");
+    // two active prospects (the suppressed one is skipped), two steps each; step 2 waits
+    // for step 1
+    assert_eq!(
+        campaign["progress"],
+        json!([
+            {"position": 1, "pending": 2, "running": 0, "done": 0, "failed": 0, "blocked": 0},
+            {"position": 2, "pending": 2, "running": 0, "done": 0, "failed": 0, "blocked": 0},
+        ])
+    );
+    assert_eq!(
+        campaign["spent"],
+        json!({"input_tokens": 0, "output_tokens": 0, "cost_usd": 0.0, "limit_reached": false})
+    );
+    assert_eq!(generation_jobs(&app, "planned").await, 2);
+    let listed = messages(&app, token, &path, "").await;
+    assert_eq!(listed.len(), 4);
+    assert!(listed.iter().all(|m| m["state"] == "pending"));
+    let first: Vec<&Value> = listed.iter().filter(|m| m["step"] == 1).collect();
+    assert!(first.iter().all(|m| m["job_id"].is_string()));
+    assert!(
+        listed
+            .iter()
+            .filter(|m| m["step"] == 2)
+            .all(|m| m["job_id"].is_null())
+    );
+
+    let again = app
+        .post(&format!("{path}/generate"), &json!({}), Some(token))
+        .await;
+    assert_problem(again, StatusCode::CONFLICT, "campaign_state").await;
+    assert_eq!(generation_jobs(&app, "planned").await, 2);
+
+    // a written step 1 plans the prospect's step 2, and is counted with its cost
+    let ada = message(&app, token, &path, "a@example.com", 1).await;
+    let written = Ending::Written {
+        subject: "Hi Ada".to_owned(),
+        body: "Hello.".to_owned(),
+    };
+    finish_run(&app, &ada, written).await;
+    let ada_second = message(&app, token, &path, "a@example.com", 2).await;
+    assert!(ada_second["job_id"].is_string());
+    let campaign = json_of(app.get(&path, Some(token)).await, StatusCode::OK).await;
+    assert_eq!(campaign["progress"][0]["done"], 1);
+    assert_eq!(
+        campaign["spent"],
+        json!({"input_tokens": 120, "output_tokens": 80, "cost_usd": 0.000066,
+               "limit_reached": false})
+    );
+}
+
+#[tokio::test]
+async fn a_campaign_with_no_active_prospect_is_not_generated() {
+    let app = TestApp::spawn().await;
+    let token = app.signup("ada@example.com").await.access_token;
+    let (sender, model) = sender_and_model(&app, &token, "ada").await;
+    let made = draft(&app, &token, &sender, &model).await;
+    let path = format!("/api/v1/campaigns/{}", made["id"].as_str().unwrap());
+
+    let response = app
+        .post(&format!("{path}/generate"), &json!({}), Some(&token))
+        .await;
+    assert_problem(response, StatusCode::CONFLICT, "no_prospects").await;
+    let campaign = json_of(app.get(&path, Some(&token)).await, StatusCode::OK).await;
+    assert_eq!(campaign["state"], "draft");
+    assert_eq!(app.count("campaign_messages").await, 0);
+    let planned: i64 = sqlx::query_scalar("select count(*) from effects where kind = 'generation'")
+        .fetch_one(&app.db)
+        .await
+        .unwrap();
+    assert_eq!(planned, 0);
+}
+
+#[tokio::test]
+async fn stop_blocks_what_was_still_to_be_written_and_cancels_its_jobs() {
+    let app = TestApp::spawn().await;
+    let (token, path) = campaign_with_prospects(&app, "ada@example.com").await;
+    let token = token.as_str();
+    let stop = format!("{path}/stop");
+    // a draft is deleted, not stopped
+    let response = app.post(&stop, &json!({}), Some(token)).await;
+    assert_problem(response, StatusCode::CONFLICT, "campaign_state").await;
+    app.post(&format!("{path}/generate"), &json!({}), Some(token))
+        .await;
+
+    let campaign = json_of(
+        app.post(&stop, &json!({}), Some(token)).await,
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(campaign["state"], "stopped", "{campaign}");
+    assert_eq!(campaign["progress"][0]["blocked"], 2, "{campaign}");
+    assert_eq!(campaign["progress"][1]["blocked"], 2);
+    let listed = messages(&app, token, &path, "?state=blocked").await;
+    assert_eq!(listed.len(), 4);
+    assert!(
+        listed
+            .iter()
+            .all(|m| m["error"] == "not written: the campaign was stopped")
+    );
+    assert_eq!(generation_jobs(&app, "canceled").await, 2);
+    assert_eq!(generation_jobs(&app, "planned").await, 0);
+
+    for action in ["stop", "generate"] {
+        let response = app
+            .post(&format!("{path}/{action}"), &json!({}), Some(token))
+            .await;
+        assert_problem(response, StatusCode::CONFLICT, "campaign_state").await;
+    }
+}
+
+#[tokio::test]
+async fn messages_are_edited_and_regenerated_before_launch() {
+    let app = TestApp::spawn().await;
+    let (token, path) = campaign_with_prospects(&app, "ada@example.com").await;
+    let token = token.as_str();
+    app.post(&format!("{path}/generate"), &json!({}), Some(token))
+        .await;
+    let ada = message(&app, token, &path, "a@example.com", 1).await;
+    let bob = message(&app, token, &path, "b@example.com", 1).await;
+    let at = |message: &Value| format!("{path}/messages/{}", message["id"].as_str().unwrap());
+
+    // a refused answer fails the message and blocks the prospect's later step
+    finish_run(
+        &app,
+        &ada,
+        Ending::Failed("the model refused: no".to_owned()),
+    )
+    .await;
+    let failed = message(&app, token, &path, "a@example.com", 1).await;
+    assert_eq!(
+        (&failed["state"], &failed["error"]),
+        (&json!("failed"), &json!("the model refused: no"))
+    );
+    let blocked = message(&app, token, &path, "a@example.com", 2).await;
+    assert_eq!(blocked["state"], "blocked");
+    let regenerate_blocked = app
+        .post(
+            &format!("{}/regenerate", at(&blocked)),
+            &json!({}),
+            Some(token),
+        )
+        .await;
+    assert_problem(
+        regenerate_blocked,
+        StatusCode::CONFLICT,
+        "earlier_step_missing",
+    )
+    .await;
+
+    // bad input names its field and changes nothing
+    for (body, field) in [
+        (
+            json!({"subject": "Hi\r\nBcc: x@example.com", "body": "Hello"}),
+            "subject",
+        ),
+        (
+            json!({"subject": "s".repeat(151), "body": "Hello"}),
+            "subject",
+        ),
+        (json!({"subject": "Hi", "body": " "}), "body"),
+        (json!({"subject": "", "body": "Hello"}), "subject"),
+    ] {
+        let response = app.send(Method::PUT, &at(&ada), Some(&body), token).await;
+        assert_field_error(response, field).await;
+    }
+    assert_eq!(
+        message(&app, token, &path, "a@example.com", 1).await["state"],
+        "failed"
+    );
+    // a message being written is not edited under its job
+    let body = json!({"subject": "Hi Bob", "body": "Hello Bob."});
+    let response = app.send(Method::PUT, &at(&bob), Some(&body), token).await;
+    assert_problem(response, StatusCode::CONFLICT, "message_pending").await;
+
+    // the user writes the failed one by hand: done, and the prospect's step 2 is planned
+    let body = json!({"subject": " Hi Ada ", "body": "Hello Ada."});
+    let edited = json_of(
+        app.send(Method::PUT, &at(&ada), Some(&body), token).await,
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(
+        (&edited["state"], &edited["subject"], &edited["body"]),
+        (&json!("done"), &json!("Hi Ada"), &json!("Hello Ada."))
+    );
+    assert!(edited["edited_at"].is_string());
+    let second = message(&app, token, &path, "a@example.com", 2).await;
+    assert_eq!(second["state"], "pending");
+    assert!(second["job_id"].is_string());
+
+    // regenerating runs a new job; the old one's late result is not taken
+    let old_job = edited["job_id"].clone();
+    let regenerated = json_of(
+        app.post(&format!("{}/regenerate", at(&ada)), &json!({}), Some(token))
+            .await,
+        StatusCode::ACCEPTED,
+    )
+    .await;
+    assert_eq!(
+        (&regenerated["state"], &regenerated["runs"]),
+        (&json!("pending"), &json!(2))
+    );
+    assert_ne!(regenerated["job_id"], old_job);
+    let mut stale = ada.clone();
+    stale["job_id"] = old_job;
+    let mut tx = app.db.begin().await.unwrap();
+    let late = Ending::Written {
+        subject: "Stale".to_owned(),
+        body: "Stale.".to_owned(),
+    };
+    let taken = campaign_messages::finish(
+        &mut tx,
+        id(&stale["id"]),
+        id(&stale["job_id"]),
+        &late,
+        Spent::default(),
+    )
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+    assert!(!taken);
+    let again = app
+        .post(&format!("{}/regenerate", at(&ada)), &json!({}), Some(token))
+        .await;
+    assert_problem(again, StatusCode::CONFLICT, "message_pending").await;
+}
+
+#[tokio::test]
+async fn another_accounts_campaign_and_messages_are_out_of_reach() {
+    let app = TestApp::spawn().await;
+    let (token, path) = campaign_with_prospects(&app, "ada@example.com").await;
+    app.post(&format!("{path}/generate"), &json!({}), Some(&token))
+        .await;
+    let ada = message(&app, &token, &path, "a@example.com", 1).await;
+    let message_path = format!("{path}/messages/{}", ada["id"].as_str().unwrap());
+    let (eve, eve_path) = campaign_with_prospects(&app, "eve@example.com").await;
+    let eve = eve.as_str();
+
+    for action in ["generate", "stop"] {
+        let response = app
+            .post(&format!("{path}/{action}"), &json!({}), Some(eve))
+            .await;
+        assert_problem(response, StatusCode::NOT_FOUND, "not_found").await;
+    }
+    let response = app.get(&format!("{path}/messages"), Some(eve)).await;
+    assert_problem(response, StatusCode::NOT_FOUND, "not_found").await;
+    let body = json!({"subject": "Mine", "body": "Mine now."});
+    let response = app.send(Method::PUT, &message_path, Some(&body), eve).await;
+    assert_problem(response, StatusCode::NOT_FOUND, "not_found").await;
+    // Ada's message under Eve's own campaign is no message of that campaign
+    app.post(&format!("{eve_path}/generate"), &json!({}), Some(eve))
+        .await;
+    let foreign = format!("{eve_path}/messages/{}", ada["id"].as_str().unwrap());
+    let response = app.send(Method::PUT, &foreign, Some(&body), eve).await;
+    assert_problem(response, StatusCode::NOT_FOUND, "not_found").await;
+    let response = app
+        .post(&format!("{foreign}/regenerate"), &json!({}), Some(eve))
+        .await;
+    assert_problem(response, StatusCode::NOT_FOUND, "not_found").await;
+    let unchanged = message(&app, &token, &path, "a@example.com", 1).await;
+    assert_eq!(unchanged, ada);
+}
+
+#[tokio::test]
+async fn message_lists_name_a_bad_filter() {
+    let app = TestApp::spawn().await;
+    let (token, path) = campaign_with_prospects(&app, "ada@example.com").await;
+    for (query, field) in [
+        ("?step=0", "step"),
+        ("?step=two", "step"),
+        ("?state=sent", "state"),
+        ("?person_id=ada", "person_id"),
+        ("?limit=0", "limit"),
+    ] {
+        let response = app
+            .get(&format!("{path}/messages{query}"), Some(&token))
+            .await;
+        assert_field_error(response, field).await;
+    }
+    let response = app
+        .get(&format!("{path}/messages?colour=red"), Some(&token))
+        .await;
+    assert_eq!(response.status(), StatusCode::UNPROCESSABLE_ENTITY);
+}
