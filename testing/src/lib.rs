@@ -14,6 +14,8 @@
 //!   server that stalls or hangs up on cue; [`twilio_standin`]: a stateful
 //!   Twilio stand-in for fault tests; [`llm_standin`]: an OpenAI-compatible stand-in that
 //!   writes each e-mail from its prompt, answers badly on cue, and records each call.
+//! - [`prism`]: Prism on a provider's published API description, behind a proxy that records
+//!   its verdict on each request (the contract tests).
 //! - [`campaigns`]: an LLM provider, model, people and a campaign, and generation started.
 //! - [`process`]: free ports and readiness waits for the real binaries.
 //!
@@ -55,6 +57,7 @@ pub mod env;
 pub mod fixtures;
 pub mod llm_standin;
 pub mod pipeline;
+pub mod prism;
 pub mod process;
 pub mod smtp;
 pub mod smtp_script;

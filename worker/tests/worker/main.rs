@@ -17,6 +17,7 @@ mod generation;
 mod helpers;
 mod housekeeping;
 mod lifecycle;
+mod llm_contract;
 mod messages;
 mod rate_limits;
 mod recovery;
