@@ -72,6 +72,7 @@ fn api_router() -> OpenApiRouter<AppState> {
         .merge(routes::campaigns::router())
         .merge(routes::people::router())
         .merge(routes::suppressions::router())
+        .merge(routes::unsubscribe::router())
 }
 
 /// The OpenAPI document.

@@ -43,6 +43,7 @@ use utoipa::{Modify, OpenApi};
         (name = "llm", description = "LLM providers (OpenAI-compatible endpoints with their limits) and the models priced on them"),
         (name = "people", description = "People (CRM contacts) that campaigns write to: search, CSV import"),
         (name = "suppressions", description = "E-mail addresses the account must not send to, and why"),
+        (name = "unsubscribe", description = "One-click unsubscribe links in campaign e-mails (RFC 8058), no login"),
         (name = "webhooks", description = "Providers calling Herald, authenticated by their signatures"),
         (name = "cron", description = "Cron expressions under Herald's DST rules"),
         (name = "operations", description = "Health and metrics"),

@@ -2,6 +2,7 @@
 
 /// Campaign step prompts: MiniJinja templates and the variables they may name.
 pub mod campaign_prompts;
+pub mod campaign_schedule;
 /// Layered, validated configuration.
 pub mod config;
 /// Course content rules: grading, message rendering, channel limits.
@@ -38,3 +39,4 @@ pub mod telemetry;
 pub mod time_rules;
 /// Cron triggers from jobs.toml (`[cron.<name>]`).
 pub mod triggers;
+pub mod unsubscribe;

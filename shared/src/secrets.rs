@@ -6,6 +6,7 @@ use aes_gcm::aead::{Aead, AeadCore, KeyInit, OsRng};
 use aes_gcm::{Aes256Gcm, Key, Nonce};
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use hmac::{Hmac, Mac};
 use secrecy::ExposeSecret;
 use sha2::{Digest, Sha256};
 
@@ -24,10 +25,14 @@ pub fn decode_key(encoded: &str) -> Option<[u8; 32]> {
 #[error("secret box: {0}")]
 pub struct CryptoError(&'static str);
 
-/// Seals and opens secrets with the configured key.
+/// Seals and opens secrets with the configured key, and signs what Herald hands out
+/// (unsubscribe links) with a key derived from it.
 #[derive(Clone)]
 pub struct SecretBox {
     cipher: Aes256Gcm,
+    /// HMAC-SHA256 key for [`SecretBox::sign`]: derived, so the encryption key itself is never
+    /// used for a second purpose.
+    signing: [u8; 32],
 }
 
 impl std::fmt::Debug for SecretBox {
@@ -52,9 +57,39 @@ impl SecretBox {
     }
 
     pub fn new(key: &[u8; 32]) -> Self {
+        let mut hasher = Sha256::new();
+        hasher.update(b"herald signing key\0");
+        hasher.update(key);
         Self {
             cipher: Aes256Gcm::new(Key::<Aes256Gcm>::from_slice(key)),
+            signing: hasher.finalize().into(),
         }
+    }
+
+    /// The HMAC-SHA256 of `message` for `purpose` (each purpose its own domain, so a
+    /// signature made for one is never valid for another).
+    pub fn sign(&self, purpose: &str, message: &[u8]) -> [u8; 32] {
+        self.mac(purpose, message).finalize().into_bytes().into()
+    }
+
+    /// Whether `tag` is the start (at least 16 bytes) of [`SecretBox::sign`]'s signature,
+    /// compared in constant time.
+    pub fn verify(&self, purpose: &str, message: &[u8], tag: &[u8]) -> bool {
+        tag.len() >= 16
+            && self
+                .mac(purpose, message)
+                .verify_truncated_left(tag)
+                .is_ok()
+    }
+
+    fn mac(&self, purpose: &str, message: &[u8]) -> Hmac<Sha256> {
+        // a 32-byte key: any length is valid for HMAC, so this cannot fail
+        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&self.signing)
+            .unwrap_or_else(|_| unreachable!("HMAC takes a key of any length"));
+        mac.update(purpose.as_bytes());
+        mac.update(b"\0");
+        mac.update(message);
+        mac
     }
 
     /// Encrypts `plaintext` under a fresh random nonce.

@@ -14,4 +14,5 @@ pub mod people;
 pub mod schedules;
 pub mod senders;
 pub mod suppressions;
+pub mod unsubscribe;
 pub mod webhooks;

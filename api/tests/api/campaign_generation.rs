@@ -14,7 +14,7 @@ use crate::helpers::{TestApp, assert_field_error, assert_problem, created};
 
 /// A draft campaign of a new account with prospects `a@…`, `b@…` and a suppressed `c@…`:
 /// (token, campaign path).
-async fn campaign_with_prospects(app: &TestApp, email: &str) -> (String, String) {
+pub async fn campaign_with_prospects(app: &TestApp, email: &str) -> (String, String) {
     let token = app.signup(email).await.access_token;
     let name = email.split('@').next().unwrap();
     let (sender, model) = sender_and_model(app, &token, name).await;
@@ -391,4 +391,119 @@ async fn message_lists_name_a_bad_filter() {
         .get(&format!("{path}/messages?colour=red"), Some(&token))
         .await;
     assert_eq!(response.status(), StatusCode::UNPROCESSABLE_ENTITY);
+}
+
+#[tokio::test]
+async fn the_launch_plan_is_shown_before_anything_is_sent() {
+    use chrono::{Datelike, Timelike};
+
+    let app = TestApp::spawn().await;
+    let (token, path) = campaign_with_prospects(&app, "ada@example.com").await;
+    let token = token.as_str();
+    let schedule = format!("{path}/schedule");
+    let response = app.get(&schedule, Some(token)).await;
+    assert_problem(response, StatusCode::CONFLICT, "campaign_state").await;
+    // Bob reads his e-mail in Tokyo; Ada has no zone of her own (the campaign's New York)
+    let prospects = json_of(
+        app.get(&format!("{path}/prospects"), Some(token)).await,
+        StatusCode::OK,
+    )
+    .await;
+    let bob = prospects["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["email"] == "b@example.com")
+        .unwrap()
+        .clone();
+    let moved = app
+        .send(
+            Method::PUT,
+            &format!("/api/v1/people/{}", bob["person_id"].as_str().unwrap()),
+            Some(&json!({"email": "b@example.com", "first_name": "Bob", "timezone": "Asia/Tokyo"})),
+            token,
+        )
+        .await;
+    assert_eq!(moved.status(), StatusCode::OK);
+    app.post(&format!("{path}/generate"), &json!({}), Some(token))
+        .await;
+    let ada = message(&app, token, &path, "a@example.com", 1).await;
+    let written = |name: &str| Ending::Written {
+        subject: format!("Hi {name}"),
+        body: "Hello.".to_owned(),
+    };
+    finish_run(&app, &ada, written("Ada")).await;
+    let page = json_of(app.get(&schedule, Some(token)).await, StatusCode::OK).await;
+    // Bob's first e-mail is not written yet: left out, and counted
+    assert_eq!(
+        (&page["planned"], &page["not_written"]),
+        (&json!(1), &json!(1))
+    );
+    let bob = message(&app, token, &path, "b@example.com", 1).await;
+    finish_run(&app, &bob, written("Bob")).await;
+
+    let page = json_of(app.get(&schedule, Some(token)).await, StatusCode::OK).await;
+    assert_eq!(
+        (&page["planned"], &page["unplanned"], &page["not_written"]),
+        (&json!(2), &json!(0), &json!(0))
+    );
+    let items = page["items"].as_array().unwrap();
+    assert_eq!(items.len(), 2);
+    for item in items {
+        let local =
+            chrono::DateTime::parse_from_rfc3339(item["local_time"].as_str().unwrap()).unwrap();
+        assert!((9..17).contains(&local.hour()), "{item}");
+        assert!(local.weekday().number_from_monday() <= 5, "{item}");
+        let expected_zone = if item["email"] == "b@example.com" {
+            "Asia/Tokyo"
+        } else {
+            "America/New_York"
+        };
+        assert_eq!(item["timezone"], expected_zone);
+    }
+    let days: i64 = page["days"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|day| day["first_emails"].as_i64().unwrap())
+        .sum();
+    assert_eq!(days, 2);
+    // nothing was planned to be sent by showing the plan
+    assert_eq!(
+        sqlx::query_scalar::<_, i64>("select count(*) from effects where kind <> 'generation'")
+            .fetch_one(&app.db)
+            .await
+            .unwrap(),
+        1,
+        "only the sign-up e-mail"
+    );
+    // pages fit together
+    let first = json_of(
+        app.get(&format!("{schedule}?limit=1"), Some(token)).await,
+        StatusCode::OK,
+    )
+    .await;
+    let cursor = first["next_cursor"].as_str().unwrap();
+    let second = json_of(
+        app.get(&format!("{schedule}?limit=1&cursor={cursor}"), Some(token))
+            .await,
+        StatusCode::OK,
+    )
+    .await;
+    let mut paged = vec![
+        first["items"][0]["person_id"].clone(),
+        second["items"][0]["person_id"].clone(),
+    ];
+    let mut all: Vec<Value> = items.iter().map(|item| item["person_id"].clone()).collect();
+    paged.sort_by_key(Value::to_string);
+    all.sort_by_key(Value::to_string);
+    assert_eq!(paged, all);
+
+    let response = app
+        .get(&format!("{schedule}?cursor=nope"), Some(token))
+        .await;
+    assert_field_error(response, "cursor").await;
+    let eve = app.signup("eve@example.com").await.access_token;
+    let response = app.get(&schedule, Some(&eve)).await;
+    assert_problem(response, StatusCode::NOT_FOUND, "not_found").await;
 }

@@ -27,4 +27,5 @@ mod replies;
 mod schedules;
 mod senders;
 mod suppressions;
+mod unsubscribe;
 mod webhooks;

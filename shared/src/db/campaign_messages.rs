@@ -603,3 +603,44 @@ pub async fn get(
 pub fn message_of(payload: &Value) -> Option<Uuid> {
     payload.get("message_id")?.as_str()?.parse().ok()
 }
+
+/// An active prospect whose first e-mail is written, as the launch plan needs them.
+#[derive(Debug, Clone, FromRow)]
+pub struct Writable {
+    pub person_id: Uuid,
+    pub email: String,
+    /// The person's own zone; `None`: the campaign's.
+    pub timezone: Option<String>,
+}
+
+/// The active prospects whose step 1 is written, in the order they were added, and how many
+/// active prospects are not written yet (pending, failed or blocked).
+pub async fn first_steps_written(
+    conn: &mut PgConnection,
+    campaign_id: Uuid,
+) -> Result<(Vec<Writable>, i64), sqlx::Error> {
+    let written = sqlx::query_as!(
+        Writable,
+        "select cp.person_id, p.email, p.timezone
+         from campaign_prospects cp
+         join people p on p.id = cp.person_id
+         join campaign_messages m on m.campaign_id = cp.campaign_id
+                                 and m.person_id = cp.person_id and m.position = 1
+         where cp.campaign_id = $1 and cp.state = 'active' and m.state = 'done'
+         order by cp.added_at, cp.person_id",
+        campaign_id,
+    )
+    .fetch_all(&mut *conn)
+    .await?;
+    let not_written = sqlx::query_scalar!(
+        r#"select count(*) as "count!" from campaign_prospects cp
+           where cp.campaign_id = $1 and cp.state = 'active'
+             and not exists (select from campaign_messages m
+                             where m.campaign_id = cp.campaign_id and m.person_id = cp.person_id
+                               and m.position = 1 and m.state = 'done')"#,
+        campaign_id,
+    )
+    .fetch_one(&mut *conn)
+    .await?;
+    Ok((written, not_written))
+}

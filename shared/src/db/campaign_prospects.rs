@@ -130,3 +130,44 @@ pub async fn list(
     .fetch_all(executor)
     .await
 }
+
+/// Who an unsubscribe reached: the campaign's account and the person's address.
+#[derive(Debug, Clone, FromRow)]
+pub struct Unsubscribed {
+    pub account_id: Uuid,
+    pub email: String,
+}
+
+/// Marks the person's prospect of the campaign `unsubscribed` if it was `active` (a reply, a
+/// bounce or a skip stays what it was), in the caller's transaction. `None` when the campaign
+/// or the prospect no longer exists.
+pub async fn unsubscribe(
+    conn: &mut PgConnection,
+    campaign_id: Uuid,
+    person_id: Uuid,
+) -> Result<Option<Unsubscribed>, sqlx::Error> {
+    let found = sqlx::query_as!(
+        Unsubscribed,
+        "select c.account_id, p.email
+         from campaign_prospects cp
+         join campaigns c on c.id = cp.campaign_id
+         join people p on p.id = cp.person_id
+         where cp.campaign_id = $1 and cp.person_id = $2
+         for update of cp",
+        campaign_id,
+        person_id,
+    )
+    .fetch_optional(&mut *conn)
+    .await?;
+    if found.is_some() {
+        sqlx::query!(
+            "update campaign_prospects set state = 'unsubscribed'
+             where campaign_id = $1 and person_id = $2 and state = 'active'",
+            campaign_id,
+            person_id,
+        )
+        .execute(&mut *conn)
+        .await?;
+    }
+    Ok(found)
+}

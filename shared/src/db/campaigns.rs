@@ -207,6 +207,31 @@ pub async fn lock(
     .await
 }
 
+/// A campaign sender's limits, in rotation order.
+#[derive(Debug, Clone, FromRow)]
+pub struct SenderLimitsRow {
+    pub sender_id: Uuid,
+    pub daily_cap: i32,
+    pub min_gap_secs: i32,
+}
+
+/// The campaign's senders' limits, in rotation order.
+pub async fn sender_limits(
+    executor: impl PgExecutor<'_>,
+    id: Uuid,
+) -> Result<Vec<SenderLimitsRow>, sqlx::Error> {
+    sqlx::query_as!(
+        SenderLimitsRow,
+        "select s.id as sender_id, s.daily_cap, s.min_gap_secs
+         from campaign_senders cs join email_senders s on s.id = cs.sender_id
+         where cs.campaign_id = $1
+         order by cs.position",
+        id,
+    )
+    .fetch_all(executor)
+    .await
+}
+
 /// Moves the campaign to `state` (the caller holds its lock and checked the move).
 pub async fn set_state(conn: &mut PgConnection, id: Uuid, state: &str) -> Result<(), sqlx::Error> {
     sqlx::query!("update campaigns set state = $2 where id = $1", id, state)

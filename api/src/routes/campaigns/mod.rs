@@ -12,6 +12,7 @@
 
 pub mod generation;
 pub mod prospects;
+pub mod schedule;
 
 use std::collections::HashSet;
 
@@ -41,6 +42,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(get_campaign, update_campaign, delete_campaign))
         .merge(prospects::router())
         .merge(generation::router())
+        .merge(schedule::router())
 }
 
 const MAX_SENDERS: usize = 20;
