@@ -393,9 +393,9 @@ pub struct LlmConfig {
     /// Most generation jobs of one account running at once, across every replica, so one
     /// account's 50,000 prospects cannot hold every provider slot while another's 50 wait.
     pub max_concurrent_per_account: u32,
-    /// `max_completion_tokens` of each generation call: the longest answer paid for. It is
-    /// also what a call reserves of its provider's tokens per minute until its `usage` is
-    /// known, as OpenAI's own limiter counts it.
+    /// `max_completion_tokens` of each generation call: the longest answer paid for. It also
+    /// counts, with the prompt, against the provider's tokens per minute, as OpenAI's own
+    /// limiter counts a request when it arrives.
     pub max_output_tokens: u32,
 }
 

@@ -4,10 +4,14 @@
 //!   instant the next call may start (as `crate::rate_limit` keeps for senders): a call takes
 //!   the later of the two, moves the request schedule on by `60 s / requests_per_minute` and
 //!   the token schedule by its reserved tokens × `60 s / tokens_per_minute`. A call reserves
-//!   its prompt's estimate plus `llm.max_output_tokens` (what OpenAI's own limiter counts), and
-//!   settles with the `usage` the answer reports, giving back what it did not use. Calls are
-//!   spread evenly rather than let through in bursts at the start of each minute, so the
-//!   provider's own per-minute limit is never met head-on.
+//!   its prompt's estimate plus `llm.max_output_tokens`, and settles with the `usage` the
+//!   answer reports: a call that used more than it reserved (the estimate was low) moves the
+//!   schedule on by the difference. One that used less gives nothing back, because OpenAI
+//!   counts a request against its tokens per minute at `max_tokens` plus the prompt when it
+//!   arrives, whatever the answer then uses (measured with the benchmark's stand-in, which
+//!   counts the same way: giving unused tokens back sent 18 % more than the limit and drew
+//!   429s). Calls are spread evenly rather than let through in bursts at the start of each
+//!   minute, so the provider's own per-minute limit is never met head-on.
 //! - **A provider's own "wait"**: a 429 moves both schedules to the instant it asked for, so
 //!   every replica waits, not only the job that was told.
 //! - **Jobs running per account** (`llm.max_concurrent_per_account`): leases in a sorted set
@@ -52,7 +56,7 @@ redis.call('SET', KEYS[2], string.format('%.0f', tokens_following),
 return {1, wait}
 ";
 
-/// Moves KEYS[1]'s schedule by ARGV[1] µs (negative: gives time back), never before now.
+/// Moves KEYS[1]'s schedule on by ARGV[1] µs (from now at the earliest).
 const SETTLE: &str = r"
 local time = redis.call('TIME')
 local now = tonumber(time[1]) * 1000000 + tonumber(time[2])
@@ -157,14 +161,15 @@ pub async fn reserve(
 }
 
 /// Settles a call that reserved `reserved` tokens and used `used`: the token schedule moves
-/// back by what was not used (or on, by what was used beyond the reservation).
+/// on by what was used beyond the reservation (see the module doc for why nothing is given
+/// back).
 pub async fn settle(
     ctx: &WorkerContext,
     limits: ProviderLimits,
     reserved: u32,
     used: u32,
 ) -> Result<(), redis::RedisError> {
-    if reserved == used {
+    if used <= reserved {
         return Ok(());
     }
     let [_, tokens_key] = limits.keys(ctx);

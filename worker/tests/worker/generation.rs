@@ -158,8 +158,11 @@ async fn unusable_answers_fail_their_message_visibly_and_block_later_steps() {
         );
         assert_eq!(steps[1].state, "blocked");
         assert_eq!(steps[1].error.as_deref(), Some("step 1 was not written"));
-        let job = test.row(steps[0].effect_id.unwrap()).await;
-        assert_eq!((job.state.as_str(), job.attempts), ("failed", 1));
+        // the message is written before the job's own outcome: wait for that
+        let job = test
+            .wait_for_state(steps[0].effect_id.unwrap(), "failed")
+            .await;
+        assert_eq!(job.attempts, 1);
         // the provider charged for the unusable answer: it is recorded
         assert!(steps[0].cost_microusd > 0);
     }
@@ -195,8 +198,10 @@ async fn throttling_and_server_errors_are_retried_honouring_the_wait_asked_for()
 
     let written = messages(test.db(), fixture.campaign_id).await;
     assert_eq!(written[0].state, "done");
-    let job = test.row(written[0].effect_id.unwrap()).await;
-    assert_eq!((job.state.as_str(), job.attempts), ("sent", 3));
+    let job = test
+        .wait_for_state(written[0].effect_id.unwrap(), "sent")
+        .await;
+    assert_eq!(job.attempts, 3);
     let calls = llm.calls();
     assert_eq!(calls.len(), 3);
     let waited = calls[1].at - calls[0].at;
@@ -338,7 +343,8 @@ async fn another_accounts_small_campaign_is_written_beside_a_big_one() {
 }
 
 /// A provider's tokens per minute: a call reserves its estimate up front (the next call waits
-/// for it), and settling with the tokens it used gives the rest back, on every replica.
+/// for it), on every replica; a call that used more than it reserved pushes the schedule on
+/// by the difference, one that used less gives nothing back (the provider counted it whole).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn tokens_are_reserved_before_a_call_and_settled_with_its_usage_across_replicas() {
     use herald_worker::llm_limits::{self, ProviderLimits, Reserved};
@@ -366,18 +372,20 @@ async fn tokens_are_reserved_before_a_call_and_settled_with_its_usage_across_rep
         (Duration::from_millis(900)..=Duration::from_millis(1_000)).contains(&second),
         "{second:?}"
     );
-    // the first call used 100 of its 1,000: 900 ms come back
+    // the first call used 100 of its 1,000: nothing comes back; the second used 1,500 of its
+    // 1,000: 500 ms more
     llm_limits::settle(&a, limits, 1_000, 100).await.unwrap();
+    llm_limits::settle(&b, limits, 1_000, 1_500).await.unwrap();
     let third = waited(llm_limits::reserve(&b, limits, 1_000, wait).await.unwrap());
     assert!(
-        (Duration::from_millis(1_000)..=Duration::from_millis(1_100)).contains(&third),
+        (Duration::from_millis(2_400)..=Duration::from_millis(2_500)).contains(&third),
         "{third:?}"
     );
     // a slot further away than the caller may wait is not taken
     let refused = llm_limits::reserve(&a, limits, 1_000, Duration::from_millis(500))
         .await
         .unwrap();
-    assert!(matches!(refused, Reserved::Later(wait) if wait > Duration::from_secs(1)));
+    assert!(matches!(refused, Reserved::Later(wait) if wait > Duration::from_secs(3)));
     // a 429 holds every replica's calls for the wait it asked for
     let other = ProviderLimits {
         provider_id: Uuid::new_v4(),
@@ -424,7 +432,7 @@ async fn a_generation_job_left_running_by_a_dead_worker_is_run_again() {
         messages(test.db(), fixture.campaign_id).await[0].state,
         "done"
     );
-    assert_eq!(test.row(job).await.state, "sent");
+    test.wait_for_state(job, "sent").await;
     assert_eq!(llm.calls().len(), 1);
     test.finish().await;
 }
