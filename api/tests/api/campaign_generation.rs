@@ -477,19 +477,25 @@ async fn the_launch_plan_is_shown_before_anything_is_sent() {
         1,
         "only the sign-up e-mail"
     );
-    // pages fit together
-    let first = json_of(
-        app.get(&format!("{schedule}?limit=1"), Some(token)).await,
-        StatusCode::OK,
-    )
-    .await;
-    let cursor = first["next_cursor"].as_str().unwrap();
-    let second = json_of(
-        app.get(&format!("{schedule}?limit=1&cursor={cursor}"), Some(token))
-            .await,
-        StatusCode::OK,
-    )
-    .await;
+    // pages of one plan fit together (a plan starts at the next whole minute: two pages
+    // fetched across a minute's turn are of two plans, and are fetched again)
+    let (first, second) = loop {
+        let first = json_of(
+            app.get(&format!("{schedule}?limit=1"), Some(token)).await,
+            StatusCode::OK,
+        )
+        .await;
+        let cursor = first["next_cursor"].as_str().unwrap();
+        let second = json_of(
+            app.get(&format!("{schedule}?limit=1&cursor={cursor}"), Some(token))
+                .await,
+            StatusCode::OK,
+        )
+        .await;
+        if first["starts_at"] == second["starts_at"] {
+            break (first, second);
+        }
+    };
     let mut paged = vec![
         first["items"][0]["person_id"].clone(),
         second["items"][0]["person_id"].clone(),
@@ -506,4 +512,82 @@ async fn the_launch_plan_is_shown_before_anything_is_sent() {
     let eve = app.signup("eve@example.com").await.access_token;
     let response = app.get(&schedule, Some(&eve)).await;
     assert_problem(response, StatusCode::NOT_FOUND, "not_found").await;
+}
+
+#[tokio::test]
+async fn a_ready_campaign_writes_again_what_its_user_fixes_or_adds() {
+    let app = TestApp::spawn().await;
+    let (token, path) = campaign_with_prospects(&app, "ada@example.com").await;
+    let token = token.as_str();
+    app.post(&format!("{path}/generate"), &json!({}), Some(token))
+        .await;
+    for email in ["a@example.com", "b@example.com"] {
+        let first = message(&app, token, &path, email, 1).await;
+        finish_run(
+            &app,
+            &first,
+            Ending::Failed("the model refused: no".to_owned()),
+        )
+        .await;
+    }
+    let campaign = json_of(app.get(&path, Some(token)).await, StatusCode::OK).await;
+    assert_eq!(campaign["state"], "ready");
+
+    // Ada's first step written by hand: her second is written next, the campaign generates
+    let ada = message(&app, token, &path, "a@example.com", 1).await;
+    let at = |message: &Value| format!("{path}/messages/{}", message["id"].as_str().unwrap());
+    let body = json!({"subject": "Hi Ada", "body": "Hello Ada."});
+    let response = app.send(Method::PUT, &at(&ada), Some(&body), token).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let campaign = json_of(app.get(&path, Some(token)).await, StatusCode::OK).await;
+    assert_eq!(campaign["state"], "generating");
+    let second = message(&app, token, &path, "a@example.com", 2).await;
+    assert_eq!(second["state"], "pending");
+    assert!(second["job_id"].is_string());
+    assert_eq!(
+        message(&app, token, &path, "b@example.com", 2).await["state"],
+        "blocked"
+    );
+
+    // a message whose job ended without writing it (dead after a long outage) is not stuck
+    sqlx::query("update effects set state = 'dead' where id = $1")
+        .bind(id(&second["job_id"]))
+        .execute(&app.db)
+        .await
+        .unwrap();
+    let regenerated = app
+        .post(
+            &format!("{}/regenerate", at(&second)),
+            &json!({}),
+            Some(token),
+        )
+        .await;
+    assert_eq!(regenerated.status(), StatusCode::ACCEPTED);
+
+    // a prospect added now gets messages and a first job
+    let person = created(
+        app.post(
+            "/api/v1/people",
+            &json!({"email": "dee@example.com", "first_name": "Dee"}),
+            Some(token),
+        )
+        .await,
+    )
+    .await;
+    let added = app
+        .post(
+            &format!("{path}/prospects"),
+            &json!({"person_ids": [person["id"]]}),
+            Some(token),
+        )
+        .await;
+    assert_eq!(added.status(), StatusCode::OK);
+    let dee = message(&app, token, &path, "dee@example.com", 1).await;
+    assert_eq!(dee["state"], "pending");
+    assert!(dee["job_id"].is_string());
+    assert_eq!(
+        messages(&app, token, &path, "?state=pending").await.len(),
+        3,
+        "Ada's step 2, Dee's two steps"
+    );
 }

@@ -243,6 +243,25 @@ pub async fn finish(
     Ok(true)
 }
 
+/// Puts a message whose job found an earlier step not written (being rewritten) back to
+/// waiting for it: no job, planned again once that step is written. `false` when the message
+/// has moved on.
+pub async fn wait_again(
+    conn: &mut PgConnection,
+    id: Uuid,
+    effect_id: Uuid,
+) -> Result<bool, sqlx::Error> {
+    let waiting = sqlx::query!(
+        "update campaign_messages set effect_id = null
+         where id = $1 and effect_id = $2 and state in ('pending', 'failed')",
+        id,
+        effect_id,
+    )
+    .execute(conn)
+    .await?;
+    Ok(waiting.rows_affected() == 1)
+}
+
 /// Blocks every pending message of the campaign with `reason` and cancels their jobs not yet
 /// started (the cost limit reached, the campaign stopped); the campaign becomes `ready` if
 /// it was generating. The caller holds the campaign's lock.
@@ -338,9 +357,13 @@ async fn after_ending(
     queue: &str,
 ) -> Result<(), sqlx::Error> {
     if state == "done" {
+        // the next step no longer waits for this one: unblocked if it was blocked for want of
+        // an earlier step (not one the cost limit or a stop blocked), and planned; each later
+        // step follows in turn as the one before it is written
         sqlx::query!(
             "update campaign_messages set state = 'pending', error = null
-             where campaign_id = $1 and person_id = $2 and position > $3 and state = 'blocked'",
+             where campaign_id = $1 and person_id = $2 and position = $3 + 1
+               and state = 'blocked' and error like 'step % was not written'",
             campaign_id,
             person_id,
             position,
@@ -357,7 +380,15 @@ async fn after_ending(
         )
         .fetch_all(&mut *conn)
         .await?;
-        plan_runs(conn, queue, &next).await?;
+        if plan_runs(conn, queue, &next).await? > 0 {
+            // a `ready` campaign has something to write again (a failed step edited by hand)
+            sqlx::query!(
+                "update campaigns set state = 'generating' where id = $1 and state = 'ready'",
+                campaign_id,
+            )
+            .execute(&mut *conn)
+            .await?;
+        }
     } else {
         sqlx::query!(
             "update campaign_messages set state = 'blocked', effect_id = null,
@@ -386,6 +417,16 @@ async fn mark_ready_if_done(conn: &mut PgConnection, campaign_id: Uuid) -> Resul
     Ok(())
 }
 
+/// States of a job still to run or running: its message is being written. A `pending`
+/// message whose job ended otherwise (`dead` after a long outage, canceled through the jobs
+/// API) can be edited or regenerated.
+const LIVE: [EffectState; 4] = [
+    EffectState::Planned,
+    EffectState::Queued,
+    EffectState::Sending,
+    EffectState::Retrying,
+];
+
 /// Why the user's change to a message was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Refusal {
@@ -393,15 +434,15 @@ pub enum Refusal {
     NotFound,
     /// The campaign is not `generating` or `ready`: its state.
     CampaignState,
-    /// The message is being written (`pending`).
+    /// The message is being written (`pending`, its job still to run or running).
     Pending,
     /// An earlier step of the prospect is not written yet.
     EarlierStepMissing,
 }
 
-/// Writes the user's own subject and body to a message that is not pending (checked by the
-/// caller with `llm::check_email`), as a written run would: later steps are unblocked and the
-/// next one planned. The caller holds the campaign's lock.
+/// Writes the user's own subject and body to a message that is not being written (checked
+/// by the caller with `llm::check_email`), as a written run would: the next step is unblocked
+/// and planned. The caller holds the campaign's lock.
 pub async fn edit(
     conn: &mut PgConnection,
     campaign_id: Uuid,
@@ -411,17 +452,20 @@ pub async fn edit(
     queue: &str,
 ) -> Result<Result<(), Refusal>, sqlx::Error> {
     let Some(current) = sqlx::query!(
-        "select state, person_id, position from campaign_messages
-         where id = $1 and campaign_id = $2 for update",
+        r#"select m.person_id, m.position,
+                  (m.state = 'pending' and e.state = any($3)) as "busy!"
+           from campaign_messages m left join effects e on e.id = m.effect_id
+           where m.id = $1 and m.campaign_id = $2 for update of m"#,
         id,
         campaign_id,
+        &LIVE[..] as &[EffectState],
     )
     .fetch_optional(&mut *conn)
     .await?
     else {
         return Ok(Err(Refusal::NotFound));
     };
-    if current.state == "pending" {
+    if current.busy {
         return Ok(Err(Refusal::Pending));
     }
     sqlx::query!(
@@ -446,8 +490,10 @@ pub async fn edit(
     Ok(Ok(()))
 }
 
-/// Plans a new run of a written, failed or blocked message whose earlier steps are written;
-/// the campaign goes back to `generating`. The caller holds the campaign's lock.
+/// Plans a new run of a message that is not being written and whose earlier steps are
+/// written; the campaign goes back to `generating`. Later steps already written keep their
+/// text; a later step still to be written waits for this one again (its job finds this step
+/// not written and stands down). The caller holds the campaign's lock.
 pub async fn regenerate(
     conn: &mut PgConnection,
     campaign_id: Uuid,
@@ -455,20 +501,24 @@ pub async fn regenerate(
     queue: &str,
 ) -> Result<Result<(), Refusal>, sqlx::Error> {
     let Some(current) = sqlx::query!(
-        r#"select m.state,
-                  (select count(*) from campaign_messages e
-                   where e.campaign_id = m.campaign_id and e.person_id = m.person_id
-                     and e.position < m.position and e.state <> 'done') as "earlier_missing!"
-           from campaign_messages m where m.id = $1 and m.campaign_id = $2 for update"#,
+        r#"select (m.state = 'pending' and e.state = any($3)) as "busy!",
+                  (select count(*) from campaign_messages earlier
+                   where earlier.campaign_id = m.campaign_id
+                     and earlier.person_id = m.person_id
+                     and earlier.position < m.position and earlier.state <> 'done')
+                      as "earlier_missing!"
+           from campaign_messages m left join effects e on e.id = m.effect_id
+           where m.id = $1 and m.campaign_id = $2 for update of m"#,
         id,
         campaign_id,
+        &LIVE[..] as &[EffectState],
     )
     .fetch_optional(&mut *conn)
     .await?
     else {
         return Ok(Err(Refusal::NotFound));
     };
-    if current.state == "pending" {
+    if current.busy {
         return Ok(Err(Refusal::Pending));
     }
     if current.earlier_missing > 0 {
@@ -548,7 +598,8 @@ pub struct MessageFilter<'a> {
     pub after: Option<(DateTime<Utc>, Uuid)>,
 }
 
-/// A page of the campaign's messages in the order they were created.
+/// A page of the campaign's messages in the order they were created (those created together,
+/// by one generate, in id order).
 pub async fn list(
     executor: impl PgExecutor<'_>,
     campaign_id: Uuid,

@@ -153,7 +153,7 @@ pub async fn unsubscribe(
          join campaigns c on c.id = cp.campaign_id
          join people p on p.id = cp.person_id
          where cp.campaign_id = $1 and cp.person_id = $2
-         for update of cp",
+         for no key update of cp",
         campaign_id,
         person_id,
     )

@@ -18,8 +18,9 @@ pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
         .trim()
         .parse()
         .ok()?;
+    // capped before it becomes a Duration: a huge value would not fit one
     (seconds.is_finite() && seconds >= 0.0)
-        .then(|| Duration::from_secs_f64(seconds).min(MAX_RETRY_AFTER))
+        .then(|| Duration::from_secs_f64(seconds.min(MAX_RETRY_AFTER.as_secs_f64())))
 }
 
 /// A header holding a duration in Go's `time.Duration` form, as OpenAI's
@@ -56,7 +57,7 @@ pub fn go_duration(headers: &HeaderMap, name: &str) -> Option<Duration> {
     }
     total
         .is_finite()
-        .then(|| Duration::from_secs_f64(total).min(MAX_RETRY_AFTER))
+        .then(|| Duration::from_secs_f64(total.min(MAX_RETRY_AFTER.as_secs_f64())))
 }
 
 /// The start of a body that is not the expected JSON, for an error message.
@@ -95,6 +96,9 @@ mod tests {
         assert_eq!(retry_after(&headers), Some(Duration::from_secs(7)));
         headers.insert(RETRY_AFTER, HeaderValue::from_static("999999"));
         assert_eq!(retry_after(&headers), Some(MAX_RETRY_AFTER));
+        // far beyond what a Duration holds: capped, not a panic
+        headers.insert(RETRY_AFTER, HeaderValue::from_static("1e30"));
+        assert_eq!(retry_after(&headers), Some(MAX_RETRY_AFTER));
         headers.insert(
             RETRY_AFTER,
             HeaderValue::from_static("Wed, 21 Oct 2015 07:28:00 GMT"),
@@ -115,6 +119,7 @@ mod tests {
         assert_eq!(read("2m3.5s"), Some(Duration::from_secs_f64(123.5)));
         assert_eq!(read("1h0m0s"), Some(Duration::from_secs(3600)));
         assert_eq!(read("99h"), Some(MAX_RETRY_AFTER));
+        assert_eq!(read("99999999999999999999999s"), Some(MAX_RETRY_AFTER));
         assert_eq!(read("soon"), None);
         assert_eq!(read("5"), None);
         assert_eq!(read("5x"), None);

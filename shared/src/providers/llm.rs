@@ -94,9 +94,12 @@ pub struct LlmClient {
 }
 
 impl LlmClient {
-    /// `timeout` bounds a whole call, connection to last byte.
+    /// `timeout` bounds a whole call, connection to last byte. Redirects are not followed: a
+    /// provider URL checked not to name an internal address (`llm.allow_private_base_urls`)
+    /// could otherwise send Herald on to one, and show its answer in the error.
     pub fn new(timeout: Duration) -> Result<Self, reqwest::Error> {
         let http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
             .timeout(timeout)
             .connect_timeout(timeout.min(Duration::from_secs(10)))
             .build()?;
@@ -327,11 +330,18 @@ pub fn check_email(subject: &str, body: &str) -> Result<(), String> {
     if subject.contains(['\r', '\n']) {
         return Err("subject has a line break".to_owned());
     }
+    // PostgreSQL text cannot hold NUL, and no e-mail needs it
+    if subject.contains('\0') {
+        return Err("subject has a NUL character".to_owned());
+    }
     if body.is_empty() {
         return Err("body is empty".to_owned());
     }
     if body.chars().count() > MAX_BODY_CHARS {
         return Err(format!("body is longer than {MAX_BODY_CHARS} characters"));
+    }
+    if body.contains('\0') {
+        return Err("body has a NUL character".to_owned());
     }
     Ok(())
 }
@@ -401,6 +411,9 @@ mod tests {
                 .contains("body is empty")
         );
         assert!(unusable(b"<html>bad gateway</html>".to_vec()).contains("not a chat completion"));
+        assert!(
+            unusable(completion(r#"{"subject":"Hi","body":"a\u0000b"}"#, "stop")).contains("NUL")
+        );
         assert!(unusable(completion("{}", "content_filter")).contains("content_filter"));
     }
 

@@ -80,6 +80,21 @@ async fn write_leased(ctx: &WorkerContext, started: &Started) -> Result<Outcome,
     if job.campaign_state != "generating" {
         return skipped(&format!("the campaign is {}", job.campaign_state));
     }
+    let position = usize::try_from(job.position).unwrap_or(usize::MAX);
+    if earlier.len() + 1 != position {
+        // an earlier step is being written again: wait for it, planned again when it is done
+        let mut conn = ctx
+            .db
+            .acquire()
+            .await
+            .map_err(|err| JobError::failed_to("database", err))?;
+        campaign_messages::wait_again(&mut conn, job.id, started.id)
+            .await
+            .map_err(|err| JobError::failed_to("database", err))?;
+        return skipped(
+            "an earlier step of the prospect is being written again; this one waits for it",
+        );
+    }
     if let Some(max) = job.max_cost_microusd
         && job.campaign_cost_microusd >= max
     {
@@ -107,11 +122,14 @@ async fn write_leased(ctx: &WorkerContext, started: &Started) -> Result<Outcome,
                 subject: email.subject,
                 body: email.body,
             };
-            finish(ctx, &job, started, &ending, usage).await?;
-            Ok(Outcome::Sent {
-                provider_id: None,
-                message: None,
-            })
+            if finish(ctx, &job, started, &ending, usage).await? {
+                Ok(Outcome::Sent {
+                    provider_id: None,
+                    message: None,
+                })
+            } else {
+                skipped("the message moved on while it was written; only the cost was recorded")
+            }
         }
         Called::Answered(Answer {
             usage,
@@ -228,14 +246,15 @@ async fn failed(
     Err(JobError::Permanent(reason))
 }
 
-/// Writes how the run ended and what it cost.
+/// Writes how the run ended and what it cost; `false` when the message had moved on (a
+/// newer run, a stop): then only the cost was recorded.
 async fn finish(
     ctx: &WorkerContext,
     job: &Job,
     started: &Started,
     ending: &Ending,
     usage: Option<Usage>,
-) -> Result<(), JobError> {
+) -> Result<bool, JobError> {
     let spent = usage.map(|usage| spent(job, usage)).unwrap_or_default();
     let mut tx = ctx
         .db
@@ -251,7 +270,7 @@ async fn finish(
     if !recorded {
         tracing::info!(message_id = %job.id, "the message moved on meanwhile; only the cost was recorded");
     }
-    Ok(())
+    Ok(recorded)
 }
 
 /// What a call's tokens cost at the model's prices.

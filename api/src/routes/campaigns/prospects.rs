@@ -2,7 +2,8 @@
 //! (each once per campaign; adding again changes nothing), and people the account has
 //! suppressed are added `skipped` with the reason and listed as such in the answer;
 //! `GET …/prospects` lists them with their state. People can be added until the campaign is
-//! completed or stopped.
+//! completed or stopped; those added while the campaign is generating or ready get their
+//! messages written too.
 
 use std::collections::HashSet;
 
@@ -10,7 +11,8 @@ use axum::Json;
 use axum::extract::{Path, State};
 use chrono::{DateTime, Utc};
 use herald_shared::db::campaign_prospects::{self as db, ProspectRow};
-use herald_shared::db::{campaigns, people};
+use herald_shared::db::{campaign_messages, campaigns, people};
+use herald_shared::effects::EffectKind;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
@@ -141,7 +143,7 @@ async fn add_prospects(
         .filter(|person| seen.insert(*person))
         .collect();
     let mut tx = state.db.begin().await?;
-    lock_open(&mut tx, auth.account_id, id).await?;
+    let campaign_state = lock_open(&mut tx, auth.account_id, id).await?;
     let unknown = db::unknown_people(&mut *tx, auth.account_id, &body.person_ids).await?;
     if !unknown.is_empty() {
         let mut errors = FieldErrors::default();
@@ -151,6 +153,7 @@ async fn add_prospects(
         errors.finish()?;
     }
     let added = db::add(&mut tx, auth.account_id, id, &distinct).await?;
+    write_for_new_prospects(&state, &mut tx, auth.account_id, id, &campaign_state).await?;
     tx.commit().await?;
     let given_twice = i64::try_from(body.person_ids.len() - distinct.len()).unwrap_or(0);
     Ok(Json(answer(added, given_twice)))
@@ -164,20 +167,41 @@ pub struct ProspectsImported {
     pub prospects: ProspectsAdded,
 }
 
-/// Locks the account's campaign for new prospects: 404 when it has none, 409 once it ended.
+/// Locks the account's campaign for new prospects and answers its state: 404 when it has
+/// none, 409 once it ended.
 async fn lock_open(
     tx: &mut sqlx::PgConnection,
     account_id: Uuid,
     id: Uuid,
-) -> Result<(), ApiError> {
+) -> Result<String, ApiError> {
     match campaigns::lock(tx, account_id, id).await? {
         None => Err(ApiError::NotFound("campaign")),
         Some(state) if state == "completed" || state == "stopped" => Err(ApiError::Conflict {
             code: "campaign_ended",
             detail: format!("the campaign is {state}; it takes no more prospects"),
         }),
-        Some(_) => Ok(()),
+        Some(state) => Ok(state),
     }
+}
+
+/// Prospects added once the campaign's messages are being written (or are written) get
+/// theirs written too: their messages are created and their first steps planned, and a
+/// `ready` campaign is `generating` again until they are done.
+async fn write_for_new_prospects(
+    state: &AppState,
+    tx: &mut sqlx::PgConnection,
+    account_id: Uuid,
+    id: Uuid,
+    campaign_state: &str,
+) -> Result<(), ApiError> {
+    if campaign_state != "generating" && campaign_state != "ready" {
+        return Ok(());
+    }
+    let queue = &state.jobs.get(EffectKind::Generation).queue;
+    if campaign_messages::create_and_plan(tx, account_id, id, queue).await? > 0 {
+        campaigns::set_state(tx, id, "generating").await?;
+    }
+    Ok(())
 }
 
 fn answer(added: db::Added, given_twice: i64) -> ProspectsAdded {
@@ -218,7 +242,7 @@ async fn import_prospects(
 ) -> Result<Json<ProspectsImported>, ApiError> {
     let id = path_id(&id, "campaign")?;
     let mut tx = state.db.begin().await?;
-    lock_open(&mut tx, auth.account_id, id).await?;
+    let campaign_state = lock_open(&mut tx, auth.account_id, id).await?;
     let (import, emails) =
         crate::routes::people::import::import(&mut tx, auth.account_id, bytes).await?;
     let person_ids = people::ids_by_email(&mut *tx, auth.account_id, &emails).await?;
@@ -227,6 +251,7 @@ async fn import_prospects(
     } else {
         db::add(&mut tx, auth.account_id, id, &person_ids).await?
     };
+    write_for_new_prospects(&state, &mut tx, auth.account_id, id, &campaign_state).await?;
     tx.commit().await?;
     Ok(Json(ProspectsImported {
         import,
