@@ -83,8 +83,14 @@ pub async fn sweep_once(ctx: &WorkerContext) -> anyhow::Result<Swept> {
             EffectKind::Generation => (Stuck::Retry, settings.timeout * 2, &mut swept.retried),
         };
         let stuck_after = busy_for.as_secs_f64() + worker.stuck_sending_grace_secs as f64;
-        let resolved =
-            effects::resolve_stuck_sending(&ctx.db, settings.kind, stuck_after, stuck).await;
+        let resolved = effects::resolve_stuck_sending(
+            &ctx.db,
+            settings.kind,
+            stuck_after,
+            stuck,
+            settings.max_attempts,
+        )
+        .await;
         step("stuck_sending", resolved.map_err(Into::into), total);
         let trimmed = trim_finished(ctx, &ctx.redis_queue(&settings.queue)).await;
         step("trim_redis", trimmed, &mut swept.trimmed);

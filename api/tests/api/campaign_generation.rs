@@ -68,8 +68,18 @@ fn id(value: &Value) -> Uuid {
     value.as_str().unwrap().parse().unwrap()
 }
 
+/// The campaign of a message.
+async fn campaign_of(app: &TestApp, message: &Value) -> Uuid {
+    sqlx::query_scalar("select campaign_id from campaign_messages where id = $1")
+        .bind(id(&message["id"]))
+        .fetch_one(&app.db)
+        .await
+        .unwrap()
+}
+
 /// Ends a message's run as the worker would.
 async fn finish_run(app: &TestApp, message: &Value, ending: Ending) {
+    let campaign = campaign_of(app, message).await;
     let mut tx = app.db.begin().await.unwrap();
     let spent = Spent {
         input_tokens: 120,
@@ -78,6 +88,7 @@ async fn finish_run(app: &TestApp, message: &Value, ending: Ending) {
     };
     let recorded = campaign_messages::finish(
         &mut tx,
+        campaign,
         id(&message["id"]),
         id(&message["job_id"]),
         &ending,
@@ -313,6 +324,7 @@ async fn messages_are_edited_and_regenerated_before_launch() {
     assert_ne!(regenerated["job_id"], old_job);
     let mut stale = ada.clone();
     stale["job_id"] = old_job;
+    let campaign = campaign_of(&app, &stale).await;
     let mut tx = app.db.begin().await.unwrap();
     let late = Ending::Written {
         subject: "Stale".to_owned(),
@@ -320,6 +332,7 @@ async fn messages_are_edited_and_regenerated_before_launch() {
     };
     let taken = campaign_messages::finish(
         &mut tx,
+        campaign,
         id(&stale["id"]),
         id(&stale["job_id"]),
         &late,
@@ -590,4 +603,62 @@ async fn a_ready_campaign_writes_again_what_its_user_fixes_or_adds() {
         3,
         "Ada's step 2, Dee's two steps"
     );
+}
+
+#[tokio::test]
+async fn deleting_the_prospect_a_campaign_still_generates_for_makes_it_ready() {
+    let app = TestApp::spawn().await;
+    let (token, path) = campaign_with_prospects(&app, "ada@example.com").await;
+    let token = token.as_str();
+    app.post(&format!("{path}/generate"), &json!({}), Some(token))
+        .await;
+    // Ada's steps are written or failed; only Bob's are pending
+    let ada = message(&app, token, &path, "a@example.com", 1).await;
+    finish_run(
+        &app,
+        &ada,
+        Ending::Failed("the model refused: no".to_owned()),
+    )
+    .await;
+    let bob = message(&app, token, &path, "b@example.com", 1).await;
+    let campaign = json_of(app.get(&path, Some(token)).await, StatusCode::OK).await;
+    assert_eq!(campaign["state"], "generating");
+
+    let deleted = app
+        .send(
+            Method::DELETE,
+            &format!("/api/v1/people/{}", bob["person_id"].as_str().unwrap()),
+            None,
+            token,
+        )
+        .await;
+    assert_eq!(deleted.status(), StatusCode::NO_CONTENT);
+    let campaign = json_of(app.get(&path, Some(token)).await, StatusCode::OK).await;
+    assert_eq!(campaign["state"], "ready");
+    // Bob's job, had it been running, still records what its call cost
+    let mut tx = app.db.begin().await.unwrap();
+    let spent = Spent {
+        input_tokens: 10,
+        output_tokens: 5,
+        cost_microusd: 7,
+    };
+    let written = Ending::Written {
+        subject: "Hi Bob".to_owned(),
+        body: "Hello.".to_owned(),
+    };
+    let campaign_id: Uuid = path.rsplit('/').next().unwrap().parse().unwrap();
+    let taken = campaign_messages::finish(
+        &mut tx,
+        campaign_id,
+        id(&bob["id"]),
+        id(&bob["job_id"]),
+        &written,
+        spent,
+    )
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+    assert!(!taken);
+    let campaign = json_of(app.get(&path, Some(token)).await, StatusCode::OK).await;
+    assert_eq!(campaign["spent"]["output_tokens"], 80 + 5);
 }

@@ -197,14 +197,17 @@ pub enum Ending {
 /// recorded then.
 pub async fn finish(
     conn: &mut PgConnection,
+    campaign_id: Uuid,
     id: Uuid,
     effect_id: Uuid,
     ending: &Ending,
     spent: Spent,
 ) -> Result<bool, sqlx::Error> {
-    let Some(campaign_id) = lock_campaign_of(conn, id).await? else {
+    // the campaign, not the message, is locked first (as everywhere) and found by its own id:
+    // a message deleted with its prospect meanwhile still has its cost recorded
+    if !lock_campaign(conn, campaign_id).await? {
         return Ok(false);
-    };
+    }
     add_spent(conn, id, campaign_id, spent).await?;
     let (state, subject, body, error) = match ending {
         Ending::Written { subject, body } => ("done", Some(subject), Some(body), None),
@@ -298,16 +301,47 @@ pub async fn block_pending(
     Ok(u64::try_from(blocked.len()).unwrap_or(u64::MAX))
 }
 
-/// Locks the campaign of message `id` (`None`: no such message).
-async fn lock_campaign_of(conn: &mut PgConnection, id: Uuid) -> Result<Option<Uuid>, sqlx::Error> {
-    sqlx::query_scalar!(
-        "select c.id from campaigns c
-         where c.id = (select campaign_id from campaign_messages where id = $1)
-         for update",
-        id,
+/// Locks the campaign (`false`: it was deleted).
+async fn lock_campaign(conn: &mut PgConnection, campaign_id: Uuid) -> Result<bool, sqlx::Error> {
+    let found = sqlx::query_scalar!(
+        "select id from campaigns where id = $1 for update",
+        campaign_id,
     )
     .fetch_optional(conn)
+    .await?;
+    Ok(found.is_some())
+}
+
+/// Locks the campaigns the person is a prospect of, before the person (and with them their
+/// messages) is deleted: campaign first, as every writer of messages locks.
+pub async fn lock_campaigns_of_person(
+    conn: &mut PgConnection,
+    account_id: Uuid,
+    person_id: Uuid,
+) -> Result<Vec<Uuid>, sqlx::Error> {
+    sqlx::query_scalar!(
+        "select c.id from campaigns c
+         join campaign_prospects cp on cp.campaign_id = c.id
+         where c.account_id = $1 and cp.person_id = $2
+         order by c.id
+         for update of c",
+        account_id,
+        person_id,
+    )
+    .fetch_all(conn)
     .await
+}
+
+/// After a prospect's messages went (the person was deleted), each of `campaigns` that was
+/// generating only for them is `ready`. The caller holds their locks.
+pub async fn mark_ready_after_removal(
+    conn: &mut PgConnection,
+    campaigns: &[Uuid],
+) -> Result<(), sqlx::Error> {
+    for campaign_id in campaigns {
+        mark_ready_if_done(conn, *campaign_id).await?;
+    }
+    Ok(())
 }
 
 async fn add_spent(

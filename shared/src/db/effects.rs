@@ -671,15 +671,19 @@ pub enum Stuck {
     Unknown,
 }
 
-/// Resolves rows of `kind` in `sending` for longer than `older_than_secs` (see [`Stuck`]).
+/// Resolves rows of `kind` in `sending` for longer than `older_than_secs` (see [`Stuck`]). A
+/// [`Stuck::Retry`] row that has had `max_attempts` attempts is `dead` instead: a job that
+/// kills its worker every time (a panic) is not run for ever.
 pub async fn resolve_stuck_sending(
     executor: impl PgExecutor<'_>,
     kind: EffectKind,
     older_than_secs: f64,
     stuck: Stuck,
+    max_attempts: u32,
 ) -> Result<u64, sqlx::Error> {
     let retried = stuck != Stuck::Unknown;
     let looked_up = stuck == Stuck::LookUp;
+    let capped = stuck == Stuck::Retry;
     let error = match stuck {
         Stuck::LookUp => "worker stopped while sending; the provider is asked before sending again",
         Stuck::Retry => "worker stopped while working on it; tried again",
@@ -687,19 +691,25 @@ pub async fn resolve_stuck_sending(
     };
     let done = sqlx::query!(
         "update effects set
-             state = case when $3 then 'retrying' else 'unknown' end,
+             state = case when not $3 then 'unknown'
+                          when $6 and attempts >= $7 then 'dead'
+                          else 'retrying' end,
              unconfirmed_since = case when $4 then coalesce(unconfirmed_since, sending_at)
                                       else unconfirmed_since end,
              unconfirmed_until = case when $4 then now() else unconfirmed_until end,
              next_attempt_at = case when $3 then now() else next_attempt_at end,
-             finished_at = case when $3 then null else now() end,
-             last_error = $5
+             finished_at = case when not $3 or ($6 and attempts >= $7) then now() else null end,
+             last_error = case when $6 and attempts >= $7
+                 then 'worker stopped while working on it, every attempt: given up'
+                 else $5 end
          where state = 'sending' and kind = $1 and sending_at < now() - make_interval(secs => $2)",
         kind.as_str(),
         older_than_secs,
         retried,
         looked_up,
         error,
+        capped,
+        i32::try_from(max_attempts).unwrap_or(i32::MAX),
     )
     .execute(executor)
     .await?;

@@ -261,9 +261,10 @@ async fn finish(
         .begin()
         .await
         .map_err(|err| JobError::failed_to("database", err))?;
-    let recorded = campaign_messages::finish(&mut tx, job.id, started.id, ending, spent)
-        .await
-        .map_err(|err| JobError::failed_to("database", err))?;
+    let recorded =
+        campaign_messages::finish(&mut tx, job.campaign_id, job.id, started.id, ending, spent)
+            .await
+            .map_err(|err| JobError::failed_to("database", err))?;
     tx.commit()
         .await
         .map_err(|err| JobError::failed_to("database", err))?;

@@ -400,39 +400,51 @@ async fn tokens_are_reserved_before_a_call_and_settled_with_its_usage_across_rep
 }
 
 /// A generation job whose worker died mid-call is found by the sweep and run again (it sends
-/// nothing to anyone), and its message is written once.
+/// nothing to anyone), and its message is written once; one that has used up its attempts
+/// that way (a job that kills its worker every time) is given up, not run for ever.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_generation_job_left_running_by_a_dead_worker_is_run_again() {
     let mut test = TestWorker::spawn_with(Mail::Sandbox, &[], |jobs| jobs, &[]).await;
     let llm = LlmStandin::start().await;
-    let fixture = start(&test, &CampaignSpec::new(llm.base_url(), 1)).await;
-    let job = messages(test.db(), fixture.campaign_id).await[0]
-        .effect_id
+    let fixture = start(&test, &CampaignSpec::new(llm.base_url(), 2)).await;
+    let written = messages(test.db(), fixture.campaign_id).await;
+    let (job, last_chance) = (written[0].effect_id.unwrap(), written[1].effect_id.unwrap());
+    let max = test.jobs.get(EffectKind::Generation).max_attempts;
+    // as a worker that died an hour into the call leaves it: on its first attempt, and on
+    // its last
+    for (id, attempts) in [(job, 1), (last_chance, i32::try_from(max).unwrap())] {
+        sqlx::query(
+            "update effects set state = 'sending', attempts = $2,
+                 sending_at = now() - interval '1 hour'
+             where id = $1",
+        )
+        .bind(id)
+        .bind(attempts)
+        .execute(test.db())
+        .await
         .unwrap();
-    // as a worker that died an hour into the call leaves it
-    sqlx::query(
-        "update effects set state = 'sending', attempts = 1, sending_at = now() - interval '1 hour'
-         where id = $1",
-    )
-    .bind(job)
-    .execute(test.db())
-    .await
-    .unwrap();
+    }
     let ctx = test.context("sweeper").await;
 
     let swept = herald_worker::sweep::sweep_once(&ctx).await.unwrap();
 
-    assert_eq!(swept.retried, 1);
-    assert_eq!(swept.unknown, 0);
-    let row = test.row(job).await;
-    assert_eq!(row.state, "retrying");
+    assert_eq!((swept.retried, swept.unknown), (2, 0));
+    assert_eq!(test.row(job).await.state, "retrying");
+    let given_up = test.row(last_chance).await;
+    assert_eq!(given_up.state, "dead");
+    assert!(given_up.last_error.unwrap().contains("given up"));
     test.start_replica("a").await;
-    wait_ready(test.db(), fixture.campaign_id).await;
-    assert_eq!(
-        messages(test.db(), fixture.campaign_id).await[0].state,
-        "done"
-    );
+    let db = test.db();
+    let campaign = fixture.campaign_id;
+    wait_until(
+        "the retried job's message is written",
+        PATIENCE,
+        || async move { messages(db, campaign).await[0].state == "done" },
+    )
+    .await;
     test.wait_for_state(job, "sent").await;
     assert_eq!(llm.calls().len(), 1);
+    // the given-up one stays pending, visibly, for the user to regenerate
+    assert_eq!(messages(db, campaign).await[1].state, "pending");
     test.finish().await;
 }

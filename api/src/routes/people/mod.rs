@@ -11,8 +11,8 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
-use herald_shared::db::on_unique_violation;
 use herald_shared::db::people::{self as db, NewPerson, PersonRow};
+use herald_shared::db::{campaign_messages, on_unique_violation};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
@@ -257,8 +257,14 @@ async fn delete_person(
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     let id = path_id(&id, "person")?;
-    if !db::delete_person(&state.db, auth.account_id, id).await? {
+    let mut tx = state.db.begin().await?;
+    // their campaign messages go with them: a campaign generating only for them is ready
+    let campaigns =
+        campaign_messages::lock_campaigns_of_person(&mut tx, auth.account_id, id).await?;
+    if !db::delete_person(&mut *tx, auth.account_id, id).await? {
         return Err(ApiError::NotFound("person"));
     }
+    campaign_messages::mark_ready_after_removal(&mut tx, &campaigns).await?;
+    tx.commit().await?;
     Ok(StatusCode::NO_CONTENT)
 }
