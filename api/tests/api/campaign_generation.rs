@@ -77,27 +77,39 @@ async fn campaign_of(app: &TestApp, message: &Value) -> Uuid {
         .unwrap()
 }
 
-/// Ends a message's run as the worker would.
-async fn finish_run(app: &TestApp, message: &Value, ending: Ending) {
-    let campaign = campaign_of(app, message).await;
+/// Records how the run of `message`'s job (`job_id`) ended, as the worker does; whether the
+/// message took it.
+async fn record_run(
+    app: &TestApp,
+    campaign: Uuid,
+    message: &Value,
+    ending: &Ending,
+    spent: Spent,
+) -> bool {
     let mut tx = app.db.begin().await.unwrap();
-    let spent = Spent {
-        input_tokens: 120,
-        output_tokens: 80,
-        cost_microusd: 66,
-    };
     let recorded = campaign_messages::finish(
         &mut tx,
         campaign,
         id(&message["id"]),
         id(&message["job_id"]),
-        &ending,
+        ending,
         spent,
     )
     .await
     .unwrap();
     tx.commit().await.unwrap();
-    assert!(recorded);
+    recorded
+}
+
+/// Ends a message's run as the worker would, with 120 input and 80 output tokens.
+async fn finish_run(app: &TestApp, message: &Value, ending: Ending) {
+    let campaign = campaign_of(app, message).await;
+    let spent = Spent {
+        input_tokens: 120,
+        output_tokens: 80,
+        cost_microusd: 66,
+    };
+    assert!(record_run(app, campaign, message, &ending, spent).await);
 }
 
 async fn generation_jobs(app: &TestApp, state: &str) -> i64 {
@@ -325,23 +337,11 @@ async fn messages_are_edited_and_regenerated_before_launch() {
     let mut stale = ada.clone();
     stale["job_id"] = old_job;
     let campaign = campaign_of(&app, &stale).await;
-    let mut tx = app.db.begin().await.unwrap();
     let late = Ending::Written {
         subject: "Stale".to_owned(),
         body: "Stale.".to_owned(),
     };
-    let taken = campaign_messages::finish(
-        &mut tx,
-        campaign,
-        id(&stale["id"]),
-        id(&stale["job_id"]),
-        &late,
-        Spent::default(),
-    )
-    .await
-    .unwrap();
-    tx.commit().await.unwrap();
-    assert!(!taken);
+    assert!(!record_run(&app, campaign, &stale, &late, Spent::default()).await);
     let again = app
         .post(&format!("{}/regenerate", at(&ada)), &json!({}), Some(token))
         .await;
@@ -636,7 +636,6 @@ async fn deleting_the_prospect_a_campaign_still_generates_for_makes_it_ready() {
     let campaign = json_of(app.get(&path, Some(token)).await, StatusCode::OK).await;
     assert_eq!(campaign["state"], "ready");
     // Bob's job, had it been running, still records what its call cost
-    let mut tx = app.db.begin().await.unwrap();
     let spent = Spent {
         input_tokens: 10,
         output_tokens: 5,
@@ -647,18 +646,7 @@ async fn deleting_the_prospect_a_campaign_still_generates_for_makes_it_ready() {
         body: "Hello.".to_owned(),
     };
     let campaign_id: Uuid = path.rsplit('/').next().unwrap().parse().unwrap();
-    let taken = campaign_messages::finish(
-        &mut tx,
-        campaign_id,
-        id(&bob["id"]),
-        id(&bob["job_id"]),
-        &written,
-        spent,
-    )
-    .await
-    .unwrap();
-    tx.commit().await.unwrap();
-    assert!(!taken);
+    assert!(!record_run(&app, campaign_id, &bob, &written, spent).await);
     let campaign = json_of(app.get(&path, Some(token)).await, StatusCode::OK).await;
     assert_eq!(campaign["spent"]["output_tokens"], 80 + 5);
 }

@@ -159,7 +159,9 @@ async fn get_schedule(
             )
         })
         .collect();
-    let mut ordered = plan.planned.clone();
+    let planned = plan.planned.len();
+    // the plan comes in time order; the keyset pages need ties in person order too
+    let mut ordered = plan.planned;
     ordered.sort_by_key(|planned| (planned.at, planned.person_id));
     let rows: Vec<_> = ordered
         .iter()
@@ -191,7 +193,7 @@ async fn get_schedule(
         .collect();
     Ok(Json(LaunchPlanOut {
         starts_at,
-        planned: plan.planned.len(),
+        planned,
         unplanned: plan.unplanned.len(),
         not_written,
         first_at: ordered.first().map(|planned| planned.at),
