@@ -66,6 +66,8 @@ fn api_router() -> OpenApiRouter<AppState> {
         .merge(routes::deliveries::router())
         .merge(routes::schedules::router())
         .merge(routes::webhooks::twilio::router())
+        .merge(routes::webhooks::sendgrid::router())
+        .merge(routes::webhooks::inbound_email::router())
         .merge(routes::groups::router())
         .merge(routes::senders::router())
         .merge(routes::llm::router())

@@ -91,6 +91,14 @@ impl Window {
     }
 }
 
+/// The zone a prospect's window is read in: their own (`own`, an IANA name), else the
+/// campaign's `default_timezone`; UTC for a stored name that no longer parses.
+pub fn prospect_zone(own: Option<&str>, campaign_zone: &str) -> Tz {
+    own.and_then(|name| name.parse().ok())
+        .or_else(|| campaign_zone.parse().ok())
+        .unwrap_or(chrono_tz::UTC)
+}
+
 /// A sender's own limits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SenderLimits {
@@ -161,12 +169,16 @@ impl SenderState {
 }
 
 /// Plans the first e-mail of each of `prospects` from `now` on (see the module doc). `seed`
-/// fixes the jitter (the campaign's id).
+/// fixes the jitter (the campaign's id). `booked` holds the senders' sends of the last 24
+/// hours and those already planned, by any campaign, in time order: a sender's rolling cap
+/// counts them, and its first send here comes a gap after the last of them (other
+/// campaigns' planned sends keep their places; this plan fits in after them).
 pub fn plan_first_steps(
     now: DateTime<Utc>,
     window: &Window,
     caps: &CampaignCaps,
     senders: &[SenderLimits],
+    booked: &[(Uuid, DateTime<Utc>)],
     prospects: &[Prospect],
     seed: u64,
 ) -> Plan {
@@ -194,9 +206,15 @@ pub fn plan_first_steps(
             recent: VecDeque::new(),
         })
         .collect();
-    let mut free: BinaryHeap<Reverse<(DateTime<Utc>, usize)>> = (0..senders.len())
-        .map(|index| Reverse((now, index)))
-        .collect();
+    let mut free: BinaryHeap<Reverse<(DateTime<Utc>, usize)>> = BinaryHeap::new();
+    for (index, state) in states.iter_mut().enumerate() {
+        let mut starts = now;
+        let sender_id = state.limits.sender_id;
+        for (_, at) in booked.iter().filter(|(id, _)| *id == sender_id) {
+            starts = state.next_after(*at, &mut rng).max(now);
+        }
+        free.push(Reverse((starts, index)));
+    }
     let mut sent_on: HashMap<NaiveDate, u32> = HashMap::new();
     let mut left = prospects.len();
     while left > 0 {
@@ -324,6 +342,7 @@ mod tests {
             &window,
             &caps(chrono_tz::UTC, 1000),
             &[sender(200, 60)],
+            &[],
             &all,
             7,
         );
@@ -359,6 +378,7 @@ mod tests {
             &window,
             &caps(chrono_tz::UTC, 100),
             &[sender(100, 0)],
+            &[],
             &all,
             1,
         );
@@ -394,6 +414,7 @@ mod tests {
             &window,
             &caps(zone, 100),
             &[sender(100, 60)],
+            &[],
             &prospects(zone, 2),
             3,
         );
@@ -411,7 +432,15 @@ mod tests {
         let now = utc(2026, 12, 7, 8, 0); // Monday 09:00 in Berlin
         let all = prospects(zone, 25);
         let senders = [sender(4, 600), sender(3, 600)];
-        let plan = plan_first_steps(now, &weekdays_9_to_17(), &caps(zone, 10), &senders, &all, 9);
+        let plan = plan_first_steps(
+            now,
+            &weekdays_9_to_17(),
+            &caps(zone, 10),
+            &senders,
+            &[],
+            &all,
+            9,
+        );
         assert_eq!(plan.planned.len(), 25);
         let mut per_day: BTreeMap<NaiveDate, usize> = BTreeMap::new();
         for planned in &plan.planned {
@@ -437,7 +466,15 @@ mod tests {
         }
         // the campaign's own cap binds when the senders could do more
         let big = [sender(1000, 1)];
-        let plan = plan_first_steps(now, &weekdays_9_to_17(), &caps(zone, 10), &big, &all, 9);
+        let plan = plan_first_steps(
+            now,
+            &weekdays_9_to_17(),
+            &caps(zone, 10),
+            &big,
+            &[],
+            &all,
+            9,
+        );
         let first_day = plan
             .planned
             .iter()
@@ -455,20 +492,64 @@ mod tests {
         let now = utc(2026, 12, 7, 8, 0);
         let all = prospects(zone, 30);
         let senders = [sender(5, 300)];
-        let once = plan_first_steps(now, &weekdays_9_to_17(), &caps(zone, 5), &senders, &all, 4);
-        let again = plan_first_steps(now, &weekdays_9_to_17(), &caps(zone, 5), &senders, &all, 4);
+        let once = plan_first_steps(
+            now,
+            &weekdays_9_to_17(),
+            &caps(zone, 5),
+            &senders,
+            &[],
+            &all,
+            4,
+        );
+        let again = plan_first_steps(
+            now,
+            &weekdays_9_to_17(),
+            &caps(zone, 5),
+            &senders,
+            &[],
+            &all,
+            4,
+        );
         assert_eq!(once, again);
         // one e-mail a day on Mondays only: 53 Mondays at most in the horizon
         let mondays = Window::new(&[1], time(9, 0), time(17, 0));
         let many = prospects(zone, 60);
-        let plan = plan_first_steps(now, &mondays, &caps(zone, 1), &senders, &many, 4);
+        let plan = plan_first_steps(now, &mondays, &caps(zone, 1), &senders, &[], &many, 4);
         assert!(
             (52..=53).contains(&plan.planned.len()),
             "{}",
             plan.planned.len()
         );
         assert_eq!(plan.planned.len() + plan.unplanned.len(), 60);
-        let none = plan_first_steps(now, &mondays, &caps(zone, 1), &[], &many, 4);
+        let none = plan_first_steps(now, &mondays, &caps(zone, 1), &[], &[], &many, 4);
         assert_eq!(none.unplanned.len(), 60);
+    }
+
+    /// A sender another campaign uses: its sends of the last day count against its rolling
+    /// cap, and this plan starts a gap after its last booked send.
+    #[test]
+    fn senders_bookings_by_other_campaigns_count() {
+        let zone = chrono_tz::UTC;
+        let now = utc(2027, 3, 1, 9, 0); // a Monday
+        let window = Window::new(&[1, 2, 3, 4, 5, 6, 7], time(0, 0), time(23, 59));
+        let shared = sender(3, 60);
+        // two sends an hour ago and one planned in ten minutes
+        let booked = [
+            (shared.sender_id, now - chrono::Duration::hours(1)),
+            (shared.sender_id, now - chrono::Duration::minutes(59)),
+            (shared.sender_id, now + chrono::Duration::minutes(10)),
+        ];
+        let all = prospects(zone, 2);
+        let plan = plan_first_steps(now, &window, &caps(zone, 100), &[shared], &booked, &all, 1);
+        assert_eq!(plan.planned.len(), 2);
+        // the cap of three in 24 hours is full with the bookings: the first new send waits
+        // until the oldest booking is a day old, the next until the second is
+        assert_eq!(plan.planned[0].at, now + chrono::Duration::hours(23));
+        assert!(
+            plan.planned[1].at >= now + chrono::Duration::hours(23) + chrono::Duration::minutes(1)
+        );
+        // with no bookings the first goes at once
+        let free = plan_first_steps(now, &window, &caps(zone, 100), &[shared], &[], &all, 1);
+        assert_eq!(free.planned[0].at, now);
     }
 }

@@ -36,7 +36,7 @@ impl ConfigError {
 }
 
 /// Settings whose value is text even when it looks like a number (phone numbers, secrets).
-const TEXT_SETTINGS: [&str; 13] = [
+const TEXT_SETTINGS: [&str; 15] = [
     "redis.key_prefix",
     "secrets.encryption_key",
     "worker.replica_name",
@@ -45,6 +45,8 @@ const TEXT_SETTINGS: [&str; 13] = [
     "email.smtp_host",
     "email.smtp_username",
     "email.smtp_password",
+    "email.inbound_secret",
+    "sendgrid.event_webhook_public_key",
     "twilio.account_sid",
     "twilio.auth_token",
     "twilio.sms_from",
@@ -67,6 +69,8 @@ pub struct Config {
     pub schedules: SchedulesConfig,
     pub limits: LimitsConfig,
     pub llm: LlmConfig,
+    pub sendgrid: SendgridConfig,
+    pub campaigns: CampaignsConfig,
     pub log: LogConfig,
 }
 
@@ -95,6 +99,9 @@ pub struct ApiConfig {
     pub trusted_proxies: Vec<ipnet::IpNet>,
     /// A separate listener for `/metrics` alone; empty: `/metrics` is on `listen`.
     pub metrics_listen: String,
+    /// Public URL of herald-api as recipients reach it: links in e-mails (one-click
+    /// unsubscribe, `{public_url}/u/{token}`) start with it.
+    pub public_url: url::Url,
 }
 
 impl ApiConfig {
@@ -195,6 +202,13 @@ pub struct EmailConfig {
     pub smtp_username: String,
     pub smtp_password: SecretString,
     pub smtp_timeout_secs: u64,
+    /// Whether a campaign sender's SMTP host may be (or resolve to) a loopback, private or
+    /// link-local address; off by default (see `net`). On for a mail relay on a private
+    /// network, and in tests.
+    pub allow_private_smtp_hosts: bool,
+    /// The secret path segment of the inbound-parse webhook
+    /// (`/webhooks/email/inbound/{secret}`); empty: the webhook answers 404 to everything.
+    pub inbound_secret: SecretString,
 }
 
 impl EmailConfig {
@@ -399,6 +413,28 @@ pub struct LlmConfig {
     pub max_output_tokens: u32,
 }
 
+/// SendGrid, for senders whose transport is `sendgrid`, and its signed Event Webhook.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SendgridConfig {
+    /// Root of SendGrid's v3 API; tests point it at wiremock or Prism.
+    pub base_url: url::Url,
+    /// Seconds to wait for SendGrid's answer to one Mail Send call.
+    pub timeout_secs: u64,
+    /// The Event Webhook's verification key as SendGrid shows it (base64 DER of a P-256
+    /// public key). Empty: every event post is refused (403).
+    pub event_webhook_public_key: String,
+}
+
+/// Running outreach campaigns.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CampaignsConfig {
+    /// How often the worker plans follow-ups of e-mails just sent and ends finished
+    /// sequences, in seconds.
+    pub follow_up_interval_secs: u64,
+}
+
 /// Log output format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -487,6 +523,15 @@ impl Config {
         if !(redis.starts_with("redis://") || redis.starts_with("rediss://")) {
             return Err(ConfigError::new("redis.url", "must start with redis://"));
         }
+        let event_key = self.sendgrid.event_webhook_public_key.trim();
+        if !event_key.is_empty()
+            && let Err(err) = crate::email_events::EventWebhookKey::parse(event_key)
+        {
+            return Err(ConfigError::new(
+                "sendgrid.event_webhook_public_key",
+                err.to_string(),
+            ));
+        }
         if self.auth.jwt_secret.expose_secret().len() < 32 {
             return Err(ConfigError::new(
                 "auth.jwt_secret",
@@ -525,6 +570,11 @@ impl Config {
             (
                 "llm.max_output_tokens",
                 u64::from(self.llm.max_output_tokens),
+            ),
+            ("sendgrid.timeout_secs", self.sendgrid.timeout_secs),
+            (
+                "campaigns.follow_up_interval_secs",
+                self.campaigns.follow_up_interval_secs,
             ),
             ("worker.poll_interval_ms", self.worker.poll_interval_ms),
             ("worker.rate_horizon_ms", self.worker.rate_horizon_ms),
@@ -657,6 +707,15 @@ mod tests {
         Figment::from(Toml::string(DEFAULT_CONFIG))
             .merge(Serialized::default("auth.jwt_secret", "x".repeat(32)))
             .merge(Serialized::default(key, value))
+    }
+
+    #[test]
+    fn an_event_webhook_key_that_is_not_a_p256_key_is_refused_at_start() {
+        let err = Config::from_figment(&with("sendgrid.event_webhook_public_key", "bm90IGEga2V5"))
+            .unwrap_err();
+        assert_eq!(err.setting, "sendgrid.event_webhook_public_key");
+        let (key, _) = crate::email_events::testing::key_pair();
+        assert!(Config::from_figment(&with("sendgrid.event_webhook_public_key", &key)).is_ok());
     }
 
     #[test]

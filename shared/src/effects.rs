@@ -20,17 +20,25 @@ pub enum EffectKind {
     Message,
     /// A campaign e-mail written by an LLM (`campaign_messages`); sends nothing to anyone.
     Generation,
+    /// A campaign e-mail to a prospect, from one of the campaign's senders (`campaign_sends`).
+    CampaignEmail,
 }
 
 impl EffectKind {
     /// Every kind, for validation of `jobs.toml`.
-    pub const ALL: [Self; 3] = [Self::Email, Self::Message, Self::Generation];
+    pub const ALL: [Self; 4] = [
+        Self::Email,
+        Self::Message,
+        Self::Generation,
+        Self::CampaignEmail,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Email => "email",
             Self::Message => "message",
             Self::Generation => "generation",
+            Self::CampaignEmail => "campaign_email",
         }
     }
 
@@ -154,6 +162,8 @@ pub enum MessageSource {
     Schedule,
     /// An account e-mail: verification, password reset, password changed.
     AuthEmail,
+    /// An outreach campaign's e-mail (`campaign_sends` holds its prospect and step).
+    Campaign,
 }
 
 impl fmt::Display for EffectState {

@@ -256,7 +256,7 @@ mod tests {
     #[test]
     fn retry_delay_follows_the_schedule_with_bounded_jitter() {
         let jobs = JobsConfig::parse(
-            "[defaults]\n[job.message]\n[job.generation]\n[job.email]\nretry_schedule_secs = [10, 100]\n",
+            "[defaults]\n[job.message]\n[job.generation]\n[job.campaign_email]\n[job.email]\nretry_schedule_secs = [10, 100]\n",
         )
         .unwrap();
         let email = jobs.get(EffectKind::Email);

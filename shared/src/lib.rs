@@ -1,6 +1,8 @@
 //! Herald's shared library: what both `herald-api` and `herald-worker` need.
 
 /// Campaign step prompts: MiniJinja templates and the variables they may name.
+/// Launching and resuming a campaign: its first e-mails planned as outbound messages.
+pub mod campaign_launch;
 pub mod campaign_prompts;
 pub mod campaign_schedule;
 /// Layered, validated configuration.
@@ -17,10 +19,14 @@ pub mod deliveries;
 pub mod domain;
 /// Effect kinds, states and payloads.
 pub mod effects;
+/// SendGrid's webhooks: Event Webhook signatures and events, Inbound Parse headers.
+pub mod email_events;
 /// `jobs.toml`: per-kind queue, retries, timeouts, windows.
 pub mod jobs_config;
 /// US-dollar amounts stored exactly as micro-dollars.
 pub mod money;
+/// Which addresses an account may make Herald connect to.
+pub mod net;
 /// Phone numbers validated for their region and kept in E.164.
 pub mod phone;
 /// Provider clients (SMTP e-mail, …).

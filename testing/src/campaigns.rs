@@ -7,10 +7,11 @@
     reason = "a fixture that cannot be written fails the test at once, saying which"
 )]
 
-use chrono::NaiveTime;
+use chrono::{NaiveTime, Utc};
+use herald_shared::campaign_launch::{self, Launched};
 use herald_shared::db::campaigns::{self, CampaignFields, StepFields};
 use herald_shared::db::written::Written;
-use herald_shared::db::{campaign_messages, campaign_prospects, llm, people};
+use herald_shared::db::{campaign_messages, campaign_prospects, email_senders, llm, people};
 use herald_shared::secrets::SecretBox;
 use sqlx::PgPool;
 use uuid::Uuid;
@@ -30,6 +31,15 @@ pub struct CampaignSpec {
     /// Prospects `p0@example.com`, `p1@example.com`, … (first names `P0`, `P1`, …).
     pub prospects: usize,
     pub max_cost_microusd: Option<i64>,
+    /// The campaign's senders, in rotation order (none: it cannot be launched).
+    pub sender_ids: Vec<Uuid>,
+    /// The send window: ISO weekdays, start and end on the prospect's clock.
+    pub window: (Vec<i16>, NaiveTime, NaiveTime),
+    pub default_timezone: String,
+    /// The campaign's caps: daily and new prospects per day.
+    pub caps: (i32, i32),
+    /// Days between steps (step 1 has none).
+    pub delay_days: i32,
 }
 
 impl CampaignSpec {
@@ -44,7 +54,27 @@ impl CampaignSpec {
             prompts: vec!["Write to {{ first_name }} at {{ company }}.".to_owned()],
             prospects,
             max_cost_microusd: None,
+            sender_ids: Vec::new(),
+            window: (
+                vec![1, 2, 3, 4, 5],
+                NaiveTime::from_hms_opt(9, 0, 0).expect("time"),
+                NaiveTime::from_hms_opt(17, 0, 0).expect("time"),
+            ),
+            default_timezone: "Europe/Berlin".to_owned(),
+            caps: (1_000, 1_000),
+            delay_days: 3,
         }
+    }
+
+    /// A window open all day every day (but the last millisecond): a send is never held for
+    /// its window.
+    pub fn always_open(mut self) -> Self {
+        self.window = (
+            vec![1, 2, 3, 4, 5, 6, 7],
+            NaiveTime::MIN,
+            NaiveTime::from_hms_milli_opt(23, 59, 59, 999).expect("time"),
+        );
+        self
     }
 }
 
@@ -107,21 +137,21 @@ pub async fn create_campaign(
         .iter()
         .enumerate()
         .map(|(index, prompt)| StepFields {
-            delay_days: if index == 0 { 0 } else { 3 },
+            delay_days: if index == 0 { 0 } else { spec.delay_days },
             model_id: model.id,
             prompt: prompt.clone(),
         })
         .collect();
     let fields = CampaignFields {
         name: "outreach".to_owned(),
-        default_timezone: "Europe/Berlin".to_owned(),
-        window_days: vec![1, 2, 3, 4, 5],
-        window_start: NaiveTime::from_hms_opt(9, 0, 0).expect("time"),
-        window_end: NaiveTime::from_hms_opt(17, 0, 0).expect("time"),
-        daily_cap: 1_000,
-        new_prospects_per_day: 1_000,
+        default_timezone: spec.default_timezone.clone(),
+        window_days: spec.window.0.clone(),
+        window_start: spec.window.1,
+        window_end: spec.window.2,
+        daily_cap: spec.caps.0,
+        new_prospects_per_day: spec.caps.1,
         max_cost_microusd: spec.max_cost_microusd,
-        sender_ids: Vec::new(),
+        sender_ids: spec.sender_ids.clone(),
         steps,
     };
     let campaign_id = campaigns::insert(&mut tx, account_id, &fields)
@@ -158,4 +188,98 @@ pub async fn start_generation(
         .expect("set the state");
     tx.commit().await.expect("commit");
     planned
+}
+
+/// How a test sender sends.
+#[derive(Debug, Clone)]
+pub enum SenderTransport {
+    /// Plain SMTP on 127.0.0.1 at this port (the SMTP stand-in).
+    Smtp { port: u16 },
+    /// SendGrid with this API key.
+    Sendgrid { api_key: String },
+}
+
+/// Writes a sender `from_email` of the account; its id.
+pub async fn create_sender(
+    db: &PgPool,
+    secrets: &SecretBox,
+    account_id: Uuid,
+    from_email: &str,
+    transport: &SenderTransport,
+    (daily_cap, min_gap_secs): (i32, i32),
+) -> Uuid {
+    let (transport, secret) = match transport {
+        SenderTransport::Smtp { port } => (
+            email_senders::Transport::Smtp {
+                host: "127.0.0.1".to_owned(),
+                port: i32::from(*port),
+                tls: "none".to_owned(),
+                username: None,
+            },
+            email_senders::Secret::Clear,
+        ),
+        SenderTransport::Sendgrid { api_key } => (
+            email_senders::Transport::Sendgrid,
+            email_senders::Secret::Set(secrets.seal(api_key).expect("seal the key")),
+        ),
+    };
+    let fields = email_senders::SenderFields {
+        from_name: "Ann Seller".to_owned(),
+        from_email: from_email.to_owned(),
+        reply_to: Some(format!("replies+{from_email}")),
+        transport,
+        secret,
+        daily_cap,
+        min_gap_secs,
+    };
+    let Written::Done(row) = email_senders::insert(db, account_id, &fields)
+        .await
+        .expect("insert the sender")
+    else {
+        panic!("the sender was refused");
+    };
+    row.id
+}
+
+/// Writes every prospect's e-mail of every step as if generated (`Step {n} for P{i}`) and
+/// makes the campaign `ready`.
+pub async fn write_all(db: &PgPool, account_id: Uuid, fixture: &CampaignFixture, steps: i32) {
+    sqlx::query(
+        "insert into campaign_messages (account_id, campaign_id, person_id, position, state,
+                                        subject, body, written_at)
+         select $1, $2, p.id, s.n, 'done', 'Step ' || s.n || ' for ' || p.first_name,
+                'Hello ' || p.first_name || ', this is step ' || s.n || '.', now()
+         from people p cross join generate_series(1, $4) as s(n)
+         where p.id = any($3)",
+    )
+    .bind(account_id)
+    .bind(fixture.campaign_id)
+    .bind(&fixture.person_ids)
+    .bind(steps)
+    .execute(db)
+    .await
+    .expect("write the messages");
+    sqlx::query("update campaigns set state = 'ready' where id = $1")
+        .bind(fixture.campaign_id)
+        .execute(db)
+        .await
+        .expect("make the campaign ready");
+}
+
+/// Launches the ready campaign as `POST /api/v1/campaigns/{id}/launch` does, from now.
+pub async fn launch(db: &PgPool, account_id: Uuid, campaign_id: Uuid, queue: &str) -> Launched {
+    let mut tx = db.begin().await.expect("begin");
+    campaigns::lock(&mut tx, account_id, campaign_id)
+        .await
+        .expect("lock the campaign");
+    let campaign = campaigns::get(&mut tx, account_id, campaign_id)
+        .await
+        .expect("read the campaign")
+        .expect("the campaign exists");
+    let launched = campaign_launch::launch(&mut tx, account_id, &campaign, queue, Utc::now())
+        .await
+        .expect("launch")
+        .expect("something to send");
+    tx.commit().await.expect("commit");
+    launched
 }

@@ -8,6 +8,7 @@ use herald_shared::config::Config;
 use herald_shared::jobs_config::JobsConfig;
 use herald_shared::providers::email::Mailer;
 use herald_shared::providers::llm::LlmClient;
+use herald_shared::providers::sendgrid::SendGrid;
 use herald_shared::providers::twilio::Twilio;
 use herald_shared::secrets::SecretBox;
 use redis::aio::ConnectionManager;
@@ -15,6 +16,7 @@ use sqlx::PgPool;
 
 use crate::jobs::batch::Transitions;
 use crate::loops::Loops;
+use crate::mailboxes::Mailboxes;
 use crate::outage::Outages;
 use crate::queue::Wakes;
 use crate::redis_epoch::Epoch;
@@ -32,6 +34,10 @@ pub struct WorkerContext {
     pub twilio: Twilio,
     /// Writes campaign e-mails (OpenAI-compatible chat completions).
     pub llm: LlmClient,
+    /// Sends campaign e-mails of senders whose transport is SendGrid.
+    pub sendgrid: SendGrid,
+    /// The SMTP clients of campaign senders whose transport is SMTP.
+    pub mailboxes: Mailboxes,
     pub liveness: Liveness,
     /// The last pass of each supervised loop (dispatcher, sweep, cron, planner).
     pub loops: Loops,

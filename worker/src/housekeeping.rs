@@ -1,7 +1,8 @@
 //! The `housekeeping` cron job: deletes finished rows older than `worker.retention_days`, at
 //! most `worker.housekeeping_batch` rows per statement.
-//! E-mail effects and old schedule fires (with their messages) go; course-message effects
-//! stay while a delivery's history refers to them. It also trims finished apalis tasks from
+//! E-mail effects, old schedule fires (with their messages) and SendGrid events go;
+//! course-message and campaign e-mail effects stay while a delivery's or campaign's history
+//! refers to them. It also trims finished apalis tasks from
 //! Redis past `worker.redis_task_retention_secs` — which the sweep does every interval too,
 //! since Redis memory cannot wait a day.
 
@@ -15,6 +16,8 @@ pub struct Cleaned {
     pub effects: u64,
     pub cron_fires: u64,
     pub schedule_fires: u64,
+    /// SendGrid events kept to skip their repeats (SendGrid retries for up to 72 hours).
+    pub email_events: u64,
     pub tokens: u64,
     /// Finished apalis tasks removed from Redis.
     pub redis_tasks: u64,
@@ -28,6 +31,7 @@ enum Deletion {
     ScheduleFires,
     Effects,
     CronFires,
+    EmailEvents,
     IdempotencyKeys,
     UserTokens,
     RefreshTokens,
@@ -47,6 +51,7 @@ pub async fn run(ctx: &WorkerContext) -> anyhow::Result<Cleaned> {
     cleaned.schedule_fires = delete(ctx, Deletion::ScheduleFires, &mut batches).await?;
     cleaned.effects = delete(ctx, Deletion::Effects, &mut batches).await?;
     cleaned.cron_fires = delete(ctx, Deletion::CronFires, &mut batches).await?;
+    cleaned.email_events = delete(ctx, Deletion::EmailEvents, &mut batches).await?;
     for tokens in TOKENS {
         cleaned.tokens += delete(ctx, tokens, &mut batches).await?;
     }
@@ -110,7 +115,8 @@ async fn delete_batch(
             .execute(db)
             .await?
         }
-        // course and schedule messages' effects stay while their history refers to them
+        // course, schedule and campaign messages' effects stay while their history refers to
+        // them (a campaign's thread and replies are matched by its sends' Message-IDs)
         Deletion::Effects => {
             sqlx::query!(
                 "delete from effects where ctid = any(array(
@@ -119,6 +125,7 @@ async fn delete_batch(
                        and t.finished_at < now() - make_interval(days => $2)
                        and not exists (select 1 from delivery_messages m where m.effect_id = t.id)
                        and not exists (select 1 from schedule_messages m where m.effect_id = t.id)
+                       and not exists (select 1 from campaign_sends m where m.effect_id = t.id)
                      limit $1))",
                 batch,
                 days,
@@ -135,6 +142,18 @@ async fn delete_batch(
                        and t.fire_at < now() - make_interval(days => $2)
                        and t.fire_at < (select max(l.fire_at) from cron_fires l
                                         where l.trigger = t.trigger)
+                     limit $1))",
+                batch,
+                days,
+            )
+            .execute(db)
+            .await?
+        }
+        Deletion::EmailEvents => {
+            sqlx::query!(
+                "delete from email_events where ctid = any(array(
+                     select t.ctid from email_events t
+                     where t.received_at < now() - make_interval(days => $2)
                      limit $1))",
                 batch,
                 days,

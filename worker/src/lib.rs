@@ -2,9 +2,10 @@
 //! providers, exactly once per effect (bar the documented crash-mid-send window).
 //!
 //! One process runs: a dispatcher, one supervised apalis worker per queue, the recovery
-//! sweep, the cron runner, the schedule planner (each of these four supervised too, see
-//! `loops`) and a small health/metrics HTTP server. Run as many replicas as needed.
+//! sweep, the cron runner, the schedule planner, the campaign follow-up pass (each of these
+//! five supervised too, see `loops`) and a small health/metrics HTTP server. Run as many replicas as needed.
 
+pub mod campaign_follow_ups;
 pub mod context;
 pub mod cron;
 pub mod dispatcher;
@@ -13,11 +14,13 @@ pub mod housekeeping;
 pub mod jobs;
 pub mod llm_limits;
 pub mod loops;
+pub mod mailboxes;
 pub mod outage;
 pub mod queue;
 pub mod rate_limit;
 pub mod redis_epoch;
 pub mod schedule_planner;
+pub mod send_limits;
 pub mod sweep;
 pub mod throttle;
 
@@ -31,6 +34,7 @@ use herald_shared::effects::EffectKind;
 use herald_shared::jobs_config::JobsConfig;
 use herald_shared::providers::email::Mailer;
 use herald_shared::providers::llm::LlmClient;
+use herald_shared::providers::sendgrid::SendGrid;
 use herald_shared::providers::twilio::Twilio;
 use herald_shared::secrets::SecretBox;
 use tokio::net::TcpListener;
@@ -60,6 +64,7 @@ pub async fn build_context(config: Config, jobs: JobsConfig) -> anyhow::Result<W
     }
     let llm = LlmClient::new(jobs.get(EffectKind::Generation).timeout)
         .context("set up the LLM client")?;
+    let sendgrid = SendGrid::new(&config.sendgrid).context("set up the SendGrid client")?;
     let replica = if config.worker.replica_name.is_empty() {
         hostname::get()
             .map(|h| h.to_string_lossy().into_owned())
@@ -80,6 +85,8 @@ pub async fn build_context(config: Config, jobs: JobsConfig) -> anyhow::Result<W
         secrets,
         twilio,
         llm,
+        sendgrid,
+        mailboxes: mailboxes::Mailboxes::default(),
         liveness: Liveness::default(),
         loops: loops::Loops::default(),
         outages: outage::Outages::default(),
@@ -130,6 +137,13 @@ pub async fn run(
         loops::stale_after(&ctx, schedule_planner::interval(&ctx)),
         stop_rx.clone(),
         schedule_planner::run,
+    ));
+    tasks.spawn(loops::supervise(
+        ctx.clone(),
+        campaign_follow_ups::LOOP,
+        loops::stale_after(&ctx, campaign_follow_ups::interval(&ctx)),
+        stop_rx.clone(),
+        campaign_follow_ups::run,
     ));
     let health = tokio::spawn({
         let router = health::router(ctx.clone());

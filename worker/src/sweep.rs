@@ -81,6 +81,7 @@ pub async fn sweep_once(ctx: &WorkerContext) -> anyhow::Result<Swept> {
             EffectKind::Email => (Stuck::Unknown, settings.timeout, &mut swept.unknown),
             // its provider wait (half the timeout) and the call (the timeout)
             EffectKind::Generation => (Stuck::Retry, settings.timeout * 2, &mut swept.retried),
+            EffectKind::CampaignEmail => (Stuck::Unknown, settings.timeout, &mut swept.unknown),
         };
         let stuck_after = busy_for.as_secs_f64() + worker.stuck_sending_grace_secs as f64;
         let resolved = effects::resolve_stuck_sending(

@@ -209,7 +209,8 @@ fn check(state: &AppState, body: &SenderIn) -> Result<SenderFields, ApiError> {
             username,
             password,
         } => {
-            let host = errors.check("transport.host", host_name(host));
+            let allow_private = state.config.email.allow_private_smtp_hosts;
+            let host = errors.check("transport.host", host_name(host, allow_private));
             let port = errors.check("transport.port", int_in(*port, 1..=65_535));
             if !matches!(tls.as_str(), "none" | "starttls" | "tls") {
                 errors.add("transport.tls", "must be none, starttls or tls");
@@ -276,9 +277,24 @@ fn check(state: &AppState, body: &SenderIn) -> Result<SenderFields, ApiError> {
     }
 }
 
-/// A host name (letters, digits, `-`, `.`) or an IP address, up to 253 characters.
-fn host_name(raw: &str) -> Result<String, String> {
+/// A host name (letters, digits, `-`, `.`) or an IP address, up to 253 characters; unless
+/// `allow_private` (`email.allow_private_smtp_hosts`), not `localhost` nor an internal
+/// address (see `herald_shared::net`). A name that resolves to an internal address is refused
+/// by the worker when it connects.
+fn host_name(raw: &str, allow_private: bool) -> Result<String, String> {
     let host = raw.trim();
+    let lower = host.to_ascii_lowercase();
+    let internal = lower == "localhost"
+        || lower.ends_with(".localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(herald_shared::net::is_internal);
+    if internal && !allow_private {
+        return Err(
+            "must not name a loopback, private or link-local address (email.allow_private_smtp_hosts)"
+                .to_owned(),
+        );
+    }
     let valid = !host.is_empty()
         && host.len() <= 253
         && (host.parse::<std::net::IpAddr>().is_ok()

@@ -11,6 +11,7 @@ mod auth;
 mod bodies;
 mod campaign_generation;
 mod campaign_prospects;
+mod campaign_sending;
 mod campaigns;
 mod courses;
 mod cron;

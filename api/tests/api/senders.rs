@@ -215,6 +215,20 @@ async fn bad_senders_are_refused_field_by_field_with_nothing_written() {
             "transport.host",
             json!({"transport": {"type": "smtp", "host": "smtp example", "port": 25, "tls": "none"}}),
         ),
+        // an account's SMTP host must not reach inside the deployment (Redis on 6379 would
+        // read SMTP lines as commands)
+        (
+            "transport.host",
+            json!({"transport": {"type": "smtp", "host": "127.0.0.1", "port": 6379, "tls": "none"}}),
+        ),
+        (
+            "transport.host",
+            json!({"transport": {"type": "smtp", "host": "localhost", "port": 25, "tls": "none"}}),
+        ),
+        (
+            "transport.host",
+            json!({"transport": {"type": "smtp", "host": "169.254.169.254", "port": 25, "tls": "none"}}),
+        ),
         (
             "transport.port",
             json!({"transport": {"type": "smtp", "host": "smtp.example.com", "port": 70000, "tls": "none"}}),

@@ -32,6 +32,9 @@ concurrency = 8
 
 [job.generation]
 queue = "generation"
+
+[job.campaign_email]
+queue = "campaign_email"
 "#;
 
 /// The processes are killed in `Drop`, before the fields go: the scratch database is

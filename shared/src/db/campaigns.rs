@@ -232,6 +232,33 @@ pub async fn sender_limits(
     .await
 }
 
+/// The campaign's senders' addresses, by id.
+pub async fn sender_addresses(
+    executor: impl PgExecutor<'_>,
+    id: Uuid,
+) -> Result<Vec<(Uuid, String)>, sqlx::Error> {
+    let rows = sqlx::query!(
+        "select s.id, s.from_email from campaign_senders cs
+         join email_senders s on s.id = cs.sender_id
+         where cs.campaign_id = $1",
+        id,
+    )
+    .fetch_all(executor)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|row| (row.id, row.from_email))
+        .collect())
+}
+
+/// Records the campaign's launch instant (the caller holds its lock).
+pub async fn mark_launched(conn: &mut PgConnection, id: Uuid) -> Result<(), sqlx::Error> {
+    sqlx::query!("update campaigns set launched_at = now() where id = $1", id)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
 /// Moves the campaign to `state` (the caller holds its lock and checked the move).
 pub async fn set_state(conn: &mut PgConnection, id: Uuid, state: &str) -> Result<(), sqlx::Error> {
     sqlx::query!("update campaigns set state = $2 where id = $1", id, state)

@@ -10,12 +10,14 @@
 pub mod account_senders;
 pub mod campaign_messages;
 pub mod campaign_prospects;
+pub mod campaign_sends;
 pub mod campaigns;
 pub mod courses;
 pub mod cron_fires;
 pub mod deliveries;
 pub mod delivery_reports;
 pub mod effects;
+pub mod email_events;
 pub mod email_senders;
 pub mod groups;
 pub mod idempotency;

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use lettre::Message;
 use lettre::message::Mailbox;
-use lettre::message::header::ContentType;
+use lettre::message::header::{ContentType, HeaderName, HeaderValue};
 use lettre::transport::smtp::authentication::Credentials;
 use lettre::transport::smtp::client::TlsParameters;
 use secrecy::ExposeSecret;
@@ -20,6 +20,7 @@ use uuid::Uuid;
 
 use crate::config::{EmailConfig, SmtpTls};
 use crate::effects::EmailPayload;
+use crate::providers::outreach::OutreachEmail;
 
 mod smtp;
 
@@ -55,7 +56,7 @@ pub enum Delivery {
 #[derive(Clone)]
 pub struct Mailer {
     from: Mailbox,
-    smtp: Option<Arc<Smtp>>,
+    smtp: Option<SmtpClient>,
 }
 
 impl Mailer {
@@ -68,32 +69,23 @@ impl Mailer {
         if config.is_sandbox() {
             return Ok(Self { from, smtp: None });
         }
-        let host = config.smtp_host.trim();
-        let tls = || {
-            TlsParameters::new(host.to_owned())
-                .map_err(|err| EmailError::Permanent(format!("email.smtp_host: {err}")))
-        };
-        let security = match config.smtp_tls {
-            SmtpTls::None => Security::None,
-            SmtpTls::Starttls => Security::Starttls(tls()?),
-            SmtpTls::Tls => Security::Tls(tls()?),
-        };
-        let credentials = (!config.smtp_username.is_empty()).then(|| {
-            Credentials::new(
-                config.smtp_username.clone(),
-                config.smtp_password.expose_secret().to_owned(),
-            )
-        });
-        let smtp = Smtp::new(Server {
-            host: host.to_owned(),
+        let smtp = SmtpClient::new(&SmtpServer {
+            host: config.smtp_host.trim().to_owned(),
             port: config.smtp_port,
-            security,
-            credentials,
+            tls: config.smtp_tls,
+            username: config.smtp_username.clone(),
+            password: config.smtp_password.expose_secret().to_owned(),
             timeout: Duration::from_secs(config.smtp_timeout_secs),
-        });
+        })
+        .map_err(|err| match err {
+            EmailError::Permanent(text) => {
+                EmailError::Permanent(format!("email.smtp_host: {text}"))
+            }
+            other => other,
+        })?;
         Ok(Self {
             from,
-            smtp: Some(Arc::new(smtp)),
+            smtp: Some(smtp),
         })
     }
 
@@ -125,9 +117,94 @@ impl Mailer {
             tracing::info!(%effect_id, to = %email.to, subject = %email.subject, "sandbox: e-mail not sent");
             return Ok(Delivery::Sandboxed);
         };
-        let reply = smtp.send(message.envelope(), &message.formatted()).await?;
         Ok(Delivery::Sent {
-            server_reply: reply.message().collect::<Vec<_>>().join(" "),
+            server_reply: smtp.send(&message).await?,
         })
     }
+}
+
+/// An SMTP server and how to log in to it: Herald's own (`email.*`) or a campaign sender's.
+#[derive(Debug, Clone)]
+pub struct SmtpServer {
+    pub host: String,
+    pub port: u16,
+    pub tls: SmtpTls,
+    /// Empty: no authentication.
+    pub username: String,
+    pub password: String,
+    /// Longest wait at each SMTP step (see `smtp`).
+    pub timeout: Duration,
+}
+
+/// A client of one SMTP server, with its pool of open connections; clones share the pool.
+#[derive(Clone)]
+pub struct SmtpClient(Arc<Smtp>);
+
+impl SmtpClient {
+    /// A client of `server`; nothing is connected until the first send.
+    pub fn new(server: &SmtpServer) -> Result<Self, EmailError> {
+        let tls = || {
+            TlsParameters::new(server.host.clone())
+                .map_err(|err| EmailError::Permanent(format!("TLS for {}: {err}", server.host)))
+        };
+        let security = match server.tls {
+            SmtpTls::None => Security::None,
+            SmtpTls::Starttls => Security::Starttls(tls()?),
+            SmtpTls::Tls => Security::Tls(tls()?),
+        };
+        let credentials = (!server.username.is_empty())
+            .then(|| Credentials::new(server.username.clone(), server.password.clone()));
+        Ok(Self(Arc::new(Smtp::new(Server {
+            host: server.host.clone(),
+            port: server.port,
+            security,
+            credentials,
+            timeout: server.timeout,
+        }))))
+    }
+
+    /// Sends one message; the server's final reply (see [`EmailError`] for the failures).
+    pub async fn send(&self, message: &Message) -> Result<String, EmailError> {
+        let reply = self
+            .0
+            .send(message.envelope(), &message.formatted())
+            .await?;
+        Ok(reply.message().collect::<Vec<_>>().join(" "))
+    }
+}
+
+/// The MIME message of a campaign e-mail, with its `Message-ID`, thread and one-click
+/// unsubscribe headers (RFC 8058); `Permanent` when an address cannot be used.
+pub fn outreach_message(email: &OutreachEmail) -> Result<Message, EmailError> {
+    let address = |what: &str, text: &str| {
+        text.parse::<lettre::Address>()
+            .map_err(|err| EmailError::Permanent(format!("{what} {text:?}: {err}")))
+    };
+    let from = Mailbox::new(
+        Some(email.from_name.clone()).filter(|name| !name.is_empty()),
+        address("sender", &email.from_email)?,
+    );
+    let mut builder = Message::builder()
+        .from(from)
+        .to(Mailbox::new(None, address("recipient", &email.to)?))
+        .subject(email.subject.clone())
+        .message_id(Some(email.message_id.clone()));
+    if let Some(reply_to) = &email.reply_to {
+        builder = builder.reply_to(Mailbox::new(None, address("reply-to", reply_to)?));
+    }
+    if let (Some(last), Some(all)) = (email.in_reply_to(), email.references()) {
+        builder = builder.in_reply_to(last.to_owned()).references(all);
+    }
+    builder
+        .raw_header(HeaderValue::new(
+            HeaderName::new_from_ascii_str("List-Unsubscribe"),
+            email.list_unsubscribe(),
+        ))
+        .raw_header(HeaderValue::new(
+            HeaderName::new_from_ascii_str("List-Unsubscribe-Post"),
+            OutreachEmail::LIST_UNSUBSCRIBE_POST.to_owned(),
+        ))
+        .header(ContentType::TEXT_PLAIN)
+        .body(email.body.clone())
+        .map_err(|err| EmailError::Permanent(format!("message: {err}")))
 }

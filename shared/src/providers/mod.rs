@@ -4,4 +4,6 @@
 pub mod email;
 pub mod http_answers;
 pub mod llm;
+pub mod outreach;
+pub mod sendgrid;
 pub mod twilio;

@@ -20,6 +20,8 @@ fn mailer(port: u16) -> Mailer {
         smtp_username: String::new(),
         smtp_password: SecretString::from(""),
         smtp_timeout_secs: 1,
+        allow_private_smtp_hosts: true,
+        inbound_secret: SecretString::from(""),
     })
     .unwrap()
 }

@@ -29,7 +29,8 @@ pub async fn check(
             }
             Ok(schedule(message))
         }
-        MessageSource::AuthEmail => Ok(None),
+        // a campaign e-mail is its own kind (`campaign_email`), with its own checks
+        MessageSource::AuthEmail | MessageSource::Campaign => Ok(None),
     }
 }
 

@@ -12,6 +12,7 @@
 //! attempt either, so messages outlast the outage (see `crate::outage`).
 
 pub mod batch;
+pub mod campaign_email;
 pub mod email;
 mod gates;
 pub mod generation;
@@ -22,6 +23,7 @@ use std::time::Duration;
 
 use apalis::prelude::{AbortError, BoxDynError, Data};
 use chrono::{DateTime, Utc};
+use herald_shared::db::campaign_sends;
 use herald_shared::db::effects::{self, Retry, SentMessage, SentOutcome, Started};
 use herald_shared::effects::{EffectKind, EffectState, EffectTask};
 
@@ -166,6 +168,7 @@ async fn run_kind(
         EffectKind::Email => email::send(ctx, started).await,
         EffectKind::Message => message::send(ctx, started, reserved).await,
         EffectKind::Generation => generation::write(ctx, started).await,
+        EffectKind::CampaignEmail => campaign_email::send(ctx, started).await,
     }
 }
 
@@ -235,11 +238,19 @@ async fn record(
         }
         Ok(Outcome::Held { reason }) => {
             tracing::info!(effect_id = %id, %reason, "effect held");
-            // re-checks the delivery under a lock: a resume or stop may have just committed
-            retry_write("park a message", || {
-                effects::park_for_delivery(&ctx.db, attempt, &reason)
-            })
-            .await?;
+            // re-checks the delivery (campaign) under a lock: a resume or stop may have just
+            // committed
+            if kind == EffectKind::CampaignEmail {
+                retry_write("park an e-mail", || {
+                    campaign_sends::park(&ctx.db, attempt.id, attempt.token)
+                })
+                .await?;
+            } else {
+                retry_write("park a message", || {
+                    effects::park_for_delivery(&ctx.db, attempt, &reason)
+                })
+                .await?;
+            }
             Ok(format!("held: {reason}"))
         }
         Ok(Outcome::Deferred { until }) => {

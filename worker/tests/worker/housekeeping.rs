@@ -152,18 +152,32 @@ async fn housekeeping_deletes_every_eligible_row_in_bounded_batches() {
         old_ids.push(effect(&test, "email", "sent", Some(old)).await);
     }
     let kept = effect(&test, "email", "sent", Some(recent)).await;
+    // SendGrid events past the retention go; recent ones stay to skip SendGrid's repeats
+    for (id, received_at) in [("ev-old", old), ("ev-new", recent)] {
+        sqlx::query(
+            "insert into email_events (sg_event_id, event, email, received_at)
+             values ($1, 'delivered', 'a@example.com', $2)",
+        )
+        .bind(id)
+        .bind(received_at)
+        .execute(test.db())
+        .await
+        .unwrap();
+    }
 
     let cleaned = herald_worker::housekeeping::run(&test.context("keeper").await)
         .await
         .unwrap();
 
     assert_eq!(cleaned.effects, 10);
+    assert_eq!(cleaned.email_events, 1);
+    assert_eq!(test_count(&test, "email_events").await, 1);
     for id in old_ids {
         assert!(!exists(&test, "effects", id).await);
     }
     assert!(exists(&test, "effects", kept).await);
     // effects: 3 + 3 + 3 + 1; each other deletion: one short (empty) batch
-    assert_eq!(cleaned.batches, 4 + 5, "{cleaned:?}");
+    assert_eq!(cleaned.batches, 4 + 6, "{cleaned:?}");
     test.finish().await;
 }
 
@@ -202,4 +216,11 @@ async fn housekeeping_trims_finished_tasks_from_redis_even_while_the_sweep_holds
     assert_eq!(test.scard(&done).await, 0);
     assert_eq!(test.hlen(&data).await, 0);
     test.finish().await;
+}
+
+async fn test_count(test: &TestWorker, table: &str) -> i64 {
+    sqlx::query_scalar(&format!("select count(*) from {table}"))
+        .fetch_one(test.db())
+        .await
+        .unwrap()
 }

@@ -10,6 +10,7 @@
     reason = "a test fails loudly on any error"
 )]
 
+mod campaign_sends;
 mod cron;
 mod delivery;
 mod dispatch;

@@ -15,7 +15,7 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
 use herald_shared::db::campaign_messages::{self as db, MessageFilter, MessageRow, Refusal};
-use herald_shared::db::campaigns;
+use herald_shared::db::{campaign_sends, campaigns};
 use herald_shared::effects::EffectKind;
 use herald_shared::money::usd;
 use herald_shared::providers::llm;
@@ -54,6 +54,21 @@ pub struct StepProgressOut {
     pub blocked: i64,
 }
 
+/// One step's e-mails by what became of them (once launched).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct StepSendingOut {
+    pub position: i32,
+    /// Waiting for their time, or being handed to the sender.
+    pub planned: i64,
+    /// Held by a pause.
+    pub held: i64,
+    pub sent: i64,
+    /// Refused, given up, or possibly sent (`unknown`: never sent again by itself).
+    pub failed: i64,
+    /// Not sent: the prospect replied, unsubscribed or bounced, or the campaign was stopped.
+    pub canceled: i64,
+}
+
 /// The account's campaign with each step's progress, or 404.
 pub(crate) async fn with_progress(
     conn: &mut sqlx::PgConnection,
@@ -62,7 +77,21 @@ pub(crate) async fn with_progress(
 ) -> Result<CampaignOut, ApiError> {
     let campaign = find(conn, account_id, id).await?;
     let progress = db::progress(&mut *conn, id).await?;
+    let sending = campaign_sends::sending(&mut *conn, id).await?;
     let mut out = CampaignOut::from(campaign);
+    out.sending = Some(
+        sending
+            .into_iter()
+            .map(|step| StepSendingOut {
+                position: step.position,
+                planned: step.planned,
+                held: step.held,
+                sent: step.sent,
+                failed: step.failed,
+                canceled: step.canceled,
+            })
+            .collect(),
+    );
     out.progress = Some(
         progress
             .into_iter()
@@ -80,7 +109,7 @@ pub(crate) async fn with_progress(
 }
 
 /// A state change the campaign's state does not allow.
-fn wrong_state(state: &str, wanted: &str) -> ApiError {
+pub(super) fn wrong_state(state: &str, wanted: &str) -> ApiError {
     ApiError::Conflict {
         code: "campaign_state",
         detail: format!("the campaign is {state}; {wanted}"),
@@ -88,7 +117,11 @@ fn wrong_state(state: &str, wanted: &str) -> ApiError {
 }
 
 /// Locks the account's campaign and answers its state; 404 when it has none.
-async fn lock(tx: &mut sqlx::PgConnection, account_id: Uuid, id: Uuid) -> Result<String, ApiError> {
+pub(super) async fn lock(
+    tx: &mut sqlx::PgConnection,
+    account_id: Uuid,
+    id: Uuid,
+) -> Result<String, ApiError> {
     campaigns::lock(tx, account_id, id)
         .await?
         .ok_or(ApiError::NotFound("campaign"))
@@ -132,7 +165,7 @@ async fn generate(
 }
 
 /// Stops the campaign for good: nothing more is written (pending messages are `blocked`,
-/// their jobs canceled) or sent. 409 `campaign_state` for a draft (delete it instead) or a
+/// their jobs canceled) or sent (e-mails not yet handed to their sender are canceled). 409 `campaign_state` for a draft (delete it instead) or a
 /// campaign that has ended.
 #[utoipa::path(post, path = "/api/v1/campaigns/{id}/stop", tag = "campaigns",
     operation_id = "v1.campaigns.stop", security(("bearer" = [])),
@@ -156,6 +189,7 @@ async fn stop(
     }
     campaigns::set_state(&mut tx, id, "stopped").await?;
     db::block_pending(&mut tx, id, "not written: the campaign was stopped").await?;
+    campaign_sends::cancel(&mut tx, id).await?;
     let campaign = with_progress(&mut tx, auth.account_id, id).await?;
     tx.commit().await?;
     Ok(Json(campaign))

@@ -11,6 +11,7 @@
 //! campaign writes to is in `prospects`.
 
 pub mod generation;
+pub mod launch;
 pub mod prospects;
 pub mod schedule;
 
@@ -42,6 +43,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(get_campaign, update_campaign, delete_campaign))
         .merge(prospects::router())
         .merge(generation::router())
+        .merge(launch::router())
         .merge(schedule::router())
 }
 
@@ -118,6 +120,9 @@ pub struct CampaignOut {
     /// of its state changes), not in lists.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub progress: Option<Vec<generation::StepProgressOut>>,
+    /// Each step's e-mails by state once launched (empty before): only where `progress` is.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sending: Option<Vec<generation::StepSendingOut>>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -177,6 +182,7 @@ impl From<Campaign> for CampaignOut {
                     .is_some_and(|max| row.cost_microusd >= max),
             },
             progress: None,
+            sending: None,
             steps: campaign
                 .steps
                 .into_iter()

@@ -2,8 +2,8 @@
 //! (each once per campaign; adding again changes nothing), and people the account has
 //! suppressed are added `skipped` with the reason and listed as such in the answer;
 //! `GET …/prospects` lists them with their state. People can be added until the campaign is
-//! completed or stopped; those added while the campaign is generating or ready get their
-//! messages written too.
+//! launched (409 `campaign_launched` while running or paused, `campaign_ended` after); those
+//! added while the campaign is generating or ready get their messages written too.
 
 use std::collections::HashSet;
 
@@ -120,7 +120,7 @@ pub struct ProspectPageQuery {
     params(("id" = Uuid, Path)), request_body = ProspectsIn,
     responses((status = 200, body = ProspectsAdded),
         (status = 404, body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "the campaign is completed or stopped", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "the campaign was launched, or is completed or stopped", body = Problem, content_type = "application/problem+json"),
         (status = 422, body = Problem, content_type = "application/problem+json")))]
 async fn add_prospects(
     State(state): State<AppState>,
@@ -168,7 +168,7 @@ pub struct ProspectsImported {
 }
 
 /// Locks the account's campaign for new prospects and answers its state: 404 when it has
-/// none, 409 once it ended.
+/// none, 409 once it was launched or ended.
 async fn lock_open(
     tx: &mut sqlx::PgConnection,
     account_id: Uuid,
@@ -179,6 +179,14 @@ async fn lock_open(
         Some(state) if state == "completed" || state == "stopped" => Err(ApiError::Conflict {
             code: "campaign_ended",
             detail: format!("the campaign is {state}; it takes no more prospects"),
+        }),
+        // a launched campaign's plan is made: a prospect added now would have no e-mails
+        Some(state) if state == "running" || state == "paused" => Err(ApiError::Conflict {
+            code: "campaign_launched",
+            detail: format!(
+                "the campaign is {state}; prospects are added before launch (start another \
+                 campaign for new people)"
+            ),
         }),
         Some(state) => Ok(state),
     }
@@ -230,7 +238,7 @@ fn answer(added: db::Added, given_twice: i64) -> ProspectsAdded {
         description = "the people CSV of POST /api/v1/people/import"),
     responses((status = 200, body = ProspectsImported),
         (status = 404, body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "the campaign is completed or stopped", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "the campaign was launched, or is completed or stopped", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "more than 10,000 rows or 2 MiB", body = Problem, content_type = "application/problem+json"),
         (status = 415, body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "the header is wrong", body = Problem, content_type = "application/problem+json")))]

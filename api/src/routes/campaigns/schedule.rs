@@ -11,11 +11,9 @@ use std::collections::BTreeMap;
 use axum::Json;
 use axum::extract::{Path, State};
 use chrono::{DateTime, DurationRound, NaiveDate, TimeDelta, Utc};
-use chrono_tz::Tz;
-use herald_shared::campaign_schedule::{
-    self as schedule, CampaignCaps, Prospect, SenderLimits, Window,
-};
-use herald_shared::db::{campaign_messages, campaigns};
+use herald_shared::campaign_launch::PlanInputs;
+use herald_shared::campaign_schedule::Prospect;
+use herald_shared::db::campaign_messages;
 use serde::Serialize;
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
@@ -102,48 +100,22 @@ async fn get_schedule(
             ),
         });
     }
-    let zone: Tz = row
-        .default_timezone
-        .parse()
-        .map_err(|_| ApiError::Internal(anyhow::anyhow!("stored zone unreadable")))?;
-    let senders: Vec<SenderLimits> = campaigns::sender_limits(&mut *conn, id)
-        .await?
-        .into_iter()
-        .map(|sender| SenderLimits {
-            sender_id: sender.sender_id,
-            daily_cap: u32::try_from(sender.daily_cap).unwrap_or(1),
-            min_gap_secs: u32::try_from(sender.min_gap_secs).unwrap_or(0),
-        })
-        .collect();
+    let inputs = PlanInputs::read(&mut conn, &campaign).await?;
     let (written, not_written) = campaign_messages::first_steps_written(&mut conn, id).await?;
     drop(conn);
+    let zone = inputs.zone;
     let prospects: Vec<Prospect> = written
         .iter()
         .map(|person| Prospect {
             person_id: person.person_id,
-            zone: person
-                .timezone
-                .as_deref()
-                .and_then(|name| name.parse().ok())
-                .unwrap_or(zone),
+            zone: inputs.zone_of(person.timezone.as_deref()),
         })
         .collect();
-    let window = Window::new(&row.window_days, row.window_start, row.window_end);
-    let caps = CampaignCaps {
-        zone,
-        daily_cap: u32::try_from(row.daily_cap).unwrap_or(1),
-        new_prospects_per_day: u32::try_from(row.new_prospects_per_day).unwrap_or(1),
-    };
-    let starts_at = Utc::now()
-        .duration_trunc(TimeDelta::minutes(1))
-        .map_or_else(|_| Utc::now(), |minute| minute + TimeDelta::minutes(1));
-    // the plan of 30,000 prospects takes a good part of a second: off the async threads
-    let seed = id.as_u64_pair().0;
-    let plan = tokio::task::spawn_blocking(move || {
-        schedule::plan_first_steps(starts_at, &window, &caps, &senders, &prospects, seed)
-    })
-    .await
-    .map_err(|err| ApiError::Internal(err.into()))?;
+    let starts_at = next_minute();
+    let plan = inputs
+        .plan(starts_at, prospects)
+        .await
+        .map_err(|err| ApiError::Internal(err.into()))?;
     let mut days: BTreeMap<NaiveDate, u32> = BTreeMap::new();
     for planned in &plan.planned {
         *days
@@ -180,7 +152,7 @@ async fn get_schedule(
                 .get(&planned.person_id)
                 .copied()
                 .unwrap_or(("", None));
-            let their_zone: Tz = own_zone.and_then(|name| name.parse().ok()).unwrap_or(zone);
+            let their_zone = inputs.zone_of(own_zone);
             PlannedEmailOut {
                 person_id: planned.person_id,
                 email: email.to_owned(),
@@ -205,4 +177,11 @@ async fn get_schedule(
         items,
         next_cursor,
     }))
+}
+
+/// The next whole minute, where a plan starts.
+pub(super) fn next_minute() -> DateTime<Utc> {
+    Utc::now()
+        .duration_trunc(TimeDelta::minutes(1))
+        .map_or_else(|_| Utc::now(), |minute| minute + TimeDelta::minutes(1))
 }

@@ -9,6 +9,7 @@
 
 use std::net::IpAddr;
 
+use herald_shared::net::is_internal;
 use url::{Host, Url};
 
 /// The URL, normalised (no trailing `/`), or why it is refused.
@@ -40,34 +41,6 @@ pub fn check(raw: &str, allow_private: bool) -> Result<String, String> {
         return Err("must be at most 2,000 characters".to_owned());
     }
     Ok(url.as_str().trim_end_matches('/').to_owned())
-}
-
-/// Loopback, private, link-local, shared (CGNAT), unspecified, broadcast or documentation
-/// ranges, and IPv6 unique-local, link-local or IPv4-mapped ones of those.
-fn is_internal(ip: IpAddr) -> bool {
-    match ip {
-        IpAddr::V4(v4) => {
-            let [a, b, ..] = v4.octets();
-            v4.is_loopback()
-                || v4.is_private()
-                || v4.is_link_local()
-                || v4.is_unspecified()
-                || v4.is_broadcast()
-                || v4.is_documentation()
-                || a == 0
-                || (a == 100 && (64..128).contains(&b))
-        }
-        IpAddr::V6(v6) => {
-            if let Some(v4) = v6.to_ipv4_mapped() {
-                return is_internal(IpAddr::V4(v4));
-            }
-            let first = v6.segments()[0];
-            v6.is_loopback()
-                || v6.is_unspecified()
-                || (first & 0xfe00) == 0xfc00
-                || (first & 0xffc0) == 0xfe80
-        }
-    }
 }
 
 #[cfg(test)]

@@ -93,7 +93,7 @@ fn main() -> anyhow::Result<()> {
             let now = Utc::now();
             let started = Instant::now();
             let seed = u64::try_from(round).unwrap_or_default();
-            let plan = plan_first_steps(now, &window, &caps, &senders, &prospects, seed);
+            let plan = plan_first_steps(now, &window, &caps, &senders, &[], &prospects, seed);
             times.push(started.elapsed());
             let span = plan
                 .planned
