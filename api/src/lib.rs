@@ -41,6 +41,8 @@ pub async fn build_state(config: Config, jobs: JobsConfig) -> anyhow::Result<App
     let redis = herald_shared::redis_conn::connect(&config.redis)
         .await
         .context("connect to Redis (redis.url)")?;
+    let secrets = SecretBox::from_config(&config);
+    sync_deployment_provider(&db, &config, &secrets).await?;
     Ok(AppState {
         db,
         redis,
@@ -49,10 +51,37 @@ pub async fn build_state(config: Config, jobs: JobsConfig) -> anyhow::Result<App
         pending_resets: Arc::new(tokio::sync::Semaphore::new(
             config.auth.max_pending_reset_requests as usize,
         )),
-        secrets: SecretBox::from_config(&config),
+        secrets,
         config: Arc::new(config),
         jobs: Arc::new(jobs),
     })
+}
+
+/// Writes the deployment's LLM provider (`llm.default_provider`), when one is configured, so
+/// every account sees it as configured now.
+async fn sync_deployment_provider(
+    db: &sqlx::PgPool,
+    config: &Config,
+    secrets: &SecretBox,
+) -> anyhow::Result<()> {
+    let provider = &config.llm.default_provider;
+    if !provider.is_set() {
+        return Ok(());
+    }
+    let fields = herald_shared::db::llm::ProviderFields {
+        name: provider.name.trim().to_owned(),
+        base_url: provider.base_url.trim().trim_end_matches('/').to_owned(),
+        sealed_api_key: Some(
+            secrets
+                .seal(secrecy::ExposeSecret::expose_secret(&provider.api_key))
+                .context("seal llm.default_provider.api_key (secrets.encryption_key)")?,
+        ),
+        requests_per_minute: i32::try_from(provider.requests_per_minute)?,
+        tokens_per_minute: i32::try_from(provider.tokens_per_minute)?,
+    };
+    herald_shared::db::llm::sync_deployment_provider(db, &fields)
+        .await
+        .context("write the deployment's LLM provider (llm.default_provider)")
 }
 
 fn api_router() -> OpenApiRouter<AppState> {

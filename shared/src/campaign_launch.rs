@@ -171,10 +171,8 @@ pub async fn launch(
     let planned = campaign_sends::plan(conn, account_id, id, queue, &sends).await?;
     let mut skipped =
         campaign_sends::skip_prospects(conn, id, &plan.unplanned, BEYOND_A_YEAR).await?;
-    let launched: Vec<Uuid> = sends.iter().map(|send| send.person_id).collect();
     skipped +=
-        campaign_sends::skip_unlaunched(conn, id, &launched, "the first e-mail was not written")
-            .await?;
+        campaign_sends::skip_unlaunched(conn, id, "the first e-mail was not written").await?;
     campaigns::set_state(conn, id, "running").await?;
     campaigns::mark_launched(conn, id).await?;
     let launched = Launched {

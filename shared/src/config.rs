@@ -36,7 +36,7 @@ impl ConfigError {
 }
 
 /// Settings whose value is text even when it looks like a number (phone numbers, secrets).
-const TEXT_SETTINGS: [&str; 15] = [
+const TEXT_SETTINGS: [&str; 16] = [
     "redis.key_prefix",
     "secrets.encryption_key",
     "worker.replica_name",
@@ -46,6 +46,7 @@ const TEXT_SETTINGS: [&str; 15] = [
     "email.smtp_username",
     "email.smtp_password",
     "email.inbound_secret",
+    "llm.default_provider.api_key",
     "sendgrid.event_webhook_public_key",
     "twilio.account_sid",
     "twilio.auth_token",
@@ -411,6 +412,29 @@ pub struct LlmConfig {
     /// counts, with the prompt, against the provider's tokens per minute, as OpenAI's own
     /// limiter counts a request when it arrives.
     pub max_output_tokens: u32,
+    /// The deployment's own provider, which every account may put models on.
+    pub default_provider: DefaultProviderConfig,
+}
+
+/// The deployment's own LLM provider (`[llm.default_provider]`); none with `base_url` empty.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DefaultProviderConfig {
+    /// How accounts see it in `/api/v1/llm/providers`.
+    pub name: String,
+    /// The API root (`/chat/completions` is appended); the operator's, so internal addresses
+    /// are allowed. Empty: no deployment provider.
+    pub base_url: String,
+    pub api_key: SecretString,
+    pub requests_per_minute: u32,
+    pub tokens_per_minute: u32,
+}
+
+impl DefaultProviderConfig {
+    /// Whether one is configured.
+    pub fn is_set(&self) -> bool {
+        !self.base_url.trim().is_empty()
+    }
 }
 
 /// SendGrid, for senders whose transport is `sendgrid`, and its signed Event Webhook.
@@ -522,6 +546,42 @@ impl Config {
         let redis = self.redis.url.expose_secret();
         if !(redis.starts_with("redis://") || redis.starts_with("rediss://")) {
             return Err(ConfigError::new("redis.url", "must start with redis://"));
+        }
+        let provider = &self.llm.default_provider;
+        if provider.is_set() {
+            let url = url::Url::parse(provider.base_url.trim());
+            if !url.is_ok_and(|url| matches!(url.scheme(), "http" | "https")) {
+                return Err(ConfigError::new(
+                    "llm.default_provider.base_url",
+                    "must be an http or https URL like https://api.openai.com/v1",
+                ));
+            }
+            if provider.api_key.expose_secret().is_empty() {
+                return Err(ConfigError::new(
+                    "llm.default_provider.api_key",
+                    "must be set with base_url (HERALD_LLM__DEFAULT_PROVIDER__API_KEY)",
+                ));
+            }
+            if provider.name.trim().is_empty() || provider.name.chars().count() > 100 {
+                return Err(ConfigError::new(
+                    "llm.default_provider.name",
+                    "must be 1–100 characters",
+                ));
+            }
+            for (setting, value) in [
+                (
+                    "llm.default_provider.requests_per_minute",
+                    provider.requests_per_minute,
+                ),
+                (
+                    "llm.default_provider.tokens_per_minute",
+                    provider.tokens_per_minute,
+                ),
+            ] {
+                if value == 0 || i32::try_from(value).is_err() {
+                    return Err(ConfigError::new(setting, "must be 1–2,147,483,647"));
+                }
+            }
         }
         let event_key = self.sendgrid.event_webhook_public_key.trim();
         if !event_key.is_empty()

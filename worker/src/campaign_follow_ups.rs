@@ -9,9 +9,10 @@
 //! - **Failed, dead or unknown**: the sequence ends, the prospect `skipped` with the reason
 //!   (a follow-up in the thread of an e-mail that may not have gone out would make no sense).
 //! - **Canceled**: whoever canceled it (a reply, an unsubscribe, a stop) has ended the
-//!   sequence already.
+//!   sequence already; one canceled through the jobs API ends it here (`skipped`).
 //!
-//! A running campaign with no active prospect left is `completed`. A paused campaign's sends
+//! Every running campaign with no active prospect left is `completed` (also one whose last
+//! prospects were deleted, or that planned nothing). A paused campaign's sends
 //! wait for its resume. Sends are claimed with `skip locked`, so replicas share the work, and
 //! the next step's effect key makes planning it twice plan one.
 
@@ -104,6 +105,16 @@ pub async fn pass(ctx: &WorkerContext) -> Result<Pass, sqlx::Error> {
                     send.last_error.as_deref().unwrap_or("no reason recorded")
                 ),
             )),
+            // canceled while the prospect is still active: by an operator through the jobs
+            // API (every other cancel ends the sequence itself)
+            EffectState::Canceled => Some((
+                Ending::Skipped,
+                format!(
+                    "step {} was canceled: {}",
+                    send.position,
+                    send.last_error.as_deref().unwrap_or("no reason recorded")
+                ),
+            )),
             _ => None,
         };
         if let Some((ending, reason)) = ending
@@ -125,12 +136,7 @@ pub async fn pass(ctx: &WorkerContext) -> Result<Pass, sqlx::Error> {
     }
     let ids: Vec<Uuid> = ended.iter().map(|send| send.effect_id).collect();
     campaign_sends::mark_followed_up(&mut tx, &ids).await?;
-    let mut campaigns: Vec<Uuid> = ended.iter().map(|send| send.campaign_id).collect();
-    campaigns.sort_unstable();
-    campaigns.dedup();
-    pass.completed = campaign_sends::complete_finished(&mut tx, &campaigns)
-        .await?
-        .len();
+    pass.completed = campaign_sends::complete_finished(&mut tx).await?.len();
     tx.commit().await?;
     if pass.planned + pass.ended + pass.completed > 0 {
         tracing::info!(

@@ -2,10 +2,11 @@
 //! between e-mails. A sender changed since its client was made (a new host or password) gets
 //! a new client.
 //!
-//! The sender's host is checked when its client is made: unless
+//! The sender's host is resolved and checked when its client is made: unless
 //! `email.allow_private_smtp_hosts`, a host that is or resolves to an internal address is
-//! refused (see `herald_shared::net`). A name that resolves elsewhere later, while the client
-//! lives, is not looked at again.
+//! refused (see `herald_shared::net`). The client then connects to the address checked, never
+//! to the name again (a name resolving elsewhere later, DNS rebinding, changes nothing); a
+//! changed sender gets a new client, resolved afresh.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -14,7 +15,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use herald_shared::config::SmtpTls;
 use herald_shared::db::campaign_sends::ToSend;
-use herald_shared::net::resolves_internal;
+use herald_shared::net::public_address;
 use herald_shared::providers::email::{EmailError, SmtpClient, SmtpServer};
 use uuid::Uuid;
 
@@ -47,22 +48,19 @@ impl Mailboxes {
         };
         let port = u16::try_from(port)
             .map_err(|_| EmailError::Permanent(format!("SMTP port {port} is out of range")))?;
-        if !allow_private {
-            match resolves_internal(host, port).await {
-                Ok(false) => {}
-                Ok(true) => {
-                    return Err(EmailError::Permanent(format!(
-                        "the sender's SMTP host {host} is an internal address \
-                         (email.allow_private_smtp_hosts is off)"
-                    )));
-                }
-                Err(err) => {
-                    return Err(EmailError::Retryable(format!(
-                        "the sender's SMTP host {host} does not resolve: {err}"
-                    )));
-                }
+        let pinned = match public_address(host, port, allow_private).await {
+            Ok(Ok(address)) => address,
+            Ok(Err(reason)) => {
+                return Err(EmailError::Permanent(format!(
+                    "the sender's SMTP host: {reason} (email.allow_private_smtp_hosts is off)"
+                )));
             }
-        }
+            Err(err) => {
+                return Err(EmailError::Retryable(format!(
+                    "the sender's SMTP host {host} does not resolve: {err}"
+                )));
+            }
+        };
         let tls = match tls.as_str() {
             "none" => SmtpTls::None,
             "tls" => SmtpTls::Tls,
@@ -75,6 +73,7 @@ impl Mailboxes {
             username: send.smtp_username.clone().unwrap_or_default(),
             password,
             timeout,
+            pinned: Some(pinned),
         })?;
         self.lock()
             .insert(send.sender_id, (send.sender_updated_at, client.clone()));

@@ -28,8 +28,13 @@ use crate::context::WorkerContext;
 /// A day, in milliseconds.
 const DAY_MS: u64 = 86_400_000;
 
+/// How late an e-mail may come back to its reserved slot and still use it: the dispatcher
+/// hands a deferred row back within about a second of its time.
+const LATE_MS: u64 = 5_000;
+
 /// Takes (or finds) the slot of e-mail ARGV[1] in sender set KEYS[1]: ARGV[2] is the gap in
-/// ms, ARGV[3] the rolling cap. Returns the slot's distance from now in ms (0: now or past).
+/// ms, ARGV[3] the rolling cap, ARGV[4] how late (ms) a found slot may still be used. Returns
+/// the slot's distance from now in ms (0: now).
 const RESERVE: &str = r"
 local time = redis.call('TIME')
 local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
@@ -37,7 +42,12 @@ local day = 86400000
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - day)
 local mine = redis.call('ZSCORE', KEYS[1], ARGV[1])
 if mine then
-  return math.max(0, tonumber(mine) - now)
+  if tonumber(mine) >= now - tonumber(ARGV[4]) then
+    return math.max(0, tonumber(mine) - now)
+  end
+  -- a slot long past (the e-mail came back after its window closed, or to try again after a
+  -- failure): it no longer keeps the gap to the sends around now, so take a new one
+  redis.call('ZREM', KEYS[1], ARGV[1])
 end
 local gap = tonumber(ARGV[2])
 local cap = tonumber(ARGV[3])
@@ -92,6 +102,7 @@ pub async fn reserve(
         .arg(effect_id.to_string())
         .arg(u64::try_from(min_gap.as_millis()).unwrap_or(u64::MAX))
         .arg(daily_cap.max(1))
+        .arg(LATE_MS)
         .invoke_async(&mut conn)
         .await?;
     Ok(Duration::from_millis(wait_ms))

@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use herald_shared::db::effects::{self, Requeue, Stuck};
 use herald_shared::effects::EffectKind;
+use herald_shared::jobs_config::JobSettings;
 use tokio::sync::watch;
 
 use crate::context::WorkerContext;
@@ -78,10 +79,14 @@ pub async fn sweep_once(ctx: &WorkerContext) -> anyhow::Result<Swept> {
         // worked on is never taken for a stuck one (which could send it twice).
         let (stuck, busy_for, total) = match settings.kind {
             EffectKind::Message => (Stuck::LookUp, settings.timeout * 4, &mut swept.looked_up),
-            EffectKind::Email => (Stuck::Unknown, settings.timeout, &mut swept.unknown),
+            // an SMTP exchange is bounded per step, not as a whole: connecting, MAIL, RCPT,
+            // DATA and the content may each take `email.smtp_timeout_secs`
+            EffectKind::Email => (Stuck::Unknown, smtp_busy(ctx, settings), &mut swept.unknown),
             // its provider wait (half the timeout) and the call (the timeout)
             EffectKind::Generation => (Stuck::Retry, settings.timeout * 2, &mut swept.retried),
-            EffectKind::CampaignEmail => (Stuck::Unknown, settings.timeout, &mut swept.unknown),
+            EffectKind::CampaignEmail => {
+                (Stuck::Unknown, smtp_busy(ctx, settings), &mut swept.unknown)
+            }
         };
         let stuck_after = busy_for.as_secs_f64() + worker.stuck_sending_grace_secs as f64;
         let resolved = effects::resolve_stuck_sending(
@@ -129,6 +134,16 @@ pub async fn sweep_once(ctx: &WorkerContext) -> anyhow::Result<Swept> {
     } else {
         Err(anyhow::anyhow!("sweep steps failed: {}", failed.join("; ")))
     }
+}
+
+/// How long a handler sending over SMTP may be busy: the kind's timeout, or the six SMTP
+/// steps (connecting, MAIL, RCPT, DATA, the content and its reply) at
+/// `email.smtp_timeout_secs` each, whichever is longer; a send still going is never taken for
+/// a stuck one.
+fn smtp_busy(ctx: &WorkerContext, settings: &JobSettings) -> Duration {
+    settings
+        .timeout
+        .max(Duration::from_secs(6 * ctx.config.email.smtp_timeout_secs))
 }
 
 /// Deletes data and metadata of `done`/`dead` tasks of `queue` finished before the retention,

@@ -16,6 +16,7 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Response};
 use herald_shared::db::campaign_prospects;
+use herald_shared::db::campaign_sends::{self, Ending};
 use herald_shared::db::suppressions::{self, SuppressionReason};
 use herald_shared::unsubscribe;
 use utoipa_axum::router::OpenApiRouter;
@@ -88,6 +89,15 @@ async fn unsubscribe_now(
             &found.email,
             SuppressionReason::Unsubscribed,
             Some(&source),
+        )
+        .await?;
+        // its e-mails not yet sent are canceled now, not only skipped when they come up
+        campaign_sends::end_sequence(
+            &mut tx,
+            campaign_id,
+            person_id,
+            Ending::Unsubscribed,
+            "not sent: the prospect unsubscribed",
         )
         .await?;
     }

@@ -468,3 +468,83 @@ async fn a_reply_stops_the_sequence_an_auto_reply_does_not_and_a_bounce_suppress
     let missing = post_inbound(&app, "in-s3cret", &[("subject", "no headers")]).await;
     assert_eq!(missing.status(), StatusCode::UNPROCESSABLE_ENTITY);
 }
+
+/// A one-click unsubscribe cancels the prospect's e-mails at once, and deleting a person
+/// cancels theirs (a held one would otherwise stay held for ever).
+#[tokio::test]
+async fn unsubscribing_or_deleting_a_prospect_cancels_their_unsent_emails() {
+    let app = TestApp::spawn().await;
+    let (token, path) = launched(&app, "ada@example.com").await;
+    let campaign: Uuid = path.rsplit('/').next().unwrap().parse().unwrap();
+    let people: Vec<(Uuid, String)> = sqlx::query_as(
+        "select p.id, p.email from campaign_sends cs join people p on p.id = cs.person_id
+         where cs.campaign_id = $1 order by p.email",
+    )
+    .bind(campaign)
+    .fetch_all(&app.db)
+    .await
+    .unwrap();
+    let link = herald_shared::unsubscribe::token(&app.secrets, campaign, people[0].0);
+    let response = app
+        .request(Method::POST, &format!("/u/{link}"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("List-Unsubscribe=One-Click")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let deleted = app
+        .send(
+            Method::DELETE,
+            &format!("/api/v1/people/{}", people[1].0),
+            None,
+            &token,
+        )
+        .await;
+    assert_eq!(deleted.status(), StatusCode::NO_CONTENT);
+    let states: Vec<(String,)> = sqlx::query_as(
+        "select e.state from effects e where e.kind = 'campaign_email' order by e.last_error",
+    )
+    .fetch_all(&app.db)
+    .await
+    .unwrap();
+    assert_eq!(
+        states,
+        [("canceled".to_owned(),), ("canceled".to_owned(),)],
+        "both e-mails canceled"
+    );
+    assert_eq!(
+        prospect_states(&app, &path).await,
+        [
+            ("a@example.com".to_owned(), "unsubscribed".to_owned()),
+            ("c@example.com".to_owned(), "skipped".to_owned()),
+        ]
+    );
+}
+
+/// A signed event naming an e-mail by its effect id but another address (anyone sending
+/// through the same SendGrid account writes the custom arguments) changes nothing.
+#[tokio::test]
+async fn an_event_for_another_address_than_the_emails_changes_nothing() {
+    let (public, key) = key_pair();
+    let app = TestApp::spawn_with(&[(
+        "sendgrid.event_webhook_public_key",
+        Value::from(public.as_str()),
+    )])
+    .await;
+    let (_token, path) = launched(&app, "ada@example.com").await;
+    let a = emails(&app, &path).await[0].0;
+    mark_sent(&app, a).await;
+    let events = json!([
+        {"sg_event_id": "ev-x", "event": "spamreport", "email": "mallory@example.com",
+         "timestamp": 1733600000, "effect_id": a.to_string()},
+    ]);
+    let response = post_events(&app, Some(&key), &events).await;
+    assert_eq!(response.status(), StatusCode::NO_CONTENT);
+    assert_eq!(prospect_states(&app, &path).await[0].1, "active");
+    assert_eq!(
+        app.count("suppressions").await,
+        1,
+        "only c@, from the fixture"
+    );
+}

@@ -76,7 +76,9 @@ async fn a_draft_campaign_is_created_read_listed_and_replaced() {
     let mut got: Value = app.get(&path, Some(token)).await.json().await.unwrap();
     // a draft has written nothing yet; only the one campaign's answer shows progress
     assert_eq!(got["progress"], json!([]));
+    assert_eq!(got["sending"], json!([]));
     got.as_object_mut().unwrap().remove("progress");
+    got.as_object_mut().unwrap().remove("sending");
     assert_eq!(got, made);
     let listed: Value = app
         .get("/api/v1/campaigns", Some(token))

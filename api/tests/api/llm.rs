@@ -301,3 +301,59 @@ async fn another_accounts_providers_and_models_are_not_found_and_cannot_be_used(
     let still: Value = app.get(&model_path, Some(mine)).await.json().await.unwrap();
     assert_eq!(still, model, "Eve's calls changed nothing");
 }
+
+/// The deployment's provider (`llm.default_provider`) is listed to every account, usable for
+/// their models, read-only, and its key (the operator's) is stored sealed and never shown.
+#[tokio::test]
+async fn the_deployments_provider_is_shared_read_only_and_its_key_never_shown() {
+    let operator_key = "sk-operator-5d2e8f";
+    let app = TestApp::spawn_with(&[
+        ("llm.default_provider.name", json!("House model")),
+        (
+            "llm.default_provider.base_url",
+            json!("http://10.1.2.3:8000/v1/"),
+        ),
+        ("llm.default_provider.api_key", json!(operator_key)),
+        ("llm.default_provider.requests_per_minute", json!(600)),
+        ("llm.default_provider.tokens_per_minute", json!(900000)),
+    ])
+    .await;
+    let found = herald_testing::env::columns_containing(&app.db, operator_key)
+        .await
+        .unwrap();
+    assert!(
+        found.is_empty(),
+        "the key is stored in the clear in {found:?}"
+    );
+    for email in ["ada@example.com", "bob@example.com"] {
+        let token = app.signup(email).await.access_token;
+        let page: Value = app
+            .get("/api/v1/llm/providers", Some(&token))
+            .await
+            .json()
+            .await
+            .unwrap();
+        let items = page["items"].as_array().unwrap();
+        assert_eq!(items.len(), 1, "{page}");
+        let house = &items[0];
+        assert_eq!(house["deployment"], true);
+        assert_eq!(house["name"], "House model");
+        assert_eq!(house["base_url"], "http://10.1.2.3:8000/v1");
+        assert_eq!(house["requests_per_minute"], 600);
+        assert!(!page.to_string().contains(operator_key));
+
+        let model = json!({"provider_id": house["id"], "model": "llama-3",
+                           "input_usd_per_mtok": 0.1, "output_usd_per_mtok": 0.2});
+        created(app.post("/api/v1/llm/models", &model, Some(&token)).await).await;
+
+        let path = format!("/api/v1/llm/providers/{}", house["id"].as_str().unwrap());
+        let change = app
+            .send(Method::PUT, &path, Some(&provider("Mine now")), &token)
+            .await;
+        assert_problem(change, StatusCode::CONFLICT, "provider_read_only").await;
+        let delete = app.send(Method::DELETE, &path, None, &token).await;
+        assert_problem(delete, StatusCode::CONFLICT, "provider_read_only").await;
+    }
+    // each account's model is its own
+    assert_eq!(app.count("llm_models").await, 2);
+}

@@ -117,6 +117,9 @@ impl Stack {
             .env("HERALD_EMAIL__SMTP_HOST", "127.0.0.1")
             .env("HERALD_EMAIL__SMTP_PORT", self.smtp.port.to_string())
             .env("HERALD_EMAIL__SMTP_TLS", "none")
+            // the local stand-in answers at once (1 s for `slow-` recipients): a short step
+            // timeout keeps the sweep's wait for a send a dead worker left (six steps) short
+            .env("HERALD_EMAIL__SMTP_TIMEOUT_SECS", "3")
             .env("HERALD_WORKER__SWEEP_INTERVAL_SECS", "1")
             .env("HERALD_WORKER__REQUEUE_AFTER_SECS", "3")
             .env("HERALD_WORKER__STUCK_SENDING_GRACE_SECS", "1")

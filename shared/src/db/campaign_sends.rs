@@ -176,19 +176,19 @@ pub async fn skip_prospects(
     Ok(done.rows_affected())
 }
 
-/// Marks the campaign's active prospects missing from `launched` `skipped` with `reason`, in
+/// Marks the campaign's active prospects with no e-mail planned `skipped` with `reason`, in
 /// the caller's transaction: at launch, those whose first e-mail is not written.
 pub async fn skip_unlaunched(
     conn: &mut PgConnection,
     campaign_id: Uuid,
-    launched: &[Uuid],
     reason: &str,
 ) -> Result<u64, sqlx::Error> {
     let done = sqlx::query!(
-        "update campaign_prospects set state = 'skipped', skip_reason = $3
-         where campaign_id = $1 and state = 'active' and person_id <> all($2)",
+        "update campaign_prospects cp set state = 'skipped', skip_reason = $2
+         where cp.campaign_id = $1 and cp.state = 'active'
+           and not exists (select from campaign_sends cs
+                           where cs.campaign_id = cp.campaign_id and cs.person_id = cp.person_id)",
         campaign_id,
-        launched,
         reason,
     )
     .execute(conn)
@@ -332,6 +332,22 @@ pub async fn hold(conn: &mut PgConnection, campaign_id: Uuid) -> Result<u64, sql
     .execute(conn)
     .await?;
     Ok(done.rows_affected())
+}
+
+/// Pauses a running campaign, holding its e-mails not yet handed over (as `POST …/pause`
+/// does), in a transaction of its own; a campaign no longer running is left as it is.
+pub async fn pause_campaign(pool: &sqlx::PgPool, campaign_id: Uuid) -> Result<(), sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    let paused = sqlx::query!(
+        "update campaigns set state = 'paused' where id = $1 and state = 'running'",
+        campaign_id,
+    )
+    .execute(&mut *tx)
+    .await?;
+    if paused.rows_affected() == 1 {
+        hold(&mut tx, campaign_id).await?;
+    }
+    tx.commit().await
 }
 
 /// Cancels the campaign's e-mails not yet handed over (a stop), in the caller's transaction.
@@ -535,22 +551,36 @@ pub async fn mark_followed_up(conn: &mut PgConnection, ids: &[Uuid]) -> Result<(
     Ok(())
 }
 
-/// Moves those of `campaigns` that are running and have no active prospect left to
-/// `completed`; returns their ids.
-pub async fn complete_finished(
-    conn: &mut PgConnection,
-    campaigns: &[Uuid],
-) -> Result<Vec<Uuid>, sqlx::Error> {
+/// Moves every running campaign with no active prospect left to `completed`; their ids.
+pub async fn complete_finished(conn: &mut PgConnection) -> Result<Vec<Uuid>, sqlx::Error> {
     sqlx::query_scalar!(
         "update campaigns c set state = 'completed'
-         where c.id = any($1) and c.state = 'running'
+         where c.state = 'running'
            and not exists (select from campaign_prospects cp
                            where cp.campaign_id = c.id and cp.state = 'active')
          returning c.id",
-        campaigns,
     )
     .fetch_all(conn)
     .await
+}
+
+/// Cancels every e-mail of `person_id` not yet handed over, in every campaign (the person is
+/// being deleted: their sends go with them, and a held e-mail would be left held for ever).
+pub async fn cancel_for_person(
+    conn: &mut PgConnection,
+    person_id: Uuid,
+) -> Result<u64, sqlx::Error> {
+    let done = sqlx::query!(
+        "update effects set state = 'canceled', last_error = 'the person was deleted',
+             finished_at = now()
+         where id in (select effect_id from campaign_sends where person_id = $1)
+           and state = any($2)",
+        person_id,
+        &EffectState::NOT_STARTED[..] as &[EffectState],
+    )
+    .execute(conn)
+    .await?;
+    Ok(done.rows_affected())
 }
 
 /// A sent e-mail a reply, event or bounce names, by its `Message-ID` or effect.
@@ -561,6 +591,8 @@ pub struct SentSend {
     pub campaign_id: Uuid,
     pub person_id: Uuid,
     pub email: String,
+    /// Its sender's transport, `smtp` or `sendgrid`.
+    pub transport: String,
 }
 
 /// The campaign e-mail of one of `effect_ids` (the latest step), as a provider's event names
@@ -571,8 +603,10 @@ pub async fn find_sent(
 ) -> Result<Option<SentSend>, sqlx::Error> {
     sqlx::query_as!(
         SentSend,
-        "select cs.effect_id, cs.account_id, cs.campaign_id, cs.person_id, p.email
+        "select cs.effect_id, cs.account_id, cs.campaign_id, cs.person_id, p.email,
+                snd.transport
          from campaign_sends cs join people p on p.id = cs.person_id
+         join email_senders snd on snd.id = cs.sender_id
          where cs.effect_id = any($1)
          order by cs.position desc
          limit 1",
@@ -592,8 +626,10 @@ pub async fn find_sent_by_message_ids(
 ) -> Result<Option<SentSend>, sqlx::Error> {
     sqlx::query_as!(
         SentSend,
-        "select cs.effect_id, cs.account_id, cs.campaign_id, cs.person_id, p.email
+        "select cs.effect_id, cs.account_id, cs.campaign_id, cs.person_id, p.email,
+                snd.transport
          from campaign_sends cs join people p on p.id = cs.person_id
+         join email_senders snd on snd.id = cs.sender_id
          where cs.effect_id = any($1) and cs.message_id = any($2)
          order by cs.position desc
          limit 1",

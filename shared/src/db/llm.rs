@@ -19,9 +19,16 @@ pub struct ProviderFields {
     pub tokens_per_minute: i32,
 }
 
+/// The id of the deployment's own provider (`llm.default_provider`): the one row of
+/// `llm_providers` with no account.
+pub const DEPLOYMENT_PROVIDER_ID: Uuid = Uuid::from_u128(0x0000_0000_0000_7000_8000_0000_0000_0001);
+
 #[derive(Debug, Clone, FromRow)]
 pub struct ProviderRow {
     pub id: Uuid,
+    /// The deployment's provider, shared by every account and changed only by its
+    /// configuration.
+    pub deployment: bool,
     pub name: String,
     pub base_url: String,
     pub sealed_api_key: String,
@@ -66,11 +73,11 @@ pub async fn insert_provider(
 ) -> Result<Written<ProviderRow>, sqlx::Error> {
     let inserted = sqlx::query_as!(
         ProviderRow,
-        "insert into llm_providers (id, account_id, name, base_url, sealed_api_key,
+        r#"insert into llm_providers (id, account_id, name, base_url, sealed_api_key,
                                     requests_per_minute, tokens_per_minute)
          values ($1, $2, $3, $4, $5, $6, $7)
-         returning id, name, base_url, sealed_api_key, requests_per_minute, tokens_per_minute,
-                   created_at, updated_at",
+         returning id, account_id is null as "deployment!", name, base_url, sealed_api_key,
+                   requests_per_minute, tokens_per_minute, created_at, updated_at"#,
         Uuid::now_v7(),
         account_id,
         fields.name,
@@ -84,6 +91,7 @@ pub async fn insert_provider(
     Written::from_result(inserted, CONSTRAINTS)
 }
 
+/// The account's provider `id`, or the deployment's.
 pub async fn get_provider(
     executor: impl PgExecutor<'_>,
     account_id: Uuid,
@@ -91,9 +99,9 @@ pub async fn get_provider(
 ) -> Result<Option<ProviderRow>, sqlx::Error> {
     sqlx::query_as!(
         ProviderRow,
-        "select id, name, base_url, sealed_api_key, requests_per_minute, tokens_per_minute,
-                created_at, updated_at
-         from llm_providers where account_id = $1 and id = $2",
+        r#"select id, account_id is null as "deployment!", name, base_url, sealed_api_key,
+                requests_per_minute, tokens_per_minute, created_at, updated_at
+         from llm_providers where (account_id = $1 or account_id is null) and id = $2"#,
         account_id,
         id,
     )
@@ -101,7 +109,7 @@ pub async fn get_provider(
     .await
 }
 
-/// A page of the account's providers, newest first.
+/// A page of the account's providers and the deployment's, newest first.
 pub async fn list_providers(
     executor: impl PgExecutor<'_>,
     account_id: Uuid,
@@ -111,12 +119,13 @@ pub async fn list_providers(
     let (after_at, after_id) = after.unzip();
     sqlx::query_as!(
         ProviderRow,
-        "select id, name, base_url, sealed_api_key, requests_per_minute, tokens_per_minute,
-                created_at, updated_at
+        r#"select id, account_id is null as "deployment!", name, base_url, sealed_api_key,
+                requests_per_minute, tokens_per_minute, created_at, updated_at
          from llm_providers
-         where account_id = $1 and ($2::timestamptz is null or (created_at, id) < ($2, $3))
+         where (account_id = $1 or account_id is null)
+           and ($2::timestamptz is null or (created_at, id) < ($2, $3))
          order by created_at desc, id desc
-         limit $4",
+         limit $4"#,
         account_id,
         after_at,
         after_id,
@@ -126,7 +135,8 @@ pub async fn list_providers(
     .await
 }
 
-/// Replaces a provider's fields; a `None` key keeps the stored one.
+/// Replaces one of the account's providers' fields (not the deployment's); a `None` key keeps
+/// the stored one.
 pub async fn update_provider(
     executor: impl PgExecutor<'_>,
     account_id: Uuid,
@@ -135,12 +145,12 @@ pub async fn update_provider(
 ) -> Result<Written<ProviderRow>, sqlx::Error> {
     let updated = sqlx::query_as!(
         ProviderRow,
-        "update llm_providers set name = $3, base_url = $4,
+        r#"update llm_providers set name = $3, base_url = $4,
              sealed_api_key = coalesce($5, sealed_api_key),
              requests_per_minute = $6, tokens_per_minute = $7
          where account_id = $1 and id = $2
-         returning id, name, base_url, sealed_api_key, requests_per_minute, tokens_per_minute,
-                   created_at, updated_at",
+         returning id, account_id is null as "deployment!", name, base_url, sealed_api_key,
+                   requests_per_minute, tokens_per_minute, created_at, updated_at"#,
         account_id,
         id,
         fields.name,
@@ -170,8 +180,8 @@ pub async fn delete_provider(
     Written::from_result(deleted, CONSTRAINTS)
 }
 
-/// Adds a model to one of the account's providers; `NotFound` when the account has no
-/// provider `fields.provider_id` (another account's included).
+/// Adds a model to one of the account's providers or the deployment's; `NotFound` when the
+/// account has no provider `fields.provider_id` (another account's included).
 pub async fn insert_model(
     executor: impl PgExecutor<'_>,
     account_id: Uuid,
@@ -184,7 +194,7 @@ pub async fn insert_model(
         "insert into llm_models (id, account_id, provider_id, model, input_microusd_per_mtok,
                                  output_microusd_per_mtok)
          select $1, $2, p.id, $4, $5, $6 from llm_providers p
-         where p.account_id = $2 and p.id = $3
+         where (p.account_id = $2 or p.account_id is null) and p.id = $3
          returning id, provider_id, model, input_microusd_per_mtok, output_microusd_per_mtok,
                    created_at, updated_at",
         Uuid::now_v7(),
@@ -258,7 +268,8 @@ pub async fn update_model(
         "update llm_models m set provider_id = p.id, model = $4,
              input_microusd_per_mtok = $5, output_microusd_per_mtok = $6
          from llm_providers p
-         where m.account_id = $1 and m.id = $2 and p.account_id = $1 and p.id = $3
+         where m.account_id = $1 and m.id = $2 and (p.account_id = $1 or p.account_id is null)
+           and p.id = $3
          returning m.id, m.provider_id, m.model, m.input_microusd_per_mtok,
                    m.output_microusd_per_mtok, m.created_at, m.updated_at",
         account_id,
@@ -290,4 +301,31 @@ pub async fn delete_model(
     .fetch_optional(executor)
     .await;
     Written::from_result(deleted, &[MODEL_IN_USE])
+}
+
+/// Writes the deployment's provider ([`DEPLOYMENT_PROVIDER_ID`]) as configured (its key
+/// sealed by the caller). Without one configured nothing changes: a provider written before
+/// stays, since accounts' models may name it.
+pub async fn sync_deployment_provider(
+    executor: impl PgExecutor<'_>,
+    fields: &ProviderFields,
+) -> Result<(), sqlx::Error> {
+    sqlx::query!(
+        "insert into llm_providers (id, account_id, name, base_url, sealed_api_key,
+                                    requests_per_minute, tokens_per_minute)
+         values ($1, null, $2, $3, $4, $5, $6)
+         on conflict (id) do update set name = excluded.name, base_url = excluded.base_url,
+             sealed_api_key = excluded.sealed_api_key,
+             requests_per_minute = excluded.requests_per_minute,
+             tokens_per_minute = excluded.tokens_per_minute",
+        DEPLOYMENT_PROVIDER_ID,
+        fields.name,
+        fields.base_url,
+        fields.sealed_api_key,
+        fields.requests_per_minute,
+        fields.tokens_per_minute,
+    )
+    .execute(executor)
+    .await?;
+    Ok(())
 }

@@ -76,6 +76,7 @@ impl Mailer {
             username: config.smtp_username.clone(),
             password: config.smtp_password.expose_secret().to_owned(),
             timeout: Duration::from_secs(config.smtp_timeout_secs),
+            pinned: None,
         })
         .map_err(|err| match err {
             EmailError::Permanent(text) => {
@@ -134,6 +135,9 @@ pub struct SmtpServer {
     pub password: String,
     /// Longest wait at each SMTP step (see `smtp`).
     pub timeout: Duration,
+    /// The address to connect to, checked by the caller; `None`: `host` is resolved on each
+    /// connection.
+    pub pinned: Option<std::net::SocketAddr>,
 }
 
 /// A client of one SMTP server, with its pool of open connections; clones share the pool.
@@ -160,6 +164,7 @@ impl SmtpClient {
             security,
             credentials,
             timeout: server.timeout,
+            pinned: server.pinned,
         }))))
     }
 

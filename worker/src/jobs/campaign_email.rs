@@ -39,7 +39,12 @@ pub async fn send(ctx: &WorkerContext, started: &Started) -> Result<Outcome, Job
     if let Some(outcome) = gate(ctx, &send).await? {
         return Ok(outcome);
     }
-    if let Some(outcome) = wait_for_turn(ctx, started, &send).await? {
+    if let Some(outcome) = wait_for_turn(ctx, started, &send).await {
+        return Ok(outcome);
+    }
+    // a reply, unsubscribe, pause or stop may have come while the turn was taken: read again
+    // just before handing it over (what remains is the provider exchange itself)
+    if let Some(outcome) = recheck(ctx, started, &send).await? {
         return Ok(outcome);
     }
     let email = outreach(ctx, started, &send);
@@ -49,12 +54,56 @@ pub async fn send(ctx: &WorkerContext, started: &Started) -> Result<Outcome, Job
         channel: Some("email"),
     };
     let provider_id = match send.transport.as_str() {
-        "sendgrid" => by_sendgrid(ctx, &send, &email).await?,
+        "sendgrid" => match by_sendgrid(ctx, &send, &email).await? {
+            Ok(id) => id,
+            Err(refused) => return pause_for_refused_key(ctx, &send, &refused).await,
+        },
         _ => by_smtp(ctx, &send, &email).await?,
     };
     Ok(Outcome::Sent {
         provider_id: Some(provider_id),
         message: Some(sent),
+    })
+}
+
+/// The gates again, on the e-mail as it is now; a slot taken is given back when it will not
+/// go.
+async fn recheck(
+    ctx: &WorkerContext,
+    started: &Started,
+    send: &ToSend,
+) -> Result<Option<Outcome>, JobError> {
+    let now = campaign_sends::find_to_send(&ctx.db, started.id)
+        .await
+        .map_err(|err| JobError::failed_to("read the e-mail", err))?;
+    let outcome = match now {
+        None => Some(skipped("the prospect or the campaign no longer exists")),
+        Some(now) => gate(ctx, &now).await?,
+    };
+    if outcome.is_some()
+        && let Err(err) = send_limits::give_back(ctx, send.sender_id, started.id).await
+    {
+        tracing::warn!(error = %err, "could not give a sender's slot back; it passes by itself");
+    }
+    Ok(outcome)
+}
+
+/// SendGrid refused the sender's key: every e-mail of the sender would be refused alike, so
+/// the campaign is paused (this e-mail held with the others) until the user fixes the sender
+/// and resumes, rather than failing every prospect's sequence.
+async fn pause_for_refused_key(
+    ctx: &WorkerContext,
+    send: &ToSend,
+    refused: &str,
+) -> Result<Outcome, JobError> {
+    campaign_sends::pause_campaign(&ctx.db, send.campaign_id)
+        .await
+        .map_err(|err| JobError::failed_to("pause the campaign", err))?;
+    tracing::warn!(campaign_id = %send.campaign_id, sender_id = %send.sender_id, error = %refused, "SendGrid refused a sender's key; campaign paused");
+    Ok(Outcome::Held {
+        reason: format!(
+            "not sent: {refused}; the campaign is paused: fix the sender's key and resume it"
+        ),
     })
 }
 
@@ -113,43 +162,50 @@ fn window_of(send: &ToSend) -> (Window, Tz, Tz) {
 }
 
 /// Waits for the e-mail's turn: the prospect's window open, a slot of its sender, room in the
-/// campaign's day. `Some(Deferred)` when the turn is later.
-async fn wait_for_turn(
+/// campaign's day. `Some(Deferred)` when the turn is later. Redis unavailable is Herald's own
+/// trouble, not the e-mail's: it waits, uncounted, rather than running out of attempts
+/// (which would end the prospect's sequence) during an outage.
+async fn wait_for_turn(ctx: &WorkerContext, started: &Started, send: &ToSend) -> Option<Outcome> {
+    match take_turn(ctx, started, send).await {
+        Ok(outcome) => outcome,
+        Err(err) => {
+            tracing::warn!(effect_id = %started.id, error = %err, "send limits unavailable (Redis); the e-mail waits");
+            Some(Outcome::Deferred {
+                until: Utc::now() + chrono::Duration::seconds(REDIS_RETRY_SECS),
+            })
+        }
+    }
+}
+
+/// How long an e-mail waits when Redis cannot be asked for its turn.
+const REDIS_RETRY_SECS: i64 = 30;
+
+async fn take_turn(
     ctx: &WorkerContext,
     started: &Started,
     send: &ToSend,
-) -> Result<Option<Outcome>, JobError> {
+) -> Result<Option<Outcome>, redis::RedisError> {
     let (window, zone, campaign_zone) = window_of(send);
     let now = Utc::now();
     if !window.is_open(zone, now) {
         return Ok(Some(later(window.next_open(zone, now))));
     }
-    let limits_down = |err| JobError::failed_to("send limits unavailable (Redis)", err);
     let gap = Duration::from_secs(u64::try_from(send.min_gap_secs).unwrap_or(0));
     let cap = u32::try_from(send.daily_cap).unwrap_or(1);
-    let wait = send_limits::reserve(ctx, send.sender_id, started.id, gap, cap)
-        .await
-        .map_err(limits_down)?;
+    let wait = send_limits::reserve(ctx, send.sender_id, started.id, gap, cap).await?;
     if !wait.is_zero() {
         let at = now + chrono::Duration::from_std(wait).unwrap_or_default();
         if window.is_open(zone, at) {
             return Ok(Some(Outcome::Deferred { until: at }));
         }
         // the slot falls outside the window: given back, a new one is taken when it opens
-        send_limits::give_back(ctx, send.sender_id, started.id)
-            .await
-            .map_err(limits_down)?;
+        send_limits::give_back(ctx, send.sender_id, started.id).await?;
         return Ok(Some(later(window.next_open(zone, at))));
     }
     let day = now.with_timezone(&campaign_zone).date_naive();
     let cap = u32::try_from(send.campaign_daily_cap).unwrap_or(1);
-    if !send_limits::count_campaign_day(ctx, send.campaign_id, day, started.id, cap)
-        .await
-        .map_err(limits_down)?
-    {
-        send_limits::give_back(ctx, send.sender_id, started.id)
-            .await
-            .map_err(limits_down)?;
+    if !send_limits::count_campaign_day(ctx, send.campaign_id, day, started.id, cap).await? {
+        send_limits::give_back(ctx, send.sender_id, started.id).await?;
         let tomorrow = day
             .succ_opt()
             .map(|date| resolve_local(campaign_zone, date.and_time(NaiveTime::MIN)));
@@ -229,17 +285,18 @@ fn smtp_error(err: EmailError) -> JobError {
 }
 
 /// Sends through SendGrid with the sender's key; SendGrid's message id (or the effect's when
-/// it gives none: its events name the e-mail by the effect anyway).
+/// it gives none: its events name the e-mail by the effect anyway). `Ok(Err)`: SendGrid
+/// refused the key.
 async fn by_sendgrid(
     ctx: &WorkerContext,
     send: &ToSend,
     email: &OutreachEmail,
-) -> Result<String, JobError> {
+) -> Result<Result<String, String>, JobError> {
     let key = secret(ctx, send)?;
     match ctx.sendgrid.send(&key, email).await {
-        Ok(accepted) => Ok(accepted
+        Ok(accepted) => Ok(Ok(accepted
             .message_id
-            .unwrap_or_else(|| email.effect_id.to_string())),
+            .unwrap_or_else(|| email.effect_id.to_string()))),
         Err(SendGridError::Retryable {
             message,
             retry_after,
@@ -248,9 +305,7 @@ async fn by_sendgrid(
             retry_after,
         }),
         Err(SendGridError::Unconfirmed { message }) => Err(JobError::Unconfirmed { message }),
-        // the account's own key: only its e-mails fail, and it fixes the sender
-        Err(err @ (SendGridError::CredentialsRefused { .. } | SendGridError::Permanent { .. })) => {
-            Err(JobError::Permanent(err.to_string()))
-        }
+        Err(err @ SendGridError::CredentialsRefused { .. }) => Ok(Err(err.to_string())),
+        Err(err @ SendGridError::Permanent { .. }) => Err(JobError::Permanent(err.to_string())),
     }
 }

@@ -208,6 +208,7 @@ async fn a_reply_stops_the_follow_ups() {
         campaign_id: fixture.campaign_id,
         person_id: person,
         email: "p0@example.com".to_owned(),
+        transport: "smtp".to_owned(),
     };
     let mut conn = db.acquire().await.unwrap();
     email_events::record_reply(&mut conn, &send, ReplyKind::Reply, None, None)
@@ -426,5 +427,81 @@ async fn a_paused_campaign_sends_nothing_until_resumed() {
     bring_forward(db, later.effect_id).await;
     test.wait_for_state(later.effect_id, "sent").await;
     assert_eq!(test.smtp().messages().len(), 2);
+    test.finish().await;
+}
+
+/// An e-mail an operator cancels through the jobs API ends its prospect's sequence
+/// (`skipped`, with the reason), so the campaign still completes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_email_canceled_by_an_operator_ends_the_sequence_and_the_campaign_completes() {
+    let test = TestWorker::spawn_smtp(&settings(), |jobs| jobs).await;
+    let port = test.smtp().port;
+    let fixture = launched(
+        &test,
+        spec(2),
+        1,
+        &SenderTransport::Smtp { port },
+        (200, 3600),
+    )
+    .await;
+    let db = test.db();
+    let all = sends(db, fixture.campaign_id).await;
+    let later = all.iter().max_by_key(|send| send.due_at).unwrap().clone();
+    let earlier = all.iter().min_by_key(|send| send.due_at).unwrap().clone();
+    test.wait_for_state(earlier.effect_id, "sent").await;
+    // as `POST /api/v1/jobs/{id}/cancel` does
+    sqlx::query(
+        "update effects set state = 'canceled', last_error = 'canceled by an operator',
+             finished_at = now()
+         where id = $1 and state = 'planned'",
+    )
+    .bind(later.effect_id)
+    .execute(db)
+    .await
+    .unwrap();
+    wait_until("the campaign completes", PATIENCE, || async move {
+        campaign_state(db, fixture.campaign_id).await == "completed"
+    })
+    .await;
+    assert_eq!(
+        prospect_state(db, fixture.campaign_id, later.person_id).await,
+        "skipped"
+    );
+    test.finish().await;
+}
+
+/// SendGrid refusing the sender's key pauses the campaign (the e-mail held with the others)
+/// instead of failing every prospect's sequence; nothing is lost, nothing sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_refused_sendgrid_key_pauses_the_campaign_and_holds_its_emails() {
+    let sendgrid = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/v3/mail/send"))
+        .respond_with(ResponseTemplate::new(401).set_body_json(
+            serde_json::json!({"errors": [{"message": "The provided authorization grant is invalid"}]}),
+        ))
+        .mount(&sendgrid)
+        .await;
+    let mut overrides = settings();
+    overrides.push(("sendgrid.base_url", Value::from(sendgrid.uri())));
+    let test = TestWorker::spawn(&overrides, |jobs| jobs).await;
+    let transport = SenderTransport::Sendgrid {
+        api_key: "SG.revoked".to_owned(),
+    };
+    let fixture = launched(&test, spec(2), 1, &transport, (200, 3600)).await;
+    let db = test.db();
+    let all = sends(db, fixture.campaign_id).await;
+    let first = all.iter().min_by_key(|send| send.due_at).unwrap();
+    let row = test.wait_for_state(first.effect_id, "held").await;
+    assert!(row.last_error.unwrap().contains("paused"));
+    assert_eq!(campaign_state(db, fixture.campaign_id).await, "paused");
+    for send in sends(db, fixture.campaign_id).await {
+        assert_eq!(test.state(send.effect_id).await, "held");
+        assert_eq!(
+            prospect_state(db, fixture.campaign_id, send.person_id).await,
+            "active"
+        );
+    }
+    assert_eq!(sendgrid.received_requests().await.unwrap().len(), 1);
     test.finish().await;
 }

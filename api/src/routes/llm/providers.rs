@@ -1,7 +1,8 @@
 //! `/api/v1/llm/providers`: an OpenAI-compatible chat-completions endpoint (`base_url`), its
 //! API key and the limits it grants per minute, which generation keeps to across every
 //! replica. The key is sealed with `secrets.encryption_key` before it is stored and never
-//! returned (`api_key_set`); on `PUT` an omitted key keeps the stored one.
+//! returned (`api_key_set`); on `PUT` an omitted key keeps the stored one. The deployment's
+//! own provider (`llm.default_provider`) is listed to every account, read-only.
 
 use axum::Json;
 use axum::extract::{Path, State};
@@ -51,6 +52,9 @@ pub struct ProviderIn {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ProviderOut {
     pub id: Uuid,
+    /// The deployment's own provider (`llm.default_provider`): every account may put models on
+    /// it; it is not changed or deleted through the API (409 `provider_read_only`).
+    pub deployment: bool,
     pub name: String,
     pub base_url: String,
     /// Always true: a provider has a key, which is never shown.
@@ -65,6 +69,7 @@ impl From<ProviderRow> for ProviderOut {
     fn from(row: ProviderRow) -> Self {
         Self {
             id: row.id,
+            deployment: row.deployment,
             name: row.name,
             base_url: row.base_url,
             api_key_set: !row.sealed_api_key.is_empty(),
@@ -159,7 +164,7 @@ fn written(result: Written<ProviderRow>) -> Result<ProviderRow, ApiError> {
 #[utoipa::path(post, path = "/api/v1/llm/providers", tag = "llm", operation_id = "v1.llm.providers.create",
     security(("bearer" = [])), request_body = ProviderIn,
     responses((status = 201, body = ProviderOut),
-        (status = 409, description = "another provider of the account has the name", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "another provider of the account has the name, or it is the deployment's", body = Problem, content_type = "application/problem+json"),
         (status = 422, body = Problem, content_type = "application/problem+json")))]
 async fn create_provider(
     State(state): State<AppState>,
@@ -215,7 +220,7 @@ async fn get_provider(
     security(("bearer" = [])), params(("id" = Uuid, Path)), request_body = ProviderIn,
     responses((status = 200, body = ProviderOut),
         (status = 404, body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "another provider of the account has the name", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "another provider of the account has the name, or it is the deployment's", body = Problem, content_type = "application/problem+json"),
         (status = 422, body = Problem, content_type = "application/problem+json")))]
 async fn update_provider(
     State(state): State<AppState>,
@@ -224,9 +229,23 @@ async fn update_provider(
     ApiJson(body): ApiJson<ProviderIn>,
 ) -> Result<Json<ProviderOut>, ApiError> {
     let id = path_id(&id, "provider")?;
+    refuse_deployment(id)?;
     let fields = check(&state, &body, false)?;
     let row = written(db::update_provider(&state.db, auth.account_id, id, &fields).await?)?;
     Ok(Json(row.into()))
+}
+
+/// 409 `provider_read_only` for the deployment's provider: its operator configures it.
+fn refuse_deployment(id: Uuid) -> Result<(), ApiError> {
+    if id == db::DEPLOYMENT_PROVIDER_ID {
+        return Err(ApiError::Conflict {
+            code: "provider_read_only",
+            detail: "this is the deployment's provider (llm.default_provider): its operator \
+                     configures it"
+                .to_owned(),
+        });
+    }
+    Ok(())
 }
 
 /// Deletes a provider; 409 `provider_in_use` while a model names it (delete the models first).
@@ -234,13 +253,14 @@ async fn update_provider(
     security(("bearer" = [])), params(("id" = Uuid, Path)),
     responses((status = 204),
         (status = 404, body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "a model names the provider", body = Problem, content_type = "application/problem+json")))]
+        (status = 409, description = "a model names the provider, or it is the deployment's", body = Problem, content_type = "application/problem+json")))]
 async fn delete_provider(
     State(state): State<AppState>,
     auth: AuthUser,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     let id = path_id(&id, "provider")?;
+    refuse_deployment(id)?;
     match db::delete_provider(&state.db, auth.account_id, id).await? {
         Written::Done(_) => Ok(StatusCode::NO_CONTENT),
         Written::Refused(_) => Err(ApiError::Conflict {

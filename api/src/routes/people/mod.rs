@@ -12,7 +12,7 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
 use herald_shared::db::people::{self as db, NewPerson, PersonRow};
-use herald_shared::db::{campaign_messages, on_unique_violation};
+use herald_shared::db::{campaign_messages, campaign_sends, on_unique_violation};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
@@ -261,6 +261,8 @@ async fn delete_person(
     // their campaign messages go with them: a campaign generating only for them is ready
     let campaigns =
         campaign_messages::lock_campaigns_of_person(&mut tx, auth.account_id, id).await?;
+    // and their campaign e-mails not yet sent are canceled (a held one would stay held)
+    campaign_sends::cancel_for_person(&mut tx, id).await?;
     if !db::delete_person(&mut *tx, auth.account_id, id).await? {
         return Err(ApiError::NotFound("person"));
     }

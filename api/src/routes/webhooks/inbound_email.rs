@@ -105,9 +105,15 @@ async fn inbound(
             kind: None,
         }));
     };
-    let from = headers.from.as_deref().or(form.from.as_deref());
-    let subject = headers.subject.as_deref().or(form.subject.as_deref());
-    email_events::record_reply(&mut tx, &send, kind, from, subject).await?;
+    let from = headers
+        .from
+        .or(form.from)
+        .map(|text| text.replace('\0', ""));
+    let subject = headers
+        .subject
+        .or(form.subject)
+        .map(|text| text.replace('\0', ""));
+    email_events::record_reply(&mut tx, &send, kind, from.as_deref(), subject.as_deref()).await?;
     tx.commit().await?;
     Ok(Json(InboundOut {
         matched: true,
@@ -167,7 +173,8 @@ async fn read_form(multipart: &mut Multipart) -> Result<Form, ApiError> {
             MAX_FIELD_BYTES
         };
         bytes.truncate(limit);
-        let text = || String::from_utf8_lossy(&bytes).into_owned();
+        // PostgreSQL's text cannot hold NUL: dropped rather than failing the reply's record
+        let text = || String::from_utf8_lossy(&bytes).replace('\0', "");
         match name.as_str() {
             "headers" => form.headers = Some(text()),
             "text" => form.text = Some(text()),

@@ -24,6 +24,7 @@ use herald_shared::db::campaign_sends::{self, Ending};
 use herald_shared::db::email_events::{self, NewEvent};
 use herald_shared::db::suppressions::SuppressionReason;
 use herald_shared::email_events::{Event, EventKind, EventWebhookKey, parse_events};
+use herald_shared::time_rules::fits_postgres;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -81,21 +82,30 @@ fn signed(state: &AppState, headers: &HeaderMap, body: &[u8]) -> bool {
     EventWebhookKey::parse(key).is_ok_and(|key| key.verify(timestamp, body, signature))
 }
 
-/// Records one event (once) and applies it to its e-mail and prospect.
+/// Records one event (once) and applies it to its e-mail and prospect. An event is applied
+/// only to an e-mail Herald sent through SendGrid to the address the event names: SendGrid's
+/// `custom_args` are written by whoever sends, so an effect id alone is not trusted.
 async fn apply(conn: &mut sqlx::PgConnection, event: &Event) -> Result<(), ApiError> {
     let send = match event.effect_id {
-        Some(id) => campaign_sends::find_sent(&mut *conn, &[id]).await?,
+        Some(id) => campaign_sends::find_sent(&mut *conn, &[id])
+            .await?
+            .filter(|send| {
+                send.transport == "sendgrid" && send.email.eq_ignore_ascii_case(event.email.trim())
+            }),
         None => None,
     };
-    let name = event_name(&event.kind);
+    let name = clean(&event_name(&event.kind));
+    let (sg_event_id, email) = (clean(&event.sg_event_id), clean(&event.email));
+    let reason = event.reason.as_deref().map(clean);
     let new = NewEvent {
-        sg_event_id: &event.sg_event_id,
+        sg_event_id: &sg_event_id,
         account_id: send.as_ref().map(|send| send.account_id),
         effect_id: send.as_ref().map(|send| send.effect_id),
         event: &name,
-        email: &event.email,
-        reason: event.reason.as_deref(),
-        occurred_at: event.timestamp,
+        email: &email,
+        reason: reason.as_deref(),
+        // a time PostgreSQL cannot store is SendGrid's mistake, not a reason to lose the event
+        occurred_at: event.timestamp.filter(|at| fits_postgres(*at)),
     };
     if !email_events::record_event(conn, &new).await? {
         return Ok(());
@@ -105,7 +115,7 @@ async fn apply(conn: &mut sqlx::PgConnection, event: &Event) -> Result<(), ApiEr
     let Some(send) = send else {
         return Ok(());
     };
-    email_events::record_status(conn, send.effect_id, &name, event.reason.as_deref()).await?;
+    email_events::record_status(conn, send.effect_id, &name, reason.as_deref()).await?;
     match &event.kind {
         EventKind::HardBounce => {
             email_events::suppress_and_end(conn, &send, SuppressionReason::Bounced, "sendgrid")
@@ -127,7 +137,7 @@ async fn apply(conn: &mut sqlx::PgConnection, event: &Event) -> Result<(), ApiEr
         EventKind::Dropped => {
             let reason = format!(
                 "SendGrid dropped an e-mail: {}",
-                event.reason.as_deref().unwrap_or("no reason given")
+                reason.as_deref().unwrap_or("no reason given")
             );
             campaign_sends::end_sequence(
                 conn,
@@ -141,6 +151,11 @@ async fn apply(conn: &mut sqlx::PgConnection, event: &Event) -> Result<(), ApiEr
         _ => {}
     }
     Ok(())
+}
+
+/// `text` without NUL characters, which PostgreSQL's text cannot hold.
+fn clean(text: &str) -> String {
+    text.replace('\0', "")
 }
 
 /// The event's name as recorded (and as the message's provider status).

@@ -48,6 +48,10 @@ pub(super) struct Server {
     pub port: u16,
     pub security: Security,
     pub credentials: Option<Credentials>,
+    /// Connect to this address instead of resolving `host` on each connection (TLS still
+    /// checks the certificate against `host`): an address checked once is the one used, so a
+    /// name cannot resolve elsewhere later (DNS rebinding).
+    pub pinned: Option<std::net::SocketAddr>,
     /// Longest wait for the server at each step: connecting (TCP, greeting, EHLO, STARTTLS
     /// and AUTH together), each command, and the content with its final reply.
     pub timeout: Duration,
@@ -130,14 +134,28 @@ impl Smtp {
                 Security::Tls(parameters) => Some(parameters.clone()),
                 Security::None | Security::Starttls(_) => None,
             };
-            let mut conn = AsyncSmtpConnection::connect_tokio1(
-                (server.host.as_str(), server.port),
-                Some(server.timeout),
-                &self.hello,
-                implicit_tls,
-                None,
-            )
-            .await?;
+            let mut conn = match server.pinned {
+                Some(address) => {
+                    AsyncSmtpConnection::connect_tokio1(
+                        address,
+                        Some(server.timeout),
+                        &self.hello,
+                        implicit_tls,
+                        None,
+                    )
+                    .await?
+                }
+                None => {
+                    AsyncSmtpConnection::connect_tokio1(
+                        (server.host.as_str(), server.port),
+                        Some(server.timeout),
+                        &self.hello,
+                        implicit_tls,
+                        None,
+                    )
+                    .await?
+                }
+            };
             if let Security::Starttls(parameters) = &server.security {
                 conn.starttls(parameters.clone(), &self.hello).await?;
             }
