@@ -11,7 +11,7 @@
 
 use std::collections::HashMap;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveTime, Utc};
 use chrono_tz::Tz;
 use sqlx::PgConnection;
 use uuid::Uuid;
@@ -21,6 +21,7 @@ use crate::campaign_schedule::{
 };
 use crate::db::campaign_sends::{self, NewSend};
 use crate::db::campaigns::{self, Campaign};
+use crate::time_rules::resolve_local;
 
 const BEYOND_A_YEAR: &str = "the campaign's caps would carry the first e-mail beyond a year";
 
@@ -59,6 +60,7 @@ impl PlanInputs {
                 zone,
                 daily_cap: u32::try_from(row.daily_cap).unwrap_or(1),
                 new_prospects_per_day: u32::try_from(row.new_prospects_per_day).unwrap_or(1),
+                sent_today: 0,
             },
             senders,
             booked,
@@ -191,7 +193,17 @@ pub async fn resume(
     starts_at: DateTime<Utc>,
 ) -> Result<Launched, LaunchError> {
     let id = campaign.row.id;
-    let inputs = PlanInputs::read(conn, campaign).await?;
+    let mut inputs = PlanInputs::read(conn, campaign).await?;
+    // the first e-mails that went today, before the pause, count against today's caps
+    let midnight = resolve_local(
+        inputs.zone,
+        starts_at
+            .with_timezone(&inputs.zone)
+            .date_naive()
+            .and_time(NaiveTime::MIN),
+    );
+    let sent_today = campaign_sends::first_sent_since(&mut *conn, id, midnight).await?;
+    inputs.caps.sent_today = u32::try_from(sent_today).unwrap_or(u32::MAX);
     let held = campaign_sends::held(&mut *conn, id).await?;
     let (first, later): (Vec<_>, Vec<_>) = held.iter().partition(|send| send.position == 1);
     let prospects: Vec<Prospect> = first

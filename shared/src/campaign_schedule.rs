@@ -113,6 +113,9 @@ pub struct CampaignCaps {
     pub zone: Tz,
     pub daily_cap: u32,
     pub new_prospects_per_day: u32,
+    /// First e-mails already sent on the campaign's day of the plan's start (a resume on the
+    /// day they went): they count against that day's caps.
+    pub sent_today: u32,
 }
 
 /// A prospect to plan, in the zone their window is read in.
@@ -216,6 +219,9 @@ pub fn plan_first_steps(
         free.push(Reverse((starts, index)));
     }
     let mut sent_on: HashMap<NaiveDate, u32> = HashMap::new();
+    if caps.sent_today > 0 {
+        sent_on.insert(now.with_timezone(&caps.zone).date_naive(), caps.sent_today);
+    }
     let mut left = prospects.len();
     while left > 0 {
         let Some(Reverse((at, sender))) = free.pop() else {
@@ -293,6 +299,7 @@ mod tests {
             zone,
             daily_cap: per_day,
             new_prospects_per_day: per_day,
+            sent_today: 0,
         }
     }
 
@@ -551,5 +558,25 @@ mod tests {
         // with no bookings the first goes at once
         let free = plan_first_steps(now, &window, &caps(zone, 100), &[shared], &[], &all, 1);
         assert_eq!(free.planned[0].at, now);
+    }
+
+    /// A plan made on a day whose first e-mails already went (a resume) gives that day only
+    /// what is left of its cap.
+    #[test]
+    fn first_emails_already_sent_today_count_against_the_day() {
+        let zone = chrono_tz::UTC;
+        let now = utc(2027, 3, 1, 9, 0); // a Monday
+        let window = Window::new(&[1, 2, 3, 4, 5, 6, 7], time(0, 0), time(23, 59));
+        let mut resumed = caps(zone, 5);
+        resumed.sent_today = 3;
+        let all = prospects(zone, 4);
+        let plan = plan_first_steps(now, &window, &resumed, &[sender(100, 0)], &[], &all, 1);
+        let today = plan
+            .planned
+            .iter()
+            .filter(|planned| planned.at.date_naive() == now.date_naive())
+            .count();
+        assert_eq!(today, 2, "{:?}", plan.planned);
+        assert_eq!(plan.planned.len(), 4, "the other two the next day");
     }
 }

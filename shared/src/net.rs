@@ -90,6 +90,41 @@ pub async fn public_address(
     Ok(Ok(first))
 }
 
+/// What a refused name's connection error says (an HTTP client's error chain carries it).
+pub const INTERNAL_REFUSED: &str = "resolves to an internal address";
+
+/// The DNS resolver of an HTTP client calling hosts accounts name (an LLM provider's
+/// `base_url`): it resolves with the system's resolver and refuses a name any of whose
+/// addresses is internal, at every connection — so a name that resolved to a public address
+/// when it was written and resolves inside the deployment now (DNS rebinding) is refused too.
+/// `allowed` names (the operator's own, `llm.default_provider`) are not checked. IP literals
+/// are not resolved by the client: they are checked where the URL is written.
+#[derive(Debug, Clone, Default)]
+pub struct PublicOnly {
+    pub allowed: Vec<String>,
+}
+
+impl reqwest::dns::Resolve for PublicOnly {
+    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        let host = name.as_str().to_owned();
+        let allowed = self
+            .allowed
+            .iter()
+            .any(|name| name.eq_ignore_ascii_case(&host));
+        Box::pin(async move {
+            // the port is the URL's, set by the client on the addresses answered
+            let addresses: Vec<SocketAddr> =
+                tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
+            if !allowed
+                && let Some(internal) = addresses.iter().find(|address| is_internal(address.ip()))
+            {
+                return Err(format!("{host} {INTERNAL_REFUSED} ({})", internal.ip()).into());
+            }
+            Ok(Box::new(addresses.into_iter()) as reqwest::dns::Addrs)
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -122,6 +157,49 @@ mod tests {
         for address in ["93.184.216.34", "2606:2800:220:1::", "64:ff9b::5db8:d822"] {
             assert!(!internal(address), "{address}");
         }
+    }
+
+    #[tokio::test]
+    async fn a_client_with_the_public_only_resolver_refuses_a_name_inside_the_deployment() {
+        let server = wiremock::MockServer::start().await;
+        let port = server.address().port();
+        let refusing = reqwest::Client::builder()
+            .dns_resolver(std::sync::Arc::new(PublicOnly::default()))
+            .build()
+            .unwrap();
+        let err = refusing
+            .get(format!("http://localhost:{port}/"))
+            .send()
+            .await
+            .unwrap_err();
+        let chain = format!("{:?}", anyhow_chain(&err));
+        assert!(chain.contains(INTERNAL_REFUSED), "{chain}");
+        let allowing = reqwest::Client::builder()
+            .dns_resolver(std::sync::Arc::new(PublicOnly {
+                allowed: vec!["LOCALHOST".to_owned()],
+            }))
+            .build()
+            .unwrap();
+        let answer = allowing
+            .get(format!("http://localhost:{port}/"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            answer.status(),
+            404,
+            "wiremock answered: the name was allowed"
+        );
+    }
+
+    fn anyhow_chain(err: &dyn std::error::Error) -> Vec<String> {
+        let mut chain = vec![err.to_string()];
+        let mut source = err.source();
+        while let Some(cause) = source {
+            chain.push(cause.to_string());
+            source = cause.source();
+        }
+        chain
     }
 
     #[tokio::test]

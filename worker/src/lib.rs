@@ -32,6 +32,7 @@ use anyhow::Context as _;
 use herald_shared::config::Config;
 use herald_shared::effects::EffectKind;
 use herald_shared::jobs_config::JobsConfig;
+use herald_shared::net::PublicOnly;
 use herald_shared::providers::email::Mailer;
 use herald_shared::providers::llm::LlmClient;
 use herald_shared::providers::sendgrid::SendGrid;
@@ -62,7 +63,16 @@ pub async fn build_context(config: Config, jobs: JobsConfig) -> anyhow::Result<W
             "Twilio sandbox mode: twilio.account_sid and twilio.auth_token are empty, course messages are logged and recorded as `sandboxed`, not sent"
         );
     }
-    let llm = LlmClient::new(jobs.get(EffectKind::Generation).timeout)
+    // accounts' provider URLs must not lead inside the deployment, at call time too; the
+    // operator's own provider may
+    let public_only = (!config.llm.allow_private_base_urls).then(|| PublicOnly {
+        allowed: url::Url::parse(config.llm.default_provider.base_url.trim())
+            .ok()
+            .and_then(|url| url.host_str().map(str::to_owned))
+            .into_iter()
+            .collect(),
+    });
+    let llm = LlmClient::new(jobs.get(EffectKind::Generation).timeout, public_only)
         .context("set up the LLM client")?;
     let sendgrid = SendGrid::new(&config.sendgrid).context("set up the SendGrid client")?;
     let replica = if config.worker.replica_name.is_empty() {

@@ -412,6 +412,23 @@ pub async fn held(
     .await
 }
 
+/// How many of the campaign's first e-mails went out (or may have: `unknown`) since `since`.
+pub async fn first_sent_since(
+    executor: impl PgExecutor<'_>,
+    campaign_id: Uuid,
+    since: DateTime<Utc>,
+) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar!(
+        r#"select count(*) as "count!" from campaign_sends cs join effects e on e.id = cs.effect_id
+           where cs.campaign_id = $1 and cs.position = 1
+             and e.state in ('sent', 'sandboxed', 'unknown') and e.finished_at >= $2"#,
+        campaign_id,
+        since,
+    )
+    .fetch_one(executor)
+    .await
+}
+
 /// Puts held e-mails back to be sent at their new instants, from their new senders (a first
 /// step may change sender on resume; a follow-up keeps its thread's), in the caller's
 /// transaction.

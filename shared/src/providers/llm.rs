@@ -19,6 +19,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::http_answers::{MAX_RETRY_AFTER, error_chain, go_duration, retry_after, snippet};
+use crate::net::{INTERNAL_REFUSED, PublicOnly};
 
 /// Longest subject accepted, in characters.
 pub const MAX_SUBJECT_CHARS: usize = 150;
@@ -97,13 +98,21 @@ impl LlmClient {
     /// `timeout` bounds a whole call, connection to last byte. Redirects are not followed: a
     /// provider URL checked not to name an internal address (`llm.allow_private_base_urls`)
     /// could otherwise send Herald on to one, and show its answer in the error.
-    pub fn new(timeout: Duration) -> Result<Self, reqwest::Error> {
-        let http = reqwest::Client::builder()
+    ///
+    /// With `public_only`, every connection's name is resolved and refused when it leads
+    /// inside the deployment (`net::PublicOnly`): the check made when the URL was written
+    /// holds at call time too (DNS rebinding). Such a call fails for good.
+    pub fn new(timeout: Duration, public_only: Option<PublicOnly>) -> Result<Self, reqwest::Error> {
+        let mut builder = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .timeout(timeout)
-            .connect_timeout(timeout.min(Duration::from_secs(10)))
-            .build()?;
-        Ok(Self { http })
+            .connect_timeout(timeout.min(Duration::from_secs(10)));
+        if let Some(resolver) = public_only {
+            builder = builder.dns_resolver(std::sync::Arc::new(resolver));
+        }
+        Ok(Self {
+            http: builder.build()?,
+        })
     }
 
     /// Asks the model for the e-mail.
@@ -119,10 +128,17 @@ impl LlmClient {
             .json(&body(request))
             .send()
             .await
-            .map_err(|err| LlmError::Retryable {
-                message: format!("calling the model failed: {}", error_chain(&err)),
-                retry_after: None,
-                throttled: false,
+            .map_err(|err| {
+                let message = format!("calling the model failed: {}", error_chain(&err));
+                if message.contains(INTERNAL_REFUSED) {
+                    // the provider's name leads inside the deployment: no retry changes that
+                    return LlmError::Permanent(message);
+                }
+                LlmError::Retryable {
+                    message,
+                    retry_after: None,
+                    throttled: false,
+                }
             })?;
         let status = response.status();
         let wait = asked_wait(response.headers());

@@ -448,3 +448,27 @@ async fn a_generation_job_left_running_by_a_dead_worker_is_run_again() {
     assert_eq!(messages(db, campaign).await[1].state, "pending");
     test.finish().await;
 }
+
+/// A provider whose name leads inside the deployment when it is called (it may have resolved
+/// elsewhere when it was written: DNS rebinding) is not called: its messages fail for good,
+/// with the reason, on the first attempt.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_provider_name_resolving_inside_the_deployment_is_not_called() {
+    let test = TestWorker::spawn(
+        &[("llm.allow_private_base_urls", serde_json::json!(false))],
+        |jobs| jobs,
+    )
+    .await;
+    let llm = LlmStandin::start().await;
+    let base_url = llm.base_url().replace("127.0.0.1", "localhost");
+    let fixture = start(&test, &CampaignSpec::new(base_url, 1)).await;
+    wait_ready(test.db(), fixture.campaign_id).await;
+    let written = messages(test.db(), fixture.campaign_id).await;
+    assert_eq!(written[0].state, "failed");
+    let error = written[0].error.clone().unwrap();
+    assert!(error.contains("internal address"), "{error}");
+    let effect = test.row(written[0].effect_id.unwrap()).await;
+    assert_eq!(effect.attempts, 1, "not retried");
+    assert!(llm.calls().is_empty());
+    test.finish().await;
+}

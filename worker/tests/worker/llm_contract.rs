@@ -12,7 +12,7 @@ async fn generation_calls_are_requests_openais_published_api_description_accepts
     prism::assert_schemas_compile(&spec);
     let prism = Prism::start(&spec).await;
     let proxy = prism::start_proxy(&prism).await;
-    let client = LlmClient::new(std::time::Duration::from_secs(30)).unwrap();
+    let client = LlmClient::new(std::time::Duration::from_secs(30), None).unwrap();
     let base_url = format!("{}/v1", proxy.base_url);
     let request = Request {
         base_url: &base_url,

@@ -71,6 +71,7 @@ fn main() -> anyhow::Result<()> {
                 zone,
                 daily_cap: 100_000,
                 new_prospects_per_day: 100_000,
+                sent_today: 0,
             },
         ),
         (
@@ -79,6 +80,7 @@ fn main() -> anyhow::Result<()> {
                 zone,
                 daily_cap: 1_000,
                 new_prospects_per_day: 1_000,
+                sent_today: 0,
             },
         ),
     ];
