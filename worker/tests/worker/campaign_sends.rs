@@ -141,13 +141,15 @@ async fn steps_go_out_threaded_with_one_click_unsubscribe_and_the_campaign_compl
     let first = wait_for_send(db, fixture.campaign_id, person, 1).await;
     let first = test.wait_for_state(first.effect_id, "sent").await;
     let second = wait_for_send(db, fixture.campaign_id, person, 2).await;
-    let sent_at = first.finished_at.unwrap();
-    let delay = second.due_at - sent_at;
-    assert_eq!(
-        delay.num_hours(),
-        48,
-        "Berlin has no DST change in two days here: {delay}"
+    // two days later at the same wall time in Berlin (the campaign's zone), whatever the
+    // date: 47, 48 or 49 hours across a DST change
+    let berlin = chrono_tz::Europe::Berlin;
+    let sent_at = first.finished_at.unwrap().with_timezone(&berlin);
+    let expected = herald_shared::time_rules::resolve_local(
+        berlin,
+        sent_at.naive_local() + chrono::Days::new(2),
     );
+    assert_eq!(second.due_at, expected);
     let step1 = sends(db, fixture.campaign_id).await.remove(0);
     assert_eq!(second.sender_id, step1.sender_id);
 
@@ -294,9 +296,11 @@ async fn sends_of_one_sender_keep_its_gap() {
         );
     }
     finished.sort();
+    // the slots are 2 s apart; the sends' own lengths (the first opens the connection) can
+    // bring their ends a little closer: without the gap they would end milliseconds apart
     let gap = finished[1] - finished[0];
     assert!(
-        gap >= chrono::Duration::milliseconds(1900),
+        gap >= chrono::Duration::milliseconds(1500),
         "sent {gap} apart"
     );
     test.finish().await;
