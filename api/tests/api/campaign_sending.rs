@@ -11,9 +11,14 @@ use uuid::Uuid;
 use crate::campaign_generation::campaign_with_prospects;
 use crate::helpers::{TestApp, assert_problem};
 
+/// The id of the campaign at `path` (`/api/v1/campaigns/{id}`).
+fn campaign_id(path: &str) -> Uuid {
+    path.rsplit('/').next().unwrap().parse().unwrap()
+}
+
 /// The campaign's e-mails: (effect, e-mail address, step, effect state), by address.
 async fn emails(app: &TestApp, path: &str) -> Vec<(Uuid, String, i32, String)> {
-    let campaign: Uuid = path.rsplit('/').next().unwrap().parse().unwrap();
+    let campaign = campaign_id(path);
     sqlx::query_as(
         "select cs.effect_id, p.email, cs.position, e.state
          from campaign_sends cs join people p on p.id = cs.person_id
@@ -27,7 +32,7 @@ async fn emails(app: &TestApp, path: &str) -> Vec<(Uuid, String, i32, String)> {
 }
 
 async fn prospect_states(app: &TestApp, path: &str) -> Vec<(String, String)> {
-    let campaign: Uuid = path.rsplit('/').next().unwrap().parse().unwrap();
+    let campaign = campaign_id(path);
     sqlx::query_as(
         "select p.email, cp.state from campaign_prospects cp join people p on p.id = cp.person_id
          where cp.campaign_id = $1 order by p.email",
@@ -44,7 +49,7 @@ async fn make_ready(app: &TestApp, token: &str, path: &str) {
         .post(&format!("{path}/generate"), &json!({}), Some(token))
         .await;
     assert_eq!(response.status(), StatusCode::ACCEPTED);
-    let campaign: Uuid = path.rsplit('/').next().unwrap().parse().unwrap();
+    let campaign = campaign_id(path);
     sqlx::query(
         "insert into campaign_messages (account_id, campaign_id, person_id, position, state,
                                         subject, body)
@@ -125,7 +130,7 @@ async fn launching_plans_each_first_email_in_the_prospects_window_and_runs() {
         "select e.due_at from campaign_sends cs join effects e on e.id = cs.effect_id
          where cs.campaign_id = $1",
     )
-    .bind(path.rsplit('/').next().unwrap().parse::<Uuid>().unwrap())
+    .bind(campaign_id(&path))
     .fetch_all(&app.db)
     .await
     .unwrap();
@@ -220,7 +225,7 @@ async fn a_campaign_with_nothing_written_is_not_launched_and_others_cannot_touch
     // generated, but every first e-mail failed
     app.post(&format!("{path}/generate"), &json!({}), Some(token))
         .await;
-    let campaign: Uuid = path.rsplit('/').next().unwrap().parse().unwrap();
+    let campaign = campaign_id(&path);
     sqlx::query(
         "update campaign_messages set state = 'failed', error = 'refused' where campaign_id = $1",
     )
@@ -475,7 +480,7 @@ async fn a_reply_stops_the_sequence_an_auto_reply_does_not_and_a_bounce_suppress
 async fn unsubscribing_or_deleting_a_prospect_cancels_their_unsent_emails() {
     let app = TestApp::spawn().await;
     let (token, path) = launched(&app, "ada@example.com").await;
-    let campaign: Uuid = path.rsplit('/').next().unwrap().parse().unwrap();
+    let campaign = campaign_id(&path);
     let people: Vec<(Uuid, String)> = sqlx::query_as(
         "select p.id, p.email from campaign_sends cs join people p on p.id = cs.person_id
          where cs.campaign_id = $1 order by p.email",

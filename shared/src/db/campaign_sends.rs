@@ -321,7 +321,7 @@ pub async fn end_sequence(
 }
 
 /// Holds the campaign's e-mails not yet handed over (a pause), in the caller's transaction.
-pub async fn hold(conn: &mut PgConnection, campaign_id: Uuid) -> Result<u64, sqlx::Error> {
+async fn hold(conn: &mut PgConnection, campaign_id: Uuid) -> Result<u64, sqlx::Error> {
     let done = sqlx::query!(
         "update effects set state = 'held', last_error = 'the campaign is paused'
          where id in (select effect_id from campaign_sends where campaign_id = $1)
@@ -334,20 +334,21 @@ pub async fn hold(conn: &mut PgConnection, campaign_id: Uuid) -> Result<u64, sql
     Ok(done.rows_affected())
 }
 
-/// Pauses a running campaign, holding its e-mails not yet handed over (as `POST …/pause`
-/// does), in a transaction of its own; a campaign no longer running is left as it is.
-pub async fn pause_campaign(pool: &sqlx::PgPool, campaign_id: Uuid) -> Result<(), sqlx::Error> {
-    let mut tx = pool.begin().await?;
+/// Pauses the campaign if it is running, holding its e-mails not yet handed over, in the
+/// caller's transaction: `POST …/pause`, and the worker when SendGrid refuses a sender's key.
+/// False (nothing changed) when it was not running.
+pub async fn pause(conn: &mut PgConnection, campaign_id: Uuid) -> Result<bool, sqlx::Error> {
     let paused = sqlx::query!(
         "update campaigns set state = 'paused' where id = $1 and state = 'running'",
         campaign_id,
     )
-    .execute(&mut *tx)
+    .execute(&mut *conn)
     .await?;
-    if paused.rows_affected() == 1 {
-        hold(&mut tx, campaign_id).await?;
+    if paused.rows_affected() == 0 {
+        return Ok(false);
     }
-    tx.commit().await
+    hold(conn, campaign_id).await?;
+    Ok(true)
 }
 
 /// Cancels the campaign's e-mails not yet handed over (a stop), in the caller's transaction.

@@ -96,7 +96,12 @@ async fn pause_for_refused_key(
     send: &ToSend,
     refused: &str,
 ) -> Result<Outcome, JobError> {
-    campaign_sends::pause_campaign(&ctx.db, send.campaign_id)
+    let paused = async {
+        let mut tx = ctx.db.begin().await?;
+        campaign_sends::pause(&mut tx, send.campaign_id).await?;
+        tx.commit().await
+    };
+    paused
         .await
         .map_err(|err| JobError::failed_to("pause the campaign", err))?;
     tracing::warn!(campaign_id = %send.campaign_id, sender_id = %send.sender_id, error = %refused, "SendGrid refused a sender's key; campaign paused");

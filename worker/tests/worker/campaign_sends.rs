@@ -83,6 +83,15 @@ async fn wait_for_send(db: &PgPool, campaign_id: Uuid, person_id: Uuid, position
     .await
 }
 
+/// The campaign's first-planned and last-planned e-mails.
+async fn earliest_and_latest(db: &PgPool, campaign_id: Uuid) -> (Send, Send) {
+    let mut all = sends(db, campaign_id).await;
+    all.sort_by_key(|send| send.due_at);
+    let earliest = all.first().unwrap().clone();
+    let latest = all.last().unwrap().clone();
+    (earliest, latest)
+}
+
 /// Moves a planned follow-up's time to now (the test does not wait days for it).
 async fn bring_forward(db: &PgPool, effect_id: Uuid) {
     sqlx::query(
@@ -249,9 +258,7 @@ async fn a_suppressed_address_is_not_sent_to() {
     )
     .await;
     let db = test.db();
-    let all = sends(db, fixture.campaign_id).await;
-    let later = all.iter().max_by_key(|send| send.due_at).unwrap();
-    let earlier = all.iter().min_by_key(|send| send.due_at).unwrap();
+    let (earlier, later) = earliest_and_latest(db, fixture.campaign_id).await;
     assert!(later.due_at - earlier.due_at >= chrono::Duration::seconds(3600));
     test.wait_for_state(earlier.effect_id, "sent").await;
     sqlx::query(
@@ -384,20 +391,16 @@ async fn a_paused_campaign_sends_nothing_until_resumed() {
     )
     .await;
     let db = test.db();
-    let all = sends(db, fixture.campaign_id).await;
-    let later = all.iter().max_by_key(|send| send.due_at).unwrap().clone();
-    let earlier = all.iter().min_by_key(|send| send.due_at).unwrap().clone();
+    let (earlier, later) = earliest_and_latest(db, fixture.campaign_id).await;
     test.wait_for_state(earlier.effect_id, "sent").await;
 
+    // as `POST …/pause` does
     let mut tx = db.begin().await.unwrap();
-    sqlx::query("update campaigns set state = 'paused' where id = $1")
-        .bind(fixture.campaign_id)
-        .execute(&mut *tx)
-        .await
-        .unwrap();
-    campaign_sends::hold(&mut tx, fixture.campaign_id)
-        .await
-        .unwrap();
+    assert!(
+        campaign_sends::pause(&mut tx, fixture.campaign_id)
+            .await
+            .unwrap()
+    );
     tx.commit().await.unwrap();
     assert_eq!(test.state(later.effect_id).await, "held");
     test.wait_for_idle().await;
@@ -449,9 +452,7 @@ async fn an_email_canceled_by_an_operator_ends_the_sequence_and_the_campaign_com
     )
     .await;
     let db = test.db();
-    let all = sends(db, fixture.campaign_id).await;
-    let later = all.iter().max_by_key(|send| send.due_at).unwrap().clone();
-    let earlier = all.iter().min_by_key(|send| send.due_at).unwrap().clone();
+    let (earlier, later) = earliest_and_latest(db, fixture.campaign_id).await;
     test.wait_for_state(earlier.effect_id, "sent").await;
     // as `POST /api/v1/jobs/{id}/cancel` does
     sqlx::query(

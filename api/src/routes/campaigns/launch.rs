@@ -13,7 +13,7 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
 use herald_shared::campaign_launch::{self, LaunchError, Launched};
-use herald_shared::db::{campaign_sends, campaigns};
+use herald_shared::db::campaign_sends;
 use herald_shared::effects::EffectKind;
 use serde::Serialize;
 use utoipa::ToSchema;
@@ -137,8 +137,7 @@ async fn pause(
             "only a running campaign can be paused",
         ));
     }
-    campaigns::set_state(&mut tx, id, "paused").await?;
-    campaign_sends::hold(&mut tx, id).await?;
+    campaign_sends::pause(&mut tx, id).await?;
     let campaign = with_progress(&mut tx, auth.account_id, id).await?;
     tx.commit().await?;
     Ok(Json(campaign))

@@ -16,7 +16,7 @@
 
 use axum::Json;
 use axum::extract::{DefaultBodyLimit, Multipart, Path, State};
-use herald_shared::db::campaign_sends::{self, SentSend};
+use herald_shared::db::campaign_sends;
 use herald_shared::db::email_events::{self, ReplyKind};
 use herald_shared::email_events::{InboundHeaders, classify, classify_raw, message_ids_in};
 use herald_shared::providers::outreach::OutreachEmail;
@@ -99,7 +99,14 @@ async fn inbound(
         .filter_map(|id| OutreachEmail::effect_of(id))
         .collect();
     let mut tx = state.db.begin().await?;
-    let Some(send) = matched(&mut tx, &effects, &ids).await? else {
+    // found by its effect, and its stored Message-ID must be one of `ids` exactly (the domain
+    // too), so an id Herald did not write matches nothing
+    let send = if effects.is_empty() {
+        None
+    } else {
+        campaign_sends::find_sent_by_message_ids(&mut *tx, &effects, &ids).await?
+    };
+    let Some(send) = send else {
         return Ok(Json(InboundOut {
             matched: false,
             kind: None,
@@ -126,20 +133,6 @@ fn thread_of(headers: &InboundHeaders) -> Vec<String> {
     let mut ids = headers.in_reply_to.clone();
     ids.extend(headers.references.iter().rev().cloned());
     ids
-}
-
-/// The campaign e-mail the ids name: found by its effect, and its stored Message-ID must be
-/// one of `ids` exactly (the domain too), so an id Herald did not write matches nothing.
-async fn matched(
-    conn: &mut sqlx::PgConnection,
-    effects: &[Uuid],
-    ids: &[String],
-) -> Result<Option<SentSend>, ApiError> {
-    if effects.is_empty() {
-        return Ok(None);
-    }
-    let found = campaign_sends::find_sent_by_message_ids(conn, effects, ids).await?;
-    Ok(found)
 }
 
 /// The fields of the form Herald reads.
