@@ -84,19 +84,21 @@ pub async fn join_group(db: &PgPool, group_id: Uuid, students: &[groups::NewStud
 }
 
 /// Plans one e-mail due now with the API's planner (`outbound_messages::plan_email`), on the
-/// `email` queue, under idempotency key `key`; its effect id.
+/// `email` queue, under idempotency key `key`; its effect id. In one transaction, as the API
+/// plans: the planner writes the effect and then its message row, and a running worker could
+/// otherwise start the effect in between and find no message.
 pub async fn plan_email_now(
     db: &PgPool,
     account_id: Uuid,
     key: &str,
     email: &EmailPayload,
 ) -> Uuid {
-    let mut conn = db
-        .acquire()
+    let mut tx = db
+        .begin()
         .await
-        .unwrap_or_else(|error| panic!("a connection: {error}"));
-    outbound_messages::plan_email(
-        &mut conn,
+        .unwrap_or_else(|error| panic!("a transaction: {error}"));
+    let id = outbound_messages::plan_email(
+        &mut tx,
         account_id,
         MessageSource::AuthEmail,
         "email",
@@ -105,7 +107,11 @@ pub async fn plan_email_now(
     )
     .await
     .unwrap_or_else(|error| panic!("plan an e-mail: {error}"))
-    .unwrap_or_else(|| panic!("an e-mail with key {key} was planned already"))
+    .unwrap_or_else(|| panic!("an e-mail with key {key} was planned already"));
+    tx.commit()
+        .await
+        .unwrap_or_else(|error| panic!("commit the e-mail: {error}"));
+    id
 }
 
 /// A `scheduled` course delivery to a fresh group: the rows a `message` effect refers to.
